@@ -1,0 +1,235 @@
+"""OpenAI-format chunks → our events, accepting what real servers send (DESIGN §3).
+
+``ChunkParser.feed`` takes one SSE event (its ``event`` name and ``data``) and the time it was
+decoded, and returns our events. It keeps the little state a stream needs: the finish reason of
+choice 0 and whether ``[DONE]`` arrived. Everything here is plain ``json`` and dicts: no SDK
+object per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from providers.events import (
+    Event,
+    ReasoningDelta,
+    ServerTimings,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def error_text(obj: Any) -> tuple[str, str]:
+    """The message and code of an error object in any of the shapes servers use."""
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or err.get("type") or json.dumps(err)[:300]
+            code = err.get("code") or err.get("type") or err.get("status_code") or ""
+            meta = err.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("raw"), str):
+                msg = f"{msg}: {meta['raw'][:300]}"
+            return str(msg), str(code)
+        if isinstance(err, str):
+            return err, str(obj.get("code") or obj.get("type") or "")
+        if obj.get("object") == "error" or "message" in obj:
+            return str(obj.get("message") or "error"), str(obj.get("code") or obj.get("type") or "")
+        if "detail" in obj:
+            detail = obj["detail"]
+            return (detail if isinstance(detail, str) else json.dumps(detail)[:300]), ""
+    if isinstance(obj, list) and obj:
+        return error_text(obj[0])
+    return str(obj)[:300], ""
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+def parse_usage(u: dict[str, Any], t_ns: int) -> Usage:
+    """Map OpenAI, DeepSeek and OpenRouter usage fields to one ``Usage`` event."""
+    prompt = _int(u.get("prompt_tokens"))
+    completion = _int(u.get("completion_tokens"))
+    reasoning = None
+    details = u.get("completion_tokens_details")
+    if isinstance(details, dict):
+        reasoning = _int(details.get("reasoning_tokens"))
+    cached = None
+    pdetails = u.get("prompt_tokens_details")
+    if isinstance(pdetails, dict):
+        cached = _int(pdetails.get("cached_tokens"))
+    hit = _int(u.get("prompt_cache_hit_tokens"))
+    if hit is not None:  # DeepSeek: hit + miss == prompt_tokens
+        cached = hit
+    cost = u.get("cost")
+    cost_usd = (
+        float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    )
+    return Usage(
+        t_ns=t_ns,
+        prompt=prompt,
+        completion=completion,
+        reasoning=reasoning,
+        cached=cached,
+        cost_usd=cost_usd,
+    )
+
+
+class ChunkParser:
+    """Turns SSE events of one stream into our events."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: StreamError | None = None
+        self.data_events = 0
+
+    def feed(self, event: str, data: str, t_ns: int) -> list[Event]:
+        """Parse one SSE event; sets ``done`` on ``[DONE]`` and ``error`` on an error."""
+        out: list[Event] = []
+        stripped = data.strip()
+        if event == "error":
+            try:
+                obj: Any = json.loads(stripped) if stripped else {}
+            except json.JSONDecodeError:
+                obj = stripped
+            msg, code = error_text(obj)
+            return self._fail(out, t_ns, msg, code)
+        if not stripped:
+            return out
+        if stripped == "[DONE]":
+            self.done = True
+            return out
+        if event not in ("", "message", "completion", "chunk"):
+            # Named events we do not know (e.g. Anthropic's native protocol) are skipped.
+            return out
+        self.data_events += 1
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            snippet = stripped[:120] + ("…" if len(stripped) > 120 else "")
+            err = StreamError(
+                t_ns=t_ns,
+                kind="malformed",
+                message=f"{self.endpoint} sent an event that is not valid JSON "
+                f"({exc.msg} at character {exc.pos}): {snippet}",
+            )
+            self.error = err
+            out.append(err)
+            return out
+        if not isinstance(obj, dict):
+            err = StreamError(
+                t_ns=t_ns,
+                kind="malformed",
+                message=f"{self.endpoint} sent an event that is not a JSON object: "
+                f"{stripped[:120]}",
+            )
+            self.error = err
+            out.append(err)
+            return out
+
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict):
+                    self._choice(choice, t_ns, out)
+        usage = obj.get("usage")
+        if isinstance(usage, dict) and usage:
+            out.append(parse_usage(usage, t_ns))
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            values = tuple(
+                (str(k), float(v))
+                for k, v in timings.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            )
+            out.append(ServerTimings(t_ns=t_ns, values=values))
+        if obj.get("error") or obj.get("object") == "error":
+            msg, code = error_text(obj)
+            return self._fail(out, t_ns, msg, code)
+        return out
+
+    def _fail(self, out: list[Event], t_ns: int, msg: str, code: str) -> list[Event]:
+        suffix = f" ({code})" if code and code not in msg else ""
+        err = StreamError(
+            t_ns=t_ns,
+            kind="remote_error",
+            message=f"{self.endpoint} reported an error mid-stream: {msg}{suffix}",
+        )
+        self.error = err
+        out.append(err)
+        return out
+
+    def _choice(self, choice: dict[str, Any], t_ns: int, out: list[Event]) -> None:
+        index = _int(choice.get("index")) or 0
+        tokens = _token_count(choice)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice.get("message") if isinstance(choice.get("message"), dict) else None
+        if isinstance(delta, dict):
+            for fld in _REASONING_FIELDS:
+                r = delta.get(fld)
+                if isinstance(r, str) and r:
+                    out.append(ReasoningDelta(t_ns=t_ns, text=r, choice=index, tokens=tokens))
+                    tokens = None  # count a chunk's tokens once
+                    break
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                out.append(TextDelta(t_ns=t_ns, text=content, choice=index, tokens=tokens))
+                tokens = None
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                out.append(
+                    TextDelta(t_ns=t_ns, text=refusal, choice=index, tokens=tokens, refusal=True)
+                )
+                tokens = None
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list):
+                for call in calls:
+                    if not isinstance(call, dict):
+                        continue
+                    raw_fn = call.get("function")
+                    fn: dict[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
+                    raw_name, raw_args, raw_id = fn.get("name"), fn.get("arguments"), call.get("id")
+                    name = raw_name if isinstance(raw_name, str) else None
+                    args = raw_args if isinstance(raw_args, str) else ""
+                    cid = raw_id if isinstance(raw_id, str) else None
+                    if name or args or cid:
+                        out.append(
+                            ToolCallDelta(
+                                t_ns=t_ns,
+                                index=_int(call.get("index")) or 0,
+                                id=cid,
+                                name=name,
+                                arguments=args,
+                                choice=index,
+                            )
+                        )
+        reason = choice.get("finish_reason")
+        if index == 0 and isinstance(reason, str) and reason and self.finish_reason is None:
+            self.finish_reason = reason
+
+
+def _token_count(choice: dict[str, Any]) -> int | None:
+    """Exact tokens in this chunk when the server says (vLLM ``token_ids``, logprobs)."""
+    ids = choice.get("token_ids")
+    if isinstance(ids, list) and ids:
+        return len(ids)
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict):
+        content = lp.get("content")
+        if isinstance(content, list) and content:
+            return len(content)
+    return None

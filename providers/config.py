@@ -1,0 +1,618 @@
+"""Endpoints and config: built-in presets merged with the user's TOML file (DESIGN §2).
+
+The user owns config.toml. It is read with ``tomllib``; anything that does not fit the schema
+raises ``ConfigError`` naming the file, the key path and the line, and the file is never
+rewritten. The app writes it only when asked to add an endpoint (``add_endpoint``): atomically and
+keeping the user's comments (tomlkit).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from providers import paths
+
+DEFAULT_CONNECT_S = 10.0
+DEFAULT_FIRST_TOKEN_S = 300.0
+DEFAULT_IDLE_S = 60.0
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message names file, key path and line."""
+
+    def __init__(
+        self, path: Path | None, message: str, key_path: str = "", line: int | None = None
+    ):
+        self.path = path
+        self.key_path = key_path
+        self.line = line
+        self.detail = message
+        where = str(path) if path else "config"
+        if line is not None:
+            where += f":{line}"
+        key = f" {key_path}:" if key_path else ""
+        super().__init__(f"{where}:{key} {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-endpoint timeouts in seconds (DESIGN §5)."""
+
+    connect: float = DEFAULT_CONNECT_S
+    first_token: float = DEFAULT_FIRST_TOKEN_S
+    idle: float = DEFAULT_IDLE_S
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One OpenAI-compatible base URL and how to authenticate to it."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    api_key_cmd: str | None = None
+    models: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    verify: bool | str = True
+    proxy: str | None = None
+    timeouts: Timeouts = Timeouts()
+    max_concurrency: int | None = None
+    key_required: bool = False
+    preset: bool = False
+    description: str = ""
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the base URL points at this machine (a refused connection means 'down')."""
+        return is_loopback_host(urlsplit(self.base_url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine."""
+    if host in ("localhost", "localhost.") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """A price and/or context length from config, $ per 1M tokens."""
+
+    input: float | None = None
+    output: float | None = None
+    cached_input: float | None = None
+    context: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Where completed runs are logged for dashboards (issue: metrics log, Prometheus file)."""
+
+    log: bool = True
+    prometheus_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything read from config.toml, with presets merged in."""
+
+    path: Path | None
+    endpoints: Mapping[str, Endpoint]
+    prices: Mapping[str, PriceOverride] = field(default_factory=dict)
+    keys: Mapping[str, str] = field(default_factory=dict)
+    metrics: MetricsSettings = MetricsSettings()
+    default_model: str | None = None
+    retries: int = 2
+    max_retry_wait_s: float = 300.0
+    max_event_bytes: int = 1 << 20
+    stall_s: float = 1.0
+    keyring_timeout_s: float = 3.0
+    theme: str | None = None
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The endpoint called ``name``; ``KeyError`` with the known names otherwise."""
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            known = ", ".join(sorted(self.endpoints))
+            raise KeyError(f"unknown endpoint {name!r} (known: {known})") from None
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+_CLOUD: tuple[tuple[str, str, str, str], ...] = (
+    ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI"),
+    ("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DeepSeek"),
+    ("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OpenRouter"),
+    (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        "ANTHROPIC_API_KEY",
+        "Anthropic (OpenAI-compatible)",
+    ),
+    (
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "GEMINI_API_KEY",
+        "Google Gemini (OpenAI-compatible)",
+    ),
+    ("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "Groq"),
+    ("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY", "Together AI"),
+    ("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "Mistral"),
+)
+
+_LOCAL: tuple[tuple[str, str, str | None, str], ...] = (
+    ("ollama", "http://127.0.0.1:11434/v1", None, "Ollama on this machine"),
+    ("llamacpp", "http://127.0.0.1:8080/v1", None, "llama.cpp llama-server on this machine"),
+    ("vllm", "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "vLLM on this machine"),
+    ("lmstudio", "http://127.0.0.1:1234/v1", None, "LM Studio on this machine"),
+)
+
+RESERVED_NAMES = frozenset({"local"})
+
+
+def presets(environ: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
+    """The built-in endpoints; ``OPENAI_BASE_URL`` moves the openai preset and nothing else."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Endpoint] = {}
+    for name, default_url, key_env, desc in _CLOUD:
+        url = default_url
+        if name == "openai" and env.get("OPENAI_BASE_URL"):
+            url = env["OPENAI_BASE_URL"].rstrip("/")
+        out[name] = Endpoint(
+            name=name,
+            base_url=url,
+            api_key_env=key_env,
+            key_required=True,
+            preset=True,
+            description=desc,
+        )
+    for name, local_url, local_env, desc in _LOCAL:
+        out[name] = Endpoint(
+            name=name,
+            base_url=local_url,
+            api_key_env=local_env,
+            preset=True,
+            description=desc,
+        )
+    return out
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+_NUM = (int, float)
+_TIMEOUT_KEYS: dict[str, tuple[type, ...]] = {"connect": _NUM, "first_token": _NUM, "idle": _NUM}
+_ENDPOINT_KEYS: dict[str, tuple[type, ...]] = {
+    "base_url": (str,),
+    "api_key_env": (str,),
+    "api_key_cmd": (str,),
+    "models": (list,),
+    "headers": (dict,),
+    "query": (dict,),
+    "extra_body": (dict,),
+    "verify": (bool,),
+    "ca_bundle": (str,),
+    "proxy": (str,),
+    "timeouts": (dict,),
+    "max_concurrency": (int,),
+    "description": (str,),
+}
+_PRICE_KEYS: dict[str, tuple[type, ...]] = {
+    "input": _NUM,
+    "output": _NUM,
+    "cached_input": _NUM,
+    "context": (int,),
+}
+_TOP_KEYS: dict[str, tuple[type, ...]] = {
+    "default_model": (str,),
+    "theme": (str,),
+    "endpoints": (dict,),
+    "prices": (dict,),
+    "keys": (dict,),
+    "timeouts": (dict,),
+    "metrics": (dict,),
+    "engine": (dict,),
+}
+_METRICS_KEYS: dict[str, tuple[type, ...]] = {"log": (bool,), "prometheus_file": (str,)}
+_ENGINE_KEYS: dict[str, tuple[type, ...]] = {
+    "retries": (int,),
+    "max_retry_wait": _NUM,
+    "max_event_bytes": (int,),
+    "stall_threshold": _NUM,
+    "keyring_timeout": _NUM,
+}
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {
+        int: "integer",
+        float: "number",
+        str: "string",
+        bool: "true/false",
+        list: "array",
+        dict: "table",
+    }
+    if types == _NUM:
+        return "number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _value_type(value: object) -> str:
+    return {
+        bool: "true/false",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+class _Checker:
+    """Validates parsed TOML against the schema, pointing at lines in the source."""
+
+    def __init__(self, path: Path | None, source: str):
+        self.path = path
+        self.lines = source.splitlines()
+
+    def line_of(self, key_path: list[str]) -> int | None:
+        """Best-effort line number of ``key_path`` (a table header or ``key =`` line)."""
+        table: list[str] = []
+        for no, raw in enumerate(self.lines, start=1):
+            line = raw.strip()
+            if line.startswith("["):
+                header = line.strip("[]").strip()
+                table = _split_dotted(header)
+                if table == key_path:
+                    return no
+                continue
+            if "=" not in line or line.startswith("#"):
+                continue
+            key = _split_dotted(line.split("=", 1)[0].strip())
+            full = table + key
+            if full == key_path or full[: len(key_path)] == key_path:
+                return no
+        # An inline table: report the line of its parent key.
+        if len(key_path) > 1:
+            return self.line_of(key_path[:-1])
+        return None
+
+    def fail(self, key_path: list[str], message: str) -> ConfigError:
+        return ConfigError(
+            self.path, message, ".".join(_quote(k) for k in key_path), self.line_of(key_path)
+        )
+
+    def check_table(
+        self, data: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]], where: list[str]
+    ) -> None:
+        for key, value in data.items():
+            kp = [*where, key]
+            if key not in schema:
+                hint = _did_you_mean(key, schema)
+                raise self.fail(kp, f"unknown key{hint}")
+            types = schema[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+            if not ok:
+                raise self.fail(
+                    kp, f"expected {_type_name(types)}, got {_value_type(value)} ({value!r})"
+                )
+
+
+def _quote(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+
+
+def _split_dotted(text: str) -> list[str]:
+    parts: list[str] = []
+    cur = ""
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                cur += ch
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ".":
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
+
+
+def _did_you_mean(key: str, schema: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(schema), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(schema)})"
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read config.toml (or defaults when it does not exist) and merge it with the presets."""
+    path = path if path is not None else paths.config_path()
+    env = os.environ if environ is None else environ
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        return Config(path=path, endpoints=presets(env))
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a TOML file") from None
+    except PermissionError as exc:
+        raise ConfigError(path, f"cannot be read: {exc.strerror or 'permission denied'}") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        source = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        msg = str(exc).split(" (at line")[0]
+        raise ConfigError(path, f"TOML syntax error: {msg}", line=line) from None
+    return parse_config(data, path=path, source=source, environ=env)
+
+
+def _toml_error_line(message: str) -> int | None:
+    import re
+
+    m = re.search(r"at line (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    source: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate parsed TOML and build a ``Config``."""
+    env = os.environ if environ is None else environ
+    chk = _Checker(path, source)
+    chk.check_table(data, _TOP_KEYS, [])
+
+    default_timeouts = Timeouts()
+    if "timeouts" in data:
+        chk.check_table(data["timeouts"], _TIMEOUT_KEYS, ["timeouts"])
+        default_timeouts = _timeouts(data["timeouts"], Timeouts(), chk, ["timeouts"])
+
+    endpoints = {name: replace(ep, timeouts=default_timeouts) for name, ep in presets(env).items()}
+    for name, table in data.get("endpoints", {}).items():
+        where = ["endpoints", name]
+        if not isinstance(table, dict):
+            raise chk.fail(where, f"expected table, got {_value_type(table)}")
+        if name in RESERVED_NAMES:
+            raise chk.fail(where, f"the name {name!r} is reserved for the bundled local model")
+        if "/" in name:
+            raise chk.fail(where, "endpoint names cannot contain '/'")
+        chk.check_table(table, _ENDPOINT_KEYS, where)
+        endpoints[name] = _endpoint(name, table, endpoints.get(name), default_timeouts, chk, where)
+
+    prices: dict[str, PriceOverride] = {}
+    for ref, table in data.get("prices", {}).items():
+        where = ["prices", ref]
+        if not isinstance(table, dict):
+            raise chk.fail(where, f"expected table, got {_value_type(table)}")
+        if "/" not in ref:
+            raise chk.fail(where, "price keys are 'endpoint/model'")
+        chk.check_table(table, _PRICE_KEYS, where)
+        for k in ("input", "output", "cached_input", "context"):
+            if k in table and table[k] < 0:
+                raise chk.fail([*where, k], "must not be negative")
+        prices[ref] = PriceOverride(
+            input=_opt_float(table.get("input")),
+            output=_opt_float(table.get("output")),
+            cached_input=_opt_float(table.get("cached_input")),
+            context=table.get("context"),
+        )
+
+    keys: dict[str, str] = {}
+    for action, key in data.get("keys", {}).items():
+        if not isinstance(key, str):
+            raise chk.fail(["keys", action], f"expected string, got {_value_type(key)}")
+        keys[action] = key
+
+    metrics = MetricsSettings()
+    if "metrics" in data:
+        chk.check_table(data["metrics"], _METRICS_KEYS, ["metrics"])
+        m = data["metrics"]
+        prom = m.get("prometheus_file")
+        metrics = MetricsSettings(
+            log=m.get("log", True),
+            prometheus_file=Path(prom).expanduser() if prom else None,
+        )
+
+    engine = data.get("engine", {})
+    chk.check_table(engine, _ENGINE_KEYS, ["engine"])
+    for k in ("retries", "max_retry_wait", "max_event_bytes", "stall_threshold", "keyring_timeout"):
+        if k in engine and engine[k] < 0:
+            raise chk.fail(["engine", k], "must not be negative")
+
+    default_model = data.get("default_model")
+    if default_model is not None and "/" not in default_model:
+        raise chk.fail(["default_model"], "expected 'endpoint/model'")
+
+    return Config(
+        path=path,
+        endpoints=endpoints,
+        prices=prices,
+        keys=keys,
+        metrics=metrics,
+        default_model=default_model,
+        retries=engine.get("retries", 2),
+        max_retry_wait_s=float(engine.get("max_retry_wait", 300.0)),
+        max_event_bytes=engine.get("max_event_bytes", 1 << 20),
+        stall_s=float(engine.get("stall_threshold", 1.0)),
+        keyring_timeout_s=float(engine.get("keyring_timeout", 3.0)),
+        theme=data.get("theme"),
+    )
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _timeouts(
+    table: Mapping[str, Any], base: Timeouts, chk: _Checker, where: list[str]
+) -> Timeouts:
+    for k, v in table.items():
+        if v <= 0:
+            raise chk.fail([*where, k], "must be a positive number of seconds")
+    return Timeouts(
+        connect=float(table.get("connect", base.connect)),
+        first_token=float(table.get("first_token", base.first_token)),
+        idle=float(table.get("idle", base.idle)),
+    )
+
+
+def _string_map(value: Mapping[str, Any], chk: _Checker, where: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise chk.fail([*where, k], f"expected string, got {_value_type(v)}")
+        out[k] = v
+    return out
+
+
+def _endpoint(
+    name: str,
+    table: Mapping[str, Any],
+    base: Endpoint | None,
+    default_timeouts: Timeouts,
+    chk: _Checker,
+    where: list[str],
+) -> Endpoint:
+    if base is None and "base_url" not in table:
+        raise chk.fail([*where, "base_url"], "missing: a new endpoint needs base_url")
+    url = table.get("base_url", base.base_url if base else "")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise chk.fail([*where, "base_url"], f"expected an http(s) URL, got {url!r}")
+    models = table.get("models", list(base.models) if base else [])
+    for i, m in enumerate(models):
+        if not isinstance(m, str) or not m:
+            raise chk.fail([*where, "models"], f"item {i} must be a non-empty string")
+    timeouts = base.timeouts if base else default_timeouts
+    if "timeouts" in table:
+        chk.check_table(table["timeouts"], _TIMEOUT_KEYS, [*where, "timeouts"])
+        timeouts = _timeouts(table["timeouts"], timeouts, chk, [*where, "timeouts"])
+    verify: bool | str = table.get("verify", base.verify if base else True)
+    if "ca_bundle" in table:
+        bundle = Path(table["ca_bundle"]).expanduser()
+        if not bundle.is_file():
+            raise chk.fail([*where, "ca_bundle"], f"file not found: {bundle}")
+        verify = str(bundle)
+    mc = table.get("max_concurrency", base.max_concurrency if base else None)
+    if mc is not None and mc < 1:
+        raise chk.fail([*where, "max_concurrency"], "must be at least 1")
+    return Endpoint(
+        name=name,
+        base_url=url.rstrip("/"),
+        api_key_env=table.get("api_key_env", base.api_key_env if base else None),
+        api_key_cmd=table.get("api_key_cmd", base.api_key_cmd if base else None),
+        models=tuple(models),
+        headers=_string_map(
+            table.get("headers", base.headers if base else {}), chk, [*where, "headers"]
+        ),
+        query=_string_map(table.get("query", base.query if base else {}), chk, [*where, "query"]),
+        extra_body=dict(table.get("extra_body", base.extra_body if base else {})),
+        verify=verify,
+        proxy=table.get("proxy", base.proxy if base else None),
+        timeouts=timeouts,
+        max_concurrency=mc,
+        key_required=base.key_required if base else False,
+        preset=base.preset if base else False,
+        description=table.get("description", base.description if base else ""),
+    )
+
+
+# --- model references ------------------------------------------------------------------------
+
+
+def split_model_ref(ref: str) -> tuple[str, str]:
+    """Split ``endpoint/model`` on the first '/' (model ids may contain '/' themselves)."""
+    endpoint, sep, model = ref.partition("/")
+    if not sep or not endpoint or not model:
+        raise ValueError(f"expected ENDPOINT/MODEL (e.g. openai/gpt-4o-mini), got {ref!r}")
+    return endpoint, model
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file, fsync and ``os.replace``."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def add_endpoint(
+    name: str,
+    base_url: str,
+    *,
+    api_key_env: str | None = None,
+    models: list[str] | None = None,
+    path: Path | None = None,
+) -> Path:
+    """Add ``[endpoints.NAME]`` to config.toml, keeping comments; refuses a broken file."""
+    import tomlkit
+
+    path = path if path is not None else paths.config_path()
+    load_config(path)  # raises ConfigError for a broken file, which we then leave untouched
+    if name in RESERVED_NAMES or "/" in name or not name:
+        raise ConfigError(path, f"invalid endpoint name {name!r}", f"endpoints.{name}")
+    source = path.read_text("utf-8") if path.exists() else ""
+    doc = tomlkit.parse(source)
+    endpoints = doc.get("endpoints")
+    if endpoints is None:
+        endpoints = tomlkit.table(is_super_table=True)
+        doc["endpoints"] = endpoints
+    if name in endpoints:
+        raise ConfigError(path, "already exists; edit the file to change it", f"endpoints.{name}")
+    table = tomlkit.table()
+    table["base_url"] = base_url
+    if api_key_env:
+        table["api_key_env"] = api_key_env
+    if models:
+        table["models"] = models
+    endpoints[name] = table
+    new_source = tomlkit.dumps(doc)
+    parse_config(tomllib.loads(new_source), path=path, source=new_source)
+    atomic_write_text(path, new_source)
+    return path

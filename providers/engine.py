@@ -1,0 +1,843 @@
+"""The stream engine: one code path for every endpoint (DESIGN §3, §5).
+
+``Engine.stream`` sends one chat request and yields our events, stamped as their bytes decode.
+It never raises for a failed request: every failure becomes a ``StreamError`` with a specific
+message, after any text already received. Retries happen only before the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from providers import secrets
+from providers.capabilities import ChatParams, Quirks, build_body, capabilities, rejected_field
+from providers.chunks import ChunkParser, error_text
+from providers.config import Config, Endpoint, split_model_ref
+from providers.events import (
+    TOKEN_EVENTS,
+    Cancelled,
+    Connected,
+    ErrorKind,
+    Event,
+    Finished,
+    Notice,
+    RequestSent,
+    ResponseHeaders,
+    Retrying,
+    StreamError,
+    TextDelta,
+    Usage,
+)
+from providers.keys import KeyLookupError, KeyStore, missing_key_message
+from providers.sse import DecodeStats, EventTooLarge, aiter_sse
+
+now_ns = time.perf_counter_ns
+
+_RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-", "retry-after", "anthropic-ratelimit-")
+_MAX_ERROR_BODY = 64 * 1024
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_CAP_S = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One request: ``endpoint/model``, the messages so far, and the user's parameters."""
+
+    model: str
+    messages: tuple[Mapping[str, Any], ...]
+    params: ChatParams = field(default_factory=ChatParams)
+
+
+class StartGate:
+    """Holds concurrent requests just before their first byte, so they leave together.
+
+    Each request takes a ticket; its trace hook calls ``arrive`` when its connection is ready
+    (connected, TLS done) and it is about to write the request headers. When every ticket has
+    arrived or withdrawn (failed to connect), all are released at once.
+    """
+
+    def __init__(self, parties: int, timeout_s: float = 15.0):
+        self._waiting = parties
+        self._event = asyncio.Event()
+        self._timeout_s = timeout_s
+        if parties <= 0:
+            self._event.set()
+
+    def ticket(self) -> GateTicket:
+        return GateTicket(self)
+
+    def _leave(self) -> None:
+        self._waiting -= 1
+        if self._waiting <= 0:
+            self._event.set()
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), self._timeout_s)
+        except TimeoutError:
+            self._event.set()
+
+
+class GateTicket:
+    """One request's place at a ``StartGate``; arriving or withdrawing twice is harmless."""
+
+    def __init__(self, gate: StartGate):
+        self._gate = gate
+        self._done = False
+
+    async def arrive(self) -> None:
+        if not self._done:
+            self._done = True
+            self._gate._leave()
+        await self._gate._wait()
+
+    def withdraw(self) -> None:
+        if not self._done:
+            self._done = True
+            self._gate._leave()
+
+
+@dataclass
+class _Attempt:
+    """Per-attempt state filled by the httpcore trace hook."""
+
+    ticket: GateTicket | None
+    pending: list[Event] = field(default_factory=list)
+    connect_start: int | None = None
+    t0: int | None = None
+    attempt: int = 1
+
+    deadline: asyncio.Timeout | None = None
+    first_token_s: float = 0.0
+
+    async def trace(self, name: str, info: Mapping[str, Any]) -> None:
+        t = now_ns()
+        if name == "connection.connect_tcp.started":
+            self.connect_start = t
+        elif name.endswith("send_request_headers.started"):
+            if self.connect_start is not None:
+                self.pending.append(Connected(t_ns=t, connect_ns=t - self.connect_start))
+            if self.ticket is not None:
+                await self.ticket.arrive()
+        elif name.endswith("send_request_body.complete"):
+            self.t0 = t
+            self.pending.append(RequestSent(t_ns=t, attempt=self.attempt))
+            if self.deadline is not None:
+                # The first-token clock starts when the request has left (t0).
+                self.deadline.reschedule(asyncio.get_running_loop().time() + self.first_token_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The producer finished; ``failure`` is set when the attempt may be retried."""
+
+    failure: _Failure | None = None
+
+
+class _Failure(Exception):
+    """An attempt failed; ``retryable`` says whether another attempt may help."""
+
+    def __init__(self, error: StreamError, retryable: bool = False, learned: str | None = None):
+        super().__init__(error.message)
+        self.error = error
+        self.retryable = retryable
+        self.learned = learned
+
+
+def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(ra)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return secrets.redact(text[:limit] + ("…" if len(text) > limit else ""))
+
+
+def _fmt_s(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.3g} s"
+
+
+class Engine:
+    """Streams chat requests to any configured endpoint; one warm client per endpoint."""
+
+    def __init__(self, config: Config, keys: KeyStore | None = None, quirks: Quirks | None = None):
+        self.config = config
+        self.keys = keys or KeyStore()
+        self.quirks = quirks or Quirks()
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def resolve(self, model_ref: str) -> tuple[Endpoint, str]:
+        """The endpoint and model id of ``endpoint/model``."""
+        name, model = split_model_ref(model_ref)
+        return self.config.endpoint(name), model
+
+    def client_for(self, ep: Endpoint) -> httpx.AsyncClient:
+        """The endpoint's long-lived client (created on first use)."""
+        client = self._clients.get(ep.name)
+        if client is None:
+            t = ep.timeouts
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    connect=t.connect, read=None, write=t.connect, pool=t.first_token
+                ),
+                verify=ep.verify,
+                proxy=ep.proxy,
+                # Loopback servers never go through a proxy from the environment.
+                trust_env=not ep.is_loopback,
+                limits=httpx.Limits(
+                    max_connections=ep.max_concurrency or 100,
+                    max_keepalive_connections=20,
+                    keepalive_expiry=90.0,
+                ),
+                follow_redirects=False,
+            )
+            self._clients[ep.name] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for c in clients:
+            await c.aclose()
+
+    def _headers(self, ep: Endpoint, key: str | None) -> dict[str, str]:
+        headers = {
+            "Accept": "text/event-stream",
+            "Content-Type": "application/json",
+            "User-Agent": "tokenrace/0.1",
+        }
+        templated = False
+        for name, value in ep.headers.items():
+            if "{api_key}" in value:
+                templated = True
+                if key:
+                    headers[name] = value.replace("{api_key}", key)
+            else:
+                headers[name] = value
+        if key and not templated:
+            headers["Authorization"] = f"Bearer {key}"
+        if ep.name == "openai" and ep.preset:
+            # The OpenAI SDK's conventions, for the openai preset only: they never reach others.
+            import os
+
+            org = os.environ.get("OPENAI_ORG_ID")
+            proj = os.environ.get("OPENAI_PROJECT_ID")
+            if org:
+                headers["OpenAI-Organization"] = org
+            if proj:
+                headers["OpenAI-Project"] = proj
+        return headers
+
+    def _semaphore(self, ep: Endpoint) -> asyncio.Semaphore | None:
+        if ep.max_concurrency is None:
+            return None
+        sem = self._limits.get(ep.name)
+        if sem is None:
+            sem = asyncio.Semaphore(ep.max_concurrency)
+            self._limits[ep.name] = sem
+        return sem
+
+    async def key_for(self, ep: Endpoint) -> str | None:
+        """The endpoint's key, looked up off the event loop (keyring calls can block)."""
+        resolved = await asyncio.to_thread(self.keys.resolve, ep)
+        return resolved.value
+
+    async def warm(self, model_ref: str) -> None:
+        """Open a connection to the endpoint in advance (a cheap GET of /models)."""
+        try:
+            ep, _ = self.resolve(model_ref)
+            key = await self.key_for(ep)
+            client = self.client_for(ep)
+            headers = self._headers(ep, key)
+            headers["Accept"] = "application/json"
+            await client.get(
+                f"{ep.base_url}/models",
+                headers=headers,
+                params=dict(ep.query),
+                timeout=ep.timeouts.connect,
+            )
+        except Exception:  # warming is best effort; the real request reports real errors
+            return
+
+    # --- the stream ------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        request: ChatRequest,
+        *,
+        gate: StartGate | None = None,
+        t_submit_ns: int | None = None,
+    ) -> AsyncIterator[Event]:
+        """Send ``request`` and yield its events; never raises for a failed request."""
+        ticket = gate.ticket() if gate is not None else None
+        try:
+            async for ev in self._stream(request, ticket, t_submit_ns):
+                yield ev
+        finally:
+            if ticket is not None:
+                ticket.withdraw()
+
+    async def _stream(
+        self, request: ChatRequest, ticket: GateTicket | None, t_submit_ns: int | None
+    ) -> AsyncIterator[Event]:
+        try:
+            ep, model = self.resolve(request.model)
+        except (KeyError, ValueError) as exc:
+            yield StreamError(t_ns=now_ns(), kind="config", message=str(exc).strip('"'))
+            return
+        try:
+            key = await self.key_for(ep)
+        except KeyLookupError as exc:
+            yield StreamError(
+                t_ns=now_ns(), kind="keyring", message=f"{ep.name}: {secrets.redact(str(exc))}"
+            )
+            return
+        if ep.key_required and not key:
+            yield StreamError(t_ns=now_ns(), kind="auth", message=missing_key_message(ep))
+            return
+
+        caps = capabilities(ep.name, model)
+        messages = [dict(m) for m in request.messages]
+        attempt = 0
+        retry_left = self.config.retries
+        field_retry_used = False
+        sem = self._semaphore(ep)
+        while True:
+            attempt += 1
+            body, notes = build_body(
+                model,
+                messages,
+                request.params,
+                caps,
+                self.quirks.for_endpoint(ep.name),
+                ep.extra_body,
+            )
+            if attempt == 1:
+                for note in notes:
+                    yield Notice(t_ns=now_ns(), message=note)
+            state = _Attempt(ticket=ticket if attempt == 1 else None, attempt=attempt)
+            got_token = False
+            try:
+                if sem is not None:
+                    await sem.acquire()
+                try:
+                    async for ev in self._attempt(ep, model, key, body, state):
+                        if isinstance(ev, TOKEN_EVENTS):
+                            got_token = True
+                        yield ev
+                finally:
+                    if sem is not None:
+                        sem.release()
+                return
+            except _Failure as failure:
+                err = failure.error
+                if failure.learned and not field_retry_used and not got_token:
+                    field_retry_used = True
+                    self.quirks.learn(ep.name, failure.learned)
+                    yield Notice(
+                        t_ns=now_ns(),
+                        message=f"{ep.name} rejected the {failure.learned!r} field; retried "
+                        f"without it and will leave it out for this endpoint from now on",
+                    )
+                    continue
+                if failure.retryable and not got_token and retry_left > 0:
+                    delay = err.retry_after_s
+                    if delay is None:
+                        base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+                        delay = base * (1.0 + random.random() * 0.25)
+                    if delay <= self.config.max_retry_wait_s:
+                        retry_left -= 1
+                        yield Retrying(
+                            t_ns=now_ns(),
+                            attempt=attempt + 1,
+                            delay_s=delay,
+                            kind=err.kind,
+                            message=err.message,
+                        )
+                        await asyncio.sleep(delay)
+                        continue
+                    err = StreamError(
+                        t_ns=err.t_ns,
+                        kind=err.kind,
+                        status=err.status,
+                        retry_after_s=err.retry_after_s,
+                        message=f"{err.message}; the server asks to wait {_fmt_s(delay)}, longer "
+                        f"than max_retry_wait ({_fmt_s(self.config.max_retry_wait_s)}): "
+                        "try again later",
+                    )
+                yield err
+                return
+
+    async def _attempt(
+        self, ep: Endpoint, model: str, key: str | None, body: dict[str, Any], state: _Attempt
+    ) -> AsyncIterator[Event]:
+        """One HTTP attempt. The socket is read by its own task, so a timeout there can never
+        cancel whatever the consumer of this generator is awaiting."""
+        queue: asyncio.Queue[Event | _End] = asyncio.Queue()
+        task = asyncio.create_task(self._produce(ep, model, key, body, state, queue.put_nowait))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _End):
+                    if item.failure is not None:
+                        raise item.failure
+                    return
+                yield item
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+
+    async def _produce(
+        self,
+        ep: Endpoint,
+        model: str,
+        key: str | None,
+        body: dict[str, Any],
+        state: _Attempt,
+        emit: Callable[[Event | _End], None],
+    ) -> None:
+        try:
+            await self._read(ep, model, key, body, state, emit)
+        except _Failure as failure:
+            emit(_End(failure))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: reported as an error, never raised into the UI
+            import traceback
+
+            emit(
+                StreamError(
+                    t_ns=now_ns(),
+                    kind="internal",
+                    message=f"internal error in tokenrace while streaming from {ep.name}: "
+                    f"{type(exc).__name__}: {secrets.redact(str(exc))}",
+                    detail=secrets.redact(traceback.format_exc()),
+                )
+            )
+        emit(_End())
+
+    async def _read(
+        self,
+        ep: Endpoint,
+        model: str,
+        key: str | None,
+        body: dict[str, Any],
+        state: _Attempt,
+        emit: Callable[[Event | _End], None],
+    ) -> None:
+        client = self.client_for(ep)
+        url = f"{ep.base_url}/chat/completions"
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = self._headers(ep, key)
+        loop = asyncio.get_running_loop()
+        timeouts = ep.timeouts
+        parser = ChunkParser(ep.name)
+        stats = DecodeStats()
+        got_token = False
+        phase = "first_token"
+        try:
+            async with asyncio.timeout(None) as deadline:
+                # Until the request has left, connect and pool timeouts apply (httpx); from t0
+                # on, the trace hook arms the first-token clock.
+                deadline.reschedule(loop.time() + timeouts.connect * 2 + timeouts.first_token)
+                state.deadline = deadline
+                state.first_token_s = timeouts.first_token
+                async with client.stream(
+                    "POST",
+                    url,
+                    content=content,
+                    headers=headers,
+                    params=dict(ep.query),
+                    extensions={"trace": state.trace},
+                ) as response:
+                    t_hdr = now_ns()
+                    for ev in state.pending:
+                        emit(ev)
+                    state.pending.clear()
+                    emit(
+                        ResponseHeaders(
+                            t_ns=t_hdr,
+                            status=response.status_code,
+                            content_type=response.headers.get("content-type", ""),
+                            rate_limits=tuple(
+                                (k, v)
+                                for k, v in response.headers.items()
+                                if k.lower().startswith(_RATE_LIMIT_PREFIXES)
+                            ),
+                        )
+                    )
+                    if response.status_code >= 300:
+                        raise await self._http_failure(ep, model, response, body)
+                    ctype = response.headers.get("content-type", "").lower()
+                    if "text/event-stream" not in ctype:
+                        async for ev in self._not_sse(ep, response):
+                            emit(ev)
+                        return
+                    async for sse in aiter_sse(response, self.config.max_event_bytes, stats):
+                        t = now_ns()
+                        progressed = False
+                        for ev in parser.feed(sse.event, sse.data, t):
+                            if isinstance(ev, TOKEN_EVENTS):
+                                got_token = True
+                                progressed = True
+                            elif isinstance(ev, Usage):
+                                progressed = True
+                            emit(ev)
+                        if parser.error is not None:
+                            return
+                        if progressed and got_token:
+                            phase = "idle"
+                            deadline.reschedule(loop.time() + timeouts.idle)
+                        if parser.done:
+                            break
+        except TimeoutError:
+            for ev in state.pending:
+                emit(ev)
+            if phase == "first_token":
+                raise _Failure(
+                    StreamError(
+                        t_ns=now_ns(),
+                        kind="timeout_first_token",
+                        message=f"{ep.name}/{model} sent no token within "
+                        f"{_fmt_s(timeouts.first_token)} (first-token timeout); a reasoning model "
+                        "may need a longer timeouts.first_token",
+                    )
+                ) from None
+            emit(
+                StreamError(
+                    t_ns=now_ns(),
+                    kind="timeout_idle",
+                    message=f"{ep.name}/{model} went silent for {_fmt_s(timeouts.idle)} mid-reply "
+                    "(idle timeout); the text so far is kept",
+                )
+            )
+            return
+        except EventTooLarge as exc:
+            emit(
+                StreamError(
+                    t_ns=now_ns(),
+                    kind="too_large",
+                    message=f"{ep.name} sent an oversized event: {exc}",
+                )
+            )
+            return
+        except httpx.HTTPError as exc:
+            for ev in state.pending:
+                emit(ev)
+            if got_token or parser.data_events:
+                emit(
+                    StreamError(
+                        t_ns=now_ns(),
+                        kind="interrupted",
+                        message=f"the connection to {ep.name} dropped mid-reply "
+                        f"({_http_error_text(exc)}); the text so far is kept",
+                    )
+                )
+                return
+            raise self._transport_failure(ep, exc, state) from None
+        if parser.error is not None:
+            return
+        if stats.replaced_bytes:
+            emit(
+                Notice(
+                    t_ns=now_ns(),
+                    message=f"{ep.name} sent {stats.replaced_bytes} bytes "
+                    "that are not valid UTF-8; they are shown as �",
+                )
+            )
+        if parser.done or parser.finish_reason is not None:
+            emit(Finished(t_ns=now_ns(), reason=parser.finish_reason, done_marker=parser.done))
+            return
+        emit(
+            StreamError(
+                t_ns=now_ns(),
+                kind="interrupted",
+                message=f"the stream from {ep.name} ended without a finish reason or [DONE]; "
+                "the reply may be incomplete",
+            )
+        )
+
+    async def _not_sse(self, ep: Endpoint, response: httpx.Response) -> AsyncIterator[Event]:
+        """A 2xx answer that is not an event stream: accept a whole completion, else fail."""
+        raw = await _read_capped(response)
+        text = raw.decode("utf-8", errors="replace")
+        ctype = response.headers.get("content-type", "") or "no content type"
+        t = now_ns()
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("choices"), list) and obj["choices"]:
+            first = obj["choices"][0]
+            msg = first.get("message") if isinstance(first, dict) else None
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, str):
+                yield Notice(
+                    t_ns=t,
+                    message=f"{ep.name} answered without streaming; the reply "
+                    "arrived whole, so TTFT equals the full response time",
+                )
+                yield TextDelta(t_ns=t, text=content)
+                parser = ChunkParser(ep.name)
+                for ev in parser.feed("", json.dumps({"usage": obj.get("usage")}), t):
+                    yield ev
+                reason = first.get("finish_reason") if isinstance(first, dict) else None
+                yield Finished(t_ns=t, reason=reason if isinstance(reason, str) else "stop")
+                return
+        if isinstance(obj, (dict, list)):
+            msg_text, code = error_text(obj)
+            detail = f"{msg_text} ({code})" if code else msg_text
+        else:
+            detail = _snippet(text)
+        yield StreamError(
+            t_ns=t,
+            kind="not_sse",
+            status=response.status_code,
+            message=f"{ep.name} answered HTTP {response.status_code} with {ctype} instead of an "
+            f"event stream: {secrets.redact(detail)[:300]}",
+        )
+
+    async def _http_failure(
+        self, ep: Endpoint, model: str, response: httpx.Response, sent: Mapping[str, Any]
+    ) -> _Failure:
+        status = response.status_code
+        raw = await _read_capped(response)
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            obj: Any = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+        if obj is not None:
+            server_msg, code = error_text(obj)
+        else:
+            server_msg, code = _snippet(text, 200), ""
+        server_msg = secrets.redact(server_msg)
+        t = now_ns()
+        label = f"HTTP {status}" + (f" {code}" if code else "")
+        retry_after = parse_retry_after(response.headers)
+
+        def fail(
+            kind: ErrorKind, message: str, retryable: bool = False, learned: str | None = None
+        ) -> _Failure:
+            return _Failure(
+                StreamError(
+                    t_ns=t,
+                    kind=kind,
+                    message=message,
+                    status=status,
+                    retry_after_s=retry_after,
+                    detail=server_msg,
+                ),
+                retryable=retryable,
+                learned=learned,
+            )
+
+        if status in (401, 403):
+            env = f"set {ep.api_key_env} or " if ep.api_key_env else ""
+            what = "rejected the API key" if status == 401 else "refused access (403)"
+            return fail(
+                "auth",
+                f"{ep.name} {what} ({label}: {server_msg}); {env}run "
+                f"`tokenrace keys set {ep.name}`",
+            )
+        if status == 404:
+            models = await self._list_model_ids(ep)
+            listing = (
+                f"; it serves: {', '.join(models[:12])}" + ("…" if len(models) > 12 else "")
+                if models
+                else ""
+            )
+            return fail(
+                "not_found", f"{ep.name} has no model {model!r} ({label}: {server_msg}){listing}"
+            )
+        if status == 429:
+            quota = "insufficient_quota" in f"{code} {server_msg} {text[:2000]}"
+            if quota:
+                return fail(
+                    "quota",
+                    f"{ep.name}: quota exhausted ({label}: {server_msg}); "
+                    "check the account's billing — retrying will not help",
+                )
+            return fail(
+                "rate_limit",
+                f"{ep.name} is rate limiting this key ({label}: {server_msg})",
+                retryable=True,
+            )
+        if status >= 500:
+            return fail(
+                "server", f"{ep.name} had a server error ({label}: {server_msg})", retryable=True
+            )
+        learned = rejected_field(status, text, sent)
+        return fail(
+            "bad_request",
+            f"{ep.name} rejected the request ({label}: {server_msg})",
+            learned=learned,
+        )
+
+    def _transport_failure(self, ep: Endpoint, exc: httpx.HTTPError, state: _Attempt) -> _Failure:
+        t = now_ns()
+        detail = _http_error_text(exc)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return _Failure(
+                StreamError(
+                    t_ns=t,
+                    kind="timeout_connect",
+                    message=f"connecting to {ep.name} ({ep.base_url}) timed out after "
+                    f"{_fmt_s(ep.timeouts.connect)}",
+                ),
+                retryable=not ep.is_loopback,
+            )
+        if isinstance(exc, httpx.ConnectError):
+            low = detail.lower()
+            if "certificate" in low or "ssl" in low:
+                return _Failure(
+                    StreamError(
+                        t_ns=t,
+                        kind="connect",
+                        message=f"TLS with {ep.name} ({ep.base_url}) failed: {detail}; set "
+                        "ca_bundle or verify in its config if it uses a private CA",
+                    )
+                )
+            if ep.is_loopback:
+                return _Failure(
+                    StreamError(
+                        t_ns=t,
+                        kind="connect",
+                        message=f"nothing is listening at {ep.base_url} ({detail}): is the local "
+                        f"{ep.name} server running?",
+                    )
+                )
+            name_error = (
+                "name or service not known" in low
+                or "nodename" in low
+                or ("getaddrinfo" in low or "temporary failure in name resolution" in low)
+            )
+            if name_error:
+                return _Failure(
+                    StreamError(
+                        t_ns=t,
+                        kind="connect",
+                        message=f"cannot resolve the host of {ep.name} ({ep.base_url}): {detail}",
+                    )
+                )
+            return _Failure(
+                StreamError(
+                    t_ns=t,
+                    kind="connect",
+                    message=f"cannot connect to {ep.name} ({ep.base_url}): {detail}",
+                ),
+                retryable=True,
+            )
+        if state.t0 is None or isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+            # Dropped before any answer (often a stale pooled connection): worth another try.
+            return _Failure(
+                StreamError(
+                    t_ns=t,
+                    kind="server",
+                    message=f"{ep.name} closed the connection before answering ({detail})",
+                ),
+                retryable=True,
+            )
+        return _Failure(
+            StreamError(t_ns=t, kind="connect", message=f"request to {ep.name} failed: {detail}")
+        )
+
+    async def _list_model_ids(self, ep: Endpoint) -> list[str]:
+        try:
+            key = await self.key_for(ep)
+            headers = self._headers(ep, key)
+            headers["Accept"] = "application/json"
+            r = await self.client_for(ep).get(
+                f"{ep.base_url}/models", headers=headers, params=dict(ep.query), timeout=5.0
+            )
+            data = r.json().get("data", []) if r.status_code == 200 else []
+            return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+        except Exception:
+            return []
+
+
+def _http_error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    return secrets.redact(text)
+
+
+async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -> bytes:
+    buf = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buf += chunk
+            if len(buf) >= limit:
+                break
+    except httpx.HTTPError:
+        pass
+    return bytes(buf[:limit])
+
+
+async def collect(engine: Engine, request: ChatRequest, **kwargs: Any) -> list[Event]:
+    """Run one request to the end and return all its events (tests, headless commands)."""
+    out: list[Event] = []
+    try:
+        async for ev in engine.stream(request, **kwargs):
+            out.append(ev)
+    except asyncio.CancelledError:
+        out.append(Cancelled(t_ns=now_ns()))
+        raise
+    return out
+
+
+def cancelled_event() -> Cancelled:
+    """A ``Cancelled`` stamped now."""
+    return Cancelled(t_ns=now_ns())
+
+
+def messages_for(
+    history: Sequence[Mapping[str, Any]],
+    system: str | None = None,
+) -> tuple[dict[str, Any], ...]:
+    """The messages of a request: an optional system prompt, then the history."""
+    out: list[dict[str, Any]] = []
+    if system:
+        out.append({"role": "system", "content": system})
+    out.extend({"role": m["role"], "content": m["content"]} for m in history)
+    return tuple(out)

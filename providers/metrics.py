@@ -1,0 +1,298 @@
+"""Run metrics from an event stream: one pure function, the definitions of DESIGN §4.
+
+t0 = RequestSent of the last attempt; tF = first token event (text, reasoning or tool call);
+tC = first text event; tL = last token event; n = output tokens.
+TTFT = tF − t0; TTFO = tC − t0; decode rate = (n − n₁) / (tL − tF); end-to-end = tL − t0.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from providers.events import (
+    TOKEN_EVENTS,
+    Cancelled,
+    Connected,
+    Event,
+    Finished,
+    ReasoningDelta,
+    RequestSent,
+    Retrying,
+    StreamError,
+    TextDelta,
+    TokenCount,
+    ToolCallDelta,
+    Usage,
+)
+from providers.prices import Price
+
+Status = Literal["complete", "length", "filtered", "cancelled", "interrupted", "error", "streaming"]
+
+# When token events carry more than this many characters on average, they are batches of
+# tokens, and counting events would undercount: estimate from characters instead.
+_BATCHED_CHARS_PER_EVENT = 12.0
+_CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """Everything we measured about one reply; None where it cannot be known."""
+
+    status: Status
+    ttft_ms: float | None
+    ttfo_ms: float | None
+    decode_tps: float | None
+    e2e_ms: float | None
+    client_overhead_ms: float | None
+    connect_ms: float | None
+    output_tokens: int | None
+    output_tokens_estimated: bool
+    input_tokens: int | None
+    cached_tokens: int | None
+    reasoning_tokens: int | None
+    itl_p50_ms: float | None
+    itl_p95_ms: float | None
+    itl_max_ms: float | None
+    stalls: int
+    retries: int
+    retry_wait_ms: float
+    cost_usd: float | None
+    cost_reported: bool  # the provider's own figure (OpenRouter), not our price × tokens
+    overall_tps: float | None
+    token_events: int
+    finish_reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``metrics`` object of ``ask --json`` (and exports, and the metrics log)."""
+        d = asdict(self)
+        d.pop("status")
+        d.pop("finish_reason")
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+JSON_KEYS = (
+    "ttft_ms",
+    "ttfo_ms",
+    "decode_tps",
+    "e2e_ms",
+    "client_overhead_ms",
+    "connect_ms",
+    "output_tokens",
+    "output_tokens_estimated",
+    "input_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "itl_p50_ms",
+    "itl_p95_ms",
+    "stalls",
+    "retries",
+    "retry_wait_ms",
+    "cost_usd",
+)
+
+
+def status_of(events: Sequence[Event]) -> Status:
+    """The reply's status from its events (DESIGN §4)."""
+    status: Status = "streaming"
+    for ev in events:
+        if isinstance(ev, Cancelled):
+            return "cancelled"
+        if isinstance(ev, StreamError):
+            return (
+                "interrupted"
+                if ev.kind == "interrupted"
+                else ("cancelled" if ev.kind == "cancelled" else "error")
+            )
+        if isinstance(ev, Finished):
+            if ev.reason == "length":
+                status = "length"
+            elif ev.reason == "content_filter":
+                status = "filtered"
+            else:
+                status = "complete"
+    return status
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+def _chars(ev: Event) -> int:
+    if isinstance(ev, (TextDelta, ReasoningDelta)):
+        return len(ev.text)
+    if isinstance(ev, ToolCallDelta):
+        return len(ev.arguments) + len(ev.name or "")
+    return 0
+
+
+def compute_metrics(
+    events: Sequence[Event],
+    *,
+    t_submit_ns: int | None = None,
+    price: Price | None = None,
+    stall_s: float = 1.0,
+    prompt_estimate: int | None = None,
+) -> RunMetrics:
+    """All metrics of one reply from its events; pure, and the only place they are computed."""
+    t0: int | None = None
+    attempt_start = 0
+    retries = 0
+    retry_wait_ns = 0
+    last_retry: Retrying | None = None
+    for i, ev in enumerate(events):
+        if isinstance(ev, Retrying):
+            retries += 1
+            last_retry = ev
+            attempt_start = i + 1
+        elif isinstance(ev, RequestSent):
+            t0 = ev.t_ns
+            if last_retry is not None:
+                # The wait is what passed between the failure and the next request leaving.
+                retry_wait_ns += max(0, ev.t_ns - last_retry.t_ns)
+                last_retry = None
+
+    attempt = events[attempt_start:]
+    connect_ns: int | None = None
+    tokens: list[Event] = []
+    first_text: TextDelta | None = None
+    usage: Usage | None = None
+    counted: TokenCount | None = None
+    finish: str | None = None
+    for ev in attempt:
+        if isinstance(ev, TOKEN_EVENTS):
+            tokens.append(ev)
+            if first_text is None and isinstance(ev, TextDelta):
+                first_text = ev
+        elif isinstance(ev, Usage):
+            usage = ev
+        elif isinstance(ev, TokenCount):
+            counted = ev
+        elif isinstance(ev, Connected):
+            connect_ns = ev.connect_ns
+        elif isinstance(ev, Finished):
+            finish = ev.reason
+    status = status_of(events)
+
+    t_first = tokens[0].t_ns if tokens else None
+    t_last = tokens[-1].t_ns if tokens else None
+    ttft = _ms(t_first - t0) if (t0 is not None and t_first is not None) else None
+    ttfo = _ms(first_text.t_ns - t0) if (t0 is not None and first_text is not None) else None
+    e2e = _ms(t_last - t0) if (t0 is not None and t_last is not None) else None
+    overhead = _ms(t0 - t_submit_ns) if (t0 is not None and t_submit_ns is not None) else None
+    if overhead is not None and retries:
+        overhead = max(0.0, overhead - _ms(retry_wait_ns))
+
+    # --- output tokens n, and n₁ (tokens in the first token event) ---------------------------
+    streamed_reasoning = any(isinstance(e, ReasoningDelta) for e in tokens)
+    reasoning_reported = usage.reasoning if usage is not None else None
+    estimated = False
+    n: int | None
+    if usage is not None and usage.completion is not None:
+        n = usage.completion
+        if reasoning_reported and not streamed_reasoning:
+            n = max(0, n - reasoning_reported)  # hidden reasoning never streamed: not decode
+    elif counted is not None:
+        n = counted.completion
+    elif tokens:
+        n = _estimate_tokens(tokens)
+        estimated = True
+    else:
+        n = 0 if status != "streaming" else None
+        estimated = usage is None
+
+    n_first = _first_event_tokens(tokens, n)
+    decode: float | None = None
+    if len(tokens) >= 2 and n is not None and t_first is not None and t_last is not None:
+        span = t_last - t_first
+        if span > 0:
+            decode = (n - n_first) / (span / 1e9)
+    overall = None
+    if n is not None and t0 is not None and t_last is not None and t_last > t0:
+        overall = n / ((t_last - t0) / 1e9)
+
+    gaps = [_ms(b.t_ns - a.t_ns) for a, b in itertools.pairwise(tokens)]
+    stalls = sum(1 for g in gaps if g > stall_s * 1000)
+
+    input_tokens = usage.prompt if usage is not None else None
+    cached = usage.cached if usage is not None else None
+    cost: float | None = None
+    reported = False
+    if usage is not None and usage.cost_usd is not None:
+        cost = usage.cost_usd
+        reported = True
+    elif price is not None and n is not None:
+        prompt = input_tokens if input_tokens is not None else prompt_estimate
+        if prompt is not None:
+            # Billing counts hidden reasoning tokens too: usage.completion includes them.
+            billed = usage.completion if usage is not None and usage.completion is not None else n
+            cost = price.cost(prompt, billed, cached or 0)
+
+    return RunMetrics(
+        status=status,
+        ttft_ms=ttft,
+        ttfo_ms=ttfo,
+        decode_tps=decode,
+        e2e_ms=e2e,
+        client_overhead_ms=overhead,
+        connect_ms=_ms(connect_ns) if connect_ns is not None else (0.0 if t0 is not None else None),
+        output_tokens=n,
+        output_tokens_estimated=estimated,
+        input_tokens=input_tokens,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning_reported,
+        itl_p50_ms=percentile(gaps, 50),
+        itl_p95_ms=percentile(gaps, 95),
+        itl_max_ms=max(gaps) if gaps else None,
+        stalls=stalls,
+        retries=retries,
+        retry_wait_ms=_ms(retry_wait_ns),
+        cost_usd=cost,
+        cost_reported=reported,
+        overall_tps=overall,
+        token_events=len(tokens),
+        finish_reason=finish,
+    )
+
+
+def _estimate_tokens(tokens: Sequence[Event]) -> int:
+    """Token events, or characters / 4 when events are batches of tokens (DESIGN §4)."""
+    exact = [getattr(e, "tokens", None) for e in tokens]
+    if all(isinstance(x, int) for x in exact):
+        return sum(x for x in exact if isinstance(x, int))
+    chars = sum(_chars(e) for e in tokens)
+    if chars / len(tokens) > _BATCHED_CHARS_PER_EVENT:
+        return max(len(tokens), round(chars / _CHARS_PER_TOKEN))
+    return len(tokens)
+
+
+def _first_event_tokens(tokens: Sequence[Event], n: int | None) -> int:
+    """n₁: tokens that arrived in the first token event, so a batched first chunk is excluded."""
+    if not tokens or n is None:
+        return 0
+    first = tokens[0]
+    exact = getattr(first, "tokens", None)
+    if isinstance(exact, int):
+        return exact
+    if n <= len(tokens):
+        return min(1, n)  # at most one token per event: the first event held one
+    total = sum(_chars(e) for e in tokens)
+    if total <= 0:
+        return 1
+    share = round(n * _chars(first) / total)
+    return max(1, min(share, n - (len(tokens) - 1)))

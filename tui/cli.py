@@ -1,0 +1,52 @@
+"""The ``tokenrace`` command: the TUI by default, and headless subcommands.
+
+Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``export``) never
+import textual or rich; a test enforces it. Imports are deferred to the branch that needs them
+so every command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "export")
+
+
+def _tui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tokenrace",
+        description="Chat with LLMs and race them side by side: live TTFT, tok/s and cost.",
+        epilog="Headless commands: " + ", ".join(HEADLESS) + " (tokenrace COMMAND --help).",
+    )
+    p.add_argument("-m", "--model", action="append", default=[], metavar="ENDPOINT/MODEL",
+                   help="model to chat with; repeat to compare models side by side")
+    p.add_argument("--vs", action="append", default=[], metavar="ENDPOINT/MODEL",
+                   help="compare against this model too (same as another -m)")
+    p.add_argument("--resume", action="store_true", help="reopen the last conversation")
+    p.add_argument("--local", metavar="PATH.gguf", help="serve this GGUF with the local endpoint")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in HEADLESS:
+        from tui.headless import dispatch
+
+        return dispatch(args[0], args[1:])
+    ns = _tui_parser().parse_args(args)
+    if ns.version:
+        from importlib.metadata import version
+
+        print(f"tokenrace {version('tokenrace')}")
+        return 0
+    from tui.launch import run_tui
+
+    return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""How figures are written, the same in the TUI, headless output and exports (no textual)."""
+
+from __future__ import annotations
+
+from providers.metrics import RunMetrics
+
+DASH = "—"
+APPROX = "≈"
+
+
+def ms(value: float | None) -> str:
+    """``412 ms`` / ``3.24 s`` / —."""
+    if value is None:
+        return DASH
+    if value >= 10_000:
+        return f"{value / 1000:.1f} s"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    return f"{value:.1f} ms"
+
+
+def tps(value: float | None) -> str:
+    """``86.3 tok/s`` / —."""
+    if value is None:
+        return DASH
+    return f"{value:,.0f} tok/s" if value >= 1000 else f"{value:.1f} tok/s"
+
+
+def tokens(value: int | None, estimated: bool = False) -> str:
+    """``245 tok`` / ``≈245 tok``."""
+    if value is None:
+        return DASH
+    return f"{APPROX if estimated else ''}{value:,} tok"
+
+
+def usd(value: float | None, estimated: bool = False) -> str:
+    """Dollars with enough digits to tell cheap models apart: ``$0.000147``."""
+    if value is None:
+        return DASH
+    prefix = APPROX if estimated else ""
+    if value == 0:
+        return f"{prefix}$0"
+    if value >= 1:
+        return f"{prefix}${value:,.2f}"
+    if value >= 0.01:
+        return f"{prefix}${value:.4f}"
+    return f"{prefix}${value:.6f}"
+
+
+def cost_is_estimated(m: RunMetrics) -> bool:
+    """Cost rests on an estimate when token counts were estimated or the prompt size was."""
+    return not m.cost_reported and (m.output_tokens_estimated or m.input_tokens is None)
+
+
+def summary_line(model: str, m: RunMetrics) -> str:
+    """The one-line summary ``ask`` prints to stderr and the chat shows under a reply."""
+    parts = [model, m.status]
+    parts.append(f"TTFT {ms(m.ttft_ms)}")
+    if m.ttfo_ms is not None and m.ttft_ms is not None and m.ttfo_ms - m.ttft_ms > 1:
+        parts.append(f"TTFO {ms(m.ttfo_ms)}")
+    parts.append(tps(m.decode_tps))
+    parts.append(tokens(m.output_tokens, m.output_tokens_estimated))
+    parts.append(f"e2e {ms(m.e2e_ms)}")
+    parts.append(usd(m.cost_usd, cost_is_estimated(m)))
+    if m.retries:
+        parts.append(f"{m.retries} retr{'y' if m.retries == 1 else 'ies'} ({ms(m.retry_wait_ms)})")
+    if m.stalls:
+        parts.append(f"{m.stalls} stall{'s' if m.stalls != 1 else ''}")
+    return " · ".join(parts)

@@ -1,0 +1,243 @@
+"""``tokenrace ask``: one prompt to one or more models, streamed to stdout, metrics to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.capabilities import ChatParams
+from providers.config import Config, load_config, split_model_ref
+from providers.engine import ChatRequest, Engine, StartGate, messages_for, now_ns
+from providers.events import Cancelled, Event, ReasoningDelta, TextDelta, fold
+from providers.keys import Keyring, KeyStore
+from providers.metrics import compute_metrics
+from providers.prices import model_info
+from providers.tokens import estimate_prompt_tokens
+from tui.format import summary_line
+
+SCHEMA_VERSION = 1
+OK_STATUSES = ("complete", "length")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tokenrace ask",
+        description="Send one prompt and stream the reply. With several -m, the models run "
+        "concurrently on the same prompt, their requests leaving together.",
+    )
+    p.add_argument("-m", "--model", action="append", required=True, metavar="ENDPOINT/MODEL",
+                   help="model to ask (repeat to compare)")
+    p.add_argument("--system", metavar="TEXT", help="system prompt")
+    p.add_argument("--temperature", type=float, metavar="X")
+    p.add_argument("--max-tokens", type=int, metavar="N")
+    p.add_argument("--json-mode", action="store_true", help="ask for a JSON object reply")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("prompt", nargs="?", help="the prompt; '-' or a pipe reads stdin")
+    return p
+
+
+def read_prompt(arg: str | None) -> str | None:
+    """The prompt from the argument, or from stdin for '-' or when stdin is piped."""
+    if arg is not None and arg != "-":
+        return arg
+    if arg == "-" or not sys.stdin.isatty():
+        return sys.stdin.read()
+    return None
+
+
+@dataclass
+class Run:
+    """One model's request and what came back."""
+
+    model: str
+    events: list[Event] = field(default_factory=list)
+    done: bool = False
+    shown: int = 0  # characters of text already written to stdout
+
+
+class Printer:
+    """Prints replies in turn: the current one live, the others when their turn comes."""
+
+    def __init__(self, runs: list[Run], json_out: bool, config: Config, prompt_estimate: int):
+        self.runs = runs
+        self.current = 0
+        self.json_out = json_out
+        self.multi = len(runs) > 1
+        self.config = config
+        self.prompt_estimate = prompt_estimate
+        self.t_submit = 0
+        self.show_reasoning = sys.stderr.isatty()
+        self._started = False
+        self._ended_newline = True
+
+    def _write(self, text: str) -> None:
+        if not text:
+            return
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self._ended_newline = text.endswith("\n")
+
+    def _begin(self, run: Run) -> None:
+        if self.multi:
+            self._write(f"=== {run.model} ===\n")
+
+    def on_event(self, run: Run, ev: Event) -> None:
+        if self.json_out or self.runs[self.current] is not run:
+            return
+        if not self._started:
+            self._started = True
+            self._begin(run)
+        if isinstance(ev, TextDelta) and ev.choice == 0 and not ev.refusal:
+            self._write(ev.text)
+            run.shown += len(ev.text)
+        elif isinstance(ev, ReasoningDelta) and ev.choice == 0 and self.show_reasoning:
+            sys.stderr.write(f"\x1b[2m{ev.text}\x1b[0m")
+            sys.stderr.flush()
+
+    def on_done(self, run: Run) -> None:
+        if self.json_out:
+            return
+        while self.current < len(self.runs) and self.runs[self.current].done:
+            self._finish(self.runs[self.current])
+            self.current += 1
+            self._started = False
+            if self.current < len(self.runs):
+                nxt = self.runs[self.current]
+                self._started = True
+                self._begin(nxt)
+                text = fold(nxt.events).text
+                self._write(text[nxt.shown:])
+                nxt.shown = len(text)
+
+    def _finish(self, run: Run) -> None:
+        if not self._started:
+            self._begin(run)
+            self._started = True
+        t = fold(run.events)
+        self._write(t.text[run.shown:])
+        run.shown = len(t.text)
+        if t.refusal:
+            self._write(f"[refusal] {t.refusal}")
+        if not self._ended_newline:
+            self._write("\n")
+        m = self.metrics(run)
+        for note in t.notices:
+            print(f"note: {note}", file=sys.stderr)
+        if t.error is not None:
+            print(f"error: {t.error.message}", file=sys.stderr)
+        print(summary_line(run.model, m), file=sys.stderr, flush=True)
+
+    def metrics(self, run: Run) -> Any:
+        info = model_info(run.model, self.config)
+        return compute_metrics(
+            run.events, t_submit_ns=self.t_submit, price=info.price,
+            stall_s=self.config.stall_s, prompt_estimate=self.prompt_estimate,
+        )
+
+
+def result_json(run: Run, printer: Printer) -> dict[str, Any]:
+    """One element of ``ask --json`` output."""
+    t = fold(run.events)
+    m = printer.metrics(run)
+    endpoint, _ = split_model_ref(run.model)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": run.model,
+        "endpoint": endpoint,
+        "status": m.status,
+        "text": t.text,
+        "reasoning": t.reasoning,
+        "finish_reason": t.finish_reason,
+        "error": t.error.message if t.error is not None else None,
+        "error_kind": t.error.kind if t.error is not None else None,
+        "refusal": t.refusal or None,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in t.tool_calls
+        ],
+        "notices": t.notices,
+        "metrics": m.to_json(),
+    }
+
+
+async def run_ask(
+    config: Config, models: Sequence[str], prompt: str, system: str | None, params: ChatParams,
+    json_out: bool,
+) -> int:
+    """Run the prompt on every model concurrently and print the results; the exit status."""
+    engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)))
+    messages = messages_for([{"role": "user", "content": prompt}], system)
+    runs = [Run(model=m) for m in models]
+    printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
+    gate = StartGate(len(runs)) if len(runs) > 1 else None
+
+    async def consume(run: Run) -> None:
+        request = ChatRequest(model=run.model, messages=messages, params=params)
+        try:
+            async for ev in engine.stream(request, gate=gate, t_submit_ns=printer.t_submit):
+                run.events.append(ev)
+                printer.on_event(run, ev)
+        except asyncio.CancelledError:
+            run.events.append(Cancelled(t_ns=now_ns()))
+        finally:
+            run.done = True
+            printer.on_done(run)
+
+    loop = asyncio.get_running_loop()
+    printer.t_submit = now_ns()
+    tasks = [asyncio.create_task(consume(r)) for r in runs]
+
+    def cancel_all() -> None:
+        for task in tasks:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, cancel_all)
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+        await engine.aclose()
+    if json_out:
+        doc = [result_json(r, printer) for r in runs]
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    statuses = [printer.metrics(r).status for r in runs]
+    if any(s == "cancelled" for s in statuses):
+        return 130
+    return 0 if all(s in OK_STATUSES for s in statuses) else 1
+
+
+def main(argv: list[str]) -> int:
+    """``tokenrace ask`` entry point."""
+    ns = build_parser().parse_args(argv)
+    for m in ns.model:
+        try:
+            split_model_ref(m)
+        except ValueError as exc:
+            print(f"tokenrace ask: {exc}", file=sys.stderr)
+            return 2
+    prompt = read_prompt(ns.prompt)
+    if prompt is None or not prompt.strip():
+        print("tokenrace ask: no prompt: give it as an argument, or pipe it in (use '-' to read "
+              "stdin)", file=sys.stderr)
+        return 2
+    if ns.max_tokens is not None and ns.max_tokens < 1:
+        print("tokenrace ask: --max-tokens must be at least 1", file=sys.stderr)
+        return 2
+    config = load_config()
+    params = ChatParams(temperature=ns.temperature, max_tokens=ns.max_tokens,
+                        json_mode=ns.json_mode)
+    return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json))
+
+

@@ -1,0 +1,35 @@
+"""``tokenrace endpoints``: list endpoints, or add one to config.toml (atomically, comments kept)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from providers import paths
+from providers.config import add_endpoint, load_config
+
+
+def main(argv: list[str]) -> int:
+    """``tokenrace endpoints`` entry point."""
+    p = argparse.ArgumentParser(prog="tokenrace endpoints", description="Manage endpoints.")
+    sub = p.add_subparsers(dest="action")
+    a = sub.add_parser("add", help="add an OpenAI-compatible endpoint to config.toml")
+    a.add_argument("name")
+    a.add_argument("--base-url", required=True)
+    a.add_argument("--key-env", metavar="VAR", help="environment variable holding its key")
+    a.add_argument("--model", action="append", default=[], help="model id (repeatable)")
+    ns = p.parse_args(argv)
+    if ns.action == "add":
+        path = add_endpoint(ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model)
+        print(f"Added [endpoints.{ns.name}] to {path}.")
+        return 0
+    config = load_config()
+    print(f"config: {config.path if config.path else paths.config_path()}")
+    for ep in config.endpoints.values():
+        kind = "preset" if ep.preset else "config"
+        print(f"  {ep.name:<12} {ep.base_url:<58} {kind}  {ep.description}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
