@@ -51,7 +51,7 @@ def _client(ep: Endpoint, key: str | None, timeout_s: float) -> AsyncOpenAI:
         timeout=timeout_s,
         _enforce_credentials=bool(key),
     )
-    # The SDK filled these from OPENAI_ORG_ID / OPENAI_PROJECT_ID; only the openai preset keeps them.
+    # The SDK read OPENAI_ORG_ID / OPENAI_PROJECT_ID itself; only the openai preset keeps them.
     if ep.name == "openai" and ep.preset:
         client.organization = os.environ.get("OPENAI_ORG_ID") or None
         client.project = os.environ.get("OPENAI_PROJECT_ID") or None
@@ -82,13 +82,15 @@ async def list_models(ep: Endpoint, key: str | None, timeout_s: float = 10.0) ->
         return ModelListing(ep.name, "unreachable", message=f"no answer within {timeout_s:g} s")
     except openai.APIConnectionError as exc:
         cause = exc.__cause__ or exc.__context__
-        return ModelListing(ep.name, "unreachable",
-                            message=secrets.redact(str(cause or exc)) or "connection failed")
+        return ModelListing(
+            ep.name, "unreachable", message=secrets.redact(str(cause or exc)) or "connection failed"
+        )
     except openai.APIStatusError as exc:
         return ModelListing(ep.name, "error", message=_status_text(exc))
     except Exception as exc:  # a non-JSON or odd answer: report it, never crash the command
-        return ModelListing(ep.name, "error",
-                            message=f"{type(exc).__name__}: {secrets.redact(str(exc))[:200]}")
+        return ModelListing(
+            ep.name, "error", message=f"{type(exc).__name__}: {secrets.redact(str(exc))[:200]}"
+        )
     finally:
         await client.close()
 

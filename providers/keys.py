@@ -6,6 +6,7 @@ locked keyrings and D-Bus probes can hang, and a joined executor would hang the 
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shlex
@@ -13,10 +14,11 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
-from providers import secrets
-from providers.config import Endpoint
+from providers import paths, secrets
+from providers.config import Endpoint, atomic_write_text
 
 SERVICE = "tokenrace"
 KeySource = Literal["cmd", "env", "keyring", "none"]
@@ -50,11 +52,44 @@ _FIX_HINT = (
 )
 
 
+class KeyringIndex:
+    """Names of endpoints whose key `tokenrace keys set` stored (names only, never keys).
+
+    Importing keyring and choosing a backend costs about 0.2 s (and may prompt on macOS), so an
+    endpoint that does not need a key (a local server) consults the keyring only when this
+    index says a key was stored for it.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path if path is not None else paths.data_dir() / "keyring-index.json"
+
+    def names(self) -> set[str]:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return set()
+        return {n for n in data if isinstance(n, str)} if isinstance(data, list) else set()
+
+    def _write(self, names: set[str]) -> None:
+        try:
+            paths.ensure_dir(self.path.parent)
+            atomic_write_text(self.path, json.dumps(sorted(names)))
+        except OSError:
+            pass  # the index only saves time; without it the keyring is simply asked
+
+    def add(self, name: str) -> None:
+        self._write(self.names() | {name})
+
+    def remove(self, name: str) -> None:
+        self._write(self.names() - {name})
+
+
 class Keyring:
     """The OS keyring behind a daemon thread and a timeout; remembers when it is unusable."""
 
-    def __init__(self, timeout_s: float = 3.0):
+    def __init__(self, timeout_s: float = 3.0, index: KeyringIndex | None = None):
         self.timeout_s = timeout_s
+        self.index = index or KeyringIndex()
         self._broken: str | None = None
         self._lock = threading.Lock()
 
@@ -121,6 +156,7 @@ class Keyring:
             keyring.set_password(SERVICE, endpoint, value)
 
         self._call("set", write)
+        self.index.add(endpoint)
 
     def delete(self, endpoint: str) -> bool:
         """Remove the key for ``endpoint``; False when there was none."""
@@ -135,7 +171,9 @@ class Keyring:
                 return False
             return True
 
-        return self._call("delete", remove)
+        removed = self._call("delete", remove)
+        self.index.remove(endpoint)
+        return removed
 
     def backend_name(self) -> str:
         """A short name of the active backend, for `keys list`."""
@@ -223,6 +261,8 @@ class KeyStore:
             if value:
                 return ResolvedKey(value, "env", ep.api_key_env)
         if not self.use_keyring:
+            return ResolvedKey(None, "none")
+        if not ep.key_required and ep.name not in self.keyring.index.names():
             return ResolvedKey(None, "none")
         try:
             stored = self.keyring.get(ep.name)

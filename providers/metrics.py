@@ -282,17 +282,25 @@ def _estimate_tokens(tokens: Sequence[Event]) -> int:
 
 
 def _first_event_tokens(tokens: Sequence[Event], n: int | None) -> int:
-    """n₁: tokens that arrived in the first token event, so a batched first chunk is excluded."""
+    """n₁: tokens that arrived in the first token event, so a batched first chunk is excluded.
+
+    Exact when the server said how many tokens each chunk held. Otherwise: when the later
+    events look like one token each (the common case of a batched first chunk), n₁ is what is
+    left over, n − (k − 1); when every event is a batch, n₁ is the first event's share of the
+    characters.
+    """
     if not tokens or n is None:
         return 0
     first = tokens[0]
     exact = getattr(first, "tokens", None)
     if isinstance(exact, int):
         return exact
-    if n <= len(tokens):
+    k = len(tokens)
+    if n <= k:
         return min(1, n)  # at most one token per event: the first event held one
     total = sum(_chars(e) for e in tokens)
-    if total <= 0:
-        return 1
-    share = round(n * _chars(first) / total)
-    return max(1, min(share, n - (len(tokens) - 1)))
+    share = n * _chars(first) / total if total > 0 else 1.0
+    leftover = n - (k - 1)
+    if k > 1 and (n - share) / (k - 1) < 1.5:
+        return leftover
+    return max(1, min(round(share), leftover))

@@ -15,11 +15,28 @@ SAMPLES = REPO.parent / "shared" / "sse-samples"
 
 # Variables a developer's shell may carry that would make tests depend on the machine.
 _SCRUB = (
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "DEEPSEEK_API_KEY",
-    "OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY",
-    "TOGETHER_API_KEY", "MISTRAL_API_KEY", "VLLM_API_KEY", "TOKENRACE_CONFIG",
-    "TOKENRACE_DATA_DIR", "TOKENRACE_CACHE_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-    "http_proxy", "https_proxy", "all_proxy", "NO_COLOR",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "DEEPSEEK_API_KEY",
+    "OPENROUTER_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "MISTRAL_API_KEY",
+    "VLLM_API_KEY",
+    "TOKENRACE_CONFIG",
+    "TOKENRACE_DATA_DIR",
+    "TOKENRACE_CACHE_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "NO_COLOR",
 )
 
 
@@ -33,8 +50,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("TOKENRACE_HOME", str(home))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.support.fake_keyring.FileKeyring")
     monkeypatch.setenv("TOKENRACE_FAKE_KEYRING", str(home / "keyring.json"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    )
     import keyring.core
 
     keyring.core._keyring_backend = None  # re-read PYTHON_KEYRING_BACKEND in this process

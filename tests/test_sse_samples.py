@@ -38,35 +38,61 @@ class Expect:
 
 EXPECT: dict[str, Expect] = {
     "deepseek_reasoner_reasoning_content.sse": Expect(
-        "complete", "stop", prompt=6, completion=212, reasoning_tokens=198, cached=0),
+        "complete", "stop", prompt=6, completion=212, reasoning_tokens=198, cached=0
+    ),
     "groq_midstream_error_event.sse": Expect(
-        "error", None, error_has="Tool call validation failed"),
+        "error", None, error_has="Tool call validation failed"
+    ),
     "llamacpp_server_timings_excerpt.sse": Expect("complete", "stop"),
     "ollama_openai_compat_stream.sse": Expect("complete", "stop"),
-    "openai_chat_basic_usage.sse": Expect("complete", "stop", prompt=14, completion=30,
-                                          reasoning_tokens=0),
+    "openai_chat_basic_usage.sse": Expect(
+        "complete", "stop", prompt=14, completion=30, reasoning_tokens=0
+    ),
     "openai_chat_finish_length.sse": Expect("length", "length", prompt=79, completion=1),
     "openai_chat_logprobs.sse": Expect("complete", "stop", prompt=9, completion=2),
-    "openai_chat_modern_obfuscation_usage.sse": Expect("complete", "stop", prompt=78,
-                                                       completion=9, cached=0),
+    "openai_chat_modern_obfuscation_usage.sse": Expect(
+        "complete", "stop", prompt=78, completion=9, cached=0
+    ),
     "openai_chat_modern_tool_call.sse": Expect(
-        "complete", "tool_calls", prompt=53, completion=15,
-        tools=[("get_capital", '{"country":"UK"}')]),
+        "complete",
+        "tool_calls",
+        prompt=53,
+        completion=15,
+        tools=[("get_capital", '{"country":"UK"}')],
+    ),
     "openai_chat_n3_multiple_choices.sse": Expect("complete", "stop", prompt=79, completion=42),
     "openai_chat_parallel_tool_calls.sse": Expect(
-        "complete", "tool_calls", prompt=149, completion=60,
-        tools=[("GetWeatherArgs", '{"city": "Edinburgh", "country": "GB", "units": "c"}'),
-               ("get_stock_price", '{"ticker": "AAPL", "exchange": "NASDAQ"}')]),
-    "openai_chat_refusal.sse": Expect("complete", "stop", prompt=79, completion=11,
-                                      refusal_starts="I'm sorry, I can't assist"),
+        "complete",
+        "tool_calls",
+        prompt=149,
+        completion=60,
+        tools=[
+            ("GetWeatherArgs", '{"city": "Edinburgh", "country": "GB", "units": "c"}'),
+            ("get_stock_price", '{"ticker": "AAPL", "exchange": "NASDAQ"}'),
+        ],
+    ),
+    "openai_chat_refusal.sse": Expect(
+        "complete", "stop", prompt=79, completion=11, refusal_starts="I'm sorry, I can't assist"
+    ),
     "openai_chat_tool_call.sse": Expect(
-        "complete", "tool_calls", prompt=44, completion=16,
-        tools=[("get_weather", '{"city":"New York City"}')]),
+        "complete",
+        "tool_calls",
+        prompt=44,
+        completion=16,
+        tools=[("get_weather", '{"city":"New York City"}')],
+    ),
     "openrouter_keepalive_midstream_error.sse": Expect(
-        "error", None, prompt=43, completion=10, reasoning_tokens=11,
-        error_has="Token limit reached", cost=0.0),
+        "error",
+        None,
+        prompt=43,
+        completion=10,
+        reasoning_tokens=11,
+        error_has="Token limit reached",
+        cost=0.0,
+    ),
     "openrouter_keepalive_reasoning_usage_cost.sse": Expect(
-        "complete", "stop", prompt=43, completion=36, reasoning_tokens=13, cost=0.000669),
+        "complete", "stop", prompt=43, completion=36, reasoning_tokens=13, cost=0.000669
+    ),
     "vllm_crusoe_usage.sse": Expect("complete", "stop", prompt=46, completion=14, cached=0),
 }
 
@@ -141,8 +167,9 @@ async def test_sample_decodes(name: str, raw_server: RawServer) -> None:
 
 async def test_deepseek_reasoning_counts_all_streamed_tokens(raw_server: RawServer) -> None:
     """DeepSeek streams its reasoning, so its reasoning tokens count as decoded output."""
-    raw_server.push(Script(chunks=sse_events(
-        (SAMPLES / "deepseek_reasoner_reasoning_content.sse").read_text())))
+    raw_server.push(
+        Script(chunks=sse_events((SAMPLES / "deepseek_reasoner_reasoning_content.sse").read_text()))
+    )
     config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
     engine = Engine(config, KeyStore(use_keyring=False))
     events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
@@ -154,8 +181,9 @@ async def test_deepseek_reasoning_counts_all_streamed_tokens(raw_server: RawServ
 
 
 async def test_llamacpp_timings_kept_apart(raw_server: RawServer) -> None:
-    raw_server.push(Script(chunks=sse_events(
-        (SAMPLES / "llamacpp_server_timings_excerpt.sse").read_text())))
+    raw_server.push(
+        Script(chunks=sse_events((SAMPLES / "llamacpp_server_timings_excerpt.sse").read_text()))
+    )
     config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
     engine = Engine(config, KeyStore(use_keyring=False))
     events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))

@@ -20,10 +20,21 @@ def _tui_parser() -> argparse.ArgumentParser:
         description="Chat with LLMs and race them side by side: live TTFT, tok/s and cost.",
         epilog="Headless commands: " + ", ".join(HEADLESS) + " (tokenrace COMMAND --help).",
     )
-    p.add_argument("-m", "--model", action="append", default=[], metavar="ENDPOINT/MODEL",
-                   help="model to chat with; repeat to compare models side by side")
-    p.add_argument("--vs", action="append", default=[], metavar="ENDPOINT/MODEL",
-                   help="compare against this model too (same as another -m)")
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        default=[],
+        metavar="ENDPOINT/MODEL",
+        help="model to chat with; repeat to compare models side by side",
+    )
+    p.add_argument(
+        "--vs",
+        action="append",
+        default=[],
+        metavar="ENDPOINT/MODEL",
+        help="compare against this model too (same as another -m)",
+    )
     p.add_argument("--resume", action="store_true", help="reopen the last conversation")
     p.add_argument("--local", metavar="PATH.gguf", help="serve this GGUF with the local endpoint")
     p.add_argument("--version", action="store_true", help="print the version and exit")

@@ -113,8 +113,12 @@ class RawServer:
                 self.requests.append(Recorded(method, path, headers, body))
                 script = self.scripts.pop(0) if self.scripts else self.default
                 if script is None:
-                    script = Script(status=404, headers={"Content-Type": "application/json"},
-                                    chunks=[b'{"error":{"message":"no script"}}'], chunked=False)
+                    script = Script(
+                        status=404,
+                        headers={"Content-Type": "application/json"},
+                        chunks=[b'{"error":{"message":"no script"}}'],
+                        chunked=False,
+                    )
                 keep = await self._respond(writer, script)
                 if not keep:
                     return
@@ -126,8 +130,14 @@ class RawServer:
                 writer.close()
 
     async def _respond(self, writer: asyncio.StreamWriter, s: Script) -> bool:
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                  429: "Too Many Requests", 500: "Internal Server Error"}.get(s.status, "Status")
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            404: "Not Found",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+        }.get(s.status, "Status")
         head = [f"HTTP/1.1 {s.status} {reason}"]
         head += [f"{k}: {v}" for k, v in s.headers.items()]
         if s.chunked:

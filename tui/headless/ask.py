@@ -31,8 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Send one prompt and stream the reply. With several -m, the models run "
         "concurrently on the same prompt, their requests leaving together.",
     )
-    p.add_argument("-m", "--model", action="append", required=True, metavar="ENDPOINT/MODEL",
-                   help="model to ask (repeat to compare)")
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        required=True,
+        metavar="ENDPOINT/MODEL",
+        help="model to ask (repeat to compare)",
+    )
     p.add_argument("--system", metavar="TEXT", help="system prompt")
     p.add_argument("--temperature", type=float, metavar="X")
     p.add_argument("--max-tokens", type=int, metavar="N")
@@ -112,7 +118,7 @@ class Printer:
                 self._started = True
                 self._begin(nxt)
                 text = fold(nxt.events).text
-                self._write(text[nxt.shown:])
+                self._write(text[nxt.shown :])
                 nxt.shown = len(text)
 
     def _finish(self, run: Run) -> None:
@@ -120,7 +126,7 @@ class Printer:
             self._begin(run)
             self._started = True
         t = fold(run.events)
-        self._write(t.text[run.shown:])
+        self._write(t.text[run.shown :])
         run.shown = len(t.text)
         if t.refusal:
             self._write(f"[refusal] {t.refusal}")
@@ -136,8 +142,11 @@ class Printer:
     def metrics(self, run: Run) -> Any:
         info = model_info(run.model, self.config)
         return compute_metrics(
-            run.events, t_submit_ns=self.t_submit, price=info.price,
-            stall_s=self.config.stall_s, prompt_estimate=self.prompt_estimate,
+            run.events,
+            t_submit_ns=self.t_submit,
+            price=info.price,
+            stall_s=self.config.stall_s,
+            prompt_estimate=self.prompt_estimate,
         )
 
 
@@ -166,7 +175,11 @@ def result_json(run: Run, printer: Printer) -> dict[str, Any]:
 
 
 async def run_ask(
-    config: Config, models: Sequence[str], prompt: str, system: str | None, params: ChatParams,
+    config: Config,
+    models: Sequence[str],
+    prompt: str,
+    system: str | None,
+    params: ChatParams,
     json_out: bool,
 ) -> int:
     """Run the prompt on every model concurrently and print the results; the exit status."""
@@ -229,15 +242,17 @@ def main(argv: list[str]) -> int:
             return 2
     prompt = read_prompt(ns.prompt)
     if prompt is None or not prompt.strip():
-        print("tokenrace ask: no prompt: give it as an argument, or pipe it in (use '-' to read "
-              "stdin)", file=sys.stderr)
+        print(
+            "tokenrace ask: no prompt: give it as an argument, or pipe it in (use '-' to read "
+            "stdin)",
+            file=sys.stderr,
+        )
         return 2
     if ns.max_tokens is not None and ns.max_tokens < 1:
         print("tokenrace ask: --max-tokens must be at least 1", file=sys.stderr)
         return 2
     config = load_config()
-    params = ChatParams(temperature=ns.temperature, max_tokens=ns.max_tokens,
-                        json_mode=ns.json_mode)
+    params = ChatParams(
+        temperature=ns.temperature, max_tokens=ns.max_tokens, json_mode=ns.json_mode
+    )
     return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json))
-
-

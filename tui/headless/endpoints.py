@@ -1,4 +1,4 @@
-"""``tokenrace endpoints``: list endpoints, or add one to config.toml (atomically, comments kept)."""
+"""``tokenrace endpoints``: list endpoints, or add one to config.toml (atomic, comments kept)."""
 
 from __future__ import annotations
 

@@ -10,15 +10,17 @@ import sys
 from providers import secrets
 from providers.config import Config, load_config
 from providers.control import validate_key
-from providers.keys import Keyring, KeyLookupError, KeyStore
+from providers.keys import KeyLookupError, Keyring, KeyStore
 from tui.headless.models import key_status
 
 
 def _endpoint_or_fail(config: Config, name: str) -> bool:
     if name in config.endpoints:
         return True
-    print(f"tokenrace keys: unknown endpoint {name!r}; known: {', '.join(sorted(config.endpoints))}",
-          file=sys.stderr)
+    print(
+        f"tokenrace keys: unknown endpoint {name!r}; known: {', '.join(sorted(config.endpoints))}",
+        file=sys.stderr,
+    )
     return False
 
 
@@ -40,14 +42,19 @@ def cmd_set(config: Config, keyring: Keyring, name: str, validate: bool) -> int:
         timeout = 3.0 if ep.is_loopback else 10.0
         listing = asyncio.run(validate_key(ep, value, timeout))
         if listing.outcome == "auth":
-            print(f"tokenrace keys: {name} rejected this key ({listing.message}); not stored",
-                  file=sys.stderr)
+            print(
+                f"tokenrace keys: {name} rejected this key ({listing.message}); not stored",
+                file=sys.stderr,
+            )
             return 1
         if listing.outcome == "ok":
             print(f"{name} accepted the key ({len(listing.models)} models available).")
         else:
-            print(f"warning: could not validate the key ({listing.outcome}: {listing.message}); "
-                  "storing it anyway", file=sys.stderr)
+            print(
+                f"warning: could not validate the key ({listing.outcome}: {listing.message}); "
+                "storing it anyway",
+                file=sys.stderr,
+            )
     try:
         keyring.set(name, value)
     except KeyLookupError as exc:
@@ -91,8 +98,9 @@ def cmd_list(config: Config, keyring: Keyring, name: str | None) -> int:
 
 def main(argv: list[str]) -> int:
     """``tokenrace keys`` entry point."""
-    p = argparse.ArgumentParser(prog="tokenrace keys",
-                                description="Manage API keys in the OS keyring.")
+    p = argparse.ArgumentParser(
+        prog="tokenrace keys", description="Manage API keys in the OS keyring."
+    )
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("set", help="store a key (prompted, hidden) after validating it")
     s.add_argument("endpoint")

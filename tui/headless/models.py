@@ -11,7 +11,7 @@ from typing import Any
 
 from providers.config import Config, Endpoint, load_config
 from providers.control import ModelListing, list_models
-from providers.keys import Keyring, KeyLookupError, KeyStore, ResolvedKey
+from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
 from providers.prices import as_of, builtin_models, format_context, format_price, model_info
 
 LOOPBACK_TIMEOUT_S = 2.0
@@ -79,7 +79,8 @@ def _listing_status(r: EndpointReport) -> str:
         return f"{len(r.listing.models)} models"
     if r.listing.outcome == "unreachable":
         return ("not running" if r.endpoint.is_loopback else "unreachable") + (
-            f" ({r.listing.message})" if r.listing.message else "")
+            f" ({r.listing.message})" if r.listing.message else ""
+        )
     if r.listing.outcome == "auth":
         return f"key rejected ({r.listing.message})"
     return f"error ({r.listing.message})"
@@ -97,14 +98,21 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
         width = max(len(m) for m, _ in shown)
         for model, source in shown:
             info = model_info(f"{ep.name}/{model}", config)
-            cached = (f"cached ${info.price.cached_input:g}"
-                      if info.price and info.price.cached_input is not None else "")
-            print(f"    {ep.name}/{model:<{width}}  {format_price(info.price):>17}  "
-                  f"{cached:>16}  ctx {format_context(info.context):>5}  [{source}]")
+            cached = (
+                f"cached ${info.price.cached_input:g}"
+                if info.price and info.price.cached_input is not None
+                else ""
+            )
+            print(
+                f"    {ep.name}/{model:<{width}}  {format_price(info.price):>17}  "
+                f"{cached:>16}  ctx {format_context(info.context):>5}  [{source}]"
+            )
         if len(shown) < len(r.models):
             print(f"    … {len(r.models) - len(shown)} more (--all)")
-    print(f"\nPrices: $ per 1M input / output tokens, built-in table as of {as_of()}, "
-          "overridable in config.toml [prices].")
+    print(
+        f"\nPrices: $ per 1M input / output tokens, built-in table as of {as_of()}, "
+        "overridable in config.toml [prices]."
+    )
 
 
 def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any]]:
@@ -115,29 +123,34 @@ def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any
         models = []
         for model, source in r.models:
             info = model_info(f"{ep.name}/{model}", config)
-            models.append({
-                "model": f"{ep.name}/{model}",
-                "source": source,
-                "input_per_m": info.price.input if info.price else None,
-                "output_per_m": info.price.output if info.price else None,
-                "cached_input_per_m": info.price.cached_input if info.price else None,
-                "context": info.context,
-            })
-        out.append({
-            "endpoint": ep.name,
-            "base_url": ep.base_url,
-            "key": key_status(ep, r.key, r.key_error),
-            "key_source": r.key.source if r.key else None,
-            "reachable": _listing_status(r),
-            "models": models,
-        })
+            models.append(
+                {
+                    "model": f"{ep.name}/{model}",
+                    "source": source,
+                    "input_per_m": info.price.input if info.price else None,
+                    "output_per_m": info.price.output if info.price else None,
+                    "cached_input_per_m": info.price.cached_input if info.price else None,
+                    "context": info.context,
+                }
+            )
+        out.append(
+            {
+                "endpoint": ep.name,
+                "base_url": ep.base_url,
+                "key": key_status(ep, r.key, r.key_error),
+                "key_source": r.key.source if r.key else None,
+                "reachable": _listing_status(r),
+                "models": models,
+            }
+        )
     return out
 
 
 def main(argv: list[str]) -> int:
     """``tokenrace models`` entry point."""
-    p = argparse.ArgumentParser(prog="tokenrace models",
-                                description="List endpoints and their models, with prices.")
+    p = argparse.ArgumentParser(
+        prog="tokenrace models", description="List endpoints and their models, with prices."
+    )
     p.add_argument("endpoint", nargs="?", help="only this endpoint")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--all", action="store_true", help="list every model, not the first 40")
@@ -145,8 +158,11 @@ def main(argv: list[str]) -> int:
     config = load_config()
     if ns.endpoint:
         if ns.endpoint not in config.endpoints:
-            print(f"tokenrace models: unknown endpoint {ns.endpoint!r}; known: "
-                  f"{', '.join(sorted(config.endpoints))}", file=sys.stderr)
+            print(
+                f"tokenrace models: unknown endpoint {ns.endpoint!r}; known: "
+                f"{', '.join(sorted(config.endpoints))}",
+                file=sys.stderr,
+            )
             return 2
         names = [ns.endpoint]
     else:

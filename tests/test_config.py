@@ -1,0 +1,234 @@
+"""Config: presets, the documented TOML shape, errors naming file/key/line, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from providers.config import (
+    ConfigError,
+    add_endpoint,
+    load_config,
+    presets,
+    split_model_ref,
+)
+from providers.prices import model_info
+
+DOCUMENTED = """\
+# my endpoints
+[endpoints.mylab]
+base_url = "http://127.0.0.1:8000/v1"
+api_key_env = "MYLAB_KEY"        # optional
+models = ["qwen3-8b"]
+[prices."mylab/qwen3-8b"]         # $ per 1M tokens
+input = 0.10
+output = 0.40
+cached_input = 0.02
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_documented_shape(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, DOCUMENTED))
+    ep = cfg.endpoint("mylab")
+    assert ep.base_url == "http://127.0.0.1:8000/v1"
+    assert ep.api_key_env == "MYLAB_KEY"
+    assert ep.models == ("qwen3-8b",)
+    assert ep.is_loopback and not ep.key_required
+    info = model_info("mylab/qwen3-8b", cfg)
+    assert info.price is not None
+    assert (info.price.input, info.price.output, info.price.cached_input) == (0.10, 0.40, 0.02)
+    assert "openai" in cfg.endpoints  # presets stay
+
+
+def test_all_documented_endpoint_keys(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    text = f"""
+[timeouts]
+connect = 5
+[endpoints.azure]
+base_url = "https://example.openai.azure.com/openai/deployments/gpt"
+api_key_cmd = "pass show azure"
+headers = {{ "api-key" = "{{api_key}}" }}
+query = {{ "api-version" = "2024-10-21" }}
+extra_body = {{ chat_template_kwargs = {{ enable_thinking = false }} }}
+ca_bundle = "{bundle}"
+proxy = "http://proxy.local:3128"
+timeouts = {{ first_token = 600, idle = 30 }}
+max_concurrency = 4
+"""
+    ep = load_config(write(tmp_path, text)).endpoint("azure")
+    assert ep.api_key_cmd == "pass show azure"
+    assert dict(ep.headers) == {"api-key": "{api_key}"}
+    assert dict(ep.query) == {"api-version": "2024-10-21"}
+    assert ep.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
+    assert ep.verify == str(bundle)
+    assert ep.proxy == "http://proxy.local:3128"
+    assert (ep.timeouts.connect, ep.timeouts.first_token, ep.timeouts.idle) == (5, 600, 30)
+    assert ep.max_concurrency == 4
+
+
+def test_missing_file_gives_presets(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "nope.toml")
+    assert set(cfg.endpoints) >= {
+        "openai",
+        "deepseek",
+        "openrouter",
+        "anthropic",
+        "gemini",
+        "groq",
+        "together",
+        "mistral",
+        "ollama",
+        "llamacpp",
+        "vllm",
+        "lmstudio",
+    }
+
+
+def test_tokenrace_config_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path, DOCUMENTED)
+    monkeypatch.setenv("TOKENRACE_CONFIG", str(p))
+    assert "mylab" in load_config().endpoints
+
+
+def test_openai_base_url_moves_only_the_openai_preset() -> None:
+    eps = presets({"OPENAI_BASE_URL": "http://gateway.local/v1/"})
+    assert eps["openai"].base_url == "http://gateway.local/v1"
+    assert eps["deepseek"].base_url == "https://api.deepseek.com/v1"
+
+
+def _error(tmp_path: Path, text: str) -> ConfigError:
+    p = write(tmp_path, text)
+    before = p.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert p.read_bytes() == before  # never rewritten
+    return info.value
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[endpoints.a]\nbase_url = "http://x/v1"\nmodels = [\n"a",\n= 3\n')
+    assert err.path == tmp_path / "config.toml"
+    assert err.line == 5
+    assert "TOML syntax error" in str(err) and "config.toml:5" in str(err)
+
+
+def test_unknown_key_names_key_path_and_line(tmp_path: Path) -> None:
+    err = _error(tmp_path, '# c\n[endpoints.a]\nbase_url = "http://x/v1"\nmodles = ["m"]\n')
+    assert err.key_path == "endpoints.a.modles" and err.line == 4
+    assert "did you mean 'models'" in str(err)
+
+
+def test_wrong_type_names_key_path_and_line(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[endpoints.a]\nbase_url = "http://x/v1"\n\n\nmax_concurrency = "4"\n')
+    assert err.key_path == "endpoints.a.max_concurrency" and err.line == 5
+    assert "expected integer, got string" in str(err)
+
+
+def test_wrong_type_in_prices(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[prices."a/b"]\ninput = "cheap"\noutput = 1\n')
+    assert err.key_path == 'prices."a/b".input' and err.line == 2
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    err = _error(tmp_path, 'theme = "x"\ncolour = "red"\n')
+    assert err.key_path == "colour" and err.line == 2
+
+
+def test_bad_base_url(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[endpoints.a]\nbase_url = "localhost:8000"\n')
+    assert err.key_path == "endpoints.a.base_url" and "http(s) URL" in str(err)
+
+
+def test_reserved_name(tmp_path: Path) -> None:
+    err = _error(tmp_path, '[endpoints.local]\nbase_url = "http://127.0.0.1:1/v1"\n')
+    assert "reserved" in str(err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    p = write(tmp_path, DOCUMENTED)
+    p.chmod(0)
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(p)
+        assert "cannot be read" in str(info.value)
+    finally:
+        p.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_unreadable_file_as_directory(tmp_path: Path) -> None:
+    d = tmp_path / "config.toml"
+    d.mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_config(d)
+    assert "is a directory" in str(info.value)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "config.toml"
+    p.write_bytes(b'theme = "\xff"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert "not valid UTF-8" in str(info.value)
+
+
+def test_add_endpoint_keeps_comments_and_is_atomic(tmp_path: Path) -> None:
+    p = write(tmp_path, DOCUMENTED)
+    add_endpoint("gw", "https://gw.example/v1", api_key_env="GW_KEY", models=["a", "b"], path=p)
+    text = p.read_text()
+    assert text.startswith("# my endpoints")
+    assert "# $ per 1M tokens" in text
+    cfg = load_config(p)
+    assert cfg.endpoint("gw").models == ("a", "b")
+    assert cfg.endpoint("mylab").models == ("qwen3-8b",)
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_add_endpoint_refuses_a_broken_file(tmp_path: Path) -> None:
+    p = write(tmp_path, "this is = = not toml\n")
+    before = p.read_bytes()
+    with pytest.raises(ConfigError):
+        add_endpoint("gw", "https://gw.example/v1", path=p)
+    assert p.read_bytes() == before
+
+
+def test_add_endpoint_to_missing_file(tmp_path: Path) -> None:
+    p = tmp_path / "sub" / "config.toml"
+    add_endpoint("gw", "https://gw.example/v1", path=p)
+    assert load_config(p).endpoint("gw").base_url == "https://gw.example/v1"
+
+
+def test_split_model_ref_on_first_slash() -> None:
+    assert split_model_ref("openrouter/meta-llama/llama-4-maverick") == (
+        "openrouter",
+        "meta-llama/llama-4-maverick",
+    )
+    with pytest.raises(ValueError, match="ENDPOINT/MODEL"):
+        split_model_ref("gpt-4o")
+
+
+def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root reads a mode-000 file, so simulate the EACCES the user would get."""
+    p = write(tmp_path, DOCUMENTED)
+    real = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self == p:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert str(p) in str(info.value) and "cannot be read: Permission denied" in str(info.value)
