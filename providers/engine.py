@@ -39,6 +39,7 @@ from providers.events import (
 )
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
+from providers.transport import LAST_WRITE_NS, make_transport
 
 now_ns = time.perf_counter_ns
 
@@ -81,8 +82,11 @@ class StartGate:
             self._event.set()
 
     async def _wait(self) -> None:
+        if self._event.is_set():
+            return  # the last to arrive goes at once, without a trip round the event loop
         try:
-            await asyncio.wait_for(self._event.wait(), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                await self._event.wait()
         except TimeoutError:
             self._event.set()
 
@@ -128,7 +132,11 @@ class _Attempt:
                 self.pending.append(Connected(t_ns=t, connect_ns=t - self.connect_start))
             if self.ticket is not None:
                 await self.ticket.arrive()
+            LAST_WRITE_NS.set(None)
         elif name.endswith("send_request_body.complete"):
+            # The moment the last request byte went to the kernel (see providers.transport);
+            # this event's own time when the stamping backend was not in use (a proxy).
+            t = LAST_WRITE_NS.get() or t
             self.t0 = t
             self.pending.append(RequestSent(t_ns=t, attempt=self.attempt))
             if self.deadline is not None:
@@ -208,19 +216,23 @@ class Engine:
         client = self._clients.get(ep.name)
         if client is None:
             t = ep.timeouts
+            # Loopback servers never go through a proxy from the environment.
+            trust_env = not ep.is_loopback
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(
                     connect=t.connect, read=None, write=t.connect, pool=t.first_token
                 ),
-                verify=ep.verify,
-                proxy=ep.proxy,
-                # Loopback servers never go through a proxy from the environment.
-                trust_env=not ep.is_loopback,
-                limits=httpx.Limits(
-                    max_connections=ep.max_concurrency or 100,
-                    max_keepalive_connections=20,
-                    keepalive_expiry=90.0,
+                transport=make_transport(
+                    verify=ep.verify,
+                    proxy=ep.proxy,
+                    trust_env=trust_env,
+                    limits=httpx.Limits(
+                        max_connections=ep.max_concurrency or 100,
+                        max_keepalive_connections=20,
+                        keepalive_expiry=90.0,
+                    ),
                 ),
+                trust_env=trust_env,
                 follow_redirects=False,
             )
             self._clients[ep.name] = client

@@ -1,0 +1,269 @@
+"""The UI's handle on the engine process (``providers.worker``): start, cancel, receive events.
+
+``EngineProcess`` starts the worker, sends it the config, and reads its frames. Each stream's
+events arrive on that stream's ``StreamHandle`` as batches; a consumer awaits ``next_batch`` and
+gets everything that has arrived since its last call, so a slow consumer sees fewer, larger
+batches rather than a backlog. If the process dies, every open stream gets a ``StreamError``
+saying so and the next ``submit`` starts a fresh process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from providers.config import Config
+from providers.engine import ChatRequest
+from providers.events import Event, StreamError
+from providers.worker import encode, read_frame
+
+now_ns = time.perf_counter_ns
+
+
+@dataclass
+class StreamHandle:
+    """One stream's events as they arrive from the engine process."""
+
+    sid: int
+    events: list[Event] = field(default_factory=list)  # everything so far, in order
+    done: bool = False
+    _unread: int = 0
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _push(self, evs: list[Event]) -> None:
+        self.events.extend(evs)
+        self._wakeup.set()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._wakeup.set()
+
+    async def next_batch(self) -> list[Event] | None:
+        """Events that arrived since the last call; None once the stream is over and read."""
+        while self._unread >= len(self.events):
+            if self.done:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = self.events[self._unread :]
+        self._unread = len(self.events)
+        return batch
+
+
+class EngineProcess:
+    """Owns the engine worker process and routes its events to stream handles."""
+
+    def __init__(
+        self,
+        config: Config,
+        log_path: Path | None = None,
+        on_died: Callable[[str], None] | None = None,
+    ):
+        self.config = config
+        self.log_path = log_path
+        self.on_died = on_died
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._streams: dict[int, StreamHandle] = {}
+        self._ids = itertools.count(1)
+        self._gates = itertools.count(1)
+        self._starting: asyncio.Future[None] | None = None
+        self._closing = False
+        self.pid: int | None = None
+        self.restarts = 0
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        """Start the worker (idempotent); returns when it is ready for commands."""
+        if self.running and self._starting is not None and self._starting.done():
+            return
+        if self._starting is not None and not self._starting.done():
+            await asyncio.shield(self._starting)
+            return
+        loop = asyncio.get_running_loop()
+        self._starting = loop.create_future()
+        try:
+            await self._spawn()
+            self._starting.set_result(None)
+        except BaseException as exc:
+            self._starting.set_exception(exc)
+            self._starting.exception()  # mark retrieved
+            self._starting = None
+            raise
+
+    async def _spawn(self) -> None:
+        stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
+        log_file = None
+        if self.log_path is not None:
+            try:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - tiny, once
+                stderr = log_file
+            except OSError:
+                log_file = None
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "providers.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
+        assert self._proc.stdout is not None
+        ready = await asyncio.wait_for(read_frame(self._proc.stdout), 30)
+        if ready[0] != "ready":
+            raise RuntimeError(f"engine process said {ready[0]!r} instead of ready")
+        self.pid = int(ready[1])
+        self._send(("config", self.config))
+        self._reader_task = asyncio.create_task(self._read_loop(self._proc))
+
+    def _send(self, msg: object) -> None:
+        if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
+            raise ConnectionError("the engine process is not running")
+        self._proc.stdin.write(encode(msg))
+
+    async def _read_loop(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                msg = await read_frame(proc.stdout)
+                kind = msg[0]
+                if kind == "events":
+                    grouped: dict[int, list[Event]] = {}
+                    for sid, ev in msg[1]:
+                        grouped.setdefault(sid, []).append(ev)
+                    for sid, evs in grouped.items():
+                        handle = self._streams.get(sid)
+                        if handle is not None:
+                            handle._push(evs)
+                elif kind == "done":
+                    handle = self._streams.pop(msg[1], None)
+                    if handle is not None:
+                        handle._finish()
+        except (asyncio.IncompleteReadError, ConnectionError, EOFError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            return
+        await self._died(proc)
+
+    async def _died(self, proc: asyncio.subprocess.Process) -> None:
+        try:
+            code = await asyncio.wait_for(proc.wait(), 2)
+        except TimeoutError:
+            code = None
+        if self._closing:
+            return
+        reason = (
+            f"the engine process exited (status {code})"
+            if code is not None
+            else "the engine process stopped answering"
+        )
+        for handle in list(self._streams.values()):
+            handle._push(
+                [
+                    StreamError(
+                        t_ns=now_ns(),
+                        kind="internal",
+                        message=f"{reason}; it is being restarted — retry the request",
+                    )
+                ]
+            )
+            handle._finish()
+        self._streams.clear()
+        self._proc = None
+        self._starting = None
+        self.restarts += 1
+        if self.on_died is not None:
+            self.on_died(reason)
+
+    async def submit(
+        self,
+        request: ChatRequest,
+        t_submit_ns: int | None = None,
+        gate: tuple[str, int] | None = None,
+    ) -> StreamHandle:
+        """Start one stream; ``gate`` = (key, size) makes concurrent requests leave together."""
+        if not self.running:
+            await self.start()
+        sid = next(self._ids)
+        handle = StreamHandle(sid)
+        self._streams[sid] = handle
+        key, size = gate if gate is not None else (None, 1)
+        self._send(("start", sid, request, t_submit_ns or now_ns(), key, size))
+        return handle
+
+    async def submit_many(
+        self, requests: list[ChatRequest], t_submit_ns: int | None = None
+    ) -> list[StreamHandle]:
+        """Start several streams whose requests leave together (A/B fairness, DESIGN §4)."""
+        t = t_submit_ns or now_ns()
+        gate = (f"g{next(self._gates)}", len(requests)) if len(requests) > 1 else None
+        return [await self.submit(r, t, gate) for r in requests]
+
+    def cancel(self, handle: StreamHandle) -> None:
+        """Cancel one stream; its handle receives ``Cancelled`` and ends."""
+        if self.running and not handle.done:
+            self._send(("cancel", handle.sid))
+
+    def cancel_all(self) -> None:
+        """Cancel every running stream at once."""
+        if self.running:
+            self._send(("cancel_all",))
+
+    def warm(self, model_ref: str) -> None:
+        """Open a connection to the model's endpoint in advance."""
+        if self.running:
+            self._send(("warm", model_ref))
+
+    def reconfigure(self, config: Config) -> None:
+        """Send a new config (after the user edits endpoints)."""
+        self.config = config
+        if self.running:
+            self._send(("config", config))
+
+    def kill(self) -> None:
+        """Kill the worker (tests of the restart path)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+    async def close(self) -> None:
+        """Stop the worker: ask nicely, then terminate, then kill."""
+        self._closing = True
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            self._send(("shutdown",))
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except (ConnectionError, RuntimeError):
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), 2)
+        except TimeoutError:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 2)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        self._proc = None

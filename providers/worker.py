@@ -1,0 +1,224 @@
+"""The engine process: reads sockets, stamps events, and sends them to the UI in batches.
+
+Rendering markdown blocks the UI's event loop for hundreds of milliseconds, and a thread does
+not escape the GIL, so the TUI runs the engine here, in its own process (DESIGN §3). The UI
+talks to it over two pipes with length-prefixed pickle frames (``providers.remote``):
+
+UI → engine: ``("config", Config)`` first, then ``("start", sid, ChatRequest, t_submit_ns,
+gate_key, gate_size)``, ``("cancel", sid)``, ``("cancel_all",)``, ``("warm", model_ref)``,
+``("shutdown",)``.
+engine → UI: ``("ready", pid)``, ``("events", [(sid, event), …])``, ``("done", sid)``,
+``("log", text)``.
+
+Events are flushed once per turn of the event loop: everything decoded from one network read
+leaves together, and nothing waits for a timer. Writes go through an asyncio pipe transport, so
+a UI that is busy rendering never blocks the stamping of other streams here. The process exits
+when its stdin closes, so it cannot outlive the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import struct
+import sys
+from typing import Any
+
+from providers.config import Config
+from providers.engine import ChatRequest, Engine, StartGate, now_ns
+from providers.events import Cancelled, Event, StreamError
+from providers.keys import Keyring, KeyStore
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+def encode(obj: Any) -> bytes:
+    """One frame: a 4-byte length and a pickle."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next frame's object; raises ``asyncio.IncompleteReadError`` at EOF."""
+    head = await reader.readexactly(HEADER.size)
+    (size,) = HEADER.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is larger than the cap")
+    return pickle.loads(await reader.readexactly(size))
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGTERM us when the UI process dies (belt and braces)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+class Worker:
+    """Runs streams for the UI and forwards their events."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.engine: Engine | None = None
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.gates: dict[str, tuple[StartGate, int]] = {}
+        self._batch: list[tuple[int, Event]] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def background(self, coro: Any) -> None:
+        """Run ``coro`` without awaiting it, keeping a reference until it ends."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def send(self, obj: Any) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode(obj))
+
+    def emit(self, sid: int, ev: Event) -> None:
+        self._batch.append((sid, ev))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self.send(("events", batch))
+
+    def configure(self, config: Config) -> None:
+        old = self.engine
+        self.engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)))
+        if old is not None:
+            self.background(old.aclose())
+
+    def start(
+        self, sid: int, request: ChatRequest, t_submit_ns: int, gate_key: str | None, gate_size: int
+    ) -> None:
+        gate: StartGate | None = None
+        if gate_key is not None and gate_size > 1:
+            gate, seen = self.gates.get(gate_key, (StartGate(gate_size), 0))
+            seen += 1
+            if seen >= gate_size:
+                self.gates.pop(gate_key, None)  # every participant has its ticket
+            else:
+                self.gates[gate_key] = (gate, seen)
+        self.tasks[sid] = asyncio.create_task(self._run(sid, request, t_submit_ns, gate))
+
+    async def _run(
+        self, sid: int, request: ChatRequest, t_submit_ns: int, gate: StartGate | None
+    ) -> None:
+        assert self.engine is not None
+        try:
+            async for ev in self.engine.stream(request, gate=gate, t_submit_ns=t_submit_ns):
+                self.emit(sid, ev)
+        except asyncio.CancelledError:
+            self.emit(sid, Cancelled(t_ns=now_ns()))
+        except Exception as exc:  # never let one stream take the process down
+            self.emit(
+                sid,
+                StreamError(
+                    t_ns=now_ns(),
+                    kind="internal",
+                    message=f"engine error: {type(exc).__name__}: {exc}",
+                ),
+            )
+        finally:
+            self.tasks.pop(sid, None)
+            self._flush()
+            self.send(("done", sid))
+
+    def cancel(self, sid: int) -> None:
+        task = self.tasks.get(sid)
+        if task is not None:
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+
+    async def shutdown(self) -> None:
+        self.cancel_all()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.aclose()
+
+
+async def serve(read_fd: int, write_fd: int) -> None:
+    """Serve commands from ``read_fd`` until it closes; write frames to ``write_fd``."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_FRAME)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    w_transport, w_protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", buffering=0)
+    )
+    writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
+    worker = Worker(writer)
+    worker.send(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                msg = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            kind = msg[0]
+            if kind == "config":
+                worker.configure(msg[1])
+            elif kind == "start":
+                worker.start(*msg[1:])
+            elif kind == "cancel":
+                worker.cancel(msg[1])
+            elif kind == "cancel_all":
+                worker.cancel_all()
+            elif kind == "warm":
+                if worker.engine is not None:
+                    worker.background(worker.engine.warm(msg[1]))
+            elif kind == "shutdown":
+                break
+    finally:
+        await worker.shutdown()
+        try:
+            await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+
+def main() -> None:
+    """Entry point: ``python -m providers.worker``; frames on stdin/stdout."""
+    import signal
+
+    # Ctrl+C belongs to the UI, which cancels streams itself; the engine ends with its stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    read_fd = os.dup(0)
+    write_fd = os.dup(1)
+    # Anything printed by a library must not corrupt the frame stream.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        asyncio.run(serve(read_fd, write_fd))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
