@@ -1,0 +1,79 @@
+"""Every user action in one table: bindings, help, the command palette and keymaps come from it.
+
+An action id (``send``, ``pick_model`` …) is what users remap in config.toml::
+
+    [keys]
+    pick_model = "ctrl+o"
+    copy_reply = "ctrl+y,f6"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action: its id, default keys, the Textual action it runs, and where it shows."""
+
+    id: str
+    keys: str
+    action: str
+    description: str
+    footer: bool = False
+    priority: bool = False
+    scope: str = "app"  # app | chat | compare | prompt
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("help", "f1,question_mark", "app.show_help", "Help: every key", footer=True),
+    ActionSpec("pick_model", "f2", "app.pick_model", "Pick a model (fuzzy)", footer=True),
+    ActionSpec("compare", "f3", "app.open_compare", "Compare models side by side", footer=True),
+    ActionSpec(
+        "conversations", "f4", "app.conversations", "Conversations: resume, rename", footer=True
+    ),
+    ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True),
+    ActionSpec("cancel", "escape", "app.cancel", "Cancel streaming (all panes)"),
+    ActionSpec(
+        "cancel_or_quit",
+        "ctrl+c",
+        "app.cancel_or_quit",
+        "Cancel streaming, or quit when idle",
+        priority=True,
+    ),
+    ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True),
+    ActionSpec("new_chat", "ctrl+n", "app.new_chat", "New conversation"),
+    ActionSpec("copy_reply", "ctrl+y", "app.copy_reply", "Copy the last reply"),
+    ActionSpec("copy_code", "ctrl+b", "app.copy_code", "Copy the last code block"),
+    ActionSpec("theme", "ctrl+t", "app.change_theme", "Change theme"),
+    ActionSpec("history_search", "ctrl+r", "app.history_search", "Search past prompts"),
+    ActionSpec("replay", "ctrl+g", "app.replay", "Replay the last prompt"),
+    ActionSpec("replay_n", "ctrl+e", "app.replay_n", "Replay the last prompt N times"),
+    ActionSpec("export", "ctrl+s", "app.export", "Export this conversation"),
+    ActionSpec("follow", "ctrl+end", "app.follow", "Jump to the bottom and follow the stream"),
+    ActionSpec("summary", "f6", "app.summary", "Session summary and monthly projection"),
+    ActionSpec(
+        "toggle_reasoning", "ctrl+o", "app.toggle_reasoning", "Show or hide reasoning blocks"
+    ),
+)
+
+CHAT_ONLY: frozenset[str] = frozenset()
+
+
+def help_rows() -> list[tuple[str, str, str]]:
+    """(keys, description, action id) for the help screen."""
+    return [(a.keys, a.description, a.id) for a in ACTIONS]
+
+
+def pretty_keys(keys: str) -> str:
+    """``f1,question_mark`` → ``F1 / ?``."""
+    names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "end": "End"}
+    out = []
+    for raw in keys.split(","):
+        k = raw.strip()
+        if k in names:
+            out.append(names[k])
+            continue
+        parts = k.split("+")
+        out.append("+".join(p.capitalize() if len(p) > 1 else p.upper() for p in parts))
+    return " / ".join(out)

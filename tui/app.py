@@ -1,0 +1,559 @@
+"""The tokenrace Textual app: screens, keys, themes, the engine process and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from providers import paths
+from providers.config import Config, split_model_ref
+from providers.metrics import RunMetrics
+from providers.remote import EngineProcess
+from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
+from tui.actions import ACTIONS
+from tui.session.catalog import ModelEntry, discover, merge, static_catalog
+from tui.session.conversation import Conversation, LiveRun
+from tui.session.state import UiState
+from tui.session.store import Store
+
+LOOPBACK_PROBE_S = 0.4
+
+
+def _bindings() -> list[Binding]:
+    return [
+        Binding(
+            a.keys,
+            a.action.removeprefix("app."),
+            a.description,
+            show=a.footer,
+            priority=a.priority,
+            id=a.id,
+        )
+        for a in ACTIONS
+    ]
+
+
+class TokenraceApp(App[None]):
+    """Chat with any OpenAI-compatible endpoint and race models on honest numbers."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tokenrace"
+    BINDINGS = _bindings()
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        engine: EngineProcess | None = None,
+        store: Store | None = None,
+        state: UiState | None = None,
+        models: list[str] | None = None,
+        conversation: Conversation | None = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        probe_loopback: bool = True,
+        save_state: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.engine = engine or EngineProcess(
+            config, log_path=paths.data_dir() / "engine.log", on_died=self._engine_died
+        )
+        if self.engine.on_died is None:
+            self.engine.on_died = self._engine_died
+        self.store = store
+        self.state = state or UiState()
+        self.initial_models = models or []
+        self.initial_conversation = conversation
+        self.clock = clock
+        self.probe_loopback = probe_loopback
+        self.save_state = save_state
+        self.catalog: list[ModelEntry] = static_catalog(config)
+        self._prompts: list[str] | None = None
+        self._theme_errors: list[str] = []
+        self._register_themes()
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def _register_themes(self) -> None:
+        specs, self._theme_errors = all_specs(paths.config_path().parent / "themes")
+        for spec in specs:
+            self.register_theme(to_textual(spec))
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # Our semantic colours for every theme, Textual's built-in ones included.
+        dark = True
+        try:
+            dark = self.current_theme.dark
+        except Exception:
+            pass
+        return semantic_variables(dark)
+
+    def on_mount(self) -> None:
+        wanted = self.config.theme or self.state.theme or DEFAULT_DARK
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_DARK
+        if self.config.keys:
+            self.set_keymap(dict(self.config.keys))
+        for err in self._theme_errors:
+            self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
+        self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
+        from tui.screens.chat import ChatScreen
+
+        if len(self.initial_models) > 1:
+            self.push_screen(self._compare_screen(self.initial_models))
+        elif self.initial_models:
+            self.push_screen(ChatScreen(self.initial_models[0], self.initial_conversation))
+        elif self.initial_conversation is not None:
+            model = self._model_of(self.initial_conversation) or self.state.last_model
+            self.push_screen(ChatScreen(model, self.initial_conversation))
+        elif self.state.last_model:
+            self.push_screen(ChatScreen(self.state.last_model))
+        else:
+            self.push_screen(ChatScreen(None))
+            # After the first frame: read keys and probe local servers (never before).
+            self.call_after_refresh(self._choose_default_model)
+        self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
+
+    def _compare_screen(self, models: list[str]) -> Screen[None]:
+        from tui.screens.compare import CompareScreen
+
+        return CompareScreen(models)
+
+    @staticmethod
+    def _model_of(conv: Conversation) -> str | None:
+        for turns in conv.panes.values():
+            for t in reversed(turns):
+                if t.role == "assistant" and t.model:
+                    return t.model
+        return None
+
+    async def _start_engine(self) -> None:
+        try:
+            await self.engine.start()
+        except Exception as exc:
+            self.notify(f"the engine process could not start: {exc}", severity="error", timeout=15)
+
+    def _engine_died(self, reason: str) -> None:
+        self.notify(f"{reason}; restarting it", severity="error", timeout=10)
+        self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
+
+    def _choose_default_model(self) -> None:
+        self.run_worker(self._find_default_model(), group="startup", exit_on_error=False)
+
+    async def _find_default_model(self) -> None:
+        model = await find_default_model(self.config, self.probe_loopback)
+        from tui.screens.chat import ChatScreen
+
+        screen = self.screen
+        if model is not None and isinstance(screen, ChatScreen):
+            screen.set_model(model)
+            self.notify(f"Using {model}. F2 picks another model.")
+        elif model is None:
+            from tui.screens.welcome import WelcomeScreen
+
+            self.switch_screen(WelcomeScreen(self.config))
+
+    async def _discover_models(self) -> None:
+        found, _err = await discover(self.config)
+        if found:
+            self.catalog = merge(self.catalog, found)
+            from tui.screens.model_picker import ModelPicker
+
+            if isinstance(self.screen, ModelPicker):
+                self.screen.set_entries(self.catalog)
+
+    async def action_look_again(self) -> None:
+        model = await find_default_model(self.config, self.probe_loopback)
+        if model is None:
+            self.notify("Still no key and no local server. See the list above.", severity="warning")
+            return
+        from tui.screens.chat import ChatScreen
+
+        self.switch_screen(ChatScreen(model))
+
+    # --- shared services -----------------------------------------------------------------
+
+    def warm(self, model: str) -> None:
+        try:
+            self.engine.warm(model)
+        except ConnectionError:
+            pass
+
+    def remember_model(self, model: str) -> None:
+        self.state.last_model = model
+        self._save_state()
+
+    def remember_conversation(self, conv_id: int) -> None:
+        if self.state.last_conversation != conv_id:
+            self.state.last_conversation = conv_id
+            self._save_state()
+
+    def _save_state(self) -> None:
+        if not self.save_state:
+            return
+        err = self.state.save()
+        if err:
+            self.notify(err, severity="warning")
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted and self.state.theme != theme:
+            self.state.theme = theme
+            self._save_state()
+
+    def prompt_history(self) -> list[str]:
+        """Past prompts, newest first (store, then this session's)."""
+        if self._prompts is None:
+            self._prompts = self.store.prompts() if self.store is not None else []
+        return self._prompts
+
+    def history_added(self, text: str) -> None:
+        prompts = self.prompt_history()
+        if text in prompts:
+            prompts.remove(text)
+        prompts.insert(0, text)
+
+    def run_completed(self, run: LiveRun, metrics: RunMetrics) -> None:
+        """A reply finished: log it for dashboards (the metrics log)."""
+        from tui.session.metrics_log import append_run
+
+        if self.config.metrics.log or self.config.metrics.prometheus_file:
+            err = append_run(run, metrics, self.config)
+            if err:
+                self.notify(err, severity="warning")
+
+    def store_error(self, message: str) -> None:
+        """Called from the store's writer thread."""
+        self.call_from_thread(self.notify, message, severity="error", timeout=10)
+
+    # --- actions -------------------------------------------------------------------------
+
+    def _chat(self) -> Any:
+        from tui.screens.chat import ChatScreen
+
+        screen = self.screen
+        return screen if isinstance(screen, ChatScreen) else None
+
+    def action_show_help(self) -> None:
+        from tui.screens.help_screen import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        bound = {}
+        for a in ACTIONS:
+            bound[a.id] = self.config.keys.get(a.id, a.keys)
+        self.push_screen(HelpScreen(bound))
+
+    def action_pick_model(self, query: str = "") -> None:
+        from tui.screens.model_picker import ModelPicker
+
+        if isinstance(self.screen, ModelPicker):
+            return
+        chat = self._chat()
+        current = chat.model if chat is not None else None
+
+        def picked(ref: str | None) -> None:
+            if not ref:
+                return
+            target = self._chat()
+            if target is not None:
+                target.set_model(ref)
+                self.notify(f"Model: {ref}. The conversation continues with it.")
+            else:
+                from tui.screens.chat import ChatScreen
+
+                self.switch_screen(ChatScreen(ref))
+
+        self.push_screen(ModelPicker(self.catalog, current, query=query), picked)
+
+    def action_cancel(self) -> None:
+        chat = self._chat()
+        if chat is not None and chat.cancel():
+            return
+        cancel = getattr(self.screen, "cancel_all", None)
+        if cancel is not None:
+            cancel()
+
+    def action_cancel_or_quit(self) -> None:
+        chat = self._chat()
+        if chat is not None and chat.cancel():
+            return
+        cancel_all = getattr(self.screen, "cancel_all", None)
+        if cancel_all is not None and cancel_all():
+            return
+        self.exit()
+
+    def action_retry(self) -> None:
+        retry = getattr(self.screen, "retry", None)
+        if retry is not None:
+            retry()
+
+    def action_new_chat(self) -> None:
+        from tui.screens.chat import ChatScreen
+
+        chat = self._chat()
+        if chat is not None and chat.streaming:
+            self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
+            return
+        model = chat.model if chat is not None else self.state.last_model
+        self.switch_screen(ChatScreen(model))
+
+    def action_follow(self) -> None:
+        follow = getattr(self.screen, "action_follow", None)
+        if follow is not None:
+            follow()
+
+    def action_toggle_reasoning(self) -> None:
+        from tui.widgets.assistant_message import ReasoningBlock
+
+        blocks = list(self.screen.query(ReasoningBlock))
+        if not blocks:
+            self.notify("No reasoning in this conversation.")
+            return
+        collapse = not all(b.collapsed for b in blocks)
+        for b in blocks:
+            b.collapsed = collapse
+
+    def _last_reply_text(self) -> str | None:
+        getter = getattr(self.screen, "last_reply_text", None)
+        if getter is not None:
+            text: str | None = getter()
+            return text
+        chat = self._chat()
+        if chat is None:
+            return None
+        turn = chat.last_reply()
+        return turn.content if turn is not None else None
+
+    def action_copy_reply(self) -> None:
+        text = self._last_reply_text()
+        if not text:
+            self.notify("No reply to copy yet.")
+            return
+        self._copy(text, "the last reply")
+
+    def action_copy_code(self) -> None:
+        text = self._last_reply_text()
+        block = last_code_block(text or "")
+        if block is None:
+            self.notify("The last reply has no code block.")
+            return
+        self._copy(block, "the last code block")
+
+    def _copy(self, text: str, what: str) -> None:
+        self.copy_to_clipboard(text)  # OSC 52, through the terminal
+        via = copy_with_command(text)  # and the platform's clipboard command when there is one
+        where = f" (and {via})" if via else ""
+        self.notify(f"Copied {what}: {len(text):,} characters{where}.")
+
+    # Issue-4/5 actions are provided by their screens when open; elsewhere they say so.
+    def action_open_compare(self) -> None:
+        chat = self._chat()
+        models = [chat.model] if chat is not None and chat.model else []
+        if self.state.last_models:
+            models += [m for m in self.state.last_models if m not in models]
+        self.push_compare(models)
+
+    def push_compare(self, models: list[str]) -> None:
+        from tui.screens.compare import CompareScreen
+
+        if isinstance(self.screen, CompareScreen):
+            return
+        self.push_screen(CompareScreen(models[:2] if len(models) >= 2 else models))
+
+    def action_conversations(self) -> None:
+        from tui.screens.conversations import ConversationsScreen
+
+        if self.store is None:
+            self.notify("History is off: the database could not be opened.", severity="error")
+            return
+        self.push_screen(ConversationsScreen())
+
+    def action_history_search(self) -> None:
+        from tui.screens.history_search import HistorySearch
+
+        self.push_screen(HistorySearch(self.prompt_history()), self._history_picked)
+
+    def _history_picked(self, result: tuple[str, bool] | None) -> None:
+        if result is None:
+            return
+        text, send_now = result
+        fill = getattr(self.screen, "fill_prompt", None)
+        if fill is not None:
+            fill(text, send_now)
+
+    def action_replay(self) -> None:
+        replay = getattr(self.screen, "replay_last", None)
+        if replay is not None:
+            replay(1)
+
+    def action_replay_n(self) -> None:
+        from tui.screens.replay_n import ReplayCount
+
+        def chosen(n: int | None) -> None:
+            replay = getattr(self.screen, "replay_last", None)
+            if n and replay is not None:
+                replay(n)
+
+        self.push_screen(ReplayCount(), chosen)
+
+    def action_export(self) -> None:
+        export = getattr(self.screen, "export", None)
+        if export is not None:
+            export()
+
+    def action_summary(self) -> None:
+        from tui.screens.summary import SummaryScreen
+
+        self.push_screen(SummaryScreen())
+
+    # --- command palette -----------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for a in ACTIONS:
+            name = a.action.removeprefix("app.")
+            method = getattr(self, f"action_{name}", None)
+            if method is None or a.id in ("quit", "theme", "help"):
+                continue
+            keys = self.config.keys.get(a.id, a.keys)
+            yield SystemCommand(a.description, f"{a.id} · {keys}", method)
+        yield SystemCommand("Help: every key", "help · f1", self.action_show_help)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        await self._shutdown()
+        self.exit()
+
+    async def _shutdown(self) -> None:
+        try:
+            self.engine.cancel_all()
+        except ConnectionError:
+            pass
+        await self.engine.close()
+
+    async def _on_exit_app(self) -> None:
+        await self._shutdown()
+        await super()._on_exit_app()
+
+
+# --- helpers (no UI) -------------------------------------------------------------------------
+
+
+async def find_default_model(config: Config, probe_loopback: bool = True) -> str | None:
+    """The first endpoint with a key, or a local server that answers; its first model."""
+    from providers.keys import KeyLookupError, Keyring, KeyStore
+
+    if config.default_model:
+        return config.default_model
+    store = KeyStore(Keyring(config.keyring_timeout_s))
+    for ep in config.endpoints.values():
+        if not ep.key_required:
+            continue
+        try:
+            resolved = await asyncio.to_thread(store.resolve, ep)
+        except KeyLookupError:
+            continue
+        if resolved.value:
+            model = ep.models[0] if ep.models else _first_priced(ep.name)
+            if model:
+                return f"{ep.name}/{model}"
+    if not probe_loopback:
+        return None
+    loopback = [ep for ep in config.endpoints.values() if ep.is_loopback]
+    answers = await asyncio.gather(*(_answers(ep.base_url) for ep in loopback))
+    for ep, ok in zip(loopback, answers, strict=True):
+        if ok:
+            if ep.models:
+                return f"{ep.name}/{ep.models[0]}"
+            listed = await _first_listed_model(ep.base_url)
+            if listed:
+                return f"{ep.name}/{listed}"
+    return None
+
+
+def _first_priced(endpoint: str) -> str | None:
+    from providers.prices import builtin_models
+
+    refs = builtin_models(endpoint)
+    return refs[0].split("/", 1)[1] if refs else None
+
+
+async def _answers(base_url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _r, w = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port), LOOPBACK_PROBE_S
+        )
+    except (OSError, TimeoutError):
+        return False
+    w.close()
+    return True
+
+
+async def _first_listed_model(base_url: str) -> str | None:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+            r = await client.get(f"{base_url}/models")
+            data = r.json().get("data", [])
+            ids = [m["id"] for m in data if isinstance(m, dict) and "id" in m]
+            return str(ids[0]) if ids else None
+    except Exception:
+        return None
+
+
+def last_code_block(markdown: str) -> str | None:
+    """The content of the last fenced code block in ``markdown``."""
+    from markdown_it import MarkdownIt
+
+    fences = [t for t in MarkdownIt("gfm-like").parse(markdown) if t.type == "fence"]
+    return fences[-1].content if fences else None
+
+
+def copy_with_command(text: str) -> str | None:
+    """Copy with pbcopy / wl-copy / xclip / xsel when present; the command's name, or None."""
+    candidates = [
+        ["pbcopy"],
+        ["wl-copy"],
+        ["xclip", "-selection", "clipboard"],
+        ["xsel", "--clipboard", "--input"],
+    ]
+    for argv in candidates:
+        if shutil.which(argv[0]) is None:
+            continue
+        if argv[0] in ("wl-copy",) and not os.environ.get("WAYLAND_DISPLAY"):
+            continue
+        if argv[0] in ("xclip", "xsel") and not os.environ.get("DISPLAY"):
+            continue
+        try:
+            subprocess.run(
+                argv,
+                input=text.encode(),
+                timeout=2,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            return argv[0]
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def model_endpoint(ref: str) -> str:
+    return split_model_ref(ref)[0]

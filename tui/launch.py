@@ -1,0 +1,77 @@
+"""Start the TUI: load config, open the store, build the app with its services, run it."""
+
+from __future__ import annotations
+
+import sys
+
+from providers import paths
+from providers.config import ConfigError, load_config
+
+
+def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = None) -> int:
+    """Run the app; returns the exit status."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"tokenrace: config error: {exc}", file=sys.stderr)
+        print("Fix the file (it was not changed) and start tokenrace again.", file=sys.stderr)
+        return 2
+    for m in models:
+        if "/" not in m:
+            print(f"tokenrace: expected ENDPOINT/MODEL, got {m!r}", file=sys.stderr)
+            return 2
+        if m.split("/", 1)[0] not in config.endpoints:
+            print(
+                f"tokenrace: unknown endpoint in {m!r}; known: "
+                f"{', '.join(sorted(config.endpoints))}",
+                file=sys.stderr,
+            )
+            return 2
+    if local_gguf:
+        print(
+            "tokenrace: --local needs the local endpoint (tokenrace[local]); not available "
+            "in this build yet",
+            file=sys.stderr,
+        )
+        return 2
+
+    from tui.app import TokenraceApp
+    from tui.session.conversation import Conversation
+    from tui.session.state import UiState
+    from tui.session.store import Store, StoreError
+
+    state = UiState.load()
+    app_holder: list[TokenraceApp] = []
+
+    def on_store_error(message: str) -> None:
+        if app_holder:
+            app_holder[0].store_error(message)
+
+    store: Store | None
+    store_problem = None
+    try:
+        store = Store(paths.data_dir() / "history.db", on_error=on_store_error)
+    except StoreError as exc:
+        store, store_problem = None, str(exc)
+    conversation = None
+    if resume and store is not None:
+        conv_id = state.last_conversation or store.latest_conversation()
+        if conv_id is not None:
+            conversation = Conversation.load(store, conv_id)
+        if conversation is None:
+            print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
+    app = TokenraceApp(config, store=store, state=state, models=models, conversation=conversation)
+    app_holder.append(app)
+    if store_problem:
+        app.call_later(
+            app.notify,
+            f"{store_problem}; history is off for this session",
+            severity="error",
+            timeout=15,
+        )
+    try:
+        app.run()
+    finally:
+        if store is not None:
+            store.close()
+    return app.return_code or 0

@@ -1,0 +1,22 @@
+"""Messages that cross widgets (DESIGN/STYLE: small dataclasses named as past-tense events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+
+@dataclass
+class PromptSubmitted(Message):
+    """The user pressed Enter in the prompt; ``text`` has pastes expanded."""
+
+    text: str
+
+
+@dataclass
+class ModelPicked(Message):
+    """A model was chosen in the picker (``pane`` is None in plain chat)."""
+
+    model: str
+    pane: int | None = None

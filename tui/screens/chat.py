@@ -1,0 +1,462 @@
+"""The chat screen: one model, a streamed conversation, live figures, saved as it goes."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TextArea
+
+from providers.engine import ChatRequest
+from providers.events import Cancelled
+from providers.prices import format_context, model_info
+from providers.remote import StreamHandle
+from providers.tokens import estimate_prompt_tokens, estimate_tokens
+from tui import format as fmt
+from tui.session import commands
+from tui.session.catalog import resolve
+from tui.session.conversation import Conversation, LiveRun, Turn
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.error_panel import ErrorPanel
+from tui.widgets.message_list import MessageList
+from tui.widgets.prompt_box import PromptBox
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.user_message import UserMessage
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+CHECKPOINT_S = 1.0
+CANCEL_GRACE_S = 1.0
+
+
+class ChatScreen(Screen[None]):
+    """A conversation with one model at a time; the model can change between turns."""
+
+    AUTO_FOCUS = "PromptBox"
+    BINDINGS = [
+        Binding("pageup", "scroll_messages(-1)", "Scroll up", show=False, priority=True),
+        Binding("pagedown", "scroll_messages(1)", "Scroll down", show=False, priority=True),
+    ]
+
+    def __init__(self, model: str | None, conversation: Conversation | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.conv = conversation or Conversation()
+        self.run: LiveRun | None = None
+        self.handle: StreamHandle | None = None
+        self.reply: AssistantMessage | None = None
+        self._history_pos = -1
+        self._draft = ""
+        self._estimate_timer: object | None = None
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    # --- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="topbar", markup=False)
+        yield MessageList(id="messages")
+        yield Static("↓ new text below — Ctrl+End follows the stream", id="new-below", markup=False)
+        yield StatusBar(id="status")
+        yield PromptBox(id="prompt")
+        yield Static("", id="prompt-info", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#new-below").display = False
+        self.watch(self.query_one(MessageList), "new_below", self._show_new_below)
+        self._render_history()
+        self._update_topbar()
+        self.query_one(StatusBar).show_idle(self.model or "choosing a model…")
+        self.set_interval(0.1, self._tick)
+        self._update_estimate()
+        if self.model:
+            self.tapp.warm(self.model)
+
+    def _render_history(self) -> None:
+        messages = self.query_one(MessageList)
+        widgets = []
+        for t in self.conv.turns(0):
+            if t.role == "user":
+                widgets.append(UserMessage(t.content))
+            else:
+                widgets.append(
+                    AssistantMessage(
+                        t.model or "?",
+                        text=t.content,
+                        reasoning=t.reasoning,
+                        status=t.status,
+                        metrics=t.metrics,
+                        finished=True,
+                    )
+                )
+                if t.status == "error" and t.error:
+                    widgets.append(ErrorPanel(t.model or "?", "error", t.error))
+        if widgets:
+            messages.mount_all(widgets)
+
+    def _update_topbar(self) -> None:
+        s = self.conv.settings
+        bits = []
+        if s.system:
+            bits.append("system ✓")
+        if s.temperature is not None:
+            bits.append(f"T={s.temperature:g}")
+        if s.max_tokens is not None:
+            bits.append(f"max {s.max_tokens}")
+        if s.json_mode:
+            bits.append("JSON")
+        title = self.conv.title or "new conversation"
+        model = self.model or "no model"
+        self.query_one("#topbar", Static).update(
+            Content.assemble(
+                ("tokenrace", "bold"),
+                " · ",
+                title,
+                " · ",
+                (model, "bold"),
+                ("  " + " ".join(bits)) if bits else "",
+            )
+        )
+
+    @property
+    def streaming(self) -> bool:
+        return self.run is not None and not self.run.done
+
+    def _show_new_below(self, value: bool) -> None:
+        self.query_one("#new-below").display = value
+
+    # --- model ---------------------------------------------------------------------------
+
+    def set_model(self, model: str) -> None:
+        """Continue the conversation with ``model`` from the next prompt on."""
+        self.model = model
+        self.tapp.remember_model(model)
+        self._update_topbar()
+        if not self.streaming:
+            self.query_one(StatusBar).show_idle(model)
+        self._update_estimate()
+        self.tapp.warm(model)
+
+    # --- prompt --------------------------------------------------------------------------
+
+    @on(PromptBox.Submitted)
+    def _submitted(self, event: PromptBox.Submitted) -> None:
+        t_submit = time.perf_counter_ns()
+        text = event.text
+        if not text.strip():
+            return
+        try:
+            cmd = commands.parse(text)
+        except commands.CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if cmd is not None:
+            event.prompt.clear_prompt()
+            self.run_command(cmd)
+            return
+        if self.streaming:
+            self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
+            return
+        if not self.model:
+            self.notify("No model yet: F2 picks one.", severity="warning")
+            return
+        event.prompt.clear_prompt()
+        self._history_pos = -1
+        self.send(text, t_submit)
+
+    def run_command(self, cmd: commands.Command) -> None:
+        s = self.conv.settings
+        try:
+            if cmd.name == "/model":
+                ref, why = resolve(cmd.arg, self.tapp.catalog, self.tapp.config)
+                if ref is None:
+                    self.notify(why, severity="warning")
+                    self.tapp.action_pick_model(query=cmd.arg)
+                    return
+                self.set_model(ref)
+                self.notify(f"Model: {ref}. The conversation continues with it.")
+                return
+            if cmd.name == "/system":
+                s.system = cmd.arg or None
+                self.notify("System prompt set." if cmd.arg else "System prompt cleared.")
+            elif cmd.name == "/temperature":
+                s.temperature = commands.parse_temperature(cmd.arg)
+                self.notify(
+                    f"Temperature: {s.temperature if s.temperature is not None else 'default'}"
+                )
+            elif cmd.name == "/max-tokens":
+                s.max_tokens = commands.parse_max_tokens(cmd.arg)
+                self.notify(f"Max tokens: {s.max_tokens or 'no cap'}")
+            elif cmd.name == "/json":
+                s.json_mode = commands.parse_on_off(cmd.arg)
+                self.notify(f"JSON mode {'on' if s.json_mode else 'off'}.")
+            elif cmd.name == "/clear":
+                self.tapp.action_new_chat()
+                return
+            elif cmd.name == "/help":
+                self.tapp.action_show_help()
+                return
+        except commands.CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if self.conv.saved and self.tapp.store is not None:
+            self.tapp.store.update_conversation(self.conv.id, settings=s.to_dict())
+        self._update_topbar()
+        self._update_estimate()
+
+    @on(TextArea.Changed, "#prompt")
+    def _prompt_changed(self) -> None:
+        if self._estimate_timer is None:
+            self._estimate_timer = self.set_timer(0.15, self._update_estimate_now)
+
+    def _update_estimate_now(self) -> None:
+        self._estimate_timer = None
+        self._update_estimate()
+
+    def _update_estimate(self) -> None:
+        """Estimated tokens and cost of the prompt before it is sent, and a context warning."""
+        info = self.query_one("#prompt-info", Static)
+        prompt = self.query_one(PromptBox)
+        text = prompt.text
+        if text.startswith("/"):
+            info.update(self._completion_hint(text))
+            return
+        full = prompt.full_text
+        history = [*self.conv.request_messages(), {"role": "user", "content": full}]
+        tokens = estimate_prompt_tokens(history)
+        if not self.model:
+            info.update(f"≈{tokens:,} tok")
+            return
+        mi = model_info(self.model, self.tapp.config)
+        parts = [f"next request ≈{tokens:,} tok in"]
+        if mi.price is not None:
+            parts.append(f"≈{fmt.usd(mi.price.cost(tokens, 0))} before output")
+        if mi.context is not None:
+            parts.append(f"context {format_context(mi.context)} ({100 * tokens / mi.context:.0f}%)")
+            if tokens > mi.context:
+                info.update(
+                    Content.assemble(
+                        ("⚠ exceeds the model's context window: ", "bold"), " · ".join(parts)
+                    )
+                )
+                return
+        if full and estimate_tokens(full) > 2000:
+            parts.insert(1, f"prompt ≈{estimate_tokens(full):,} tok")
+        info.update(" · ".join(parts))
+
+    def _completion_hint(self, text: str) -> str:
+        if " " not in text:
+            matches = commands.completions(text)
+            if not matches:
+                return f"unknown command {text}"
+            return "  ".join(f"{m} — {commands.COMMANDS[m]}" for m in matches[:3]) + (
+                "   (Tab completes)" if len(matches) == 1 else ""
+            )
+        name, _, arg = text.partition(" ")
+        if name == "/model":
+            found = [e.ref for e in self.tapp.catalog if arg.lower() in e.ref.lower()][:6]
+            return "  ".join(found) + ("   (Tab completes)" if found else "   no match")
+        return commands.COMMANDS.get(name, "")
+
+    @on(PromptBox.CompletionRequested)
+    def _complete(self, event: PromptBox.CompletionRequested) -> None:
+        text = event.prompt.text
+        if " " not in text:
+            matches = commands.completions(text)
+            if matches:
+                event.prompt.set_prompt(matches[0] + " ")
+                event.prompt.move_cursor(event.prompt.document.end)
+            return
+        name, _, arg = text.partition(" ")
+        if name == "/model":
+            found = [e.ref for e in self.tapp.catalog if arg.lower() in e.ref.lower()]
+            if found:
+                event.prompt.set_prompt(f"/model {found[0]}")
+                event.prompt.move_cursor(event.prompt.document.end)
+
+    @on(PromptBox.HistoryRequested)
+    def _history(self, event: PromptBox.HistoryRequested) -> None:
+        prompts = self.tapp.prompt_history()
+        if not prompts:
+            return
+        if self._history_pos == -1:
+            self._draft = event.prompt.text
+        pos = self._history_pos - event.direction  # up = older = larger index
+        if pos < -1:
+            return
+        if pos >= len(prompts):
+            pos = len(prompts) - 1
+        self._history_pos = pos
+        if pos == -1:
+            event.prompt.set_prompt(self._draft)
+        else:
+            event.prompt.set_prompt(prompts[pos], recalled=True)
+        event.prompt.move_cursor(event.prompt.document.end)
+
+    # --- streaming -----------------------------------------------------------------------
+
+    def send(self, text: str, t_submit_ns: int | None = None) -> None:
+        """Send ``text`` as the next user turn to the current model."""
+        t_submit = t_submit_ns or time.perf_counter_ns()
+        assert self.model is not None
+        store = self.tapp.store
+        self.conv.add_user(text, store)
+        self.tapp.remember_conversation(self.conv.id)
+        self.tapp.history_added(text)
+        messages = self.query_one(MessageList)
+        messages.mount(UserMessage(text))
+        self._start(t_submit)
+        self._update_topbar()
+
+    def _start(self, t_submit: int) -> None:
+        assert self.model is not None
+        request = ChatRequest(
+            model=self.model,
+            messages=self.conv.request_messages(),
+            params=self.conv.settings.params(),
+        )
+        info = model_info(self.model, self.tapp.config)
+        run = LiveRun(
+            self.model,
+            t_submit,
+            info.price,
+            estimate_prompt_tokens(request.messages),
+            self.tapp.config.stall_s,
+        )
+        self.run = run
+        self.reply = AssistantMessage(self.model)
+        messages = self.query_one(MessageList)
+        messages.mount(self.reply)
+        messages.resume_follow()
+        self._stream(run, self.reply, request)
+
+    @work(group="stream", exit_on_error=False)
+    async def _stream(self, run: LiveRun, widget: AssistantMessage, request: ChatRequest) -> None:
+        store = self.tapp.store
+        params = self.conv.settings.to_dict()
+        messages = self.query_one(MessageList)
+        try:
+            handle = await self.tapp.engine.submit(request, run.t_submit_ns)
+        except Exception as exc:  # the engine could not start: say so, keep the app
+            self._fail_locally(run, widget, f"the engine process could not start: {exc}")
+            return
+        self.handle = handle
+        last_checkpoint = time.monotonic()
+        while (batch := await handle.next_batch()) is not None:
+            delta = run.feed(batch)
+            if delta.reasoning:
+                widget.append_reasoning(delta.reasoning)
+            if delta.text:
+                widget.append_text(delta.text)
+            for note in delta.notices:
+                widget.add_notice(note)
+            if delta.text or delta.reasoning:
+                messages.content_grew()
+            now = time.monotonic()
+            if now - last_checkpoint >= CHECKPOINT_S:
+                last_checkpoint = now
+                run.checkpoint(store, self.conv, params)
+            if run.done:
+                break
+        self._finish(run, widget)
+
+    def _fail_locally(self, run: LiveRun, widget: AssistantMessage, message: str) -> None:
+        from providers.events import StreamError
+
+        run.feed([StreamError(t_ns=time.perf_counter_ns(), kind="internal", message=message)])
+        self._finish(run, widget)
+
+    def _finish(self, run: LiveRun, widget: AssistantMessage) -> None:
+        if run.shown_final:
+            return
+        run.shown_final = True
+        if not run.done:
+            run.feed([Cancelled(t_ns=time.perf_counter_ns())])
+        m = run.final()
+        widget.finish(m)
+        turn = run.turn()
+        self.conv.turns(0).append(turn)
+        run.checkpoint(self.tapp.store, self.conv, self.conv.settings.to_dict())
+        self.tapp.run_completed(run, m)
+        messages = self.query_one(MessageList)
+        if turn.status == "error" and turn.error:
+            err_kind = next(
+                (e.kind for e in reversed(run.events) if type(e).__name__ == "StreamError"), "error"
+            )
+            messages.mount(ErrorPanel(run.model, str(err_kind), turn.error))
+        messages.content_grew()
+        self.query_one(StatusBar).show(run.live(time.perf_counter_ns()), run.spark_rates())
+        self.handle = None
+        self._update_estimate()
+
+    def _tick(self) -> None:
+        run = self.run
+        if run is None or run.done:
+            return
+        f = run.live(self.tapp.clock())
+        self.query_one(StatusBar).show(f, run.spark_rates())
+        if self.reply is not None and f.retry_until_ns is None:
+            self.reply.show_live(f"● streaming · {fmt.ms(f.elapsed_ms)}")
+        elif self.reply is not None:
+            left = max(0.0, (f.retry_until_ns - self.tapp.clock()) / 1e9)
+            self.reply.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
+
+    def cancel(self) -> bool:
+        """Cancel the reply being streamed; True if there was one."""
+        if not self.streaming or self.run is None:
+            return False
+        run, widget = self.run, self.reply
+        if self.handle is not None:
+            self.tapp.engine.cancel(self.handle)
+
+        def fallback() -> None:
+            # The engine did not confirm (it may have died): finish here, keeping the text.
+            if not run.done and widget is not None:
+                self.workers.cancel_group(self, "stream")
+                self._finish(run, widget)
+
+        self.set_timer(CANCEL_GRACE_S, fallback)
+        return True
+
+    def retry(self) -> None:
+        """Send the last prompt again (after an error, a cancel or just to compare)."""
+        if self.streaming:
+            self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
+            return
+        turns = self.conv.turns(0)
+        if not any(t.role == "user" for t in turns):
+            self.notify("Nothing to retry yet.")
+            return
+        if not self.model:
+            return
+        while turns and turns[-1].role == "assistant":
+            turns.pop()  # the retried reply stays on screen and in the store, not in history
+        self._start(time.perf_counter_ns())
+
+    def last_reply(self) -> Turn | None:
+        return next((t for t in reversed(self.conv.turns(0)) if t.role == "assistant"), None)
+
+    def on_screen_resume(self) -> None:
+        self.query_one(PromptBox).focus()
+
+    def action_follow(self) -> None:
+        self.query_one(MessageList).resume_follow()
+
+    def action_scroll_messages(self, direction: int) -> None:
+        messages = self.query_one(MessageList)
+        if direction < 0:
+            messages.scroll_page_up()
+        else:
+            messages.scroll_page_down()

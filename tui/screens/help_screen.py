@@ -1,0 +1,60 @@
+"""Every key and every / command, generated from the action table."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.actions import ACTIONS, pretty_keys
+from tui.session.commands import COMMANDS
+
+PROMPT_KEYS = (
+    ("Enter", "send the prompt"),
+    ("Ctrl+J / Shift+Enter", "new line in the prompt"),
+    ("Up / Down", "walk earlier prompts (when the prompt is empty)"),
+    ("Tab", "complete a / command"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys (as currently bound, remaps included) and commands."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 90; max-width: 95%; height: 85%;
+        border: round $primary; background: $surface; padding: 1 2;
+    }
+    """
+    BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close", show=False)]
+
+    def __init__(self, bound: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.bound = bound or {}
+
+    def compose(self) -> ComposeResult:
+        rows: list[Content | str] = [Content.styled("Keys", "bold"), ""]
+        for a in ACTIONS:
+            keys = pretty_keys(self.bound.get(a.id, a.keys))
+            rows.append(
+                Content.assemble(
+                    (f"{keys:<24}", "bold"), f"{a.description}", (f"   [{a.id}]", "dim")
+                )
+            )
+        rows += ["", Content.styled("In the prompt", "bold"), ""]
+        for keys, what in PROMPT_KEYS:
+            rows.append(Content.assemble((f"{keys:<24}", "bold"), what))
+        rows += ["", Content.styled("Commands", "bold"), ""]
+        for name, what in COMMANDS.items():
+            rows.append(Content.assemble((f"{name:<24}", "bold"), what))
+        rows += [
+            "",
+            "Every action is also in the command palette (Ctrl+P). Remap keys in "
+            'config.toml under [keys], e.g. pick_model = "ctrl+o". Esc closes.',
+        ]
+        with VerticalScroll():
+            yield Static(Content("\n").join(Content(r) if isinstance(r, str) else r for r in rows))

@@ -1,0 +1,450 @@
+"""The conversation model: settings, turns per pane, and a reply while it streams (no textual)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.capabilities import ChatParams
+from providers.config import split_model_ref
+from providers.events import (
+    TOKEN_EVENTS,
+    Cancelled,
+    Event,
+    Finished,
+    Notice,
+    ReasoningDelta,
+    RequestSent,
+    Retrying,
+    StreamError,
+    TextDelta,
+    Usage,
+)
+from providers.metrics import RunMetrics, compute_metrics, status_of
+from providers.prices import Price
+from tui.session.store import Store, new_id
+
+TITLE_CHARS = 60
+SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
+
+
+@dataclass
+class Settings:
+    """Per-conversation request settings, changed with / commands."""
+
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    json_mode: bool = False
+
+    def params(self) -> ChatParams:
+        return ChatParams(
+            temperature=self.temperature, max_tokens=self.max_tokens, json_mode=self.json_mode
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "json_mode": self.json_mode,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Settings:
+        return cls(
+            system=d.get("system"),
+            temperature=d.get("temperature"),
+            max_tokens=d.get("max_tokens"),
+            json_mode=bool(d.get("json_mode", False)),
+        )
+
+
+@dataclass
+class Turn:
+    """One message of one pane's history."""
+
+    id: int
+    role: str  # user | assistant
+    content: str
+    model: str | None = None
+    reasoning: str = ""
+    status: str = "complete"
+    error: str | None = None
+    metrics: RunMetrics | None = None
+
+    def counts_in_history(self) -> bool:
+        """Whether this turn is sent back to the model with the next prompt."""
+        if self.role == "user":
+            return True
+        return bool(self.content) and self.status != "error"
+
+
+@dataclass
+class Conversation:
+    """A conversation: its settings, and the turns of each pane (pane 0 in plain chat)."""
+
+    id: int = field(default_factory=new_id)
+    title: str = ""
+    mode: str = "chat"
+    settings: Settings = field(default_factory=Settings)
+    panes: dict[int, list[Turn]] = field(default_factory=dict)
+    saved: bool = False
+
+    def turns(self, pane: int = 0) -> list[Turn]:
+        return self.panes.setdefault(pane, [])
+
+    def request_messages(self, pane: int = 0) -> tuple[dict[str, Any], ...]:
+        """System prompt, then the pane's history, as the next request will carry it."""
+        out: list[dict[str, Any]] = []
+        if self.settings.system:
+            out.append({"role": "system", "content": self.settings.system})
+        for t in self.turns(pane):
+            if t.counts_in_history():
+                out.append({"role": t.role, "content": t.content})
+        return tuple(out)
+
+    def ensure_saved(self, store: Store | None) -> None:
+        if not self.saved and store is not None:
+            store.create_conversation(self.id, self.title, self.mode, self.settings.to_dict())
+            self.saved = True
+
+    def add_user(self, text: str, store: Store | None, panes: tuple[int, ...] = (0,)) -> Turn:
+        """Append the user's prompt to every pane (and the store); names the conversation."""
+        if not self.title:
+            line = " ".join(text.split())
+            self.title = line[:TITLE_CHARS] + ("…" if len(line) > TITLE_CHARS else "")
+        self.ensure_saved(store)
+        if store is not None:
+            store.update_conversation(self.id, title=self.title)
+            store.add_prompt(text, self.id)
+        turn = Turn(id=0, role="user", content=text)
+        for pane in panes:
+            t = Turn(id=new_id(), role="user", content=text)
+            self.turns(pane).append(t)
+            if store is not None:
+                store.save_message(t.id, self.id, "user", text, pane=pane)
+            turn = t
+        return turn
+
+    @classmethod
+    def load(cls, store: Store, conv_id: int) -> Conversation | None:
+        """A stored conversation with its turns and each reply's metrics."""
+        row = store.conversation(conv_id)
+        if row is None:
+            return None
+        conv = cls(
+            id=row.id,
+            title=row.title,
+            mode=row.mode,
+            settings=Settings.from_dict(row.settings),
+            saved=True,
+        )
+        for m in store.messages(conv_id):
+            turn = Turn(
+                id=m["id"],
+                role=m["role"],
+                content=m["content"],
+                model=m["model"],
+                reasoning=m["reasoning"],
+                status=m["status"],
+                error=m["error"],
+            )
+            if turn.role == "assistant":
+                run = store.run_for_message(turn.id)
+                if run is not None:
+                    turn.metrics = metrics_from_row(run)
+            conv.turns(int(m["pane"])).append(turn)
+        return conv
+
+
+def metrics_from_row(row: Any) -> RunMetrics:
+    """A ``RunMetrics`` rebuilt from a stored run."""
+
+    def get(k: str) -> Any:
+        return row[k]
+
+    return RunMetrics(
+        status=get("status"),
+        ttft_ms=get("ttft_ms"),
+        ttfo_ms=get("ttfo_ms"),
+        decode_tps=get("decode_tps"),
+        e2e_ms=get("e2e_ms"),
+        client_overhead_ms=get("client_overhead_ms"),
+        connect_ms=get("connect_ms"),
+        output_tokens=get("output_tokens"),
+        output_tokens_estimated=bool(get("output_tokens_estimated")),
+        input_tokens=get("input_tokens"),
+        cached_tokens=get("cached_tokens"),
+        reasoning_tokens=get("reasoning_tokens"),
+        itl_p50_ms=get("itl_p50_ms"),
+        itl_p95_ms=get("itl_p95_ms"),
+        itl_max_ms=get("itl_max_ms"),
+        stalls=get("stalls") or 0,
+        retries=get("retries") or 0,
+        retry_wait_ms=get("retry_wait_ms") or 0.0,
+        cost_usd=get("cost_usd"),
+        cost_reported=bool(get("cost_reported")),
+        overall_tps=get("overall_tps"),
+        token_events=get("token_events") or 0,
+        finish_reason=get("finish_reason"),
+    )
+
+
+@dataclass
+class LiveFigures:
+    """What the status bar shows while a reply streams; cheap to compute every frame."""
+
+    model: str
+    status: str
+    ttft_ms: float | None
+    decode_tps: float | None
+    tokens: int
+    tokens_estimated: bool
+    elapsed_ms: float
+    cost_usd: float | None
+    cost_estimated: bool
+    retry_until_ns: int | None = None
+    retry_message: str = ""
+
+
+@dataclass
+class Delta:
+    """What one batch of events changed, for the widgets to apply."""
+
+    text: str = ""
+    reasoning: str = ""
+    notices: list[str] = field(default_factory=list)
+    retrying: Retrying | None = None
+    error: StreamError | None = None
+    finished: bool = False
+
+
+class LiveRun:
+    """One reply while it streams: its events, text, and running figures."""
+
+    def __init__(
+        self,
+        model: str,
+        t_submit_ns: int,
+        price: Price | None,
+        prompt_estimate: int,
+        stall_s: float = 1.0,
+        pane: int = 0,
+    ):
+        self.model = model
+        self.endpoint = split_model_ref(model)[0]
+        self.t_submit_ns = t_submit_ns
+        self.price = price
+        self.prompt_estimate = prompt_estimate
+        self.stall_s = stall_s
+        self.pane = pane
+        self.events: list[Event] = []
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self.text_len = 0
+        self.t0: int | None = None
+        self.t_first: int | None = None
+        self.t_last: int | None = None
+        self.token_events = 0
+        self.usage: Usage | None = None
+        self.retry: Retrying | None = None
+        self.done = False
+        self.started_at = time.time()
+        self.spark: list[int] = []  # token events per bucket since the first token
+        self.message_id = new_id()
+        self.run_id = new_id()
+        self._final: RunMetrics | None = None
+        self.shown_final = False  # the UI has shown the final figures
+
+    @property
+    def text(self) -> str:
+        if len(self._text) > 1:
+            self._text = ["".join(self._text)]
+        return self._text[0] if self._text else ""
+
+    @property
+    def reasoning(self) -> str:
+        if len(self._reasoning) > 1:
+            self._reasoning = ["".join(self._reasoning)]
+        return self._reasoning[0] if self._reasoning else ""
+
+    def feed(self, batch: list[Event]) -> Delta:
+        """Take a batch of engine events; returns what changed."""
+        delta = Delta()
+        text: list[str] = []
+        reasoning: list[str] = []
+        for ev in batch:
+            self.events.append(ev)
+            if isinstance(ev, TOKEN_EVENTS):
+                if self.t_first is None:
+                    self.t_first = ev.t_ns
+                self.t_last = ev.t_ns
+                self.token_events += 1
+                bucket = (ev.t_ns - self.t_first) // SPARK_BUCKET_NS
+                while len(self.spark) <= bucket:
+                    self.spark.append(0)
+                self.spark[bucket] += 1
+                if isinstance(ev, TextDelta) and ev.choice == 0:
+                    text.append(f"\n\n> refusal: {ev.text}" if ev.refusal else ev.text)
+                elif isinstance(ev, ReasoningDelta) and ev.choice == 0:
+                    reasoning.append(ev.text)
+            elif isinstance(ev, RequestSent):
+                self.t0 = ev.t_ns
+                self.retry = None
+            elif isinstance(ev, Usage):
+                self.usage = ev
+            elif isinstance(ev, Retrying):
+                self.retry = ev
+                delta.retrying = ev
+            elif isinstance(ev, Notice):
+                delta.notices.append(ev.message)
+            elif isinstance(ev, StreamError):
+                delta.error = ev
+                self.done = True
+            elif isinstance(ev, (Finished, Cancelled)):
+                self.done = True
+        if text:
+            delta.text = "".join(text)
+            self._text.append(delta.text)
+            self.text_len += len(delta.text)
+        if reasoning:
+            delta.reasoning = "".join(reasoning)
+            self._reasoning.append(delta.reasoning)
+        delta.finished = self.done
+        return delta
+
+    @property
+    def status(self) -> str:
+        return status_of(self.events)
+
+    def live(self, now_ns: int) -> LiveFigures:
+        """Running figures in O(1): the final ones come from ``final``."""
+        if self.done:
+            m = self.final()
+            from tui.format import cost_is_estimated
+
+            return LiveFigures(
+                self.model,
+                m.status,
+                m.ttft_ms,
+                m.decode_tps,
+                m.output_tokens or 0,
+                m.output_tokens_estimated,
+                m.e2e_ms or 0.0,
+                m.cost_usd,
+                cost_is_estimated(m),
+            )
+        ttft = (self.t_first - self.t0) / 1e6 if self.t_first and self.t0 else None
+        rate = None
+        if self.t_first is not None and self.t_last is not None and self.token_events >= 2:
+            span = (self.t_last - self.t_first) / 1e9
+            if span > 0:
+                rate = (self.token_events - 1) / span
+        tokens = self.token_events
+        cost = None
+        if self.price is not None:
+            cost = self.price.cost(self.prompt_estimate, tokens)
+        start = self.t0 or self.t_submit_ns
+        retry_until = None
+        msg = ""
+        if self.retry is not None:
+            retry_until = self.retry.t_ns + int(self.retry.delay_s * 1e9)
+            msg = self.retry.message
+        return LiveFigures(
+            self.model,
+            "streaming",
+            ttft,
+            rate,
+            tokens,
+            True,
+            (now_ns - start) / 1e6,
+            cost,
+            True,
+            retry_until,
+            msg,
+        )
+
+    def spark_rates(self) -> list[float]:
+        """Decode rate (tok/s) per bucket, for the sparkline."""
+        scale = 1e9 / SPARK_BUCKET_NS
+        return [c * scale for c in self.spark]
+
+    def final(self) -> RunMetrics:
+        """The metrics of DESIGN §4 from every event (computed once the reply is over)."""
+        if self._final is not None and self.done:
+            return self._final
+        m = compute_metrics(
+            self.events,
+            t_submit_ns=self.t_submit_ns,
+            price=self.price,
+            stall_s=self.stall_s,
+            prompt_estimate=self.prompt_estimate,
+        )
+        if self.done:
+            self._final = m
+        return m
+
+    def turn(self) -> Turn:
+        """The assistant turn this run produced (so far)."""
+        err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
+        return Turn(
+            id=self.message_id,
+            role="assistant",
+            content=self.text,
+            model=self.model,
+            reasoning=self.reasoning,
+            status=self.status,
+            error=err.message if err else None,
+            metrics=self.final() if self.done else None,
+        )
+
+    def checkpoint(
+        self,
+        store: Store | None,
+        conv: Conversation,
+        params: dict[str, Any],
+        race_id: str | None = None,
+    ) -> None:
+        """Save the reply and its run as they are now (the message row once text exists)."""
+        if store is None:
+            return
+        conv.ensure_saved(store)
+        status = self.status
+        err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
+        if self.text_len or self._reasoning or self.done:
+            store.save_message(
+                self.message_id,
+                conv.id,
+                "assistant",
+                self.text,
+                model=self.model,
+                reasoning=self.reasoning,
+                status=status,
+                error=err.message if err else None,
+                pane=self.pane,
+            )
+        m = self.final() if self.done else None
+        timings = None
+        from providers.events import ServerTimings
+
+        st = next((e for e in self.events if isinstance(e, ServerTimings)), None)
+        if st is not None:
+            timings = dict(st.values)
+        store.save_run(
+            self.run_id,
+            message_id=self.message_id if (self.text_len or self.done) else None,
+            conv_id=conv.id,
+            model=self.model,
+            endpoint=self.endpoint,
+            params=params,
+            metrics=m,
+            status=status,
+            started_at=self.started_at,
+            finished_at=time.time() if self.done else None,
+            error_kind=err.kind if err else None,
+            race_id=race_id,
+            pane=self.pane,
+            server_timings=timings,
+        )

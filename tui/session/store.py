@@ -1,0 +1,544 @@
+"""The SQLite store: conversations, messages, runs, prompt history and verdicts (DESIGN §6).
+
+One writer thread owns every write, so the UI never waits on the disk; reads use their own
+connection (WAL mode lets them run beside the writer). A write that fails (full disk, a
+database locked past ``busy_timeout``) is reported through ``on_error`` and retried, and the
+conversation stays on screen: the UI holds its own copy. Ids are made by the caller (time-ordered
+integers), so an insert never has to wait for the database to answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from providers.metrics import RunMetrics
+
+BUSY_TIMEOUT_MS = 3000
+RETRY_DELAY_S = 1.0
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE conversations(
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL DEFAULT '',
+        mode TEXT NOT NULL DEFAULT 'chat',
+        settings TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE messages(
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        pane INTEGER NOT NULL DEFAULT 0,
+        role TEXT NOT NULL,
+        model TEXT,
+        content TEXT NOT NULL DEFAULT '',
+        reasoning TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'complete',
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_conversation ON messages(conversation_id, pane, id);
+    CREATE TABLE runs(
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+        race_id TEXT,
+        pane INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        error_kind TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        ttft_ms REAL, ttfo_ms REAL, decode_tps REAL, e2e_ms REAL,
+        client_overhead_ms REAL, connect_ms REAL,
+        output_tokens INTEGER, output_tokens_estimated INTEGER,
+        input_tokens INTEGER, cached_tokens INTEGER, reasoning_tokens INTEGER,
+        itl_p50_ms REAL, itl_p95_ms REAL, itl_max_ms REAL,
+        stalls INTEGER, retries INTEGER, retry_wait_ms REAL,
+        cost_usd REAL, cost_reported INTEGER, overall_tps REAL,
+        token_events INTEGER, finish_reason TEXT,
+        server_timings TEXT
+    );
+    CREATE INDEX runs_by_model ON runs(model, started_at);
+    CREATE TABLE prompt_history(
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX prompt_history_by_time ON prompt_history(created_at);
+    CREATE TABLE verdicts(
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+        race_id TEXT NOT NULL,
+        winner TEXT NOT NULL,
+        models TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+)
+
+METRIC_COLUMNS = (
+    "ttft_ms",
+    "ttfo_ms",
+    "decode_tps",
+    "e2e_ms",
+    "client_overhead_ms",
+    "connect_ms",
+    "output_tokens",
+    "output_tokens_estimated",
+    "input_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "itl_p50_ms",
+    "itl_p95_ms",
+    "itl_max_ms",
+    "stalls",
+    "retries",
+    "retry_wait_ms",
+    "cost_usd",
+    "cost_reported",
+    "overall_tps",
+    "token_events",
+    "finish_reason",
+)
+
+_id_lock = threading.Lock()
+_id_seq = itertools.count()
+
+
+def new_id() -> int:
+    """A time-ordered id: microseconds since the epoch × 1000 + a per-process counter."""
+    with _id_lock:
+        return time.time_ns() // 1000 * 1000 + next(_id_seq) % 1000
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the pragmas every connection here uses."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date with the numbered migrations; returns the version."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreError(f"the history database is from a newer tokenrace (schema {version})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """A conversation as the list screen shows it."""
+
+    id: int
+    title: str
+    mode: str
+    settings: dict[str, Any]
+    created_at: float
+    updated_at: float
+    messages: int = 0
+
+
+Op = Callable[[sqlite3.Connection], None]
+
+
+class Store:
+    """The history database behind a single writer thread."""
+
+    def __init__(self, path: Path, on_error: Callable[[str], None] | None = None):
+        self.path = path
+        self.on_error = on_error
+        self._queue: queue.Queue[Op | None] = queue.Queue()
+        self._error_shown: str | None = None
+        self.failed_writes = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._read = connect(path)
+            migrate(self._read)
+            self._write = connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the history database {path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the history database {path}: {exc.strerror or exc}"
+            ) from exc
+        self._thread = threading.Thread(target=self._run, name="tokenrace-store", daemon=True)
+        self._thread.start()
+
+    # --- the writer ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            op = self._queue.get()
+            if op is None:
+                return
+            while True:
+                try:
+                    op(self._write)
+                    if self._error_shown is not None:
+                        self._error_shown = None
+                        self._report("saving works again; nothing was lost")
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Full disk, I/O error, locked past busy_timeout: keep the op and retry.
+                    self.failed_writes += 1
+                    self._report_once(_explain(exc, self.path))
+                    try:
+                        self._write.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if self._stop_requested():
+                        return
+                    time.sleep(RETRY_DELAY_S)
+                except sqlite3.Error as exc:
+                    self.failed_writes += 1
+                    self._report(f"a write to the history database failed and was skipped: {exc}")
+                    break
+            self._queue.task_done()
+
+    def _stop_requested(self) -> bool:
+        return getattr(self, "_closing", False)
+
+    def _report(self, message: str) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(message)
+            except Exception:
+                pass
+
+    def _report_once(self, message: str) -> None:
+        if message != self._error_shown:
+            self._error_shown = message
+            self._report(message)
+
+    def submit(self, op: Op) -> None:
+        """Queue a write."""
+        self._queue.put(op)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued write is done (or failed for good); False on timeout."""
+        done = threading.Event()
+        self._queue.put(lambda _conn: done.set())
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        """Finish queued writes (briefly) and close."""
+        self.flush(3.0)
+        self._closing = True
+        self._queue.put(None)
+        self._thread.join(3.0)
+        for conn in (self._read, self._write):
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        conv_id: int,
+        title: str = "",
+        mode: str = "chat",
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        now = time.time()
+        data = json.dumps(dict(settings or {}))
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT OR IGNORE INTO conversations(id, title, mode, settings, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (conv_id, title, mode, data, now, now),
+            )
+
+        self.submit(op)
+
+    def update_conversation(
+        self, conv_id: int, *, title: str | None = None, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        now = time.time()
+        data = json.dumps(dict(settings)) if settings is not None else None
+
+        def op(c: sqlite3.Connection) -> None:
+            if title is not None:
+                c.execute(
+                    "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                    (title, now, conv_id),
+                )
+            if data is not None:
+                c.execute(
+                    "UPDATE conversations SET settings = ?, updated_at = ? WHERE id = ?",
+                    (data, now, conv_id),
+                )
+
+        self.submit(op)
+
+    def delete_conversation(self, conv_id: int) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+
+        self.submit(op)
+
+    def save_message(
+        self,
+        msg_id: int,
+        conv_id: int,
+        role: str,
+        content: str,
+        *,
+        model: str | None = None,
+        reasoning: str = "",
+        status: str = "complete",
+        error: str | None = None,
+        pane: int = 0,
+    ) -> None:
+        """Insert or update a message with its full current text (a checkpoint)."""
+        now = time.time()
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute(
+                "INSERT INTO messages(id, conversation_id, pane, role, model, content, reasoning, "
+                "status, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
+                "reasoning = excluded.reasoning, status = excluded.status, "
+                "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
+                (msg_id, conv_id, pane, role, model, content, reasoning, status, error, now, now),
+            )
+            c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
+            c.execute("COMMIT")
+
+        self.submit(op)
+
+    def save_run(
+        self,
+        run_id: int,
+        *,
+        message_id: int | None,
+        conv_id: int | None,
+        model: str,
+        endpoint: str,
+        params: Mapping[str, Any],
+        metrics: RunMetrics | None,
+        status: str,
+        started_at: float,
+        finished_at: float | None = None,
+        error_kind: str | None = None,
+        race_id: str | None = None,
+        pane: int = 0,
+        server_timings: Mapping[str, float] | None = None,
+    ) -> None:
+        """Insert or update a run with every metric of DESIGN §4."""
+        values: dict[str, Any] = dict.fromkeys(METRIC_COLUMNS)
+        if metrics is not None:
+            for col in METRIC_COLUMNS:
+                v = getattr(metrics, col)
+                values[col] = int(v) if isinstance(v, bool) else v
+        row = {
+            "id": run_id,
+            "message_id": message_id,
+            "conversation_id": conv_id,
+            "race_id": race_id,
+            "pane": pane,
+            "model": model,
+            "endpoint": endpoint,
+            "params": json.dumps(dict(params)),
+            "status": status,
+            "error_kind": error_kind,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "server_timings": json.dumps(dict(server_timings)) if server_timings else None,
+            **values,
+        }
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        updates = ", ".join(f"{k} = excluded.{k}" for k in row if k != "id")
+        sql = f"INSERT INTO runs({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}"
+        args = tuple(row.values())
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(sql, args)
+
+        self.submit(op)
+
+    def add_prompt(self, text: str, conv_id: int | None) -> None:
+        now = time.time()
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO prompt_history(id, conversation_id, text, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (new_id(), conv_id, text, now),
+            )
+
+        self.submit(op)
+
+    def save_verdict(
+        self, conv_id: int | None, race_id: str, winner: str, models: Iterable[str]
+    ) -> None:
+        now = time.time()
+        data = json.dumps(list(models))
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO verdicts(id, conversation_id, race_id, winner, models, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id(), conv_id, race_id, winner, data, now),
+            )
+
+        self.submit(op)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def conversations(self, search: str | None = None, limit: int = 500) -> list[ConversationRow]:
+        """Conversations, newest first; ``search`` matches titles and message text."""
+        sql = (
+            "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
+            "AS n FROM conversations c"
+        )
+        args: list[Any] = []
+        if search:
+            sql += (
+                " WHERE c.title LIKE ? OR EXISTS (SELECT 1 FROM messages m WHERE "
+                "m.conversation_id = c.id AND m.content LIKE ?)"
+            )
+            like = f"%{search}%"
+            args += [like, like]
+        sql += " ORDER BY c.updated_at DESC LIMIT ?"
+        args.append(limit)
+        return [
+            ConversationRow(
+                r["id"],
+                r["title"],
+                r["mode"],
+                _json(r["settings"]),
+                r["created_at"],
+                r["updated_at"],
+                r["n"],
+            )
+            for r in self._read.execute(sql, args)
+        ]
+
+    def conversation(self, conv_id: int) -> ConversationRow | None:
+        r = self._read.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        if r is None:
+            return None
+        return ConversationRow(
+            r["id"], r["title"], r["mode"], _json(r["settings"]), r["created_at"], r["updated_at"]
+        )
+
+    def latest_conversation(self) -> int | None:
+        r = self._read.execute(
+            "SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1"
+        ).fetchone()
+        return int(r["id"]) if r else None
+
+    def messages(self, conv_id: int) -> list[sqlite3.Row]:
+        return list(
+            self._read.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY pane, id", (conv_id,)
+            )
+        )
+
+    def runs(self, conv_id: int | None = None, model: str | None = None) -> list[sqlite3.Row]:
+        sql = "SELECT * FROM runs"
+        clauses: list[str] = []
+        args: list[Any] = []
+        if conv_id is not None:
+            clauses.append("conversation_id = ?")
+            args.append(conv_id)
+        if model is not None:
+            clauses.append("model = ?")
+            args.append(model)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return list(self._read.execute(sql + " ORDER BY started_at", args))
+
+    def run_for_message(self, message_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._read.execute(
+            "SELECT * FROM runs WHERE message_id = ? ORDER BY started_at DESC LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        return row
+
+    def prompts(self, limit: int = 5000) -> list[str]:
+        """Past prompts across conversations, newest first, without repeats."""
+        rows = self._read.execute(
+            "SELECT text, MAX(created_at) AS t FROM prompt_history GROUP BY text "
+            "ORDER BY t DESC LIMIT ?",
+            (limit,),
+        )
+        return [r["text"] for r in rows]
+
+    def verdicts(self, conv_id: int | None = None) -> list[sqlite3.Row]:
+        if conv_id is None:
+            return list(self._read.execute("SELECT * FROM verdicts ORDER BY created_at"))
+        return list(
+            self._read.execute(
+                "SELECT * FROM verdicts WHERE conversation_id = ? ORDER BY created_at", (conv_id,)
+            )
+        )
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _explain(exc: sqlite3.OperationalError, path: Path) -> str:
+    text = str(exc)
+    low = text.lower()
+    if "full" in low:
+        return (
+            f"cannot save history: the disk is full ({path.parent}); the conversation "
+            "stays on screen and saving resumes when space is freed"
+        )
+    if "locked" in low or "busy" in low:
+        return (
+            f"cannot save history: the database is locked by another program ({path}); "
+            "retrying every second, nothing on screen is lost"
+        )
+    if "readonly" in low or "read-only" in low:
+        return f"cannot save history: {path} is read-only; the conversation stays on screen"
+    return f"cannot save history ({text}); retrying, nothing on screen is lost"

@@ -1,0 +1,152 @@
+"""The prompt: multi-line, Enter sends, Ctrl+J (or Shift+Enter) inserts a newline.
+
+Large pastes (a log file, a 1 MB document) are not put into the text area: they are kept aside
+and shown as a one-line placeholder with their size, so the box stays responsive. On send, the
+placeholders are replaced by what was pasted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+PASTE_COLLAPSE_CHARS = 2000
+PASTE_COLLAPSE_LINES = 20
+_PLACEHOLDER = re.compile(r"\[paste #(\d+): [^\]]*\]")
+
+
+def human_size(n_bytes: int) -> str:
+    """``1.0 MB`` / ``12.3 KB`` / ``512 B``."""
+    if n_bytes >= 1_000_000:
+        return f"{n_bytes / 1_000_000:.1f} MB"
+    if n_bytes >= 1000:
+        return f"{n_bytes / 1000:.1f} KB"
+    return f"{n_bytes} B"
+
+
+class PromptBox(TextArea):
+    """A TextArea that sends on Enter and folds big pastes."""
+
+    DEFAULT_CSS = """
+    PromptBox {
+        height: auto;
+        min-height: 3;
+        max-height: 12;
+        border: round $primary 50%;
+        &:focus { border: round $primary; }
+    }
+    """
+
+    @dataclass
+    class Submitted(Message):
+        """Enter was pressed; ``text`` has every paste expanded."""
+
+        prompt: PromptBox
+        text: str
+
+    @dataclass
+    class CompletionRequested(Message):
+        """Tab on a / command: complete it."""
+
+        prompt: PromptBox
+
+    @dataclass
+    class HistoryRequested(Message):
+        """Up/Down on an empty (or recalled) prompt: walk the prompt history."""
+
+        prompt: PromptBox
+        direction: int  # -1 older, +1 newer
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(
+            "",
+            id=id,
+            soft_wrap=True,
+            show_line_numbers=False,
+            tab_behavior="focus",
+            compact=False,
+            highlight_cursor_line=False,
+            placeholder="Message…  Enter sends · Ctrl+J newline · / commands · F1 help",
+        )
+        self.pastes: dict[int, str] = {}
+        self._next_paste = 1
+        self.recalled: str | None = None  # the history entry shown, if any
+
+    @property
+    def full_text(self) -> str:
+        """The prompt with every folded paste put back."""
+
+        def expand(m: re.Match[str]) -> str:
+            return self.pastes.get(int(m.group(1)), m.group(0))
+
+        return _PLACEHOLDER.sub(expand, self.text)
+
+    def clear_prompt(self) -> None:
+        self.text = ""
+        self.pastes.clear()
+        self.recalled = None
+
+    def set_prompt(self, text: str, recalled: bool = False) -> None:
+        """Replace the prompt's text (big texts fold like a paste)."""
+        self.pastes.clear()
+        self.text = ""
+        if self._is_big(text):
+            self.insert(self._fold(text))
+        else:
+            self.insert(text)
+        self.recalled = self.text if recalled else None
+
+    @staticmethod
+    def _is_big(text: str) -> bool:
+        return len(text) > PASTE_COLLAPSE_CHARS or text.count("\n") >= PASTE_COLLAPSE_LINES
+
+    def _fold(self, text: str) -> str:
+        number = self._next_paste
+        self._next_paste += 1
+        self.pastes[number] = text
+        lines = text.count("\n") + 1
+        return f"[paste #{number}: {human_size(len(text.encode('utf-8')))}, {lines:,} lines]"
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        if self._is_big(event.text):
+            event.prevent_default()
+            event.stop()
+            self.insert(self._fold(event.text))
+            return
+        await super()._on_paste(event)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.prevent_default()
+            event.stop()
+            self.post_message(self.Submitted(self, self.full_text))
+            return
+        if event.key in ("ctrl+j", "shift+enter", "alt+enter"):
+            event.prevent_default()
+            event.stop()
+            self.insert("\n")
+            return
+        if event.key == "tab" and self.text.startswith("/"):
+            event.prevent_default()
+            event.stop()
+            self.post_message(self.CompletionRequested(self))
+            return
+        if event.key in ("up", "down"):
+            at_edge = (
+                self.cursor_location[0] == 0
+                if event.key == "up"
+                else self.cursor_location[0] == self.document.line_count - 1
+            )
+            browsing = not self.text or (self.recalled is not None and self.text == self.recalled)
+            if browsing and at_edge:
+                event.prevent_default()
+                event.stop()
+                self.post_message(self.HistoryRequested(self, -1 if event.key == "up" else 1))
+                return
+        if self.recalled is not None and event.is_printable:
+            self.recalled = None
+        await super()._on_key(event)

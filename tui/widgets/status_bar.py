@@ -1,0 +1,71 @@
+"""Live figures of the reply being streamed: TTFT, tok/s, tokens, elapsed, cost, a sparkline."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import Sparkline, Static
+
+from tui import format as fmt
+from tui.session.conversation import LiveFigures
+
+SPARK_POINTS = 40
+
+
+class StatusBar(Horizontal):
+    """One line: model and live figures, then the decode-rate sparkline."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+        background: $panel;
+        padding: 0 1;
+        & > .figures { width: 1fr; color: $foreground; }
+        & > Sparkline { width: 24; height: 1; }
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.figures = Static("", classes="figures", markup=False)
+        self.spark = Sparkline([], summary_function=max)
+        self.model = ""
+        self.extra = ""
+
+    def compose(self) -> ComposeResult:
+        yield self.figures
+        yield self.spark
+
+    def show_idle(self, model: str, extra: str = "") -> None:
+        self.model = model
+        self.extra = extra
+        text = Content.assemble(
+            ("● ", "bold"), (model or "no model", "bold"), f"  {extra}" if extra else ""
+        )
+        self.figures.update(text)
+
+    def show(self, f: LiveFigures, spark: list[float]) -> None:
+        if f.retry_until_ns is not None:
+            left = max(0.0, (f.retry_until_ns - time.perf_counter_ns()) / 1e9)
+            self.figures.update(
+                Content.assemble(
+                    ("⟳ ", "bold"),
+                    (f.model, "bold"),
+                    f"  retrying in {left:.1f} s — {f.retry_message[:80]} — Esc cancels",
+                )
+            )
+            return
+        status = "● streaming" if f.status == "streaming" else f.status
+        parts = [
+            f"TTFT {fmt.ms(f.ttft_ms)}",
+            fmt.tps(f.decode_tps),
+            fmt.tokens(f.tokens, f.tokens_estimated),
+            fmt.ms(f.elapsed_ms),
+            fmt.usd(f.cost_usd, f.cost_estimated),
+        ]
+        self.figures.update(Content.assemble((f.model, "bold"), f"  {status}  ", "  ".join(parts)))
+        if spark:
+            self.spark.data = spark[-SPARK_POINTS:]

@@ -1,0 +1,43 @@
+"""A user turn; very long prompts show collapsed with their size."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from tui.widgets.prompt_box import human_size
+
+COLLAPSE_CHARS = 4000
+COLLAPSE_LINES = 40
+PREVIEW_LINES = 8
+
+
+class UserMessage(Static):
+    """The user's prompt as sent."""
+
+    DEFAULT_CSS = """
+    UserMessage {
+        margin: 1 0 0 0;
+        padding: 0 1;
+        border-left: thick $primary;
+        background: $boost;
+    }
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(self._content(text), markup=False)
+
+    @staticmethod
+    def _content(text: str) -> Content:
+        lines = text.splitlines()
+        if len(text) <= COLLAPSE_CHARS and len(lines) <= COLLAPSE_LINES:
+            return Content.assemble(("You ", "bold"), "\n", text)
+        preview = "\n".join(lines[:PREVIEW_LINES])
+        if len(preview) > COLLAPSE_CHARS:
+            preview = preview[:COLLAPSE_CHARS] + "…"
+        note = (
+            f"… {human_size(len(text.encode('utf-8')))}, {len(lines):,} lines "
+            "(collapsed; sent in full)"
+        )
+        return Content.assemble(("You ", "bold"), "\n", preview, "\n", (note, "italic"))
