@@ -200,8 +200,7 @@ class EngineProcess:
         gate: tuple[str, int] | None = None,
     ) -> StreamHandle:
         """Start one stream; ``gate`` = (key, size) makes concurrent requests leave together."""
-        if not self.running:
-            await self.start()
+        await self.start()
         sid = next(self._ids)
         handle = StreamHandle(sid)
         self._streams[sid] = handle

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mock_server import MockServerProcess
 from tests.support.raw_server import RawServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,4 +65,11 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 async def raw_server() -> AsyncIterator[RawServer]:
     """A byte-exact scripted server in the test's event loop."""
     async with RawServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def mock_server() -> Iterator[MockServerProcess]:
+    """The mock OpenAI-compatible server, in its own process, for the whole session."""
+    with MockServerProcess() as srv:
         yield srv

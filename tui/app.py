@@ -62,6 +62,8 @@ class TokenraceApp(App[None]):
         clock: Callable[[], int] = time.perf_counter_ns,
         probe_loopback: bool = True,
         save_state: bool = True,
+        start_engine: bool = True,
+        discover_models: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
@@ -77,6 +79,8 @@ class TokenraceApp(App[None]):
         self.clock = clock
         self.probe_loopback = probe_loopback
         self.save_state = save_state
+        self.start_engine = start_engine
+        self.discover_models = discover_models
         self.catalog: list[ModelEntry] = static_catalog(config)
         self._prompts: list[str] | None = None
         self._theme_errors: list[str] = []
@@ -105,7 +109,8 @@ class TokenraceApp(App[None]):
             self.set_keymap(dict(self.config.keys))
         for err in self._theme_errors:
             self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
-        self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
+        if self.start_engine:
+            self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         from tui.screens.chat import ChatScreen
 
         if len(self.initial_models) > 1:
@@ -121,7 +126,8 @@ class TokenraceApp(App[None]):
             self.push_screen(ChatScreen(None))
             # After the first frame: read keys and probe local servers (never before).
             self.call_after_refresh(self._choose_default_model)
-        self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
+        if self.discover_models:
+            self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
 
     def _compare_screen(self, models: list[str]) -> Screen[None]:
         from tui.screens.compare import CompareScreen
@@ -431,20 +437,16 @@ class TokenraceApp(App[None]):
 
     # --- shutdown ------------------------------------------------------------------------
 
-    async def action_quit(self) -> None:
-        await self._shutdown()
-        self.exit()
-
-    async def _shutdown(self) -> None:
+    async def stop_engine(self) -> None:
+        """Cancel every stream and stop the engine process (called on every way out)."""
         try:
             self.engine.cancel_all()
         except ConnectionError:
             pass
         await self.engine.close()
 
-    async def _on_exit_app(self) -> None:
-        await self._shutdown()
-        await super()._on_exit_app()
+    async def on_unmount(self) -> None:
+        await self.stop_engine()
 
 
 # --- helpers (no UI) -------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""The package boundaries of DESIGN §1, and the static checks, as tests that CI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.mock_server import MockServerProcess
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import sys
+from tui.cli import main
+try:
+    code = main({args!r})
+except SystemExit as exc:
+    code = exc.code
+print("LEAKED", sorted(m for m in ("textual", "rich", "openai") if m in sys.modules
+                       and m not in {allowed!r}), file=sys.stderr)
+"""
+
+
+def run_probe(args: list[str], home: Path, allowed: tuple[str, ...] = ()) -> str:
+    env = dict(os.environ, TOKENRACE_HOME=str(home))
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=args, allowed=allowed)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("LEAKED")]
+    assert line, r.stderr
+    return line[-1]
+
+
+def test_importing_providers_and_session_leaves_the_ui_out() -> None:
+    code = (
+        "import sys, providers.engine, providers.worker, providers.remote, "
+        "providers.control, providers.metrics, providers.keys, tui.session.store, "
+        "tui.session.conversation, tui.session.catalog, tui.session.metrics_log, "
+        "tui.format, tui.cli; "
+        "print(sorted(m for m in ('textual', 'rich', 'openai') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "allowed"),
+    [
+        (["keys", "list"], ()),
+        (["endpoints"], ()),
+        (["models", "mock"], ("openai",)),  # the control plane uses the SDK (DESIGN §3)
+        (["ask", "-m", "mock/mock-instant", "hello"], ()),
+        (["ask", "-m", "mock/mock-instant", "--json", "hello"], ()),
+    ],
+)
+def test_headless_commands_never_import_textual_or_rich(
+    args: list[str], allowed: tuple[str, ...], isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
+    assert run_probe(args, isolated_home, allowed) == "LEAKED []"
+
+
+def test_ruff_is_clean() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "providers", "tui", "themes", "tests", "bench"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict_is_clean_on_providers() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "-p", "providers"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,456 @@
+"""The chat screen through Pilot, against the mock server and the real engine process."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual import events
+
+from providers.config import parse_config
+from tests.support.mock_server import MockServerProcess
+from tests.support.tui import make_app, mock_config, wait_until
+from tui.actions import ACTIONS
+from tui.screens.chat import ChatScreen
+from tui.screens.help_screen import HelpScreen
+from tui.screens.model_picker import ModelPicker
+from tui.screens.welcome import WelcomeScreen
+from tui.session.state import UiState
+from tui.widgets.assistant_message import AssistantMessage, ReasoningBlock
+from tui.widgets.error_panel import ErrorPanel
+from tui.widgets.message_list import MessageList
+from tui.widgets.prompt_box import PromptBox
+from tui.widgets.user_message import UserMessage
+
+MARKDOWN = """# Plan
+
+Some **bold** text and `code`.
+
+- one
+- two
+
+```python
+def f(x):
+    return x + 1
+```
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+Done.
+"""
+
+
+def scenario(mock: MockServerProcess, **spec: Any) -> str:
+    """Register a scenario under a fresh name; returns ``mock/<name>``."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    mock.add_scenario(name, spec)
+    return f"mock/{name}"
+
+
+def chat_requests(mock: MockServerProcess, model: str) -> list[dict[str, Any]]:
+    name = model.split("/", 1)[1]
+    return [r for r in mock.log() if r["path"].endswith("/chat/completions") and r["model"] == name]
+
+
+async def send(pilot: Any, text: str) -> None:
+    prompt = pilot.app.screen.query_one(PromptBox)
+    prompt.focus()
+    prompt.set_prompt(text)
+    await pilot.press("enter")
+
+
+def replies(app: Any) -> list[AssistantMessage]:
+    return list(app.screen.query(AssistantMessage))
+
+
+def done(w: AssistantMessage) -> bool:
+    return w.status != "streaming"
+
+
+async def test_welcome_screen_when_nothing_is_configured(isolated_home: Path) -> None:
+    app = make_app(parse_config({}), isolated_home, start_engine=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
+        text = str(app.screen.query_one("#welcome").render())
+        for env in ("OPENAI_API_KEY", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY"):
+            assert env in text
+        assert "tokenrace keys set" in text and "tokenrace endpoints add" in text
+
+
+async def test_default_model_is_a_local_server_that_answers(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    config = parse_config({"endpoints": {"mylab": {"base_url": mock_server.base_url}}})
+    app = make_app(config, isolated_home, probe_loopback=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ChatScreen) and app.screen.model is not None,
+            what="a default model",
+        )
+        assert app.screen.model is not None and app.screen.model.startswith("mylab/")
+
+
+async def test_streamed_reply_equals_the_scenario_text(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, text=MARKDOWN, ttft_ms=20, tps=400)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await send(pilot, "Show me markdown")
+        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]), what="reply")
+        reply = replies(app)[0]
+        assert reply.status == "complete"
+        assert reply.body.source == MARKDOWN
+        assert reply.model == model
+        assert "TTFT" in str(reply.metrics_line.render())
+        assert [str(u.text) for u in app.screen.query(UserMessage)] == ["Show me markdown"]
+        # Saved as it went: the store holds what was shown, with the run's figures.
+        assert app.store is not None
+        app.store.flush()
+        conv_id = app.screen.conv.id
+        rows = app.store.messages(conv_id)
+        assert [(r["role"], r["content"]) for r in rows] == [
+            ("user", "Show me markdown"),
+            ("assistant", MARKDOWN),
+        ]
+        run = app.store.run_for_message(rows[1]["id"])
+        assert run is not None and run["status"] == "complete"
+        m = app.screen.conv.turns(0)[-1].metrics
+        assert m is not None and run["ttft_ms"] == pytest.approx(m.ttft_ms)
+        assert run["output_tokens"] == m.output_tokens
+
+
+async def test_reasoning_block(isolated_home: Path, mock_server: MockServerProcess) -> None:
+    model = scenario(
+        mock_server,
+        reasoning="Let me think about this carefully.",
+        text="The answer is 4.",
+        ttft_ms=10,
+        tps=200,
+    )
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await send(pilot, "2+2?")
+        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]), what="reply")
+        reply = replies(app)[0]
+        block = reply.query_one(ReasoningBlock)
+        assert block.body.source == "Let me think about this carefully."
+        assert reply.body.source == "The answer is 4."
+        assert block.collapsed  # folded once the answer started
+        await pilot.press("ctrl+o")
+        assert not block.collapsed
+
+
+async def test_follow_and_scrolled_up_modes(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, n_tokens=600, ttft_ms=10, tps=150)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, "long please")
+        messages = app.screen.query_one(MessageList)
+        await wait_until(pilot, lambda: messages.max_scroll_y > 10, what="overflow")
+        assert messages.follow
+        await pilot.pause(0.3)
+        assert messages.scroll_y >= messages.max_scroll_y - 1  # following the stream
+        await pilot.press("pageup")
+        await pilot.pause(0.1)
+        assert not messages.follow
+        held = messages.scroll_y
+        await wait_until(pilot, lambda: messages.new_below, what="new-text indicator")
+        assert app.screen.query_one("#new-below").display
+        assert messages.scroll_y == held  # the view stays where the user put it
+        await pilot.press("ctrl+end")
+        await pilot.pause(0.2)
+        assert messages.follow and not messages.new_below
+        app.screen.cancel()
+
+
+async def test_cancel_keeps_partial_text(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, n_tokens=400, ttft_ms=10, tps=50)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "go slowly")
+        await wait_until(
+            pilot, lambda: replies(app) and len(replies(app)[0].body.source) > 20, what="some text"
+        )
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: done(replies(app)[0]), timeout=3, what="cancel")
+        reply = replies(app)[0]
+        assert reply.status == "cancelled"
+        assert reply.body.source and "cancelled" in str(reply.metrics_line.render())
+        assert app.screen.conv.turns(0)[-1].status == "cancelled"
+        assert app.store is not None and app.store.flush()
+        rows = app.store.messages(app.screen.conv.id)
+        assert rows[-1]["status"] == "cancelled" and rows[-1]["content"] == reply.body.source
+
+
+async def test_ctrl_c_cancels_a_stream_before_it_quits(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, n_tokens=400, ttft_ms=10, tps=50)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: replies(app) and replies(app)[0].body.source)
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: done(replies(app)[0]), timeout=3)
+        assert replies(app)[0].status == "cancelled"
+        assert app.is_running
+
+
+async def test_error_panel_and_retry(isolated_home: Path, mock_server: MockServerProcess) -> None:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    mock_server.add_scenario(
+        name,
+        {
+            "status": 401,
+            "error_body": {
+                "error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}
+            },
+        },
+    )
+    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: app.screen.query(ErrorPanel), what="error panel")
+        panel = app.screen.query_one(ErrorPanel)
+        assert panel.kind == "auth" and "Incorrect API key provided" in panel.message
+        assert "mock rejected the API key" in panel.message
+        assert app.is_running
+        mock_server.add_scenario(name, {"text": "Now it works.", "ttft_ms": 5})
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
+        assert replies(app)[1].body.source == "Now it works."
+        reqs = chat_requests(mock_server, f"mock/{name}")
+        # The retry carries the prompt once, without the failed reply.
+        assert [m["content"] for m in reqs[-1]["body"]["messages"]] == ["hello"]
+
+
+async def test_switching_model_mid_conversation_keeps_history(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    first = scenario(mock_server, text="First answer.", ttft_ms=5)
+    second = scenario(mock_server, text="Second answer.", ttft_ms=5)
+    app = make_app(mock_config(mock_server), isolated_home, models=[first])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "question one")
+        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        await send(pilot, f"/model {second}")
+        await wait_until(pilot, lambda: app.screen.model == second, what="model switch")
+        await send(pilot, "question two")
+        await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
+        assert [r.model for r in replies(app)] == [first, second]
+        (req,) = chat_requests(mock_server, second)
+        assert [(m["role"], m["content"]) for m in req["body"]["messages"]] == [
+            ("user", "question one"),
+            ("assistant", "First answer."),
+            ("user", "question two"),
+        ]
+        assert app.state.last_model == second
+
+
+async def test_model_picker(isolated_home: Path, mock_server: MockServerProcess) -> None:
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await pilot.press(*"mockslow")
+        await pilot.pause(0.1)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        assert app.screen.model == "mock/mock-slow"
+
+
+async def test_picker_rows_show_price_and_context(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await pilot.press(*"gpt-4o-mini")
+        await pilot.pause(0.1)
+        from textual.widgets import OptionList
+
+        options = app.screen.query_one(OptionList)
+        first = str(options.get_option_at_index(0).prompt)
+        assert "openai/gpt-4o-mini" in first and "$0.15 / $0.6" in first and "128k" in first
+
+
+async def test_slash_commands_change_the_next_request(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, text="ok", ttft_ms=5)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 30)) as pilot:
+        for cmd in ("/system Be terse.", "/temperature 0.3", "/max-tokens 64", "/json on"):
+            await send(pilot, cmd)
+            await pilot.pause(0.05)
+        await send(pilot, "/temperature hot")  # a bad value: a warning, nothing changes
+        await send(pilot, "/nosuch")
+        await pilot.pause(0.05)
+        assert app.screen.conv.settings.temperature == 0.3
+        await send(pilot, "Reply in JSON")
+        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        (req,) = chat_requests(mock_server, model)
+        body = req["body"]
+        assert body["messages"][0] == {"role": "system", "content": "Be terse."}
+        assert body["temperature"] == 0.3 and body["max_tokens"] == 64
+        assert body["response_format"] == {"type": "json_object"}
+        old = app.screen.conv.id
+        await send(pilot, "/clear")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ChatScreen) and app.screen.conv.id != old,
+            what="/clear",
+        )
+        assert not app.screen.query(AssistantMessage)
+
+
+async def test_slash_command_completion(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.focus()
+        await pilot.press("/", "t", "e")
+        await pilot.pause(0.3)
+        assert "/temperature" in str(app.screen.query_one("#prompt-info").render())
+        await pilot.press("tab")
+        assert prompt.text == "/temperature "
+
+
+async def test_a_1mb_paste_stays_collapsed_and_is_sent_whole(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    model = scenario(mock_server, text="got it", ttft_ms=5)
+    big = ("lorem ipsum dolor sit amet " * 40 + "\n") * 960  # ≈1 MB, 960 lines
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.focus()
+        await prompt._on_paste(events.Paste(big))
+        await pilot.pause(0.4)
+        assert prompt.text.startswith("[paste #1: 1.0 MB, 961 lines]")
+        assert len(prompt.text) < 100
+        info = str(app.screen.query_one("#prompt-info").render())
+        assert "next request ≈" in info and "prompt ≈" in info
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        (req,) = chat_requests(mock_server, model)
+        assert req["body"]["messages"][-1]["content"] == big
+        shown = str(app.screen.query_one(UserMessage).render())
+        assert "collapsed" in shown and len(shown) < 5000
+
+
+async def test_context_overflow_warning(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    config = mock_config(mock_server, prices={"mock/tiny": {"context": 100}})
+    app = make_app(config, isolated_home, models=["mock/tiny"], start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.set_prompt("word " * 400)
+        await pilot.pause(0.4)
+        assert "exceeds the model's context window" in str(
+            app.screen.query_one("#prompt-info").render()
+        )
+
+
+async def test_theme_switch_is_remembered(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=["mock/mock-fast"],
+        start_engine=False,
+        save_state=True,
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "tokenrace-dark"
+        app.theme = "tokenrace-light"
+        await pilot.pause(0.1)
+    assert UiState.load().theme == "tokenrace-light"
+    app2 = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    app2.state = UiState.load()
+    async with app2.run_test(size=(100, 30)):
+        assert app2.theme == "tokenrace-light"
+
+
+async def test_every_action_is_in_help_and_in_the_palette(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    async with app.run_test(size=(110, 60)) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        from textual.widgets import Static
+
+        text = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        palette = [c.title for c in app.get_system_commands(app.screen)]
+        for a in ACTIONS:
+            assert a.description in text, a.id
+            assert a.id in text
+            if a.id not in ("quit",):
+                assert a.description in palette or a.id in ("theme",), a.id
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)
+
+
+async def test_keys_are_remappable_from_config(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    config = mock_config(mock_server, keys={"pick_model": "f8"})
+    app = make_app(config, isolated_home, models=["mock/mock-fast"], start_engine=False)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.press("f2")  # the default key no longer opens it
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ChatScreen)
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker), what="picker")
+
+
+async def test_prompt_history_up_down(isolated_home: Path, mock_server: MockServerProcess) -> None:
+    model = scenario(mock_server, text="ok", ttft_ms=2)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(100, 30)) as pilot:
+        for text in ("first prompt", "second prompt"):
+            await send(pilot, text)
+            await wait_until(pilot, lambda: replies(app) and done(replies(app)[-1]))
+        prompt = app.screen.query_one(PromptBox)
+        await pilot.press(*"draft")
+        await pilot.press("ctrl+a")  # text is not empty: Up moves within it, no recall
+        prompt.clear_prompt()
+        await pilot.press("up")
+        assert prompt.text == "second prompt"
+        await pilot.press("up")
+        assert prompt.text == "first prompt"
+        await pilot.press("down")
+        assert prompt.text == "second prompt"
+        await pilot.press("down")
+        assert prompt.text == ""
+
+
+def test_request_json_roundtrip() -> None:
+    assert json.loads(json.dumps({"a": 1})) == {"a": 1}
