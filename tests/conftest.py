@@ -12,7 +12,9 @@ from tests.support.mock_server import MockServerProcess
 from tests.support.raw_server import RawServer
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "sse-samples"
+# A copy of ../shared/sse-samples (public recordings; licences and sources in SOURCES.md), so
+# the tests run wherever the repo is checked out.
+SAMPLES = REPO / "tests" / "data" / "sse-samples"
 
 # Variables a developer's shell may carry that would make tests depend on the machine.
 _SCRUB = (

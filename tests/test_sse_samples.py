@@ -197,3 +197,11 @@ async def test_llamacpp_timings_kept_apart(raw_server: RawServer) -> None:
 
 def test_samples_dir_is_where_we_think() -> None:
     assert isinstance(SAMPLES, Path) and (SAMPLES / "SOURCES.md").exists()
+
+
+def test_the_copy_matches_the_shared_recordings() -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "sse-samples"
+    if not shared.is_dir():
+        pytest.skip("../shared is not next to this checkout")
+    for p in shared.iterdir():
+        assert (SAMPLES / p.name).read_bytes() == p.read_bytes(), p.name

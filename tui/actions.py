@@ -22,17 +22,21 @@ class ActionSpec:
     description: str
     footer: bool = False
     priority: bool = False
+    label: str = ""  # the short name the footer shows
     scope: str = "app"  # app | chat | compare | prompt
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("help", "f1,question_mark", "app.show_help", "Help: every key", footer=True),
-    ActionSpec("pick_model", "f2", "app.pick_model", "Pick a model (fuzzy)", footer=True),
+    ActionSpec("help", "f1,question_mark", "app.show_help", "Help: every key", footer=True,
+               label="Help"),
+    ActionSpec("pick_model", "f2", "app.pick_model", "Pick a model (fuzzy)", footer=True,
+               label="Model"),
     ActionSpec("compare", "f3", "app.open_compare", "Compare models side by side", footer=True),
     ActionSpec(
         "conversations", "f4", "app.conversations", "Conversations: resume, rename", footer=True
     ),
-    ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True),
+    ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True,
+               label="Retry"),
     ActionSpec("cancel", "escape", "app.cancel", "Cancel streaming (all panes)"),
     ActionSpec(
         "cancel_or_quit",
@@ -41,7 +45,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Cancel streaming, or quit when idle",
         priority=True,
     ),
-    ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True),
+    ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True, label="Quit"),
     ActionSpec("new_chat", "ctrl+n", "app.new_chat", "New conversation"),
     ActionSpec("copy_reply", "ctrl+y", "app.copy_reply", "Copy the last reply"),
     ActionSpec("copy_code", "ctrl+b", "app.copy_code", "Copy the last code block"),

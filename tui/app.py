@@ -33,8 +33,9 @@ def _bindings() -> list[Binding]:
         Binding(
             a.keys,
             a.action.removeprefix("app."),
-            a.description,
+            a.label or a.description,
             show=a.footer,
+            tooltip=a.description,
             priority=a.priority,
             id=a.id,
         )

@@ -12,7 +12,7 @@ from textual.widgets import Sparkline, Static
 from tui import format as fmt
 from tui.session.conversation import LiveFigures
 
-SPARK_POINTS = 40
+SPARK_POINTS = 16
 
 
 class StatusBar(Horizontal):
@@ -24,7 +24,7 @@ class StatusBar(Horizontal):
         background: $panel;
         padding: 0 1;
         & > .figures { width: 1fr; color: $foreground; }
-        & > Sparkline { width: 24; height: 1; }
+        & > Sparkline { width: 16; height: 1; }
     }
     """
 
@@ -58,7 +58,7 @@ class StatusBar(Horizontal):
                 )
             )
             return
-        status = "● streaming" if f.status == "streaming" else f.status
+        status = "●" if f.status == "streaming" else f.status
         parts = [
             f"TTFT {fmt.ms(f.ttft_ms)}",
             fmt.tps(f.decode_tps),
