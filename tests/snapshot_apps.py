@@ -55,10 +55,12 @@ PROMPT = "Write a retry helper with exponential backoff."
 
 
 def snapshot_config() -> Config:
-    return parse_config({
-        "endpoints": {"mock": {"base_url": "http://127.0.0.1:9/v1", "models": ["mock-fast"]}},
-        "prices": {"mock/mock-fast": {"input": 0.15, "output": 0.60, "context": 128000}},
-    })
+    return parse_config(
+        {
+            "endpoints": {"mock": {"base_url": "http://127.0.0.1:9/v1", "models": ["mock-fast"]}},
+            "prices": {"mock/mock-fast": {"input": 0.15, "output": 0.60, "context": 128000}},
+        }
+    )
 
 
 def reply_events(text: str = REPLY, reasoning: str = "") -> list[Event]:
@@ -108,10 +110,18 @@ def stored_conversation(home: Path) -> tuple[Store, Conversation]:
 
 def chat_done_app(home: Path, theme: str = "tokenrace-dark") -> TokenraceApp:
     store, conv = stored_conversation(home)
-    return TokenraceApp(snapshot_config(), store=store, state=UiState(theme=theme),
-                        models=["mock/mock-fast"], conversation=conv, start_engine=False,
-                        discover_models=False, save_state=False, probe_loopback=False,
-                        clock=FrozenClock(T0))
+    return TokenraceApp(
+        snapshot_config(),
+        store=store,
+        state=UiState(theme=theme),
+        models=["mock/mock-fast"],
+        conversation=conv,
+        start_engine=False,
+        discover_models=False,
+        save_state=False,
+        probe_loopback=False,
+        clock=FrozenClock(T0),
+    )
 
 
 def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp, Any]:
@@ -119,9 +129,17 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
     events = reply_events(reasoning="The user wants backoff; doubling waits is standard.")
     half = events[: len(events) * 3 // 5]
     clock = FrozenClock(half[-1].t_ns + 5 * MS)
-    app = TokenraceApp(snapshot_config(), store=None, state=UiState(theme=theme),
-                       models=["mock/mock-fast"], start_engine=False, discover_models=False,
-                       save_state=False, probe_loopback=False, clock=clock)
+    app = TokenraceApp(
+        snapshot_config(),
+        store=None,
+        state=UiState(theme=theme),
+        models=["mock/mock-fast"],
+        start_engine=False,
+        discover_models=False,
+        save_state=False,
+        probe_loopback=False,
+        clock=clock,
+    )
 
     async def run_before(pilot: Any) -> None:
         from tui.screens.chat import ChatScreen
@@ -150,8 +168,17 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
     return app, run_before
 
 
-def plain_app(home: Path, theme: str = "tokenrace-dark", config: Config | None = None,
-              **kwargs: Any) -> TokenraceApp:
-    return TokenraceApp(config or snapshot_config(), store=None, state=UiState(theme=theme),
-                        start_engine=False, discover_models=False, save_state=False,
-                        probe_loopback=False, clock=FrozenClock(T0), **kwargs)
+def plain_app(
+    home: Path, theme: str = "tokenrace-dark", config: Config | None = None, **kwargs: Any
+) -> TokenraceApp:
+    return TokenraceApp(
+        config or snapshot_config(),
+        store=None,
+        state=UiState(theme=theme),
+        start_engine=False,
+        discover_models=False,
+        save_state=False,
+        probe_loopback=False,
+        clock=FrozenClock(T0),
+        **kwargs,
+    )

@@ -70,8 +70,7 @@ def test_help(snap_compare: Any, variant: str, isolated_home: Path) -> None:
 @pytest.mark.parametrize("variant", VARIANTS[:2], indirect=True)
 def test_model_picker(snap_compare: Any, variant: str, isolated_home: Path) -> None:
     app = plain_app(isolated_home, variant, models=["mock/mock-fast"])
-    assert snap_compare(app, terminal_size=(110, 30), press=["f2", *"gpt-4o"],
-                        run_before=_settle)
+    assert snap_compare(app, terminal_size=(110, 30), press=["f2", *"gpt-4o"], run_before=_settle)
 
 
 @pytest.mark.parametrize("variant", VARIANTS[:2], indirect=True)
@@ -80,10 +79,17 @@ def test_error_panel(snap_compare: Any, variant: str, isolated_home: Path) -> No
 
     conv = Conversation(title="Key check")
     conv.turns(0).append(Turn(id=1, role="user", content="hello"))
-    conv.turns(0).append(Turn(
-        id=2, role="assistant", content="", model="mock/mock-fast", status="error",
-        error="mock rejected the API key (HTTP 401 invalid_api_key: Incorrect API key "
-              "provided); set MOCK_KEY or run `tokenrace keys set mock`"))
+    conv.turns(0).append(
+        Turn(
+            id=2,
+            role="assistant",
+            content="",
+            model="mock/mock-fast",
+            status="error",
+            error="mock rejected the API key (HTTP 401 invalid_api_key: Incorrect API key "
+            "provided); set MOCK_KEY or run `tokenrace keys set mock`",
+        )
+    )
     app = plain_app(isolated_home, variant, models=["mock/mock-fast"], conversation=conv)
 
     async def run_before(pilot: Any) -> None:

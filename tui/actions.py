@@ -27,16 +27,29 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("help", "f1,question_mark", "app.show_help", "Help: every key", footer=True,
-               label="Help"),
-    ActionSpec("pick_model", "f2", "app.pick_model", "Pick a model (fuzzy)", footer=True,
-               label="Model"),
-    ActionSpec("compare", "f3", "app.open_compare", "Compare models side by side", footer=True),
     ActionSpec(
-        "conversations", "f4", "app.conversations", "Conversations: resume, rename", footer=True
+        "help", "f1,question_mark", "app.show_help", "Help: every key", footer=True, label="Help"
     ),
-    ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True,
-               label="Retry"),
+    ActionSpec(
+        "pick_model", "f2", "app.pick_model", "Pick a model (fuzzy)", footer=True, label="Model"
+    ),
+    ActionSpec(
+        "compare",
+        "f3",
+        "app.open_compare",
+        "Compare models side by side",
+        footer=True,
+        label="Compare",
+    ),
+    ActionSpec(
+        "conversations",
+        "f4",
+        "app.conversations",
+        "Conversations: resume, rename",
+        footer=True,
+        label="History",
+    ),
+    ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True, label="Retry"),
     ActionSpec("cancel", "escape", "app.cancel", "Cancel streaming (all panes)"),
     ActionSpec(
         "cancel_or_quit",
@@ -47,12 +60,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True, label="Quit"),
     ActionSpec("new_chat", "ctrl+n", "app.new_chat", "New conversation"),
-    ActionSpec("copy_reply", "ctrl+y", "app.copy_reply", "Copy the last reply"),
+    ActionSpec("copy_reply", "alt+c", "app.copy_reply", "Copy the last reply"),
     ActionSpec("copy_code", "ctrl+b", "app.copy_code", "Copy the last code block"),
     ActionSpec("theme", "ctrl+t", "app.change_theme", "Change theme"),
     ActionSpec("history_search", "ctrl+r", "app.history_search", "Search past prompts"),
     ActionSpec("replay", "ctrl+g", "app.replay", "Replay the last prompt"),
-    ActionSpec("replay_n", "ctrl+e", "app.replay_n", "Replay the last prompt N times"),
+    ActionSpec("replay_n", "alt+g", "app.replay_n", "Replay the last prompt N times"),
     ActionSpec("export", "ctrl+s", "app.export", "Export this conversation"),
     ActionSpec("follow", "ctrl+end", "app.follow", "Jump to the bottom and follow the stream"),
     ActionSpec("summary", "f6", "app.summary", "Session summary and monthly projection"),

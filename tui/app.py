@@ -36,7 +36,8 @@ def _bindings() -> list[Binding]:
             a.label or a.description,
             show=a.footer,
             tooltip=a.description,
-            priority=a.priority,
+            # F-keys act from the prompt too: TextArea binds F6/F7 for selection.
+            priority=a.priority or a.keys.startswith("f"),
             id=a.id,
         )
         for a in ACTIONS
@@ -133,7 +134,7 @@ class TokenraceApp(App[None]):
     def _compare_screen(self, models: list[str]) -> Screen[None]:
         from tui.screens.compare import CompareScreen
 
-        return CompareScreen(models)
+        return CompareScreen(models, self.initial_conversation)
 
     @staticmethod
     def _model_of(conv: Conversation) -> str | None:
@@ -258,12 +259,18 @@ class TokenraceApp(App[None]):
         bound = {}
         for a in ACTIONS:
             bound[a.id] = self.config.keys.get(a.id, a.keys)
-        self.push_screen(HelpScreen(bound))
+        screen = self.screen
+        name = type(screen).__name__.removesuffix("Screen").lower()
+        self.push_screen(HelpScreen(bound, screen_keys(screen), name))
 
     def action_pick_model(self, query: str = "") -> None:
         from tui.screens.model_picker import ModelPicker
 
         if isinstance(self.screen, ModelPicker):
+            return
+        per_pane = getattr(self.screen, "pick_model", None)
+        if per_pane is not None:
+            per_pane()
             return
         chat = self._chat()
         current = chat.model if chat is not None else None
@@ -364,18 +371,32 @@ class TokenraceApp(App[None]):
 
     # Issue-4/5 actions are provided by their screens when open; elsewhere they say so.
     def action_open_compare(self) -> None:
-        chat = self._chat()
-        models = [chat.model] if chat is not None and chat.model else []
-        if self.state.last_models:
-            models += [m for m in self.state.last_models if m not in models]
-        self.push_compare(models)
-
-    def push_compare(self, models: list[str]) -> None:
+        """F3: race the current model against another (or go back from the compare screen)."""
         from tui.screens.compare import CompareScreen
+        from tui.screens.model_picker import ModelPicker
 
         if isinstance(self.screen, CompareScreen):
+            if len(self.screen_stack) > 2:
+                self.pop_screen()
+            else:
+                from tui.screens.chat import ChatScreen
+
+                self.switch_screen(ChatScreen(self.screen.models[0]))
             return
-        self.push_screen(CompareScreen(models[:2] if len(models) >= 2 else models))
+        chat = self._chat()
+        first = chat.model if chat is not None else self.state.last_model
+        if first is None:
+            self.notify("Pick a model first (F2).", severity="warning")
+            return
+        if chat is not None and chat.streaming:
+            self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
+            return
+
+        def picked(ref: str | None) -> None:
+            if ref and first is not None:
+                self.push_screen(CompareScreen([first, ref]))
+
+        self.push_screen(ModelPicker(self.catalog, first, title=f"Race {first} against…"), picked)
 
     def action_conversations(self) -> None:
         from tui.screens.conversations import ConversationsScreen
@@ -384,6 +405,38 @@ class TokenraceApp(App[None]):
             self.notify("History is off: the database could not be opened.", severity="error")
             return
         self.push_screen(ConversationsScreen())
+
+    def open_conversation(self, conv_id: int) -> None:
+        """Resume a stored conversation in the screen its mode needs."""
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+
+        if self.store is None:
+            return
+        conv = Conversation.load(self.store, conv_id)
+        if conv is None:
+            self.notify("That conversation no longer exists.", severity="warning")
+            return
+        self.remember_conversation(conv.id)
+        screen: Screen[None]
+        if conv.mode == "compare" and len(conv.panes) > 1:
+            models = []
+            for pane in sorted(conv.panes):
+                model = next(
+                    (
+                        t.model
+                        for t in reversed(conv.panes[pane])
+                        if t.role == "assistant" and t.model
+                    ),
+                    None,
+                )
+                models.append(model or self.state.last_model or "")
+            screen = CompareScreen([m for m in models if m], conv)
+        else:
+            screen = ChatScreen(self._model_of(conv) or self.state.last_model, conv)
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(screen)
 
     def action_history_search(self) -> None:
         from tui.screens.history_search import HistorySearch
@@ -421,7 +474,12 @@ class TokenraceApp(App[None]):
     def action_summary(self) -> None:
         from tui.screens.summary import SummaryScreen
 
-        self.push_screen(SummaryScreen())
+        conv = getattr(self.screen, "conv", None)
+        models = list(getattr(self.screen, "models", []) or [])
+        model = getattr(self.screen, "model", None)
+        if model:
+            models.append(model)
+        self.push_screen(SummaryScreen(conv.id if conv is not None else None, models))
 
     # --- command palette -----------------------------------------------------------------
 
@@ -435,6 +493,8 @@ class TokenraceApp(App[None]):
             keys = self.config.keys.get(a.id, a.keys)
             yield SystemCommand(a.description, f"{a.id} · {keys}", method)
         yield SystemCommand("Help: every key", "help · f1", self.action_show_help)
+        for keys, description, action in screen_actions(screen):
+            yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -451,6 +511,19 @@ class TokenraceApp(App[None]):
 
 
 # --- helpers (no UI) -------------------------------------------------------------------------
+
+
+def screen_actions(screen: Screen[Any]) -> list[tuple[str, str, str]]:
+    """(keys, description, action) of a screen's own bindings, for help and the palette."""
+    out = []
+    for b in getattr(type(screen), "BINDINGS", []):
+        if isinstance(b, Binding) and b.description:
+            out.append((b.key, b.tooltip or b.description, b.action))
+    return out
+
+
+def screen_keys(screen: Screen[Any]) -> list[tuple[str, str]]:
+    return [(k, d) for k, d, _ in screen_actions(screen)]
 
 
 async def find_default_model(config: Config, probe_loopback: bool = True) -> str | None:

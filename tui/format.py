@@ -55,17 +55,34 @@ def cost_is_estimated(m: RunMetrics) -> bool:
 
 
 def summary_line(model: str, m: RunMetrics) -> str:
-    """The one-line summary ``ask`` prints to stderr and the chat shows under a reply."""
-    parts = [model, m.status]
-    parts.append(f"TTFT {ms(m.ttft_ms)}")
+    """The one-line summary ``ask`` prints to stderr: the model, then ``metrics_text``."""
+    return f"{model} · {metrics_text(m)}"
+
+
+STATUS_GLYPHS = {
+    "streaming": "● streaming",
+    "complete": "✓ complete",
+    "length": "✂ cut at max tokens",
+    "filtered": "⚠ filtered by the provider",
+    "cancelled": "⊘ cancelled",
+    "interrupted": "⚡ interrupted",
+    "error": "✗ error",
+}
+
+
+def metrics_text(m: RunMetrics) -> str:
+    """The compact line under a finished reply."""
+    parts = [STATUS_GLYPHS.get(m.status, m.status), f"TTFT {ms(m.ttft_ms)}"]
     if m.ttfo_ms is not None and m.ttft_ms is not None and m.ttfo_ms - m.ttft_ms > 1:
         parts.append(f"TTFO {ms(m.ttfo_ms)}")
-    parts.append(tps(m.decode_tps))
-    parts.append(tokens(m.output_tokens, m.output_tokens_estimated))
-    parts.append(f"e2e {ms(m.e2e_ms)}")
-    parts.append(usd(m.cost_usd, cost_is_estimated(m)))
+    parts += [
+        tps(m.decode_tps),
+        tokens(m.output_tokens, m.output_tokens_estimated),
+        f"e2e {ms(m.e2e_ms)}",
+        usd(m.cost_usd, cost_is_estimated(m)),
+    ]
     if m.retries:
-        parts.append(f"{m.retries} retr{'y' if m.retries == 1 else 'ies'} ({ms(m.retry_wait_ms)})")
+        parts.append(f"{m.retries} retr{'y' if m.retries == 1 else 'ies'} (+{ms(m.retry_wait_ms)})")
     if m.stalls:
-        parts.append(f"{m.stalls} stall{'s' if m.stalls != 1 else ''}")
+        parts.append(f"{m.stalls} stall{'s' if m.stalls > 1 else ''}")
     return " · ".join(parts)

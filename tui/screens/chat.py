@@ -40,8 +40,16 @@ class ChatScreen(Screen[None]):
 
     AUTO_FOCUS = "PromptBox"
     BINDINGS = [
-        Binding("pageup", "scroll_messages(-1)", "Scroll up", show=False, priority=True),
-        Binding("pagedown", "scroll_messages(1)", "Scroll down", show=False, priority=True),
+        Binding(
+            "pageup", "scroll_messages(-1)", "Scroll the conversation up", show=False, priority=True
+        ),
+        Binding(
+            "pagedown",
+            "scroll_messages(1)",
+            "Scroll the conversation down",
+            show=False,
+            priority=True,
+        ),
     ]
 
     def __init__(self, model: str | None, conversation: Conversation | None = None) -> None:
@@ -450,6 +458,31 @@ class ChatScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.query_one(PromptBox).focus()
+
+    def fill_prompt(self, text: str, send_now: bool = False) -> None:
+        """Put ``text`` in the prompt (from the history search), or send it at once."""
+        prompt = self.query_one(PromptBox)
+        if send_now:
+            if self.streaming or not self.model:
+                prompt.set_prompt(text)
+                self.notify("Not sent: a reply is streaming or no model is set.")
+                return
+            self.send(text)
+            return
+        prompt.set_prompt(text)
+        prompt.move_cursor(prompt.document.end)
+        prompt.focus()
+
+    def replay_last(self, times: int = 1) -> None:
+        """Run the last prompt again ``times`` times on the current model."""
+        from tui.screens.shared import replay_prompt
+
+        replay_prompt(self, times)
+
+    def export(self) -> None:
+        from tui.screens.shared import export_conversation
+
+        export_conversation(self)
 
     def action_follow(self) -> None:
         self.query_one(MessageList).resume_follow()

@@ -32,9 +32,16 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close", show=False)]
 
-    def __init__(self, bound: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bound: dict[str, str] | None = None,
+        screen_keys: list[tuple[str, str]] | None = None,
+        screen_name: str = "",
+    ) -> None:
         super().__init__()
         self.bound = bound or {}
+        self.screen_keys = screen_keys or []
+        self.screen_name = screen_name
 
     def compose(self) -> ComposeResult:
         rows: list[Content | str] = [Content.styled("Keys", "bold"), ""]
@@ -45,6 +52,10 @@ class HelpScreen(ModalScreen[None]):
                     (f"{keys:<24}", "bold"), f"{a.description}", (f"   [{a.id}]", "dim")
                 )
             )
+        if self.screen_keys:
+            rows += ["", Content.styled(f"On the {self.screen_name} screen", "bold"), ""]
+            for keys, what in self.screen_keys:
+                rows.append(Content.assemble((f"{pretty_keys(keys):<24}", "bold"), what))
         rows += ["", Content.styled("In the prompt", "bold"), ""]
         for keys, what in PROMPT_KEYS:
             rows.append(Content.assemble((f"{keys:<24}", "bold"), what))

@@ -8,38 +8,8 @@ from textual.content import Content
 from textual.widgets import Collapsible, Static
 
 from providers.metrics import RunMetrics
-from tui import format as fmt
+from tui.format import STATUS_GLYPHS, metrics_text
 from tui.widgets.streaming_markdown import StreamingMarkdown
-
-STATUS_GLYPHS = {
-    "streaming": "● streaming",
-    "complete": "✓ complete",
-    "length": "✂ cut at max tokens",
-    "filtered": "⚠ filtered by the provider",
-    "cancelled": "⊘ cancelled",
-    "interrupted": "⚡ interrupted",
-    "error": "✗ error",
-}
-
-
-def metrics_text(m: RunMetrics) -> str:
-    """The compact line under a finished reply."""
-    parts = [STATUS_GLYPHS.get(m.status, m.status), f"TTFT {fmt.ms(m.ttft_ms)}"]
-    if m.ttfo_ms is not None and m.ttft_ms is not None and m.ttfo_ms - m.ttft_ms > 1:
-        parts.append(f"TTFO {fmt.ms(m.ttfo_ms)}")
-    parts += [
-        fmt.tps(m.decode_tps),
-        fmt.tokens(m.output_tokens, m.output_tokens_estimated),
-        f"e2e {fmt.ms(m.e2e_ms)}",
-        fmt.usd(m.cost_usd, fmt.cost_is_estimated(m)),
-    ]
-    if m.retries:
-        parts.append(
-            f"{m.retries} retr{'y' if m.retries == 1 else 'ies'} (+{fmt.ms(m.retry_wait_ms)})"
-        )
-    if m.stalls:
-        parts.append(f"{m.stalls} stall{'s' if m.stalls > 1 else ''}")
-    return " · ".join(parts)
 
 
 class ReasoningBlock(Collapsible):

@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widget import Widget
+from textual.widget import AwaitMount, Widget
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownFence
 
@@ -268,15 +268,13 @@ class StreamingMarkdown(Widget):
         lines = tail.splitlines(keepends=True)
         with self.app.batch_update():
             if final:
-                if tail.strip():
-                    self._close(tail)
                 self._closed_upto = len(source)
-                self._drop_open()
+                self._replace_open(self._close(tail if tail.strip() else ""))
                 return
             if len(starts) >= 2:
                 open_line = starts[-1][0]
                 closed_text = "".join(lines[:open_line])
-                self._close(closed_text)
+                self._replace_open(self._close(closed_text))
                 self._closed_upto += len(closed_text)
                 tail = tail[len(closed_text) :]
                 first = starts[-1][1]
@@ -285,34 +283,56 @@ class StreamingMarkdown(Widget):
                 first = starts[0][1] if starts else None
             self._show_open(tail, first, tokens)
 
-    def _close(self, text: str) -> None:
-        """Render closed blocks once, in the current chunk."""
+    def _close(self, text: str) -> list[tuple[ClosedBlock, AwaitMount]]:
+        """Mount closed blocks, hidden until their content is built (see ``_replace_open``)."""
         if not text:
-            return
-        self._drop_open()
+            return []
         tokens = self._md.parse(text)
         starts = block_starts(tokens)
         lines = text.splitlines(keepends=True)
         bounds = [s for s, _ in starts] or [0]
         bounds[0] = 0
+        mounted: list[tuple[ClosedBlock, AwaitMount]] = []
         for start, end in zip(bounds, [*bounds[1:], len(lines)], strict=True):
-            block = "".join(lines[start:end])
-            if not block.strip():
+            block_source = "".join(lines[start:end])
+            if not block_source.strip():
                 continue
             chunk = self._chunks[-1] if self._chunks else None
             if chunk is None or chunk.blocks >= CHUNK_BLOCKS:
                 chunk = _Chunk()
                 self._chunks.append(chunk)
                 self.mount(chunk, before=self._open)
-            chunk.mount(ClosedBlock(block))
+            block = ClosedBlock(block_source)
+            block.display = False
+            mounted.append((block, chunk.mount(block)))
             chunk.blocks += 1
+        return mounted
 
-    def _drop_open(self) -> None:
-        if self._open is not None:
-            self._open.remove()
-            self._open = None
-            self._open_kind = None
-            self._open_start = -1
+    def _replace_open(self, closed: list[tuple[ClosedBlock, AwaitMount]]) -> None:
+        """Swap the open widget for the closed blocks that replace it, in one frame.
+
+        A ``Markdown`` builds its blocks after it is mounted; showing it at once would leave
+        the text blank for a frame: a flicker at every block boundary and at the end.
+        """
+        old = self._open
+        self._open = None
+        self._open_kind = None
+        self._open_start = -1
+        if not closed:
+            if old is not None:
+                old.remove()
+            return
+
+        async def swap() -> None:
+            for _, awaitable in closed:
+                await awaitable
+            with self.app.batch_update():
+                for block, _ in closed:
+                    block.display = True
+                if old is not None and old.is_attached:
+                    await old.remove()
+
+        self.run_worker(swap(), group="swap", exit_on_error=False)
 
     def _show_open(self, tail: str, first: Token | None, tokens: list[Token]) -> None:
         if first is None:
@@ -324,10 +344,10 @@ class StreamingMarkdown(Widget):
         else:
             kind = "block"
         if kind == "blank":
-            self._drop_open()
+            self._replace_open([])
             return
         if kind != self._open_kind or self._open_start != self._closed_upto:
-            self._drop_open()
+            self._replace_open([])
             widget: Widget
             if kind == "fence":
                 assert first is not None

@@ -1,0 +1,305 @@
+"""The compare screen through Pilot, against the mock server and the real engine process."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.mock_server import MockServerProcess
+from tests.support.tui import make_app, mock_config, wait_until
+from tests.test_timing import server_figures
+from tui.screens.compare import CompareScreen
+from tui.screens.diff_view import DiffView
+from tui.screens.model_picker import ModelPicker
+from tui.screens.pane_chooser import PaneChooser
+from tui.screens.summary import SummaryScreen
+from tui.session.race import project, summarise
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.error_panel import ErrorPanel
+from tui.widgets.prompt_box import PromptBox
+
+
+def scenario(mock: MockServerProcess, **spec: Any) -> str:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    mock.add_scenario(name, spec)
+    return f"mock/{name}"
+
+
+async def send(pilot: Any, text: str) -> None:
+    prompt = pilot.app.screen.query_one(PromptBox)
+    prompt.focus()
+    prompt.set_prompt(text)
+    await pilot.press("enter")
+
+
+def screen(app: Any) -> CompareScreen:
+    assert isinstance(app.screen, CompareScreen)
+    return app.screen
+
+
+def race_over(app: Any) -> bool:
+    s = app.screen
+    return (
+        isinstance(s, CompareScreen)
+        and bool(s.runs)
+        and not s.streaming
+        and all(r.shown_final for r in s.runs.values())
+    )
+
+
+def pane_replies(app: Any, index: int) -> list[AssistantMessage]:
+    return list(screen(app).pane(index).query(AssistantMessage))
+
+
+async def test_panes_stream_side_by_side(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    a = scenario(mock_server, text="Alpha answer here.", ttft_ms=10, tps=200)
+    b = scenario(mock_server, text="Beta answer, a bit slower.", ttft_ms=60, tps=100)
+    app = make_app(mock_config(mock_server), isolated_home, models=[a, b])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: race_over(app), what="race")
+        assert pane_replies(app, 0)[0].body.source == "Alpha answer here."
+        assert pane_replies(app, 1)[0].body.source == "Beta answer, a bit slower."
+        strip = str(app.screen.query_one("#strip").render())
+        assert "◆ A" not in strip and "B vs A" in strip and "finishing order 1. A  2. B" in strip
+        assert "▲ later" in strip  # B's first token came later than A's, said with a glyph
+        # Each pane keeps its own history; both requests left together.
+        reqs = [
+            r
+            for r in mock_server.log()
+            if r["path"].endswith("/chat/completions")
+            and r["model"] in (a.split("/")[1], b.split("/")[1])
+        ]
+        assert abs(reqs[0]["received_ns"] - reqs[1]["received_ns"]) < 5_000_000
+        s = screen(app)
+        assert [t.content for t in s.conv.turns(1)] == ["race", "Beta answer, a bit slower."]
+
+
+async def test_cancel_one_pane_then_all(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    slow = scenario(mock_server, n_tokens=400, ttft_ms=10, tps=40)
+    app = make_app(mock_config(mock_server), isolated_home, models=[slow, slow])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "go")
+        await wait_until(
+            pilot,
+            lambda: all(
+                screen(app).runs.get(i) and screen(app).runs[i].text_len > 10 for i in (0, 1)
+            ),
+            what="both streaming",
+        )
+        await pilot.press("alt+2")
+        await wait_until(pilot, lambda: screen(app).runs[1].done, timeout=3)
+        s = screen(app)
+        assert s.runs[1].status == "cancelled" and not s.runs[0].done  # A keeps streaming
+        assert pane_replies(app, 1)[0].body.source  # the partial text stays
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: race_over(app), timeout=3, what="all cancelled")
+        assert s.runs[0].status == "cancelled"
+
+
+async def test_one_pane_failing_leaves_the_other_streaming(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    ok = scenario(mock_server, text="Fine answer.", ttft_ms=200, tps=50)
+    bad = scenario(mock_server, status=500, error_body={"error": {"message": "boom"}})
+    config = mock_config(mock_server, engine={"retries": 0})
+    app = make_app(config, isolated_home, models=[ok, bad])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: race_over(app), what="race")
+        s = screen(app)
+        assert s.runs[0].status == "complete" and s.runs[1].status == "error"
+        assert pane_replies(app, 0)[0].body.source == "Fine answer."
+        panel = s.pane(1).query_one(ErrorPanel)
+        assert "HTTP 500" in panel.message and "boom" in panel.message
+        assert "B did not finish" in str(app.screen.query_one("#strip").render())
+
+
+async def test_model_change_in_one_pane(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    a = scenario(mock_server, text="from A", ttft_ms=5)
+    b1 = scenario(mock_server, text="from B1", ttft_ms=5)
+    b2 = scenario(mock_server, text="from B2", ttft_ms=5)
+    app = make_app(mock_config(mock_server), isolated_home, models=[a, b1])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "first")
+        await wait_until(pilot, lambda: race_over(app))
+        await send(pilot, f"/model B {b2}")
+        await pilot.pause(0.1)
+        assert screen(app).models == [a, b2]
+        await send(pilot, "second")
+        await wait_until(pilot, lambda: race_over(app) and len(pane_replies(app, 1)) == 2)
+        assert [w.model for w in pane_replies(app, 1)] == [b1, b2]
+        (req,) = [r for r in mock_server.log() if r["model"] == b2.split("/")[1]]
+        # Pane B's own history went to the new model; pane A's did not leak into it.
+        assert [m["content"] for m in req["body"]["messages"]] == ["first", "from B1", "second"]
+
+
+async def test_model_change_with_the_picker(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=["mock/mock-fast", "mock/mock-fast"],
+        start_engine=False,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser))
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await pilot.press(*"mockslow", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert screen(app).models == ["mock/mock-fast", "mock/mock-slow"]
+
+
+async def test_verdict_diff_summary_and_projection(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    a = scenario(mock_server, text="one\ntwo\nthree", ttft_ms=5, prompt_tokens=100)
+    b = scenario(mock_server, text="one\n2\nthree", ttft_ms=30, prompt_tokens=100)
+    config = mock_config(
+        mock_server, prices={a: {"input": 1.0, "output": 2.0}, b: {"input": 3.0, "output": 4.0}}
+    )
+    app = make_app(config, isolated_home, models=[a, b])
+    async with app.run_test(size=(170, 50)) as pilot:
+        for prompt in ("q1", "q2"):
+            await send(pilot, prompt)
+            await wait_until(pilot, lambda: race_over(app))
+            await pilot.press("f9")
+            await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser))
+            await pilot.press("b" if prompt == "q1" else "t")
+            await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        s = screen(app)
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: isinstance(app.screen, DiffView))
+        diff = str(app.screen.query_one("#diff").render())
+        assert "-two" in diff and "+2" in diff
+        await pilot.press("escape")
+        assert app.store is not None and app.store.flush()
+        verdicts = app.store.verdicts(s.conv.id)
+        assert [v["winner"] for v in verdicts] == [b, "tie"]
+        assert json.loads(verdicts[0]["models"]) == [a, b]
+        runs = app.store.runs(s.conv.id)
+        assert len(runs) == 4 and {r["race_id"] for r in runs} == {v["race_id"] for v in verdicts}
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        summary = app.screen
+        assert isinstance(summary, SummaryScreen)
+        expected = summarise(runs, verdicts)
+        assert summary.rows == expected
+        by_model = {r.model: r for r in expected}
+        assert by_model[b].wins == 1 and by_model[a].ties == 1 and by_model[b].ties == 1
+        assert by_model[a].replies == 2
+        stored_cost = sum(r["cost_usd"] for r in runs if r["model"] == a)
+        assert by_model[a].cost_usd == pytest.approx(stored_cost)
+        text = str(summary.query_one("#summary").render())
+        assert a[:40] in text and b[:40] in text
+        # The projection uses the prices: 50M in, 10M out by default.
+        proj = str(summary.query_one("#projection").render())
+        expected_a = project([a], 50_000_000, 10_000_000, config)[0].monthly_usd
+        assert expected_a == pytest.approx(50 * 1.0 + 10 * 2.0)
+        assert "$70.00" in proj and "$190.00" in proj and "cheapest" in proj
+        from textual.widgets import Input
+
+        app.screen.query_one("#in-per-month", Input).value = "1M"
+        await pilot.pause(0.1)
+        assert "$21.00" in str(summary.query_one("#projection").render())
+
+
+async def test_four_panes(isolated_home: Path, mock_server: MockServerProcess) -> None:
+    models = [scenario(mock_server, text=f"pane {i}", ttft_ms=5 + i * 10) for i in range(4)]
+    app = make_app(mock_config(mock_server), isolated_home, models=[*models, models[0]])
+    async with app.run_test(size=(200, 40)) as pilot:
+        assert len(screen(app).panes) == 4  # a fifth -m is more than the screen takes
+        await send(pilot, "all four")
+        await wait_until(pilot, lambda: race_over(app))
+        assert [pane_replies(app, i)[0].body.source for i in range(4)] == [
+            f"pane {i}" for i in range(4)
+        ]
+
+
+async def _measure_slow(
+    home: Path, mock: MockServerProcess, models: list[str], slow_name: str
+) -> tuple[float, float, float, float]:
+    """Run the slow model alone (chat) or in a race; its TTFT and rate, ours and the server's."""
+    from tui.screens.chat import ChatScreen
+
+    app = make_app(mock_config(mock), home, models=models)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await send(pilot, "count")
+        if len(models) == 1:
+
+            def done() -> bool:
+                s = app.screen
+                return isinstance(s, ChatScreen) and s.run is not None and s.run.shown_final
+
+            await wait_until(pilot, done, timeout=30)
+            assert isinstance(app.screen, ChatScreen) and app.screen.run is not None
+            m = app.screen.run.final()
+        else:
+            await wait_until(pilot, lambda: race_over(app), timeout=30)
+            m = screen(app).runs[1].final()
+            assert screen(app).runs[0].final().status == "complete"
+    record = [r for r in mock.log() if r["model"] == slow_name][-1]
+    srv_ttft, srv_rate = server_figures(record)
+    assert m.ttft_ms is not None and m.decode_tps is not None
+    return m.ttft_ms, m.decode_tps, srv_ttft, srv_rate
+
+
+async def test_one_sides_rendering_never_moves_the_others_numbers(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """B streams 50 tok/s; A pours a long code-heavy answer as fast as the server sends it.
+    B's figures match its script and what B measures alone (3 ms, 2%)."""
+    from tests.support.mock_server import builtin_scenarios
+
+    spec = builtin_scenarios()["mock-markdown"]
+    heavy_text = spec.get("text") or "".join(spec["tokens"])
+    # ≈6,000 tokens sent as fast as the server can: A's rendering keeps the UI busy for the
+    # whole of B's reply. (A paced high rate would measure the mock server's spin-wait, which
+    # takes a whole core at 2,500 tok/s on this 2-core machine, not us.)
+    heavy = scenario(mock_server, text=heavy_text * 2, ttft_ms=5)
+    slow_name = f"slow-{uuid.uuid4().hex[:6]}"
+    mock_server.add_scenario(slow_name, {"n_tokens": 60, "ttft_ms": 300, "tps": 50})
+    slow = f"mock/{slow_name}"
+    figures = {
+        "alone": await _measure_slow(isolated_home, mock_server, [slow], slow_name),
+        "racing": await _measure_slow(isolated_home, mock_server, [heavy, slow], slow_name),
+    }
+    for label, (ttft, rate, srv_ttft, srv_rate) in figures.items():
+        assert abs(ttft - srv_ttft) <= 3.0, (label, figures)
+        assert rate == pytest.approx(srv_rate, rel=0.02), (label, figures)
+    assert abs(figures["alone"][0] - figures["racing"][0]) <= 3.0, figures
+    assert figures["alone"][1] == pytest.approx(figures["racing"][1], rel=0.02), figures
+
+
+async def test_compare_keys_are_in_help_and_the_palette(
+        isolated_home: Path, mock_server: MockServerProcess) -> None:
+    from textual.binding import Binding
+    from textual.widgets import Static
+
+    from tui.screens.help_screen import HelpScreen
+
+    app = make_app(mock_config(mock_server), isolated_home,
+                   models=["mock/mock-fast", "mock/mock-slow"], start_engine=False)
+    async with app.run_test(size=(120, 70)) as pilot:
+        palette = [c.title for c in app.get_system_commands(app.screen)]
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        for b in CompareScreen.BINDINGS:
+            assert isinstance(b, Binding)
+            described = b.tooltip or b.description
+            assert described in text, described
+            assert described in palette, described

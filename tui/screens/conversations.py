@@ -1,0 +1,174 @@
+"""F4: past conversations: resume, rename, delete, search."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tui.session.store import ConversationRow
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+
+def _age(ts: float) -> str:
+    delta = time.time() - ts
+    if delta < 3600:
+        return f"{max(1, int(delta // 60))} min ago"
+    if delta < 86400:
+        return f"{int(delta // 3600)} h ago"
+    return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+class ConversationsScreen(ModalScreen[None]):
+    """Enter resumes · F2/ctrl+e renames · Delete (twice) deletes · type to search."""
+
+    DEFAULT_CSS = """
+    ConversationsScreen { align: center middle; }
+    ConversationsScreen > Vertical {
+        width: 110; max-width: 95%; height: 85%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    ConversationsScreen OptionList { height: 1fr; }
+    ConversationsScreen .hint { color: $text-muted; }
+    ConversationsScreen #rename { display: none; }
+    ConversationsScreen #rename.-on { display: block; }
+    """
+    BINDINGS = [
+        Binding("escape", "close", "Close", show=False),
+        Binding("ctrl+e", "rename", "Rename", show=False, priority=True),
+        Binding("delete", "delete", "Delete", show=False, priority=True),
+        Binding("down", "move(1)", show=False),
+        Binding("up", "move(-1)", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[ConversationRow] = []
+        self._armed_delete: int | None = None
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                "Conversations · Enter resumes · Ctrl+E renames · Delete twice deletes "
+                "· type to search titles and text · Esc closes",
+                classes="hint",
+            )
+            yield Input(placeholder="search…", id="search")
+            yield Input(placeholder="new title, Enter saves", id="rename")
+            yield OptionList()
+
+    def on_mount(self) -> None:
+        self._refresh("")
+        self.query_one("#search", Input).focus()
+
+    def _refresh(self, search: str) -> None:
+        store = self.tapp.store
+        assert store is not None
+        store.flush()
+        self.rows = store.conversations(search or None)
+        options = self.query_one(OptionList)
+        options.clear_options()
+        for r in self.rows:
+            mode = "⚔ compare" if r.mode == "compare" else "chat"
+            options.add_option(
+                Option(
+                    Content.assemble(
+                        (f"{(r.title or 'untitled')[:60]:<60}", "bold"),
+                        f"  {mode:<9} {r.messages:>4} msgs  {_age(r.updated_at)}",
+                    ),
+                    id=str(r.id),
+                )
+            )
+        if self.rows:
+            options.highlighted = 0
+
+    @on(Input.Changed, "#search")
+    def _search(self, event: Input.Changed) -> None:
+        self._armed_delete = None
+        self._refresh(event.value)
+
+    def _current(self) -> ConversationRow | None:
+        options = self.query_one(OptionList)
+        if options.highlighted is None or not self.rows:
+            return None
+        return self.rows[options.highlighted]
+
+    def action_move(self, step: int) -> None:
+        options = self.query_one(OptionList)
+        if step > 0:
+            options.action_cursor_down()
+        else:
+            options.action_cursor_up()
+        self._armed_delete = None
+
+    @on(Input.Submitted, "#search")
+    @on(OptionList.OptionSelected)
+    def _resume(self) -> None:
+        row = self._current()
+        if row is None:
+            return
+        self.dismiss()
+        self.tapp.open_conversation(row.id)
+
+    def action_rename(self) -> None:
+        row = self._current()
+        if row is None:
+            return
+        box = self.query_one("#rename", Input)
+        box.value = row.title
+        box.add_class("-on")
+        box.focus()
+
+    @on(Input.Submitted, "#rename")
+    def _renamed(self, event: Input.Submitted) -> None:
+        row = self._current()
+        box = self.query_one("#rename", Input)
+        box.remove_class("-on")
+        if row is not None and event.value.strip():
+            assert self.tapp.store is not None
+            self.tapp.store.update_conversation(row.id, title=event.value.strip())
+            self.notify(f"Renamed to {event.value.strip()!r}.")
+        search = self.query_one("#search", Input)
+        search.focus()
+        self._refresh(search.value)
+
+    def action_delete(self) -> None:
+        row = self._current()
+        if row is None:
+            return
+        if self._armed_delete != row.id:
+            self._armed_delete = row.id
+            self.notify(
+                f"Press Delete again to delete {row.title!r} and its runs.", severity="warning"
+            )
+            return
+        assert self.tapp.store is not None
+        self.tapp.store.delete_conversation(row.id)
+        self._armed_delete = None
+        self.notify(f"Deleted {row.title!r}.")
+        self._refresh(self.query_one("#search", Input).value)
+
+    def action_close(self) -> None:
+        box = self.query_one("#rename", Input)
+        if box.has_class("-on"):
+            box.remove_class("-on")
+            self.query_one("#search", Input).focus()
+            return
+        self.dismiss()

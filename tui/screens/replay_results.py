@@ -1,0 +1,47 @@
+"""The table after "replay N times": per model, median / p95 TTFT, median decode, tokens, cost."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.screens.summary import summary_table
+from tui.session.race import ModelSummary
+
+
+class ReplayResults(ModalScreen[None]):
+    """What N replays of one prompt measured."""
+
+    DEFAULT_CSS = """
+    ReplayResults { align: center middle; }
+    ReplayResults > VerticalScroll {
+        width: 95%; height: auto; max-height: 80%;
+        border: round $primary; background: $surface; padding: 1 2;
+    }
+    """
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close", show=False)]
+
+    def __init__(self, rows: list[ModelSummary], runs: int) -> None:
+        super().__init__()
+        self.rows = rows
+        self.runs = runs
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(
+                Content.assemble(
+                    (f"Replay: {self.runs} runs of the same prompt", "bold"),
+                    "\n\n",
+                    summary_table(self.rows),
+                    "\n\n",
+                    Content.styled(
+                        "Esc closes. Every run is also in the conversation and the "
+                        "history database.",
+                        "dim",
+                    ),
+                )
+            )

@@ -1,0 +1,157 @@
+"""The session summary: per model, from the stored runs; and a monthly cost projection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from tui import format as fmt
+from tui.session.race import ModelSummary, Projection, project, summarise
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+DEFAULT_INPUT_PER_MONTH = 50_000_000
+DEFAULT_OUTPUT_PER_MONTH = 10_000_000
+
+
+def summary_table(rows: list[ModelSummary]) -> Content:
+    """The summary as aligned text: one line per model."""
+    head = (
+        f"{'model':<40} {'replies':>7} {'fail':>4} {'TTFT p50':>9} {'TTFT p95':>9} "
+        f"{'tok/s p50':>9} {'in tok':>9} {'out tok':>9} {'cost':>11} {'wins':>4} "
+        f"{'ties':>4}"
+    )
+    lines = [Content.styled(head, "bold")]
+    for r in rows:
+        cost = (
+            fmt.usd(r.cost_usd)
+            if r.cost_known
+            else (f"≥{fmt.usd(r.cost_usd)}" if r.cost_usd else "—")
+        )
+        rate = f"{r.decode_p50_tps:.1f}" if r.decode_p50_tps is not None else "—"
+        lines.append(
+            Content(
+                f"{r.model[:40]:<40} {r.replies:>7} {r.failures:>4} {fmt.ms(r.ttft_p50_ms):>9} "
+                f"{fmt.ms(r.ttft_p95_ms):>9} {rate:>9} {r.input_tokens:>9,} {r.output_tokens:>9,} "
+                f"{cost:>11} {r.wins:>4} {r.ties:>4}"
+            )
+        )
+    if not rows:
+        lines.append(Content("No finished replies yet."))
+    return Content("\n").join(lines)
+
+
+def projection_table(rows: list[Projection], inp: int, out: int) -> Content:
+    lines = [Content.styled(f"A month of {inp:,} input + {out:,} output tokens:", "bold")]
+    best = min((p.monthly_usd for p in rows if p.monthly_usd is not None), default=None)
+    for p in rows:
+        if p.monthly_usd is None:
+            lines.append(Content(f"  {p.model:<40} {'—':>14}  ({p.basis})"))
+            continue
+        mark = (
+            "  ◀ cheapest" if best is not None and p.monthly_usd == best and len(rows) > 1 else ""
+        )
+        ratio = f"  ×{p.monthly_usd / best:.2f}" if best and len(rows) > 1 else ""
+        lines.append(
+            Content.assemble(
+                f"  {p.model:<40} ",
+                (f"{fmt.usd(p.monthly_usd):>14}", "bold"),
+                f"{ratio}  ({p.basis}){mark}",
+            )
+        )
+    return Content("\n").join(lines)
+
+
+def parse_count(text: str) -> int | None:
+    """``50M`` / ``2.5k`` / ``1,000,000`` → tokens."""
+    t = text.strip().lower().replace(",", "").replace("_", "")
+    mult = 1
+    if t.endswith("k"):
+        mult, t = 1_000, t[:-1]
+    elif t.endswith("m"):
+        mult, t = 1_000_000, t[:-1]
+    elif t.endswith("b"):
+        mult, t = 1_000_000_000, t[:-1]
+    try:
+        value = float(t) * mult
+    except ValueError:
+        return None
+    return int(value) if value >= 0 else None
+
+
+class SummaryScreen(ModalScreen[None]):
+    """Per-model figures of this conversation and what a month of traffic would cost."""
+
+    DEFAULT_CSS = """
+    SummaryScreen { align: center middle; }
+    SummaryScreen > VerticalScroll {
+        width: 95%; height: 90%; border: round $primary; background: $surface; padding: 1 2;
+    }
+    SummaryScreen Horizontal { height: auto; margin: 1 0; }
+    SummaryScreen Input { width: 24; }
+    SummaryScreen Label { padding: 1 1 0 2; }
+    """
+    BINDINGS = [Binding("escape,f6", "dismiss", "Close", show=False)]
+
+    def __init__(self, conv_id: int | None = None, models: list[str] | None = None) -> None:
+        super().__init__()
+        self.conv_id = conv_id
+        self.models = models or []
+        self.rows: list[ModelSummary] = []
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("", id="summary")
+            with Horizontal():
+                yield Label("input tokens / month")
+                yield Input(f"{DEFAULT_INPUT_PER_MONTH:,}", id="in-per-month")
+                yield Label("output tokens / month")
+                yield Input(f"{DEFAULT_OUTPUT_PER_MONTH:,}", id="out-per-month")
+            yield Static("", id="projection")
+            yield Static(
+                Content.styled(
+                    "From the runs stored for this conversation; cancelled replies are left out. "
+                    "Prices: built-in table or config (tokenrace models shows them). Esc closes.",
+                    "dim",
+                )
+            )
+
+    def on_mount(self) -> None:
+        store = self.tapp.store
+        runs: list[Any] = []
+        verdicts: list[Any] = []
+        if store is not None:
+            store.flush()
+            runs = store.runs(self.conv_id)
+            verdicts = store.verdicts(self.conv_id)
+        self.rows = summarise(runs, verdicts)
+        self.query_one("#summary", Static).update(summary_table(self.rows))
+        self._project()
+
+    @on(Input.Changed)
+    def _project(self) -> None:
+        inp = parse_count(self.query_one("#in-per-month", Input).value)
+        out = parse_count(self.query_one("#out-per-month", Input).value)
+        target = self.query_one("#projection", Static)
+        if inp is None or out is None:
+            target.update("Type token counts like 50M, 2.5k or 1,000,000.")
+            return
+        models = list(dict.fromkeys([*(r.model for r in self.rows), *self.models]))
+        target.update(
+            projection_table(project(models, inp, out, self.tapp.config, self.rows), inp, out)
+        )

@@ -1,0 +1,199 @@
+"""Comparisons between panes and the session summary, as plain numbers (no textual).
+
+Pane A is the baseline: for every other pane, ΔTTFT (ms), the decode-rate ratio and the cost
+ratio, for the last prompt and as medians over the session. The summary and the monthly
+projection are computed from stored runs, so what the screen says is what the database holds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from providers.config import Config
+from providers.metrics import RunMetrics, percentile
+from providers.prices import model_info
+
+OK_STATUSES = ("complete", "length")
+PANE_LETTERS = "ABCD"
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One pane against pane A; None where either side has no figure."""
+
+    ttft_ms: float | None  # positive: slower first token than A
+    tps_ratio: float | None  # above 1: faster decoding than A
+    cost_ratio: float | None  # above 1: dearer than A
+
+
+def compare(base: RunMetrics | None, other: RunMetrics | None) -> Delta:
+    """``other`` against ``base`` for one prompt."""
+    if base is None or other is None:
+        return Delta(None, None, None)
+    ttft = (
+        other.ttft_ms - base.ttft_ms
+        if other.ttft_ms is not None and base.ttft_ms is not None
+        else None
+    )
+    tps = other.decode_tps / base.decode_tps if other.decode_tps and base.decode_tps else None
+    cost = other.cost_usd / base.cost_usd if other.cost_usd is not None and base.cost_usd else None
+    return Delta(ttft, tps, cost)
+
+
+@dataclass
+class RaceLog:
+    """Every finished race of this screen: per pane, the metrics of each prompt."""
+
+    races: list[dict[int, RunMetrics]] = field(default_factory=list)
+
+    def add(self, race: Mapping[int, RunMetrics]) -> None:
+        self.races.append(dict(race))
+
+    def session_delta(self, pane: int) -> Delta:
+        """Medians over races where both A and ``pane`` completed."""
+        ttft: list[float] = []
+        tps: list[float] = []
+        cost: list[float] = []
+        for race in self.races:
+            a, b = race.get(0), race.get(pane)
+            if a is None or b is None or a.status not in OK_STATUSES or b.status not in OK_STATUSES:
+                continue
+            d = compare(a, b)
+            if d.ttft_ms is not None:
+                ttft.append(d.ttft_ms)
+            if d.tps_ratio is not None:
+                tps.append(d.tps_ratio)
+            if d.cost_ratio is not None:
+                cost.append(d.cost_ratio)
+        return Delta(_median(ttft), _median(tps), _median(cost))
+
+    def count(self, pane: int) -> int:
+        return sum(1 for r in self.races if pane in r and 0 in r)
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def finishing_order(finish_ns: Mapping[int, int | None]) -> list[int]:
+    """Panes in the order their replies ended (panes that failed or were cancelled last)."""
+    done = [(t, p) for p, t in finish_ns.items() if t is not None]
+    return [p for _, p in sorted(done)] + sorted(p for p, t in finish_ns.items() if t is None)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """One model's row of the session summary."""
+
+    model: str
+    replies: int
+    failures: int
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    decode_p50_tps: float | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cost_known: bool
+    wins: int
+    ties: int
+
+
+def summarise(
+    runs: Iterable[Mapping[str, Any]], verdicts: Iterable[Mapping[str, Any]] = ()
+) -> list[ModelSummary]:
+    """Per model: replies, median / p95 TTFT, median decode rate, tokens, cost, verdicts.
+
+    ``runs`` are stored run rows; cancelled runs stay out of the statistics (DESIGN §5).
+    """
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        if r["status"] == "cancelled":
+            continue
+        by_model.setdefault(str(r["model"]), []).append(r)
+    wins: dict[str, int] = {}
+    ties: dict[str, int] = {}
+    for v in verdicts:
+        import json
+
+        winner = str(v["winner"])
+        models = json.loads(v["models"]) if isinstance(v["models"], str) else list(v["models"])
+        if winner == "tie":
+            for m in models:
+                ties[m] = ties.get(m, 0) + 1
+        else:
+            wins[winner] = wins.get(winner, 0) + 1
+    out: list[ModelSummary] = []
+    for model, rows in by_model.items():
+        ok = [r for r in rows if r["status"] in OK_STATUSES]
+        ttfts = [float(r["ttft_ms"]) for r in ok if r["ttft_ms"] is not None]
+        rates = [float(r["decode_tps"]) for r in ok if r["decode_tps"] is not None]
+        costs = [r["cost_usd"] for r in rows]
+        known = all(c is not None for c in costs) and bool(costs)
+        out.append(
+            ModelSummary(
+                model=model,
+                replies=len(ok),
+                failures=len(rows) - len(ok),
+                ttft_p50_ms=percentile(ttfts, 50),
+                ttft_p95_ms=percentile(ttfts, 95),
+                decode_p50_tps=percentile(rates, 50),
+                input_tokens=sum(int(r["input_tokens"] or 0) for r in rows),
+                output_tokens=sum(int(r["output_tokens"] or 0) for r in rows),
+                cost_usd=sum(float(c) for c in costs if c is not None) if costs else None,
+                cost_known=known,
+                wins=wins.get(model, 0),
+                ties=ties.get(model, 0),
+            )
+        )
+    return sorted(out, key=lambda s: s.model)
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """A month of the user's workload on one model."""
+
+    model: str
+    monthly_usd: float | None
+    basis: str  # "price table" / "config" / "observed cost per token" / "unknown price"
+
+
+def project(
+    models: Iterable[str],
+    input_per_month: int,
+    output_per_month: int,
+    config: Config | None,
+    summaries: Sequence[ModelSummary] = (),
+) -> list[Projection]:
+    """Monthly cost of ``input``/``output`` tokens per month on each model.
+
+    The list price when known; otherwise the cost per token observed this session (a provider
+    that reports its own cost, like OpenRouter); otherwise unknown.
+    """
+    observed = {s.model: s for s in summaries}
+    out: list[Projection] = []
+    for model in models:
+        info = model_info(model, config)
+        if info.price is not None:
+            monthly = (
+                input_per_month * info.price.input + output_per_month * info.price.output
+            ) / 1_000_000
+            out.append(Projection(model, monthly, info.price.source))
+            continue
+        s = observed.get(model)
+        tokens = (s.input_tokens + s.output_tokens) if s else 0
+        if s is not None and s.cost_known and s.cost_usd and tokens:
+            per_token = s.cost_usd / tokens
+            out.append(
+                Projection(
+                    model,
+                    per_token * (input_per_month + output_per_month),
+                    "observed cost per token",
+                )
+            )
+        else:
+            out.append(Projection(model, None, "unknown price"))
+    return out

@@ -1,0 +1,63 @@
+"""One pane of the compare screen: its model, its conversation, its live status bar."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from tui.session.race import PANE_LETTERS
+from tui.widgets.message_list import MessageList
+from tui.widgets.status_bar import StatusBar
+
+PANE_GLYPHS = "◆●▲■"  # identity never rests on colour alone: a letter and a glyph too
+
+
+class ComparePane(Vertical):
+    """Pane ``index`` (A, B, C, D): header, messages, status bar."""
+
+    DEFAULT_CSS = """
+    ComparePane {
+        width: 1fr;
+        height: 1fr;
+        border-left: tall $panel;
+        & > .pane-header { height: 1; padding: 0 1; background: $panel; text-style: bold; }
+        & > StatusBar { height: 1; }
+        &.-pane-0 { border-left: tall $pane-a; & > .pane-header { color: $pane-a; } }
+        &.-pane-1 { border-left: tall $pane-b; & > .pane-header { color: $pane-b; } }
+        &.-pane-2 { border-left: tall $pane-c; & > .pane-header { color: $pane-c; } }
+        &.-pane-3 { border-left: tall $pane-d; & > .pane-header { color: $pane-d; } }
+    }
+    """
+
+    def __init__(self, index: int, model: str) -> None:
+        super().__init__(classes=f"-pane-{index}", id=f"pane-{index}")
+        self.index = index
+        self.model = model
+        self.header = Static("", classes="pane-header", markup=False)
+        self.messages = MessageList(classes="pane-messages")
+        self.status = StatusBar()
+
+    @property
+    def letter(self) -> str:
+        return PANE_LETTERS[self.index]
+
+    @property
+    def label(self) -> str:
+        return f"{PANE_GLYPHS[self.index]} {self.letter}"
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield self.messages
+        yield self.status
+
+    def on_mount(self) -> None:
+        self.set_model(self.model)
+
+    def set_model(self, model: str, note: str = "") -> None:
+        self.model = model
+        self.header.update(
+            Content.assemble(f"{self.label}  ", model, (f"  {note}", "italic") if note else "")
+        )
+        self.status.show_idle(model)
