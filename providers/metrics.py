@@ -70,7 +70,11 @@ class RunMetrics:
         d = asdict(self)
         d.pop("status")
         d.pop("finish_reason")
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
+        # Times and rates to the microsecond / thousandth; dollars are far smaller than that.
+        return {
+            k: (round(v, 12 if k == "cost_usd" else 3) if isinstance(v, float) else v)
+            for k, v in d.items()
+        }
 
 
 JSON_KEYS = (

@@ -285,14 +285,19 @@ async def test_one_sides_rendering_never_moves_the_others_numbers(
 
 
 async def test_compare_keys_are_in_help_and_the_palette(
-        isolated_home: Path, mock_server: MockServerProcess) -> None:
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
     from textual.binding import Binding
     from textual.widgets import Static
 
     from tui.screens.help_screen import HelpScreen
 
-    app = make_app(mock_config(mock_server), isolated_home,
-                   models=["mock/mock-fast", "mock/mock-slow"], start_engine=False)
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=["mock/mock-fast", "mock/mock-slow"],
+        start_engine=False,
+    )
     async with app.run_test(size=(120, 70)) as pilot:
         palette = [c.title for c in app.get_system_commands(app.screen)]
         await pilot.press("f1")

@@ -66,6 +66,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("history_search", "ctrl+r", "app.history_search", "Search past prompts"),
     ActionSpec("replay", "ctrl+g", "app.replay", "Replay the last prompt"),
     ActionSpec("replay_n", "alt+g", "app.replay_n", "Replay the last prompt N times"),
+    ActionSpec("suite", "alt+s", "app.suite", "Run a replay suite (JSONL) with a live table"),
     ActionSpec("export", "ctrl+s", "app.export", "Export this conversation"),
     ActionSpec("follow", "ctrl+end", "app.follow", "Jump to the bottom and follow the stream"),
     ActionSpec("summary", "f6", "app.summary", "Session summary and monthly projection"),

@@ -85,6 +85,7 @@ class TokenraceApp(App[None]):
         self.discover_models = discover_models
         self.catalog: list[ModelEntry] = static_catalog(config)
         self._prompts: list[str] | None = None
+        self._last_log_error: str | None = None
         self._theme_errors: list[str] = []
         self._register_themes()
 
@@ -231,12 +232,32 @@ class TokenraceApp(App[None]):
 
     def run_completed(self, run: LiveRun, metrics: RunMetrics) -> None:
         """A reply finished: log it for dashboards (the metrics log)."""
-        from tui.session.metrics_log import append_run
+        self.run_completed_metrics(run.model, metrics)
+
+    def run_completed_metrics(self, model: str, metrics: RunMetrics) -> None:
+        from tui.session.metrics_log import append_record, run_record
 
         if self.config.metrics.log or self.config.metrics.prometheus_file:
-            err = append_run(run, metrics, self.config)
-            if err:
+            err = append_record(run_record(model, model.split("/", 1)[0], metrics), self.config)
+            if err and err != self._last_log_error:
                 self.notify(err, severity="warning")
+            self._last_log_error = err
+
+    def open_suite(self, path: str = "", runs: int = 1) -> None:
+        """Run a replay suite on the current screen's model(s)."""
+        from tui.screens.suite import SuiteScreen
+
+        models = list(getattr(self.screen, "models", []) or [])
+        model = getattr(self.screen, "model", None)
+        if model and not models:
+            models = [model]
+        if not models:
+            self.notify("Pick a model first (F2).", severity="warning")
+            return
+        self.push_screen(SuiteScreen(models, path, runs))
+
+    def action_suite(self) -> None:
+        self.open_suite()
 
     def store_error(self, message: str) -> None:
         """Called from the store's writer thread."""

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from providers import paths
 from providers.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from tui.session.conversation import Conversation
+    from tui.session.state import UiState
+    from tui.session.store import Store
+
+
+def resume_conversation(store: Store, state: UiState) -> Conversation | None:
+    """The conversation --resume reopens: the last one used, else the newest stored."""
+    from tui.session.conversation import Conversation
+
+    for conv_id in (state.last_conversation, store.latest_conversation()):
+        if conv_id is not None:
+            conv = Conversation.load(store, conv_id)
+            if conv is not None:
+                return conv
+    return None
 
 
 def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = None) -> int:
@@ -36,7 +54,6 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         return 2
 
     from tui.app import TokenraceApp
-    from tui.session.conversation import Conversation
     from tui.session.state import UiState
     from tui.session.store import Store, StoreError
 
@@ -55,9 +72,7 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         store, store_problem = None, str(exc)
     conversation = None
     if resume and store is not None:
-        conv_id = state.last_conversation or store.latest_conversation()
-        if conv_id is not None:
-            conversation = Conversation.load(store, conv_id)
+        conversation = resume_conversation(store, state)
         if conversation is None:
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
     app = TokenraceApp(config, store=store, state=state, models=models, conversation=conversation)

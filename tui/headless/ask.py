@@ -221,6 +221,17 @@ async def run_ask(
         except (NotImplementedError, RuntimeError):
             pass
         await engine.aclose()
+    if config.metrics.log or config.metrics.prometheus_file:
+        from tui.session.metrics_log import append_record, run_record
+
+        for r in runs:
+            err = append_record(
+                run_record(r.model, split_model_ref(r.model)[0], printer.metrics(r), source="ask"),
+                config,
+            )
+            if err:
+                print(f"warning: {err}", file=sys.stderr)
+                break
     if json_out:
         doc = [result_json(r, printer) for r in runs]
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

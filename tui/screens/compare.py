@@ -305,6 +305,11 @@ class CompareScreen(Screen[None]):
             elif cmd.name == "/help":
                 self.tapp.action_show_help()
                 return
+            elif cmd.name == "/suite":
+                path, _, runs = cmd.arg.partition(" ")
+                n = commands.parse_positive(runs.strip(), "/suite RUNS")
+                self.tapp.open_suite(path, n or 1)
+                return
         except commands.CommandError as exc:
             self.notify(str(exc), severity="warning")
             return

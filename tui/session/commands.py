@@ -10,6 +10,7 @@ COMMANDS: dict[str, str] = {
     "/temperature": "set the temperature: /temperature X (empty resets to the default)",
     "/max-tokens": "cap the reply length: /max-tokens N (empty removes the cap)",
     "/json": "JSON mode: /json on|off",
+    "/suite": "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]",
     "/clear": "start a new conversation",
     "/help": "show every key and command",
 }
@@ -59,16 +60,21 @@ def parse_temperature(arg: str) -> float | None:
     return value
 
 
-def parse_max_tokens(arg: str) -> int | None:
+def parse_positive(arg: str, command: str) -> int | None:
+    """A whole number of at least 1, or None for an empty argument."""
     if not arg:
         return None
     try:
         value = int(arg)
     except ValueError:
-        raise CommandError(f"/max-tokens expects a whole number, got {arg!r}") from None
+        raise CommandError(f"{command} expects a whole number, got {arg!r}") from None
     if value < 1:
-        raise CommandError("/max-tokens must be at least 1")
+        raise CommandError(f"{command} must be at least 1")
     return value
+
+
+def parse_max_tokens(arg: str) -> int | None:
+    return parse_positive(arg, "/max-tokens")
 
 
 def parse_on_off(arg: str) -> bool:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from providers import paths, secrets
 from providers.config import Config, atomic_write_text
 from providers.metrics import RunMetrics
-
-if TYPE_CHECKING:
-    from tui.session.conversation import LiveRun
 
 TTFT_BUCKETS_MS = (100, 250, 500, 1000, 2000, 5000, 10000, 30000)
 DECODE_BUCKETS_TPS = (10, 25, 50, 100, 200, 500, 1000)
@@ -68,13 +65,6 @@ def append_record(rec: dict[str, Any], config: Config | None = None) -> str | No
                 f"{exc.strerror or exc}"
             )
     return None
-
-
-def append_run(run: LiveRun, m: RunMetrics, config: Config) -> str | None:
-    """Log a finished TUI run (cancelled runs are logged too, with their status)."""
-    if not config.metrics.log and config.metrics.prometheus_file is None:
-        return None
-    return append_record(run_record(run.model, run.endpoint, m), config)
 
 
 def read_records(path: Path | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,159 @@
+"""Run a replay suite from the TUI: the per-model table fills in live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, ProgressBar, Static
+
+from providers.engine import ChatRequest
+from providers.events import Event
+from tui import format as fmt
+from tui.session.replay import RunResult, SuiteError, load_suite, run_suite, summarize
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+COLUMNS = (
+    "model",
+    "replies",
+    "fail",
+    "JSON ok",
+    "TTFT p50",
+    "TTFT p95",
+    "tok/s p50",
+    "in tok",
+    "out tok",
+    "cost",
+)
+
+
+class SuiteScreen(ModalScreen[None]):
+    """Type a suite path (JSONL) and Enter; Esc cancels the run or closes."""
+
+    DEFAULT_CSS = """
+    SuiteScreen { align: center middle; }
+    SuiteScreen > Vertical {
+        width: 95%; height: 80%; border: round $primary; background: $surface; padding: 0 1;
+    }
+    SuiteScreen DataTable { height: 1fr; }
+    SuiteScreen .hint { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close", show=False)]
+
+    def __init__(self, models: list[str], path: str = "", runs: int = 1) -> None:
+        super().__init__()
+        self.models = models
+        self.initial_path = path
+        self.runs = runs
+        self.results: list[RunResult] = []
+        self.running = False
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                Content.assemble(
+                    ("Replay suite", "bold"),
+                    f" on {', '.join(self.models)} · a JSONL file, one "
+                    '{"prompt": …} per line · Enter runs · Esc closes',
+                ),
+                classes="hint",
+            )
+            yield Input(self.initial_path, placeholder="path/to/suite.jsonl", id="path")
+            yield ProgressBar(total=1, show_eta=False, id="progress")
+            yield DataTable(id="table", cursor_type="none", zebra_stripes=True)
+            yield Static("", id="status", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label in COLUMNS:
+            table.add_column(label, key=label)
+        for m in self.models:
+            table.add_row(m, *["—"] * (len(COLUMNS) - 1), key=m)
+        if self.initial_path:
+            self._start(self.initial_path)
+
+    @on(Input.Submitted, "#path")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if not self.running:
+            self._start(event.value)
+
+    def _start(self, path_text: str) -> None:
+        try:
+            items = load_suite(Path(path_text).expanduser())
+        except SuiteError as exc:
+            self.query_one("#status", Static).update(str(exc))
+            return
+        self.running = True
+        self.results = []
+        total = len(items) * len(self.models) * self.runs
+        self.query_one(ProgressBar).update(total=total, progress=0)
+        self.query_one("#status", Static).update(f"running {total} requests…")
+        self.run_worker(self._run(items), group="suite", exit_on_error=False)
+
+    async def _run(self, items: list) -> None:  # type: ignore[type-arg]
+        engine = self.tapp.engine
+
+        async def stream(request: ChatRequest, t_submit: int) -> list[Event]:
+            handle = await engine.submit(request, t_submit)
+            while await handle.next_batch() is not None:
+                pass
+            return handle.events
+
+        def on_result(result: RunResult, done: int, total: int) -> None:
+            self.results.append(result)
+            self.query_one(ProgressBar).update(progress=done)
+            self._refresh_table()
+            self.tapp.run_completed_metrics(result.model, result.metrics)
+
+        try:
+            await run_suite(
+                items, self.models, stream, self.tapp.config, runs=self.runs, on_result=on_result
+            )
+        finally:
+            self.running = False
+        failed = sum(1 for r in self.results if r.status not in ("complete", "length"))
+        self.query_one("#status", Static).update(
+            f"done: {len(self.results)} runs, {failed} failed · Esc closes"
+        )
+
+    def _refresh_table(self) -> None:
+        table = self.query_one(DataTable)
+        for s in summarize(self.results, self.models):
+            d = s.to_json()
+            values = [
+                str(s.replies),
+                str(s.failures),
+                f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—",
+                fmt.ms(d["ttft_p50_ms"]),
+                fmt.ms(d["ttft_p95_ms"]),
+                f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—",
+                f"{s.input_tokens:,}",
+                f"{s.output_tokens:,}",
+                fmt.usd(d["cost_usd"]) if d["cost_usd"] is not None else "—",
+            ]
+            for col, value in zip(COLUMNS[1:], values, strict=True):
+                table.update_cell(s.model, col, value)
+
+    def action_close(self) -> None:
+        if self.running:
+            self.workers.cancel_group(self, "suite")
+            self.tapp.engine.cancel_all()
+            self.running = False
+            self.query_one("#status", Static).update("cancelled · Esc closes")
+            return
+        self.dismiss()

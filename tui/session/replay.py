@@ -1,0 +1,328 @@
+"""Replay suites: every prompt of a JSONL file on every model, N times, with a table per model.
+
+A suite line is ``{"prompt": "...", "system": "...", "json_mode": true, "expect": "json"}``;
+only ``prompt`` is required, and ``expect: "json"`` means the reply must parse as JSON. The same
+runner serves ``tokenrace replay`` (engine in-process) and the TUI (engine process): it takes a
+function that streams one request and returns its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from providers.capabilities import ChatParams
+from providers.config import Config
+from providers.engine import ChatRequest, messages_for, now_ns
+from providers.events import Event, fold
+from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
+from providers.prices import model_info
+from providers.tokens import estimate_prompt_tokens
+
+OK_STATUSES = ("complete", "length")
+_ALLOWED_KEYS = {"prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name"}
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteItem:
+    """One prompt of a suite."""
+
+    prompt: str
+    system: str | None = None
+    json_mode: bool = False
+    expect: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+def load_suite(path: Path) -> list[SuiteItem]:
+    """Read a JSONL suite; blank lines and lines starting with # are skipped."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: is not UTF-8 text") from None
+    items: list[SuiteItem] = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SuiteError(f"{path}:{no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise SuiteError(f"{path}:{no}: each line must be a JSON object")
+        unknown = set(obj) - _ALLOWED_KEYS
+        if unknown:
+            raise SuiteError(f"{path}:{no}: unknown key(s) {', '.join(sorted(unknown))}")
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise SuiteError(f'{path}:{no}: "prompt" must be a non-empty string')
+        expect = obj.get("expect")
+        if expect not in (None, "json"):
+            raise SuiteError(f'{path}:{no}: "expect" can only be "json"')
+        system = obj.get("system")
+        if system is not None and not isinstance(system, str):
+            raise SuiteError(f'{path}:{no}: "system" must be a string')
+        json_mode = obj.get("json_mode", False)
+        if not isinstance(json_mode, bool):
+            raise SuiteError(f'{path}:{no}: "json_mode" must be true or false')
+        temperature = obj.get("temperature")
+        if temperature is not None and not isinstance(temperature, (int, float)):
+            raise SuiteError(f'{path}:{no}: "temperature" must be a number')
+        max_tokens = obj.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise SuiteError(f'{path}:{no}: "max_tokens" must be a positive integer')
+        items.append(
+            SuiteItem(
+                prompt=prompt,
+                system=system,
+                json_mode=json_mode,
+                expect=expect,
+                temperature=float(temperature) if temperature is not None else None,
+                max_tokens=max_tokens,
+            )
+        )
+    if not items:
+        raise SuiteError(f"{path}: the suite has no prompts")
+    return items
+
+
+def json_valid(text: str) -> bool:
+    """Whether ``text`` (surrounding whitespace aside) parses as JSON."""
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class RunResult:
+    """One prompt on one model, one time."""
+
+    prompt_index: int
+    prompt: str
+    model: str
+    run: int
+    status: str
+    text: str
+    json_valid: bool | None
+    metrics: RunMetrics
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt_index": self.prompt_index,
+            "prompt": self.prompt,
+            "model": self.model,
+            "run": self.run,
+            "status": self.status,
+            "text": self.text,
+            "json_valid": self.json_valid,
+            "error": self.error,
+            "metrics": self.metrics.to_json(),
+        }
+
+
+@dataclass
+class ModelStats:
+    """The per-model row of the suite table."""
+
+    model: str
+    replies: int = 0
+    failures: int = 0
+    json_expected: int = 0
+    json_valid: int = 0
+    ttft: list[float] = field(default_factory=list)
+    decode: list[float] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+
+    def add(self, r: RunResult) -> None:
+        m = r.metrics
+        if r.status in OK_STATUSES:
+            self.replies += 1
+            if m.ttft_ms is not None:
+                self.ttft.append(m.ttft_ms)
+            if m.decode_tps is not None:
+                self.decode.append(m.decode_tps)
+        else:
+            self.failures += 1
+        if r.json_valid is not None:
+            self.json_expected += 1
+            self.json_valid += int(r.json_valid)
+        self.input_tokens += m.input_tokens or 0
+        self.output_tokens += m.output_tokens or 0
+        if m.cost_usd is None:
+            self.cost_unknown += 1
+        else:
+            self.cost_usd += m.cost_usd
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "replies": self.replies,
+            "failures": self.failures,
+            "json_expected": self.json_expected,
+            "json_valid": self.json_valid,
+            "ttft_p50_ms": _r(percentile(self.ttft, 50)),
+            "ttft_p95_ms": _r(percentile(self.ttft, 95)),
+            "decode_p50_tps": _r(percentile(self.decode, 50)),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": None
+            if self.cost_unknown == self.replies + self.failures
+            else round(self.cost_usd, 8),
+            "cost_complete": self.cost_unknown == 0,
+        }
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def summarize(results: Sequence[RunResult], models: Sequence[str]) -> list[ModelStats]:
+    """One ``ModelStats`` per model, in the order the models were given."""
+    stats = {m: ModelStats(m) for m in models}
+    for r in results:
+        stats.setdefault(r.model, ModelStats(r.model)).add(r)
+    return list(stats.values())
+
+
+Streamer = Callable[[ChatRequest, int], Awaitable[list[Event]]]
+
+
+async def run_suite(
+    items: Sequence[SuiteItem],
+    models: Sequence[str],
+    stream: Streamer,
+    config: Config,
+    *,
+    runs: int = 1,
+    concurrency: int = 1,
+    on_result: Callable[[RunResult, int, int], None] | None = None,
+) -> list[RunResult]:
+    """Run every item on every model ``runs`` times, at most ``concurrency`` at once."""
+    plan = [
+        (run, i, item, model)
+        for run in range(1, runs + 1)
+        for i, item in enumerate(items)
+        for model in models
+    ]
+    sem = asyncio.Semaphore(max(1, concurrency))
+    results: list[RunResult | None] = [None] * len(plan)
+    done = 0
+
+    async def one(slot: int, run: int, index: int, item: SuiteItem, model: str) -> None:
+        nonlocal done
+        messages = messages_for([{"role": "user", "content": item.prompt}], item.system)
+        params = ChatParams(
+            temperature=item.temperature, max_tokens=item.max_tokens, json_mode=item.json_mode
+        )
+        request = ChatRequest(model=model, messages=messages, params=params)
+        async with sem:
+            t_submit = now_ns()
+            events = await stream(request, t_submit)
+        info = model_info(model, config)
+        m = compute_metrics(
+            events,
+            t_submit_ns=t_submit,
+            price=info.price,
+            stall_s=config.stall_s,
+            prompt_estimate=estimate_prompt_tokens(messages),
+        )
+        t = fold(events)
+        valid = json_valid(t.text) if item.expect == "json" else None
+        result = RunResult(
+            index,
+            item.prompt,
+            model,
+            run,
+            m.status,
+            t.text,
+            valid,
+            m,
+            t.error.message if t.error else None,
+        )
+        results[slot] = result
+        done += 1
+        if on_result is not None:
+            on_result(result, done, len(plan))
+
+    await asyncio.gather(*(one(slot, *p) for slot, p in enumerate(plan)))
+    return [r for r in results if r is not None]
+
+
+CSV_FIELDS = (
+    "prompt_index",
+    "prompt",
+    "model",
+    "run",
+    "status",
+    "json_valid",
+    "error",
+    *JSON_KEYS,
+    "text",
+)
+
+
+def to_csv(results: Sequence[RunResult]) -> str:
+    """The runs, one row each, metrics flattened."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for r in results:
+        row: dict[str, Any] = {
+            "prompt_index": r.prompt_index,
+            "prompt": r.prompt,
+            "model": r.model,
+            "run": r.run,
+            "status": r.status,
+            "json_valid": "" if r.json_valid is None else str(r.json_valid).lower(),
+            "error": r.error or "",
+            "text": r.text,
+        }
+        metrics = r.metrics.to_json()
+        for k in JSON_KEYS:
+            v = metrics.get(k)
+            row[k] = "" if v is None else (str(v).lower() if isinstance(v, bool) else v)
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def table(stats: Sequence[ModelStats]) -> str:
+    """The per-model table printed by ``tokenrace replay``."""
+    from tui import format as fmt
+
+    head = (
+        f"{'model':<38} {'replies':>7} {'fail':>4} {'JSON ok':>8} {'TTFT p50':>9} "
+        f"{'TTFT p95':>9} {'tok/s p50':>9} {'in tok':>9} {'out tok':>9} {'cost':>11}"
+    )
+    lines = [head, "-" * len(head)]
+    for s in stats:
+        d = s.to_json()
+        jv = f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—"
+        rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
+        cost = fmt.usd(d["cost_usd"]) if d["cost_usd"] is not None else "—"
+        if d["cost_usd"] is not None and not d["cost_complete"]:
+            cost = "≥" + cost
+        lines.append(
+            f"{s.model[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} "
+            f"{fmt.ms(d['ttft_p50_ms']):>9} {fmt.ms(d['ttft_p95_ms']):>9} "
+            f"{rate:>9} {s.input_tokens:>9,} {s.output_tokens:>9,} {cost:>11}"
+        )
+    return "\n".join(lines)
