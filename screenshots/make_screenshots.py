@@ -125,6 +125,7 @@ async def chat(server: MockServerProcess, theme: str, out: Path, *, done: bool) 
                 await pilot.pause(0.4)
             else:
                 await pilot.pause(2.2)
+            await pilot.pause(0.4)
             app.save_screenshot(str(out))
 
 
@@ -136,9 +137,41 @@ async def chat_done(server: MockServerProcess, theme: str, out: Path) -> None:
     await chat(server, theme, out, done=True)
 
 
+async def race(server: MockServerProcess, theme: str, out: Path, *, done: bool) -> None:
+    server.add_scenario("fast-model", {"text": REPLY, "ttft_ms": 180, "tps": 90,
+                                       "prompt_tokens": 40})
+    server.add_scenario("slow-model", {"text": REPLY, "ttft_ms": 650, "tps": 35,
+                                       "prompt_tokens": 40})
+    with tempfile.TemporaryDirectory() as tmp:
+        app = make_app(server, theme, Path(tmp), ["demo/fast-model", "demo/slow-model"])
+        async with app.run_test(size=(150, 40)) as pilot:
+            await pilot.pause(0.5)
+            await _send(pilot, PROMPT)
+            if done:
+                for _ in range(600):
+                    await pilot.pause(0.05)
+                    screen: Any = app.screen
+                    if screen.runs and all(r.shown_final for r in screen.runs.values()):
+                        break
+            else:
+                await pilot.pause(2.0)
+            await pilot.pause(0.4)
+            app.save_screenshot(str(out))
+
+
+async def race_mid(server: MockServerProcess, theme: str, out: Path) -> None:
+    await race(server, theme, out, done=False)
+
+
+async def race_done(server: MockServerProcess, theme: str, out: Path) -> None:
+    await race(server, theme, out, done=True)
+
+
 SCENES: dict[str, Scene] = {
     "chat-mid": chat_mid,
     "chat-done": chat_done,
+    "compare-mid": race_mid,
+    "compare-done": race_done,
 }
 
 
