@@ -78,17 +78,24 @@ class _TextSource:
         return text
 
     def _check_cap(self, text: str) -> None:
-        idx = text.rfind("\n\n")
-        if idx >= 0:
-            since = len(text) - idx - 2
-        elif self._ends_with_lf and text.startswith("\n"):
-            since = len(text) - 1
-        else:
-            since = self._since_boundary + len(text)
+        """Raise when any event (text between blank lines) has grown past the cap."""
+        cap = self._cap
+        pos = 0
+        run = self._since_boundary
+        if self._ends_with_lf and text.startswith("\n"):
+            run, pos = 0, 1  # a blank line split across reads
+        while True:
+            idx = text.find("\n\n", pos)
+            if idx < 0:
+                run += len(text) - pos
+                break
+            if run + idx - pos > cap:
+                raise EventTooLarge(run + idx - pos, cap)
+            run, pos = 0, idx + 2
         self._ends_with_lf = text.endswith("\n")
-        self._since_boundary = since
-        if since > self._cap:
-            raise EventTooLarge(since, self._cap)
+        self._since_boundary = run
+        if run > cap:
+            raise EventTooLarge(run, cap)
 
     async def aiter_text(self) -> AsyncIterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors=_ERRORS)

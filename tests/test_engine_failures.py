@@ -548,3 +548,11 @@ async def test_missing_key_for_a_cloud_preset() -> None:
 
 def test_engine_module_exports() -> None:
     assert engine_mod.StartGate is not None
+
+
+async def test_event_over_the_cap_in_a_single_read(raw_server: RawServer) -> None:
+    big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 9000 + b'"}}]}\n\n'
+    raw_server.push(Script(headers=SSE, chunks=[chunk("kept") + big + chunk("after") + DONE]))
+    events = await run(raw_server.base_url, engine={"max_event_bytes": 4096})
+    assert fold(events).text == "kept"
+    assert error_of(events).kind == "too_large"

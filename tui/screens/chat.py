@@ -109,7 +109,7 @@ class ChatScreen(Screen[None]):
                         finished=True,
                     )
                 )
-                if t.status == "error" and t.error:
+                if t.error and t.status in ("error", "interrupted"):
                     widgets.append(ErrorPanel(t.model or "?", "error", t.error))
         if widgets:
             messages.mount_all(widgets)
@@ -404,7 +404,7 @@ class ChatScreen(Screen[None]):
         run.checkpoint(self.tapp.store, self.conv, self.conv.settings.to_dict())
         self.tapp.run_completed(run, m)
         messages = self.query_one(MessageList)
-        if turn.status == "error" and turn.error:
+        if turn.error and turn.status in ("error", "interrupted"):
             err_kind = next(
                 (e.kind for e in reversed(run.events) if type(e).__name__ == "StreamError"), "error"
             )

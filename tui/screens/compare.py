@@ -457,7 +457,7 @@ class CompareScreen(Screen[None]):
         self.tapp.run_completed(run, m)
         if m.status in ("complete", "length"):
             self.finish_ns[pane.index] = run.t_last or time.perf_counter_ns()
-        if turn.status == "error" and turn.error:
+        if turn.error and turn.status in ("error", "interrupted"):
             kind = next(
                 (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )

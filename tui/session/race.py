@@ -43,14 +43,19 @@ def compare(base: RunMetrics | None, other: RunMetrics | None) -> Delta:
     return Delta(ttft, tps, cost)
 
 
+SESSION_RACES = 1000  # the session comparison covers this many recent races
+
+
 @dataclass
 class RaceLog:
-    """Every finished race of this screen: per pane, the metrics of each prompt."""
+    """Finished races of this screen (the last ``SESSION_RACES``): per pane, its metrics."""
 
     races: list[dict[int, RunMetrics]] = field(default_factory=list)
 
     def add(self, race: Mapping[int, RunMetrics]) -> None:
         self.races.append(dict(race))
+        if len(self.races) > SESSION_RACES:
+            del self.races[: len(self.races) - SESSION_RACES]
 
     def session_delta(self, pane: int) -> Delta:
         """Medians over races where both A and ``pane`` completed."""
