@@ -77,8 +77,12 @@ class _TextSource:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         return text
 
-    def _check_cap(self, text: str) -> None:
-        """Raise when any event (text between blank lines) has grown past the cap."""
+    def _oversize(self, text: str) -> tuple[int, int] | None:
+        """Where in ``text`` an event over the cap starts, and its size so far; else None.
+
+        Events before it in the same read are complete and must still be decoded, so the
+        caller passes ``text[:start]`` on before raising.
+        """
         cap = self._cap
         pos = 0
         run = self._since_boundary
@@ -86,16 +90,23 @@ class _TextSource:
             run, pos = 0, 1  # a blank line split across reads
         while True:
             idx = text.find("\n\n", pos)
+            end = len(text) if idx < 0 else idx
+            if run + end - pos > cap:
+                return pos, run + end - pos
             if idx < 0:
                 run += len(text) - pos
                 break
-            if run + idx - pos > cap:
-                raise EventTooLarge(run + idx - pos, cap)
             run, pos = 0, idx + 2
         self._ends_with_lf = text.endswith("\n")
         self._since_boundary = run
-        if run > cap:
-            raise EventTooLarge(run, cap)
+        return None
+
+    def _checked(self, text: str) -> tuple[str, EventTooLarge | None]:
+        over = self._oversize(text)
+        if over is None:
+            return text, None
+        start, size = over
+        return text[:start], EventTooLarge(size, self._cap)
 
     async def aiter_text(self) -> AsyncIterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors=_ERRORS)
@@ -117,8 +128,11 @@ class _TextSource:
                 _Counter.current = None
             text = self._normalise(text)
             if text:
-                self._check_cap(text)
-                yield text
+                text, too_large = self._checked(text)
+                if text:
+                    yield text
+                if too_large is not None:
+                    raise too_large
         _Counter.current = stats
         try:
             tail = decoder.decode(b"", final=True)
@@ -126,8 +140,11 @@ class _TextSource:
             _Counter.current = None
         tail = self._normalise(tail)
         if tail:
-            self._check_cap(tail)
-            yield tail
+            tail, too_large = self._checked(tail)
+            if tail:
+                yield tail
+            if too_large is not None:
+                raise too_large
 
 
 async def aiter_sse(
