@@ -232,3 +232,31 @@ def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError) as info:
         load_config(p)
     assert str(p) in str(info.value) and "cannot be read: Permission denied" in str(info.value)
+
+
+def test_a_write_that_fails_leaves_the_file_as_it_was(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    p = write(tmp_path, DOCUMENTED)
+    before = p.read_bytes()
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="No space left"):
+        add_endpoint("gw", "https://gw.example/v1", path=p)
+    assert p.read_bytes() == before
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_endpoints_add_command_reports_a_broken_file(tmp_path: Path) -> None:
+    from tests.support.cli import run_cli
+
+    p = write(tmp_path, "[endpoints.a]\nbase_url = 3\n")
+    before = p.read_bytes()
+    r = run_cli("endpoints", "add", "gw", "--base-url", "https://gw/v1",
+                env={"TOKENRACE_CONFIG": str(p)})
+    assert r.returncode == 2
+    assert f"{p}:2: endpoints.a.base_url: expected string, got integer" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert p.read_bytes() == before
