@@ -80,12 +80,19 @@ async def soak(minutes: float, sample_s: float, warmup_s: float) -> dict[str, An
     os.environ["TOKENRACE_HOME"] = str(home)
     with MockServerProcess() as server:
         server.add_scenario("soak-a", {"n_tokens": 120, "ttft_ms": 20, "tps": 400})
-        config = parse_config({"endpoints": {"mock": {"base_url": server.base_url}},
-                               "engine": {"retries": 0}})
+        config = parse_config(
+            {"endpoints": {"mock": {"base_url": server.base_url}}, "engine": {"retries": 0}}
+        )
         store = Store(home / "history.db")
-        app = TokenraceApp(config, store=store, state=UiState(), save_state=False,
-                           models=["mock/soak-a", "mock/soak-b"], discover_models=False,
-                           probe_loopback=False)
+        app = TokenraceApp(
+            config,
+            store=store,
+            state=UiState(),
+            save_state=False,
+            models=["mock/soak-a", "mock/soak-b"],
+            discover_models=False,
+            probe_loopback=False,
+        )
         samples: list[dict[str, Any]] = []
         replies = failures = 0
         async with app.run_test(size=(160, 40)) as pilot:
@@ -98,9 +105,11 @@ async def soak(minutes: float, sample_s: float, warmup_s: float) -> dict[str, An
                 failing = i % 2 == 1
                 spec: dict[str, Any] = {"n_tokens": 120, "ttft_ms": 20, "tps": 400}
                 if failing:
-                    spec = ({"status": 500} if i % 4 == 1
-                            else {"n_tokens": 120, "ttft_ms": 20, "tps": 400,
-                                  "drop_after_tokens": 40})
+                    spec = (
+                        {"status": 500}
+                        if i % 4 == 1
+                        else {"n_tokens": 120, "ttft_ms": 20, "tps": 400, "drop_after_tokens": 40}
+                    )
                 server.add_scenario("soak-b", spec)
                 screen.send(f"prompt {i}: tell me something")
                 while not (screen.runs and all(r.shown_final for r in screen.runs.values())):
@@ -115,18 +124,29 @@ async def soak(minutes: float, sample_s: float, warmup_s: float) -> dict[str, An
                 now = time.monotonic()
                 if now >= next_sample:
                     await pilot.pause(0.2)
-                    sample = {"t_s": round(now - start, 1), "prompts": i, "replies": replies,
-                              "failures": failures, "app_mb": round(rss_mb(os.getpid()), 2),
-                              "engine_mb": round(rss_mb(app.engine.pid), 2)}
+                    sample = {
+                        "t_s": round(now - start, 1),
+                        "prompts": i,
+                        "replies": replies,
+                        "failures": failures,
+                        "app_mb": round(rss_mb(os.getpid()), 2),
+                        "engine_mb": round(rss_mb(app.engine.pid), 2),
+                    }
                     samples.append(sample)
-                    print(f"{sample['t_s']:>7.0f} s  {i:>6} prompts  {replies:>6} replies  "
-                          f"{failures:>5} failures  app {sample['app_mb']:>7.1f} MB  "
-                          f"engine {sample['engine_mb']:>6.1f} MB", flush=True)
+                    print(
+                        f"{sample['t_s']:>7.0f} s  {i:>6} prompts  {replies:>6} replies  "
+                        f"{failures:>5} failures  app {sample['app_mb']:>7.1f} MB  "
+                        f"engine {sample['engine_mb']:>6.1f} MB",
+                        flush=True,
+                    )
                     next_sample += sample_s
         store.close()
     after = [s for s in samples if s["t_s"] >= warmup_s]
     result = {
-        "minutes": minutes, "prompts": i, "replies": replies, "failures": failures,
+        "minutes": minutes,
+        "prompts": i,
+        "replies": replies,
+        "failures": failures,
         "samples": samples,
         "app_mb_per_100_replies": slope_per_100(after, "app_mb"),
         "engine_mb_per_100_replies": slope_per_100(after, "engine_mb"),
@@ -147,11 +167,13 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2))
     app_g, eng_g = result["app_mb_per_100_replies"], result["engine_mb_per_100_replies"]
     ok = all(g is not None and g < LIMIT_MB_PER_100 for g in (app_g, eng_g))
-    print(f"\n{result['replies']} replies, {result['failures']} failures in "
-          f"{ns.minutes:g} min; growth after warm-up: app "
-          f"{app_g if app_g is None else round(app_g, 3)} MB/100 replies, engine "
-          f"{eng_g if eng_g is None else round(eng_g, 3)} MB/100 replies "
-          f"(limit {LIMIT_MB_PER_100}) → {'PASS' if ok else 'FAIL'}")
+    print(
+        f"\n{result['replies']} replies, {result['failures']} failures in "
+        f"{ns.minutes:g} min; growth after warm-up: app "
+        f"{app_g if app_g is None else round(app_g, 3)} MB/100 replies, engine "
+        f"{eng_g if eng_g is None else round(eng_g, 3)} MB/100 replies "
+        f"(limit {LIMIT_MB_PER_100}) → {'PASS' if ok else 'FAIL'}"
+    )
     print(f"wrote {out.relative_to(REPO)}")
     return 0 if ok else 1
 

@@ -12,14 +12,14 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from providers import secrets
-from providers.capabilities import ChatParams, Quirks, build_body, capabilities, rejected_field
+from providers.capabilities import Quirks, build_body, capabilities, rejected_field
 from providers.chunks import ChunkParser, error_text
 from providers.config import Config, Endpoint, split_model_ref
 from providers.events import (
@@ -38,6 +38,7 @@ from providers.events import (
     Usage,
 )
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
+from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
 from providers.transport import LAST_WRITE_NS, make_transport
 
@@ -47,15 +48,6 @@ _RATE_LIMIT_PREFIXES = ("x-ratelimit-", "ratelimit-", "retry-after", "anthropic-
 _MAX_ERROR_BODY = 64 * 1024
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 8.0
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """One request: ``endpoint/model``, the messages so far, and the user's parameters."""
-
-    model: str
-    messages: tuple[Mapping[str, Any], ...]
-    params: ChatParams = field(default_factory=ChatParams)
 
 
 class StartGate:
@@ -843,13 +835,4 @@ def cancelled_event() -> Cancelled:
     return Cancelled(t_ns=now_ns())
 
 
-def messages_for(
-    history: Sequence[Mapping[str, Any]],
-    system: str | None = None,
-) -> tuple[dict[str, Any], ...]:
-    """The messages of a request: an optional system prompt, then the history."""
-    out: list[dict[str, Any]] = []
-    if system:
-        out.append({"role": "system", "content": system})
-    out.extend({"role": m["role"], "content": m["content"]} for m in history)
-    return tuple(out)
+__all__ = ["ChatRequest", "Engine", "StartGate", "collect", "messages_for", "now_ns"]

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 
 from providers.config import Config
-from providers.engine import ChatRequest
 from providers.events import Event, StreamError
-from providers.worker import encode, read_frame
+from providers.framing import encode, read_frame
+from providers.request import ChatRequest
 
 now_ns = time.perf_counter_ns
 

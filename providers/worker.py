@@ -20,33 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
-import struct
 import sys
 from typing import Any
 
 from providers.config import Config
-from providers.engine import ChatRequest, Engine, StartGate, now_ns
+from providers.engine import Engine, StartGate, now_ns
 from providers.events import Cancelled, Event, StreamError
+from providers.framing import MAX_FRAME, encode, read_frame
 from providers.keys import Keyring, KeyStore
-
-HEADER = struct.Struct(">I")
-MAX_FRAME = 256 * 1024 * 1024
-
-
-def encode(obj: Any) -> bytes:
-    """One frame: a 4-byte length and a pickle."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(data)) + data
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """The next frame's object; raises ``asyncio.IncompleteReadError`` at EOF."""
-    head = await reader.readexactly(HEADER.size)
-    (size,) = HEADER.unpack(head)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes is larger than the cap")
-    return pickle.loads(await reader.readexactly(size))
+from providers.request import ChatRequest
 
 
 def _die_with_parent() -> None:

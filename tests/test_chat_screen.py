@@ -389,9 +389,12 @@ async def test_theme_switch_is_remembered(
         await pilot.pause(0.1)
     assert UiState.load().theme == "tokenrace-light"
     app2 = make_app(
-        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+        mock_config(mock_server),
+        isolated_home,
+        models=["mock/mock-fast"],
+        start_engine=False,
+        state=UiState.load(),
     )
-    app2.state = UiState.load()
     async with app2.run_test(size=(100, 30)):
         assert app2.theme == "tokenrace-light"
 

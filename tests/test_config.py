@@ -234,8 +234,9 @@ def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.Monkey
     assert str(p) in str(info.value) and "cannot be read: Permission denied" in str(info.value)
 
 
-def test_a_write_that_fails_leaves_the_file_as_it_was(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_that_fails_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = write(tmp_path, DOCUMENTED)
     before = p.read_bytes()
 
@@ -254,8 +255,9 @@ def test_endpoints_add_command_reports_a_broken_file(tmp_path: Path) -> None:
 
     p = write(tmp_path, "[endpoints.a]\nbase_url = 3\n")
     before = p.read_bytes()
-    r = run_cli("endpoints", "add", "gw", "--base-url", "https://gw/v1",
-                env={"TOKENRACE_CONFIG": str(p)})
+    r = run_cli(
+        "endpoints", "add", "gw", "--base-url", "https://gw/v1", env={"TOKENRACE_CONFIG": str(p)}
+    )
     assert r.returncode == 2
     assert f"{p}:2: endpoints.a.base_url: expected string, got integer" in r.stderr
     assert "Traceback" not in r.stderr

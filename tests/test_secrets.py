@@ -27,11 +27,13 @@ def headers_seen(mock: MockServerProcess) -> str:
     return json.dumps([r.get("headers", {}) for r in mock.log()])
 
 
-def test_openai_env_never_reaches_another_endpoint(isolated_home: Path,
-                                                   mock_server: MockServerProcess) -> None:
+def test_openai_env_never_reaches_another_endpoint(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
     """DESIGN §2: canaries in OPENAI_* must not reach a non-OpenAI endpoint (ask and models)."""
     (isolated_home / "config.toml").write_text(
-        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n')
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
     mock_server.reset_log()
     r1 = run_cli("ask", "-m", "mock/mock-instant", "--json", "hi", env=OPENAI_CANARIES)
     r2 = run_cli("models", "mock", "--json", env=OPENAI_CANARIES)
@@ -47,8 +49,9 @@ def test_openai_env_never_reaches_another_endpoint(isolated_home: Path,
     assert "authorization" not in seen.lower()  # the endpoint has no key: none is sent
 
 
-def test_openai_preset_gets_its_own_env(isolated_home: Path,
-                                        mock_server: MockServerProcess) -> None:
+def test_openai_preset_gets_its_own_env(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
     """OPENAI_BASE_URL moves the openai preset (here to the mock), which then carries them."""
     env = {**OPENAI_CANARIES, "OPENAI_BASE_URL": mock_server.base_url}
     mock_server.reset_log()
@@ -66,15 +69,26 @@ def _canary() -> str:
 
 
 @pytest.mark.parametrize("source", ["env", "cmd", "keyring"])
-async def test_a_canary_key_never_shows(source: str, isolated_home: Path,
-                                        mock_server: MockServerProcess) -> None:
+async def test_a_canary_key_never_shows(
+    source: str, isolated_home: Path, mock_server: MockServerProcess
+) -> None:
     """The server echoes the key in its error (as some do): the user never sees it."""
     from providers.config import parse_config
 
     key = _canary()
     name = f"s-{uuid.uuid4().hex[:8]}"
-    mock_server.add_scenario(name, {"status": 401, "error_body": {"error": {
-        "message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}})
+    mock_server.add_scenario(
+        name,
+        {
+            "status": 401,
+            "error_body": {
+                "error": {
+                    "message": f"Incorrect API key provided: {key}",
+                    "code": "invalid_api_key",
+                }
+            },
+        },
+    )
     endpoint: dict[str, Any] = {"base_url": mock_server.base_url}
     import os
 
@@ -121,14 +135,17 @@ async def test_a_canary_key_never_shows(source: str, isolated_home: Path,
             os.environ["CANARY_KEY"] = env_restore
 
 
-def test_cli_error_messages_redact_the_key(isolated_home: Path,
-                                           mock_server: MockServerProcess) -> None:
+def test_cli_error_messages_redact_the_key(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
     key = _canary()
     name = f"s-{uuid.uuid4().hex[:8]}"
-    mock_server.add_scenario(name, {"status": 401, "error_body": {"error": {
-        "message": f"bad key {key}"}}})
+    mock_server.add_scenario(
+        name, {"status": 401, "error_body": {"error": {"message": f"bad key {key}"}}}
+    )
     (isolated_home / "config.toml").write_text(
-        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\napi_key_env = "MOCK_KEY"\n')
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\napi_key_env = "MOCK_KEY"\n'
+    )
     r = run_cli("ask", "-m", f"mock/{name}", "hi", env={"MOCK_KEY": key})
     r2 = run_cli("ask", "-m", f"mock/{name}", "--json", "hi", env={"MOCK_KEY": key})
     r3 = run_cli("keys", "list", "mock", env={"MOCK_KEY": key})

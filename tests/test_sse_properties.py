@@ -21,11 +21,13 @@ text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
     max_size=40,
 )
-event = st.fixed_dictionaries({
-    "event": st.sampled_from(["", "message", "error", "ping"]),
-    "data": st.lists(text, min_size=1, max_size=3),
-    "comment": st.booleans(),
-})
+event = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(["", "message", "error", "ping"]),
+        "data": st.lists(text, min_size=1, max_size=3),
+        "comment": st.booleans(),
+    }
+)
 
 
 def encode(events: list[dict[str, object]], eol: str) -> bytes:
@@ -60,31 +62,37 @@ def decode(chunks: list[bytes], cap: int = 1 << 20) -> list[tuple[str, str]]:
 
 def expected(events: list[dict[str, object]]) -> list[tuple[str, str]]:
     # An event without a name is a "message" event (the SSE spec, and httpx-sse).
-    return [(str(ev["event"]) or "message", "\n".join(ev["data"]))  # type: ignore[arg-type]
-            for ev in events]
+    return [
+        (str(ev["event"]) or "message", "\n".join(ev["data"]))  # type: ignore[arg-type]
+        for ev in events
+    ]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=st.lists(event, min_size=1, max_size=8),
-       eol=st.sampled_from(["\n", "\r", "\r\n"]),
-       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
-def test_any_split_any_line_ending_decodes_the_same(events: list[dict[str, object]], eol: str,
-                                                    cuts: list[int]) -> None:
+@given(
+    events=st.lists(event, min_size=1, max_size=8),
+    eol=st.sampled_from(["\n", "\r", "\r\n"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+)
+def test_any_split_any_line_ending_decodes_the_same(
+    events: list[dict[str, object]], eol: str, cuts: list[int]
+) -> None:
     data = encode(events, eol)
     assert decode(split(data, cuts)) == expected(events)
 
 
 @settings(max_examples=100, deadline=None)
-@given(events=st.lists(event, min_size=1, max_size=5),
-       eol=st.sampled_from(["\n", "\r", "\r\n"]))
+@given(events=st.lists(event, min_size=1, max_size=5), eol=st.sampled_from(["\n", "\r", "\r\n"]))
 def test_one_byte_at_a_time(events: list[dict[str, object]], eol: str) -> None:
     data = encode(events, eol)
-    assert decode([data[i:i + 1] for i in range(len(data))]) == expected(events)
+    assert decode([data[i : i + 1] for i in range(len(data))]) == expected(events)
 
 
 @settings(max_examples=300, deadline=None)
-@given(blob=st.binary(max_size=2000),
-       cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8))
+@given(
+    blob=st.binary(max_size=2000),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=8),
+)
 def test_random_bytes_only_produce_our_own_errors(blob: bytes, cuts: list[int]) -> None:
     parser = ChunkParser("fuzz")
     try:
@@ -98,14 +106,23 @@ def test_random_bytes_only_produce_our_own_errors(blob: bytes, cuts: list[int]) 
 
 
 @settings(max_examples=200, deadline=None)
-@given(obj=st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children,
-                                                                       max_size=4),
-    max_leaves=20))
+@given(
+    obj=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 def test_any_json_value_in_a_chunk_is_handled(obj: object) -> None:
     parser = ChunkParser("fuzz")
-    for wrapped in (obj, {"choices": [obj]}, {"choices": [{"delta": obj}]}, {"usage": obj},
-                    {"error": obj}):
+    for wrapped in (
+        obj,
+        {"choices": [obj]},
+        {"choices": [{"delta": obj}]},
+        {"usage": obj},
+        {"error": obj},
+    ):
         for ev in parser.feed("", json.dumps(wrapped), 0):
             assert not isinstance(ev, StreamError) or ev.kind in ("malformed", "remote_error")

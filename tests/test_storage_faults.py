@@ -34,24 +34,29 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
     pages = store._read.execute("PRAGMA page_count").fetchone()[0]
     # SQLite's own limit stands in for a full disk: writes fail with SQLITE_FULL.
     store.submit(lambda c: c.execute(f"PRAGMA max_page_count = {pages + 2}"))
-    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"],
-                   store=store)
+    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"], store=store)
     store.on_error = lambda m: (errors.append(m), app.store_error(m))
     async with app.run_test(size=(100, 30)) as pilot:
         await _send(pilot, "a long answer please")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_until(pilot, lambda: screen.run is not None and screen.run.shown_final,
-                         timeout=20)
-        await wait_until(pilot, lambda: any("disk is full" in e for e in errors),
-                         what="a full-disk error")
+        await wait_until(
+            pilot, lambda: screen.run is not None and screen.run.shown_final, timeout=20
+        )
+        await wait_until(
+            pilot, lambda: any("disk is full" in e for e in errors), what="a full-disk error"
+        )
         assert any("disk is full" in n for n in notices(app))
         reply = screen.query_one(AssistantMessage)
         assert reply.status == "complete" and len(reply.body.source) > 10_000  # on screen
         # Space comes back (from outside: the writer is busy retrying): its retries save all.
         store._write.execute("PRAGMA max_page_count = 1073741823")
-        await wait_until(pilot, lambda: any("saving works again" in e for e in errors),
-                         timeout=10, what="saving to resume")
+        await wait_until(
+            pilot,
+            lambda: any("saving works again" in e for e in errors),
+            timeout=10,
+            what="saving to resume",
+        )
         assert store.flush()
         rows = store.messages(screen.conv.id)
         assert rows[-1]["content"] == reply.body.source
@@ -66,8 +71,7 @@ async def test_locked_database(isolated_home: Path, mock_server: MockServerProce
     errors: list[str] = []
     db = isolated_home / "history.db"
     store = Store(db, on_error=errors.append)
-    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"],
-                   store=store)
+    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"], store=store)
     store.on_error = lambda m: (errors.append(m), app.store_error(m))
     other = sqlite3.connect(db, timeout=0, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
@@ -77,16 +81,19 @@ async def test_locked_database(isolated_home: Path, mock_server: MockServerProce
             await _send(pilot, "while locked")
             screen = app.screen
             assert isinstance(screen, ChatScreen)
-            await wait_until(pilot, lambda: screen.run is not None and screen.run.shown_final,
-                             timeout=10)
+            await wait_until(
+                pilot, lambda: screen.run is not None and screen.run.shown_final, timeout=10
+            )
             assert time.monotonic() - t < 3  # the UI never waited for the lock
-            await wait_until(pilot, lambda: any("locked" in e for e in errors), timeout=10,
-                             what="a lock error")
+            await wait_until(
+                pilot, lambda: any("locked" in e for e in errors), timeout=10, what="a lock error"
+            )
             assert any("database is locked" in n for n in notices(app))
             assert screen.query_one(AssistantMessage).body.source == "saved after the lock"
             other.execute("ROLLBACK")
-            await wait_until(pilot, lambda: any("saving works again" in e for e in errors),
-                             timeout=10)
+            await wait_until(
+                pilot, lambda: any("saving works again" in e for e in errors), timeout=10
+            )
             assert store.flush()
             contents = [r["content"] for r in store.messages(screen.conv.id)]
             assert contents == ["while locked", "saved after the lock"]

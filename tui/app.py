@@ -26,6 +26,7 @@ from tui.session.state import UiState
 from tui.session.store import Store
 
 LOOPBACK_PROBE_S = 0.4
+DISCOVERY_DELAY_S = 5.0
 
 
 def _bindings() -> list[Binding]:
@@ -86,8 +87,12 @@ class TokenraceApp(App[None]):
         self.catalog: list[ModelEntry] = static_catalog(config)
         self._prompts: list[str] | None = None
         self._last_log_error: str | None = None
+        self._discovery_started = False
         self._theme_errors: list[str] = []
         self._register_themes()
+        # Set before the first compose: switching later restyles every widget once more.
+        wanted = config.theme or self.state.theme or DEFAULT_DARK
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_DARK
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -106,14 +111,12 @@ class TokenraceApp(App[None]):
         return semantic_variables(dark)
 
     def on_mount(self) -> None:
-        wanted = self.config.theme or self.state.theme or DEFAULT_DARK
-        self.theme = wanted if wanted in self.available_themes else DEFAULT_DARK
         if self.config.keys:
             self.set_keymap(dict(self.config.keys))
         for err in self._theme_errors:
             self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
-        if self.start_engine:
-            self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
+        # The engine starts, and models are discovered, once the first frame is out.
+        self.call_after_refresh(self._after_first_frame)
         from tui.screens.chat import ChatScreen
 
         if len(self.initial_models) > 1:
@@ -129,8 +132,21 @@ class TokenraceApp(App[None]):
             self.push_screen(ChatScreen(None))
             # After the first frame: read keys and probe local servers (never before).
             self.call_after_refresh(self._choose_default_model)
+
+    def _after_first_frame(self) -> None:
+        if self.start_engine:
+            self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
-            self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
+            # `tokenrace models` imports the openai SDK in its own process: half a second of
+            # CPU we keep away from start-up (the picker starts it at once if opened sooner).
+            self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
+
+    def start_discovery(self) -> None:
+        """Ask every endpoint for its models, once, in the background."""
+        if self._discovery_started or not self.discover_models:
+            return
+        self._discovery_started = True
+        self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
 
     def _compare_screen(self, models: list[str]) -> Screen[None]:
         from tui.screens.compare import CompareScreen
@@ -308,6 +324,7 @@ class TokenraceApp(App[None]):
 
                 self.switch_screen(ChatScreen(ref))
 
+        self.start_discovery()
         self.push_screen(ModelPicker(self.catalog, current, query=query), picked)
 
     def action_cancel(self) -> None:

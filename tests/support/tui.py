@@ -34,6 +34,7 @@ def make_app(
     models: list[str] | None = None,
     conversation: Conversation | None = None,
     store: Store | None = None,
+    state: UiState | None = None,
     **kwargs: Any,
 ) -> TokenraceApp:
     """An app with a store in ``home`` and no background model discovery."""
@@ -42,7 +43,12 @@ def make_app(
     kwargs.setdefault("discover_models", False)
     kwargs.setdefault("probe_loopback", False)
     return TokenraceApp(
-        config, store=store, state=UiState(), models=models, conversation=conversation, **kwargs
+        config,
+        store=store,
+        state=state or UiState(),
+        models=models,
+        conversation=conversation,
+        **kwargs,
     )
 
 

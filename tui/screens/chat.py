@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static, TextArea
 
-from providers.engine import ChatRequest
 from providers.events import Cancelled
 from providers.prices import format_context, model_info
 from providers.remote import StreamHandle
+from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.session import commands
@@ -32,7 +33,16 @@ if TYPE_CHECKING:
     from tui.app import TokenraceApp
 
 CHECKPOINT_S = 1.0
+HISTORY_WINDOW = 30  # turns rendered when a conversation opens; older ones load on demand
+LIVE_REPLIES = 3  # finished replies kept as streamed widgets; older ones become compact
 CANCEL_GRACE_S = 1.0
+
+
+def compact_old_replies(messages: MessageList) -> None:
+    """Keep the last few replies as streamed widgets; make older ones one widget each."""
+    replies = list(messages.query(AssistantMessage))
+    for reply in replies[:-LIVE_REPLIES]:
+        reply.compact()
 
 
 class ChatScreen(Screen[None]):
@@ -62,6 +72,7 @@ class ChatScreen(Screen[None]):
         self._history_pos = -1
         self._draft = ""
         self._estimate_timer: object | None = None
+        self._hidden = 0  # older turns not mounted yet
 
     @property
     def tapp(self) -> TokenraceApp:
@@ -74,7 +85,8 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar", markup=False)
-        yield MessageList(id="messages")
+        with MessageList(id="messages"):
+            yield Static("", id="earlier", markup=False)
         yield Static("↓ new text below — Ctrl+End follows the stream", id="new-below", markup=False)
         yield StatusBar(id="status")
         yield PromptBox(id="prompt")
@@ -94,8 +106,16 @@ class ChatScreen(Screen[None]):
 
     def _render_history(self) -> None:
         messages = self.query_one(MessageList)
-        widgets = []
-        for t in self.conv.turns(0):
+        turns = self.conv.turns(0)
+        self._hidden = max(0, len(turns) - HISTORY_WINDOW)
+        widgets = self._turn_widgets(turns[self._hidden :])
+        if widgets:
+            messages.mount_all(widgets)
+        self._update_earlier()
+
+    def _turn_widgets(self, turns: list[Turn]) -> list[Widget]:
+        widgets: list[Widget] = []
+        for t in turns:
             if t.role == "user":
                 widgets.append(UserMessage(t.content))
             else:
@@ -107,12 +127,34 @@ class ChatScreen(Screen[None]):
                         status=t.status,
                         metrics=t.metrics,
                         finished=True,
+                        compact=True,
                     )
                 )
                 if t.error and t.status in ("error", "interrupted"):
                     widgets.append(ErrorPanel(t.model or "?", "error", t.error))
+        return widgets
+
+    def _update_earlier(self) -> None:
+        earlier = self.query_one("#earlier", Static)
+        earlier.display = self._hidden > 0
+        if self._hidden:
+            earlier.update(
+                f"▲ {self._hidden} earlier messages — PageUp at the top (or Ctrl+Home) shows more"
+            )
+
+    def load_earlier(self) -> bool:
+        """Mount the next window of older turns above the first one shown."""
+        if not self._hidden:
+            return False
+        messages = self.query_one(MessageList)
+        start = max(0, self._hidden - HISTORY_WINDOW)
+        widgets = self._turn_widgets(self.conv.turns(0)[start : self._hidden])
+        self._hidden = start
+        first = next((c for c in messages.children if c.id != "earlier"), None)
         if widgets:
-            messages.mount_all(widgets)
+            messages.mount_all(widgets, before=first)
+        self._update_earlier()
+        return True
 
     def _update_topbar(self) -> None:
         s = self.conv.settings
@@ -413,6 +455,7 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show(run.live(time.perf_counter_ns()), run.spark_rates())
         self.handle = None
         self._update_estimate()
+        compact_old_replies(messages)
 
     def _tick(self) -> None:
         run = self.run
@@ -489,12 +532,18 @@ class ChatScreen(Screen[None]):
 
         export_conversation(self)
 
+    def action_load_earlier(self) -> None:
+        if not self.load_earlier():
+            self.notify("This is the start of the conversation.")
+
     def action_follow(self) -> None:
         self.query_one(MessageList).resume_follow()
 
     def action_scroll_messages(self, direction: int) -> None:
         messages = self.query_one(MessageList)
         if direction < 0:
+            if messages.scroll_y <= 0 and self.load_earlier():
+                return
             messages.scroll_page_up()
         else:
             messages.scroll_page_down()

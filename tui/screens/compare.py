@@ -19,13 +19,14 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from providers.engine import ChatRequest
 from providers.events import Cancelled, StreamError
 from providers.metrics import RunMetrics
 from providers.prices import model_info
 from providers.remote import StreamHandle
+from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
+from tui.screens.chat import compact_old_replies
 from tui.session import commands
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun
@@ -200,6 +201,7 @@ class CompareScreen(Screen[None]):
                     status=turn.status,
                     metrics=turn.metrics,
                     finished=True,
+                    compact=True,
                 )
             )
 
@@ -463,6 +465,7 @@ class CompareScreen(Screen[None]):
             )
             pane.messages.mount(ErrorPanel(run.model, kind, turn.error))
         pane.messages.content_grew()
+        compact_old_replies(pane.messages)
         pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())
         self.handles.pop(pane.index, None)
         if not self.streaming:

@@ -13,8 +13,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from providers.engine import ChatRequest
 from providers.events import Event
+from providers.request import ChatRequest
 from tui import format as fmt
 from tui.session.replay import RunResult, SuiteError, load_suite, run_suite, summarize
 

@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,13 @@ from typing import Any
 
 from providers.capabilities import ChatParams
 from providers.config import Config
-from providers.engine import ChatRequest, messages_for, now_ns
 from providers.events import Event, fold
 from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
 from providers.prices import model_info
+from providers.request import ChatRequest, messages_for
 from providers.tokens import estimate_prompt_tokens
 
+now_ns = time.perf_counter_ns
 OK_STATUSES = ("complete", "length")
 _ALLOWED_KEYS = {"prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name"}
 

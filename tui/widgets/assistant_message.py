@@ -9,6 +9,7 @@ from textual.widgets import Collapsible, Static
 
 from providers.metrics import RunMetrics
 from tui.format import STATUS_GLYPHS, metrics_text
+from tui.widgets.compact_markdown import CompactMarkdown
 from tui.widgets.streaming_markdown import StreamingMarkdown
 
 
@@ -26,8 +27,12 @@ class ReasoningBlock(Collapsible):
     }
     """
 
-    def __init__(self, text: str = "", collapsed: bool = False) -> None:
-        self.body = StreamingMarkdown(text, classes="reasoning-body")
+    def __init__(self, text: str = "", collapsed: bool = False, compact: bool = False) -> None:
+        self.body: StreamingMarkdown | CompactMarkdown = (
+            CompactMarkdown(text, classes="reasoning-body")
+            if compact
+            else StreamingMarkdown(text, classes="reasoning-body")
+        )
         super().__init__(self.body, title="Reasoning", collapsed=collapsed)
 
 
@@ -58,6 +63,7 @@ class AssistantMessage(Vertical):
         metrics: RunMetrics | None = None,
         finished: bool = False,
         pane_label: str = "",
+        compact: bool = False,
     ) -> None:
         super().__init__(classes=f"-{status}")
         self.model = model
@@ -66,8 +72,12 @@ class AssistantMessage(Vertical):
         self.header = Static(self._header_text(status), classes="header", markup=False)
         self.reasoning: ReasoningBlock | None = None
         if reasoning:
-            self.reasoning = ReasoningBlock(reasoning, collapsed=finished)
-        self.body = StreamingMarkdown(text, classes="body")
+            self.reasoning = ReasoningBlock(reasoning, collapsed=finished, compact=compact)
+        self.body: StreamingMarkdown | CompactMarkdown = (
+            CompactMarkdown(text, classes="body")
+            if compact
+            else StreamingMarkdown(text, classes="body")
+        )
         self.metrics_line = Static(
             metrics_text(metrics) if metrics else "", classes="metrics", markup=False
         )
@@ -113,6 +123,20 @@ class AssistantMessage(Vertical):
 
     def show_live(self, line: str) -> None:
         self.metrics_line.update(line)
+
+    def compact(self) -> None:
+        """Swap the streamed blocks for one compact widget (a finished reply, out of view)."""
+        if isinstance(self.body, CompactMarkdown) or self.status == "streaming":
+            return
+        old = self.body
+        self.body = CompactMarkdown(old.source, classes="body")
+        self.mount(self.body, before=old)
+        old.remove()
+        if self.reasoning is not None and isinstance(self.reasoning.body, StreamingMarkdown):
+            old_r = self.reasoning.body
+            self.reasoning.body = CompactMarkdown(old_r.source, classes="reasoning-body")
+            old_r.parent.mount(self.reasoning.body, before=old_r)  # type: ignore[union-attr]
+            old_r.remove()
 
     def finish(self, metrics: RunMetrics) -> None:
         """The reply is over: render what is left and show the final figures."""

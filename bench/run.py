@@ -1,0 +1,84 @@
+"""Run every benchmark, print one table with targets and PASS/FAIL, write bench/results/run.json.
+
+    python bench/run.py            # the whole suite (a few minutes)
+    python bench/run.py --quick    # a smoke run of every script (seconds; CI runs this)
+    python bench/run.py --only render_lag cpu
+
+Every figure is measured against a baseline taken in the same run (the mock server's own send
+times, a minimal Textual app, the scenario's own duration), because absolute times vary from
+machine to machine. Needs tmux for the terminal-based rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import (
+    cold_start,
+    cpu,
+    headless_ask,
+    long_conversation,
+    render_lag,
+    timestamp_honesty,
+    ttft_overhead,
+)
+from bench.common import Row, print_table, write_json
+
+SUITE: dict[str, Callable[[bool], list[Row]]] = {
+    "ttft_overhead": ttft_overhead.run,
+    "timestamp_honesty": timestamp_honesty.run,
+    "render_lag": render_lag.run,
+    "sustainable_rate": render_lag.run_rates,
+    "cpu": cpu.run,
+    "cold_start": cold_start.run,
+    "headless_ask": headless_ask.run,
+    "long_conversation": long_conversation.run,
+}
+NEEDS_TMUX = {"render_lag", "sustainable_rate", "cpu", "cold_start", "long_conversation"}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few seconds: smoke-test the scripts")
+    p.add_argument("--only", nargs="*", choices=list(SUITE), help="run only these")
+    ns = p.parse_args()
+    names = ns.only or list(SUITE)
+    rows: list[Row] = []
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    for name in names:
+        if name in NEEDS_TMUX and shutil.which("tmux") is None:
+            rows.append(Row(name, "needs tmux", "skipped", None))
+            continue
+        t = time.monotonic()
+        try:
+            rows += SUITE[name](ns.quick)
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(Row(name, "runs", f"crashed: {type(exc).__name__}: {exc}"[:80], False))
+        timings[name] = round(time.monotonic() - t, 1)
+        print(f"  {name}: {timings[name]} s", file=sys.stderr, flush=True)
+    print()
+    print_table(rows)
+    total = time.monotonic() - started
+    path = write_json(
+        "run-quick" if ns.quick else "run",
+        rows,
+        {"seconds": round(total, 1), "timings_s": timings, "quick": ns.quick},
+    )
+    print(f"\n{total:.0f} s · wrote {path}")
+    if ns.quick:
+        return 0 if all(not r.measured.startswith("crashed") for r in rows) else 1
+    return 0 if all(r.passed is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Frames on the pipe between the UI and the engine process: a 4-byte length and a pickle.
+
+Kept apart from the engine so that the UI process can talk to the engine without importing
+httpx (it never makes a request itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+def encode(obj: Any) -> bytes:
+    """One frame: a 4-byte length and a pickle."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next frame's object; raises ``asyncio.IncompleteReadError`` at EOF."""
+    head = await reader.readexactly(HEADER.size)
+    (size,) = HEADER.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is larger than the cap")
+    return pickle.loads(await reader.readexactly(size))
