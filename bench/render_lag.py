@@ -17,6 +17,7 @@ from typing import Any
 from bench.common import Row, Tmux, app_env, median, now_ns, pct, temp_home
 from tests.support.mock_server import MockServerProcess
 
+POLL_S = 0.01
 WORDS = [
     "lorem",
     "ipsum",
@@ -135,6 +136,8 @@ def measure(
 
         rx = re.compile(r"M[A-D]\d{5}")
         while len(seen) < total and time.monotonic() < deadline:
+            # Each capture is a tmux process: polling flat out would take a core from the app.
+            time.sleep(POLL_S)
             text = tmux.screen()
             t = now_ns()
             for name in rx.findall(text):

@@ -53,6 +53,7 @@ SCENARIO = "rival-reply"
 PROMPT = "Write a long answer with prose, lists and code"
 TOKENRACE_READY = "Message…"
 CLIENTS = ("elia",)
+POLLERS = ("control", "exec")
 DEFAULT_PYTHON = "/tmp/rivalenv/bin/python"
 RESULTS = HERE / "results" / "rival.json"
 
@@ -145,8 +146,11 @@ def new_marker() -> str:
 class Tmux:
     """One fixed-size session on a private tmux server (own socket), read with capture-pane."""
 
-    def __init__(self, width: int, height: int, workdir: Path) -> None:
-        """Configure (not start) the server."""
+    def __init__(self, width: int, height: int, workdir: Path, poller: str = "control") -> None:
+        """Configure (not start) the server; poller "exec" runs `tmux capture-pane` per capture."""
+        if poller not in POLLERS:
+            raise ValueError(f"poller must be one of {POLLERS}")
+        self.poller = poller
         self.width = width
         self.height = height
         name = f"tmux-{uuid.uuid4().hex[:8]}"
@@ -154,6 +158,7 @@ class Tmux:
         self.session = "bench"
         self.conf = workdir / f"{name}.conf"
         self.pane_pid: int | None = None
+        self.server_pid: int | None = None
         self._started = False
         self._control: subprocess.Popen[bytes] | None = None
 
@@ -193,10 +198,10 @@ class Tmux:
         )
         self._reply()  # the attach command's own (empty) block
         self.command("refresh-client -f no-output")
-        info = self.command(
-            f"display-message -p -t {self.session} '#{{pane_pid}} #{{pane_width}}x#{{pane_height}}'"
-        )
-        pid, size = info.split()
+        fmt = "#{pid} #{pane_pid} #{pane_width}x#{pane_height}"
+        info = self.command(f"display-message -p -t {self.session} '{fmt}'")
+        server_pid, pid, size = info.split()
+        self.server_pid = int(server_pid)
         self.pane_pid = int(pid)
         if size != f"{self.width}x{self.height}":
             raise BenchError(f"pane is {size}, wanted {self.width}x{self.height}")
@@ -235,6 +240,8 @@ class Tmux:
 
     def capture(self) -> str:
         """The visible screen as text."""
+        if self.poller == "exec":
+            return self.run("capture-pane", "-p", "-t", self.session)
         return self.command(f"capture-pane -p -t {self.session}")
 
     def send(self, *keys: str, literal: bool = False) -> None:
@@ -262,6 +269,23 @@ class Tmux:
             except psutil.Error:
                 pass
         return total
+
+    def bench_cpu_seconds(self, extra_pids: Sequence[int]) -> float:
+        """CPU time of the measuring side: tmux, the client, this process (and reaped children)."""
+        own = psutil.Process().cpu_times()
+        total = own.user + own.system + own.children_user + own.children_system
+        pids = [self.server_pid, *extra_pids]
+        if self._control is not None:
+            pids.append(self._control.pid)
+        for pid in pids:
+            if pid is None:
+                continue
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total + (self.cpu_seconds() or 0.0)
 
     def close(self) -> None:
         """Kill the tmux server and every process the pane started; idempotent."""
@@ -318,7 +342,20 @@ class LagSample:
     tight_polls: int
     poll_ms_median: float | None
     client_cpu_s: float | None
+    others_cpu_pct: float  # other processes' CPU during the run, % of one core (contention)
     marker: str = field(repr=False)
+
+
+def _busy_seconds() -> float:
+    """System-wide busy CPU seconds so far (all cores)."""
+    t = psutil.cpu_times()
+    return (
+        sum(t)
+        - t.idle
+        - getattr(t, "iowait", 0.0)
+        - getattr(t, "guest", 0.0)
+        - getattr(t, "guest_nice", 0.0)
+    )
 
 
 def _chat_record(log: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
@@ -354,13 +391,16 @@ def measure_run(
     stream_ns: int | None = None,
     lead_ms: float = 250.0,
     poll_ms: float = 1.0,
+    poller: str = "control",
 ) -> LagSample:
     """Run one client in tmux until the marker shows; return its final-token lag and details."""
-    tmux = Tmux(width, height, workdir)
+    tmux = Tmux(width, height, workdir, poller)
     deadline = time.monotonic() + timeout
     try:
         server.reset_log()
         tmux.start(command, env, cwd)
+        others_t0 = _busy_seconds() - tmux.bench_cpu_seconds([server.pid])
+        wall_t0 = time.perf_counter_ns()
         if ready is not None:
             while ready not in tmux.capture():
                 if tmux.dead() or time.monotonic() > deadline:
@@ -398,6 +438,8 @@ def measure_run(
             if polls % 200 == 0 and (tmux.dead() or time.monotonic() > deadline):
                 raise _screen_error(tmux, f"marker {marker} not shown within {timeout:.0f}s")
         cpu = tmux.cpu_seconds()
+        others = _busy_seconds() - tmux.bench_cpu_seconds([server.pid]) - others_t0
+        others_pct = max(0.0, others) / ((time.perf_counter_ns() - wall_t0) / 1e9) * 100
         rec_id = rec["id"]
         rec = next((r for r in server.log() if r.get("id") == rec_id), None)
         sends = [s for s in (rec or {}).get("sends", []) if s.get("kind") == "token"]
@@ -416,6 +458,7 @@ def measure_run(
             tight_polls=polls + 1,
             poll_ms_median=statistics.median(periods) / 1e6 if periods else None,
             client_cpu_s=cpu,
+            others_cpu_pct=round(others_pct, 1),
             marker=marker,
         )
     finally:
@@ -537,7 +580,7 @@ def elia_target(version: str, prefix: list[str], home: Path, base_url: str, prom
 
 
 def tokenrace_version() -> str:
-    """tokenrace's version (installed metadata, else pyproject) plus the git commit."""
+    """tokenrace's version (installed metadata, else "dev") plus the git commit."""
     try:
         from importlib.metadata import version
 
@@ -545,7 +588,7 @@ def tokenrace_version() -> str:
     except Exception:
         ver = "dev"
     rev = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
         check=False,
@@ -608,6 +651,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=180.0, help="seconds per run")
     p.add_argument("--lead-ms", type=float, default=250.0, help="tight polling starts this early")
     p.add_argument("--poll-ms", type=float, default=1.0, help="capture period floor (0: none)")
+    p.add_argument(
+        "--poller",
+        choices=POLLERS,
+        default="control",
+        help="capture through a tmux control client, or exec `tmux capture-pane` each time",
+    )
     p.add_argument("--with-tokenrace", action="store_true", help="measure tokenrace too")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -632,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.width}x{args.height}, {args.runs} run(s) per client"
     )
     print(f"{'run':>3}  {'client':<10} {'lag ms':>9} {'win ms':>8} {'polls':>6} "
-          f"{'poll ms':>8} {'tokens':>6} {'stream s':>8} {'cpu s':>6}")  # fmt: skip
+          f"{'poll ms':>8} {'tokens':>6} {'stream s':>8} {'cpu s':>6} {'others%':>7}")  # fmt: skip
     try:
         with tempfile.TemporaryDirectory(prefix="rivalbench-") as tmp, MockServerProcess() as srv:
             workdir = Path(tmp)
@@ -655,12 +704,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.width, args.height, args.timeout, server=srv, model=SCENARIO,
                         workdir=workdir, cwd=target.cwd, ready=target.ready,
                         stream_ns=stream_ns, lead_ms=args.lead_ms, poll_ms=args.poll_ms,
+                        poller=args.poller,
                     )  # fmt: skip
                     done.append(s)
                     print(
                         f"{run:>3}  {name:<10} {s.lag_ms:>9.1f} {_fmt(s.window_ms):>8} "
                         f"{s.tight_polls:>6} {_fmt(s.poll_ms_median, '.2f'):>8} {s.tokens:>6} "
-                        f"{s.start_to_last_send_ms / 1000:>8.2f} {_fmt(s.client_cpu_s, '.2f'):>6}",
+                        f"{s.start_to_last_send_ms / 1000:>8.2f} {_fmt(s.client_cpu_s, '.2f'):>6} "
+                        f"{s.others_cpu_pct:>7.1f}",
                         flush=True,
                     )
     except BenchError as exc:
@@ -687,6 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "height": args.height,
         "lead_ms": args.lead_ms,
         "poll_ms": args.poll_ms,
+        "poller": args.poller,
         "python": sys.version.split()[0],
     }
     print()

@@ -159,6 +159,7 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
         delta = run.feed(half)
         widget.append_reasoning(delta.reasoning)
         widget.append_text(delta.text)
+        widget.sync()  # what the screen's frame tick does
         screen.run, screen.reply = run, widget
         await pilot.pause(0.3)
         screen.query_one(StatusBar).show(run.live(clock()), run.spark_rates())

@@ -33,16 +33,10 @@ if TYPE_CHECKING:
     from tui.app import TokenraceApp
 
 CHECKPOINT_S = 1.0
+FRAME_HZ = 25  # new text is drawn at most this often (one redraw for everything)
+FIGURES_EVERY = 3  # live figures every third frame: about 8 times a second
 HISTORY_WINDOW = 30  # turns rendered when a conversation opens; older ones load on demand
-LIVE_REPLIES = 3  # finished replies kept as streamed widgets; older ones become compact
 CANCEL_GRACE_S = 1.0
-
-
-def compact_old_replies(messages: MessageList) -> None:
-    """Keep the last few replies as streamed widgets; make older ones one widget each."""
-    replies = list(messages.query(AssistantMessage))
-    for reply in replies[:-LIVE_REPLIES]:
-        reply.compact()
 
 
 class ChatScreen(Screen[None]):
@@ -73,6 +67,7 @@ class ChatScreen(Screen[None]):
         self._draft = ""
         self._estimate_timer: object | None = None
         self._hidden = 0  # older turns not mounted yet
+        self._ticks = 0
 
     @property
     def tapp(self) -> TokenraceApp:
@@ -99,7 +94,8 @@ class ChatScreen(Screen[None]):
         self._render_history()
         self._update_topbar()
         self.query_one(StatusBar).show_idle(self.model or "choosing a model…")
-        self.set_interval(0.1, self._tick)
+        # The frame clock runs only while something streams: an idle screen costs nothing.
+        self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
         self._update_estimate()
         if self.model:
             self.tapp.warm(self.model)
@@ -127,7 +123,6 @@ class ChatScreen(Screen[None]):
                         status=t.status,
                         metrics=t.metrics,
                         finished=True,
-                        compact=True,
                     )
                 )
                 if t.error and t.status in ("error", "interrupted"):
@@ -395,6 +390,7 @@ class ChatScreen(Screen[None]):
         messages = self.query_one(MessageList)
         messages.mount(self.reply)
         messages.resume_follow()
+        self._frame_timer.resume()
         self._stream(run, self.reply, request)
 
     @work(group="stream", exit_on_error=False)
@@ -454,13 +450,18 @@ class ChatScreen(Screen[None]):
         messages.content_grew()
         self.query_one(StatusBar).show(run.live(time.perf_counter_ns()), run.spark_rates())
         self.handle = None
+        self._frame_timer.pause()
         self._update_estimate()
-        compact_old_replies(messages)
 
     def _tick(self) -> None:
         run = self.run
         if run is None or run.done:
             return
+        if self.reply is not None:
+            self.reply.sync()
+        self._ticks += 1
+        if self._ticks % FIGURES_EVERY:
+            return  # figures change slower than text
         f = run.live(self.tapp.clock())
         self.query_one(StatusBar).show(f, run.spark_rates())
         if self.reply is not None and f.retry_until_ns is None:

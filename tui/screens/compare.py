@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from textual import on
@@ -26,7 +27,7 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
-from tui.screens.chat import compact_old_replies
+from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun
@@ -34,6 +35,7 @@ from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_or
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.error_panel import ErrorPanel
+from tui.widgets.live_line import LiveLine
 from tui.widgets.message_list import MessageList
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.user_message import UserMessage
@@ -41,6 +43,31 @@ from tui.widgets.user_message import UserMessage
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
 
+EMPTY_METRICS = RunMetrics(
+    status="streaming",
+    ttft_ms=None,
+    ttfo_ms=None,
+    decode_tps=None,
+    e2e_ms=None,
+    client_overhead_ms=None,
+    connect_ms=None,
+    output_tokens=None,
+    output_tokens_estimated=True,
+    input_tokens=None,
+    cached_tokens=None,
+    reasoning_tokens=None,
+    itl_p50_ms=None,
+    itl_p95_ms=None,
+    itl_max_ms=None,
+    stalls=0,
+    retries=0,
+    retry_wait_ms=0.0,
+    cost_usd=None,
+    cost_reported=False,
+    overall_tps=None,
+    token_events=0,
+    finish_reason=None,
+)
 MAX_PANES = 4
 MIN_PANE_WIDTH = 30
 CHECKPOINT_S = 1.0
@@ -149,7 +176,8 @@ class CompareScreen(Screen[None]):
         self.synced = True
         self._syncing = False
         self._history_pos = -1
-        self.verdicts: list[tuple[str, str]] = []  # (race id, winning model or "tie")
+        self.verdicts: list[tuple[str, str]] = []
+        self._ticks = 0  # (race id, winning model or "tie")
 
     @property
     def tapp(self) -> TokenraceApp:
@@ -163,7 +191,7 @@ class CompareScreen(Screen[None]):
         with Horizontal(id="panes"):
             for i, m in enumerate(self.models):
                 yield ComparePane(i, m)
-        yield Static("", id="strip")
+        yield LiveLine("", id="strip")
         yield PromptBox(id="prompt")
         yield Static("", id="prompt-info", markup=False)
         yield Footer()
@@ -177,7 +205,8 @@ class CompareScreen(Screen[None]):
                 self._show_turn(pane, turn)
         self._update_topbar()
         self._update_strip()
-        self.set_interval(0.1, self._tick)
+        # The frame clock runs only while something streams: an idle screen costs nothing.
+        self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
         self._check_width()
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
@@ -201,7 +230,6 @@ class CompareScreen(Screen[None]):
                     status=turn.status,
                     metrics=turn.metrics,
                     finished=True,
-                    compact=True,
                 )
             )
 
@@ -394,6 +422,7 @@ class CompareScreen(Screen[None]):
             self.widgets[pane.index] = widget
             self.finish_ns[pane.index] = None
             requests.append(request)
+        self._frame_timer.resume()
         self.run_worker(
             self._start_all(chosen, requests, t_submit), group="race", exit_on_error=False
         )
@@ -465,15 +494,22 @@ class CompareScreen(Screen[None]):
             )
             pane.messages.mount(ErrorPanel(run.model, kind, turn.error))
         pane.messages.content_grew()
-        compact_old_replies(pane.messages)
         pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())
         self.handles.pop(pane.index, None)
         if not self.streaming:
             self.race_log.add({i: r.final() for i, r in self.runs.items()})
+            self._frame_timer.pause()
         self._update_strip()
 
     def _tick(self) -> None:
         if not self.runs:
+            return
+        for index, run in self.runs.items():
+            widget = self.widgets.get(index)
+            if widget is not None and not run.shown_final:
+                widget.sync()  # every pane's new text in the same frame
+        self._ticks += 1
+        if self._ticks % FIGURES_EVERY:
             return
         now = self.tapp.clock()
         for index, run in self.runs.items():
@@ -495,16 +531,26 @@ class CompareScreen(Screen[None]):
         self._update_strip()
 
     def _metrics_now(self, index: int) -> RunMetrics | None:
+        """Final figures of a finished reply; running figures (cheap) while it streams."""
         run = self.runs.get(index)
         if run is None:
             return None
-        return run.final()
+        if run.done:
+            return run.final()
+        f = run.live(self.tapp.clock())
+        return replace(
+            EMPTY_METRICS,
+            status="streaming",
+            ttft_ms=f.ttft_ms,
+            decode_tps=f.decode_tps,
+            cost_usd=f.cost_usd,
+        )
 
     def _update_strip(self) -> None:
         """The comparison with pane A: this prompt, the session, and who finished first."""
-        strip = self.query_one("#strip", Static)
+        strip = self.query_one("#strip", LiveLine)
         if len(self.models) < 2:
-            strip.update("Add a second model to race: F2 → pane B, or /model B NAME")
+            strip.show("Add a second model to race: F2 → pane B, or /model B NAME")
             return
         rows: list[Content] = []
         base = self._metrics_now(0)
@@ -550,7 +596,7 @@ class CompareScreen(Screen[None]):
                     else "",
                 )
             )
-        strip.update(Content("\n").join(rows) if rows else "")
+        strip.show(Content("\n").join(rows) if rows else "")
 
     # --- cancel, retry -------------------------------------------------------------------
 

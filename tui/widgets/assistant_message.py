@@ -9,7 +9,7 @@ from textual.widgets import Collapsible, Static
 
 from providers.metrics import RunMetrics
 from tui.format import STATUS_GLYPHS, metrics_text
-from tui.widgets.compact_markdown import CompactMarkdown
+from tui.widgets.live_line import LiveLine
 from tui.widgets.streaming_markdown import StreamingMarkdown
 
 
@@ -27,11 +27,9 @@ class ReasoningBlock(Collapsible):
     }
     """
 
-    def __init__(self, text: str = "", collapsed: bool = False, compact: bool = False) -> None:
-        self.body: StreamingMarkdown | CompactMarkdown = (
-            CompactMarkdown(text, classes="reasoning-body")
-            if compact
-            else StreamingMarkdown(text, classes="reasoning-body")
+    def __init__(self, text: str = "", collapsed: bool = False, finished: bool = False) -> None:
+        self.body = StreamingMarkdown(
+            text, classes="reasoning-body", finished=finished, driven=not finished
         )
         super().__init__(self.body, title="Reasoning", collapsed=collapsed)
 
@@ -44,12 +42,11 @@ class AssistantMessage(Vertical):
         height: auto;
         margin: 1 0 0 0;
         padding: 0 1;
-        border-left: thick $secondary;
-        & > .header { color: $text-muted; }
+        & > .header { color: $secondary; }
         & > .metrics { color: $text-muted; }
         & > .notices { color: $warning; }
         &.-cancelled > .metrics, &.-interrupted > .metrics { color: $warning; }
-        &.-error { border-left: thick $error; }
+        &.-error > .header { color: $error; }
     }
     """
 
@@ -63,7 +60,6 @@ class AssistantMessage(Vertical):
         metrics: RunMetrics | None = None,
         finished: bool = False,
         pane_label: str = "",
-        compact: bool = False,
     ) -> None:
         super().__init__(classes=f"-{status}")
         self.model = model
@@ -72,24 +68,18 @@ class AssistantMessage(Vertical):
         self.header = Static(self._header_text(status), classes="header", markup=False)
         self.reasoning: ReasoningBlock | None = None
         if reasoning:
-            self.reasoning = ReasoningBlock(reasoning, collapsed=finished, compact=compact)
-        self.body: StreamingMarkdown | CompactMarkdown = (
-            CompactMarkdown(text, classes="body")
-            if compact
-            else StreamingMarkdown(text, classes="body")
-        )
-        self.metrics_line = Static(
-            metrics_text(metrics) if metrics else "", classes="metrics", markup=False
-        )
+            self.reasoning = ReasoningBlock(reasoning, collapsed=finished, finished=finished)
+        self.body = StreamingMarkdown(text, classes="body", finished=finished, driven=not finished)
+        self.metrics_line = LiveLine(metrics_text(metrics) if metrics else "", classes="metrics")
         self.notices = Static("", classes="notices", markup=False)
         self.notices.display = False
-        self._finished_on_mount = finished
         self._notice_lines: list[str] = []
 
     def _header_text(self, status: str) -> Content:
+        # No border down the side: a border is redrawn on every frame while the reply grows.
         label = f"{self.pane_label} " if self.pane_label else ""
         extra = "" if status in ("complete", "streaming") else f"  {STATUS_GLYPHS.get(status)}"
-        return Content.assemble((label, "bold"), (self.model, "bold"), extra)
+        return Content.assemble("▍ ", (label, "bold"), (self.model, "bold"), extra)
 
     def compose(self) -> ComposeResult:
         yield self.header
@@ -98,12 +88,6 @@ class AssistantMessage(Vertical):
         yield self.body
         yield self.notices
         yield self.metrics_line
-
-    def on_mount(self) -> None:
-        if self._finished_on_mount:
-            self.body.finish()
-            if self.reasoning is not None:
-                self.reasoning.body.finish()
 
     def append_text(self, text: str) -> None:
         if self.reasoning is not None and not self.reasoning.collapsed and not self.body.source:
@@ -121,22 +105,14 @@ class AssistantMessage(Vertical):
         self.notices.update("\n".join(self._notice_lines))
         self.notices.display = True
 
-    def show_live(self, line: str) -> None:
-        self.metrics_line.update(line)
+    def sync(self) -> None:
+        """Draw the text that arrived since the last frame."""
+        if self.reasoning is not None:
+            self.reasoning.body.sync()
+        self.body.sync()
 
-    def compact(self) -> None:
-        """Swap the streamed blocks for one compact widget (a finished reply, out of view)."""
-        if isinstance(self.body, CompactMarkdown) or self.status == "streaming":
-            return
-        old = self.body
-        self.body = CompactMarkdown(old.source, classes="body")
-        self.mount(self.body, before=old)
-        old.remove()
-        if self.reasoning is not None and isinstance(self.reasoning.body, StreamingMarkdown):
-            old_r = self.reasoning.body
-            self.reasoning.body = CompactMarkdown(old_r.source, classes="reasoning-body")
-            old_r.parent.mount(self.reasoning.body, before=old_r)  # type: ignore[union-attr]
-            old_r.remove()
+    def show_live(self, line: str) -> None:
+        self.metrics_line.show(line)
 
     def finish(self, metrics: RunMetrics) -> None:
         """The reply is over: render what is left and show the final figures."""
@@ -147,4 +123,4 @@ class AssistantMessage(Vertical):
         if self.reasoning is not None:
             self.reasoning.body.finish()
         self.header.update(self._header_text(metrics.status))
-        self.metrics_line.update(metrics_text(metrics))
+        self.metrics_line.show(metrics_text(metrics))

@@ -7,10 +7,11 @@ import time
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Sparkline, Static
+from textual.widgets import Sparkline
 
 from tui import format as fmt
 from tui.session.conversation import LiveFigures
+from tui.widgets.live_line import LiveLine
 
 SPARK_POINTS = 16
 
@@ -30,7 +31,7 @@ class StatusBar(Horizontal):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.figures = Static("", classes="figures", markup=False)
+        self.figures = LiveLine("", classes="figures")
         self.spark = Sparkline([], summary_function=max)
         self.model = ""
         self.extra = ""
@@ -45,12 +46,12 @@ class StatusBar(Horizontal):
         text = Content.assemble(
             ("● ", "bold"), (model or "no model", "bold"), f"  {extra}" if extra else ""
         )
-        self.figures.update(text)
+        self.figures.show(text)
 
     def show(self, f: LiveFigures, spark: list[float]) -> None:
         if f.retry_until_ns is not None:
             left = max(0.0, (f.retry_until_ns - time.perf_counter_ns()) / 1e9)
-            self.figures.update(
+            self.figures.show(
                 Content.assemble(
                     ("⟳ ", "bold"),
                     (f.model, "bold"),
@@ -66,6 +67,6 @@ class StatusBar(Horizontal):
             fmt.ms(f.elapsed_ms),
             fmt.usd(f.cost_usd, f.cost_estimated),
         ]
-        self.figures.update(Content.assemble((f.model, "bold"), f"  {status}  ", "  ".join(parts)))
+        self.figures.show(Content.assemble((f.model, "bold"), f"  {status}  ", "  ".join(parts)))
         if spark:
             self.spark.data = spark[-SPARK_POINTS:]

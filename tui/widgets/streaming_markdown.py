@@ -1,19 +1,19 @@
 """Markdown that streams in at bounded cost per append, however long the reply (DESIGN §7).
 
-Textual's ``Markdown.append`` re-splits the whole source on every call, re-highlights an open
-code fence in full and remounts open lists; and every ``Markdown`` block is about a dozen
-widgets that each layout pass walks. Measured here: two panes at 100 tok/s took 55% of a core,
-and opening 12 turns of a long conversation took 3.9 s. So the document is split into top-level
-blocks, each drawn by Rich's markdown renderer inside one widget:
+One widget per reply, drawn with Textual's line API (like ``RichLog``): the reply is split into
+top-level blocks, and each block is rendered by Rich into lines (``Strip``s) once:
 
-- closed blocks (every block but the last) are rendered once, as ``MarkdownBlock`` widgets
-  grouped in chunks of ``CHUNK_BLOCKS``, and never touched again;
+- closed blocks (every block but the last) are rendered once per width and cached;
 - the open (last) block is re-rendered as it grows, except an open code fence, which only
-  highlights the lines completed since the last frame (``OpenFence``), so a 1,000-line fence
-  costs the same per line as a 10-line one.
+  highlights the lines completed since the last frame (in chunks of ``FENCE_CHUNK_LINES``).
 
-Appends are coalesced: ``append`` records text; the widget re-syncs at most ``fps`` times a
-second. ``finish`` renders what is left. ``source`` is exactly what was fed.
+A frame then costs the visible lines, fetched from the cache, and the open block's re-render:
+not the length of the reply, and not a widget tree (Textual's ``Markdown`` makes about a dozen
+widgets per block, and every layout pass walks them; measured here: 2 panes at 100 tok/s used
+55–63% of a core with it, and a frame took 45 ms).
+
+Appends are coalesced: ``append`` records text; the view re-syncs at most ``fps`` times a second.
+``finish`` renders what is left. ``source`` is exactly what was fed.
 """
 
 from __future__ import annotations
@@ -23,17 +23,20 @@ from typing import ClassVar
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.syntax import Syntax
 from rich.text import Text
-from textual.containers import Vertical
+from textual.geometry import Region, Size
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Static
 
-CHUNK_BLOCKS = 24
 FENCE_CHUNK_LINES = 24
+GROW_STEP = 4
+PARAGRAPH_FREEZE_LINES = 16  # an open paragraph longer than this has its top lines frozen
+PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can still rewrap
+_UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
 _FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 _BLOCK_OPEN = (
     "paragraph_open",
@@ -49,10 +52,6 @@ _BLOCK_OPEN = (
 )
 
 
-def _parser() -> MarkdownIt:
-    return MarkdownIt("gfm-like")
-
-
 def code_theme(dark: bool) -> str:
     """The Pygments theme for code, by the app theme's light or dark mode."""
     return "monokai" if dark else "default"
@@ -60,10 +59,9 @@ def code_theme(dark: bool) -> str:
 
 class Trimmed:
     """A renderable without the blank lines Rich puts before lists, quotes and tables, or
-    around a code block, so that blocks drawn one by one are spaced like a whole document
-    (the widgets' margins do the spacing)."""
+    around a code block, so that blocks drawn one by one are spaced like a whole document."""
 
-    def __init__(self, renderable: RichMarkdown) -> None:
+    def __init__(self, renderable: RenderableType) -> None:
         self.renderable = renderable
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -88,6 +86,12 @@ def render_markdown(source: str, dark: bool) -> Trimmed:
     )
 
 
+def block_parser() -> MarkdownIt:
+    """The block rules Rich's ``Markdown`` parses with, without the inline pass: only where
+    blocks start is needed here (inline parsing was a sixth of a streaming frame)."""
+    return MarkdownIt().enable("strikethrough").enable("table").disable(["inline", "text_join"])
+
+
 def block_starts(tokens: list[Token]) -> list[tuple[int, Token]]:
     """Line numbers where top-level blocks start, with each block's first token."""
     out: list[tuple[int, Token]] = []
@@ -103,130 +107,60 @@ def block_starts(tokens: list[Token]) -> list[tuple[int, Token]]:
     return out
 
 
-class MarkdownBlock(Static):
-    """Markdown drawn once by Rich (redrawn only when the theme turns light or dark)."""
-
-    DEFAULT_CSS = """
-    MarkdownBlock { height: auto; padding: 0; margin: 0 0 1 0; }
-    """
-
-    def __init__(self, source: str, *, classes: str | None = None) -> None:
-        self.source = source
-        self._dark: bool | None = None
-        super().__init__("", classes=classes)
-
-    def on_mount(self) -> None:
-        self.draw()
-        self.watch(self.app, "theme", lambda _: self.draw(), init=False)
-
-    def draw(self) -> None:
-        dark = self.app.current_theme.dark
-        self._dark = dark
-        self.update(render_markdown(self.source.rstrip("\n"), dark))
-
-    def set_source(self, source: str) -> None:
-        """Replace the text (the open block as it grows)."""
-        if source != self.source:
-            self.source = source
-            if self.is_mounted:
-                self.draw()
-
-
-class _Chunk(Vertical):
-    """Up to ``CHUNK_BLOCKS`` closed blocks, so a long reply is a short list of containers."""
-
-    DEFAULT_CSS = """
-    _Chunk { height: auto; padding: 0; margin: 0; }
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = 0
-
-
-class OpenFence(Vertical):
-    """An open code fence: completed lines are highlighted once, in chunks of lines."""
-
-    DEFAULT_CSS = """
-    OpenFence {
-        height: auto;
-        margin: 0 0 1 0;
-        padding: 1 1;
-        & > Static { width: 1fr; height: auto; }
-    }
-    """
-
-    def __init__(self, language: str) -> None:
-        super().__init__(classes="-open-fence")
-        self.language = language or "text"
-        self._done = 0  # complete lines already rendered
-        self._chunk_lines: list[str] = []
-        self._chunk: Static | None = None
-        self._partial = Static("", classes="-partial")
-        self.highlight_calls = 0  # lines highlighted, for tests of the cost bound
-
-    def _syntax(self, code: str) -> Syntax:
-        self.highlight_calls += code.count("\n") + 1
-        dark = self.app.current_theme.dark
-        return Syntax(
-            code, self.language, theme=code_theme(dark), word_wrap=True, background_color="default"
-        )
-
-    def show(self, fence_source: str) -> None:
-        """Bring the fence up to date with its source (opener line included)."""
-        lines = fence_source.split("\n")[1:]
-        for i, line in enumerate(lines):
-            if _FENCE_CLOSE.match(line):
-                lines = [*lines[:i], ""]
-                break
-        complete, partial = lines[:-1], lines[-1] if lines else ""
-        new = complete[self._done :]
-        if new:
-            self._done = len(complete)
-            for line in new:
-                if self._chunk is None or len(self._chunk_lines) >= FENCE_CHUNK_LINES:
-                    if self._chunk is not None:
-                        self._chunk.update(self._syntax("\n".join(self._chunk_lines)))
-                    self._chunk_lines = []
-                    self._chunk = Static("", classes="-lines")
-                    placed = self._partial.parent is self
-                    self.mount(self._chunk, before=self._partial if placed else None)
-                self._chunk_lines.append(line)
-            assert self._chunk is not None
-            self._chunk.update(self._syntax("\n".join(self._chunk_lines)))
-        if self._partial.parent is None:
-            self.mount(self._partial)
-        self._partial.update(Text(partial))
-        self._partial.display = bool(partial)
+def split_blocks(text: str, md: MarkdownIt) -> list[str]:
+    """``text`` cut into top-level blocks (each keeps its trailing blank lines)."""
+    lines = text.splitlines(keepends=True)
+    bounds = [s for s, _ in block_starts(md.parse(text))] or [0]
+    bounds[0] = 0
+    blocks = ["".join(lines[a:b]) for a, b in zip(bounds, [*bounds[1:], len(lines)], strict=True)]
+    return [b for b in blocks if b.strip()]
 
 
 class StreamingMarkdown(Widget):
-    """Markdown fed piece by piece; ``source`` is exactly what was fed."""
+    """A reply's markdown as cached lines; ``append`` while it streams, ``finish`` at the end."""
 
     DEFAULT_CSS = """
     StreamingMarkdown {
         height: auto;
-        layout: vertical;
     }
     """
 
-    fps: ClassVar[float] = 30.0
+    fps: ClassVar[float] = 20.0
 
     def __init__(
-        self, source: str = "", *, id: str | None = None, classes: str | None = None
+        self,
+        source: str = "",
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+        finished: bool = False,
+        driven: bool = False,
     ) -> None:
         super().__init__(id=id, classes=classes)
+        # Driven: the screen calls ``sync`` on its own frame clock, so that every pane's new
+        # text lands in the same frame (one redraw, not one per pane).
+        self.driven = driven
         self._parts: list[str] = [source] if source else []
-        self._closed_upto = 0  # characters of source rendered as closed blocks
-        self._open_kind: str | None = None
-        self._open_start = -1
-        self._open: Widget | None = None
-        self._chunks: list[_Chunk] = []
+        self._md = block_parser()
+        self._finished = finished
         self._scheduled = False
-        self._finished = False
         self._synced_len = -1
+        self._closed_upto = 0  # characters of source that are closed blocks
+        self._blocks: list[str] = []  # closed blocks' sources
+        self._block_lines: list[list[Strip]] = []  # each closed block, rendered
+        self._closed_lines: list[Strip] = []  # all of them, flattened
+        self._open = ""  # the open block's source
+        self._open_lines: list[Strip] = []
+        self._fence: _OpenFence | None = None
+        self._paragraph = _OpenParagraph()
+        self._width = 0
+        self._dark: bool | None = None
         self.syncs = 0
-        self._md = _parser()
+        self.rendered_blocks = 0  # closed blocks rendered (tests of the cost bound)
+        self.full_renders = 0  # whole-reply re-renders (new width or theme)
+        self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
+
+    # --- feeding -------------------------------------------------------------------------
 
     @property
     def source(self) -> str:
@@ -236,102 +170,279 @@ class StreamingMarkdown(Widget):
         return self._parts[0] if self._parts else ""
 
     def on_mount(self) -> None:
-        if self._parts:
-            self._sync(final=self._finished)
+        self.watch(self.app, "theme", lambda _: self._rerender_all(), init=False)
+        self._sync()
 
     def append(self, text: str) -> None:
-        """Add text; it is rendered within 1/fps seconds."""
+        """Add text; it is drawn within 1/fps seconds."""
         if not text:
             return
         self._parts.append(text)
-        if not self._scheduled and self.is_mounted:
+        if not self._scheduled and self.is_mounted and not self.driven:
             self._scheduled = True
             self.set_timer(1.0 / self.fps, self._scheduled_sync)
 
     def _scheduled_sync(self) -> None:
         self._scheduled = False
-        if not self._finished:
-            self._sync(final=False)
+        self._sync()
+
+    def sync(self) -> None:
+        """Draw what arrived since the last frame (the screen's frame clock calls this)."""
+        if self.is_mounted:
+            self._sync()
 
     def finish(self) -> None:
-        """The stream is over: render the last block as a closed one."""
+        """The stream is over: the last block becomes a closed one."""
         self._finished = True
         if self.is_mounted:
-            self._sync(final=True)
+            self._sync()
 
-    def _sync(self, final: bool) -> None:
+    # --- rendering -----------------------------------------------------------------------
+
+    def _render(self, renderable: RenderableType, width: int) -> list[Strip]:
+        console = self.app.console
+        options = console.options.update_width(width).update(height=None)
+        style = self.rich_style  # applied once here, so a frame only copies lines
+        lines = console.render_lines(renderable, options, pad=True)
+        self.rendered_lines += len(lines)
+        return [Strip(Segment.apply_style(line, style=style), width) for line in lines]
+
+    def _render_block(self, source: str, width: int) -> list[Strip]:
+        self.rendered_blocks += 1
+        lines = self._render(render_markdown(source.rstrip("\n"), bool(self._dark)), width)
+        return [*lines, Strip.blank(width, self.rich_style)] if lines else []
+
+    def _width_now(self) -> int:
+        """The width lines are rendered at: the content region (inside any padding)."""
+        return max(1, self.content_region.width or self._width or 80)
+
+    def _rerender_all(self, width: int | None = None) -> None:
+        """New width or theme: draw every block again (the only O(reply) path)."""
+        width = width or self._width_now()
+        self.full_renders += 1
+        self._width = width
+        self._dark = self.app.current_theme.dark
+        self._block_lines = [self._render_block(b, width) for b in self._blocks]
+        self._closed_lines = [line for block in self._block_lines for line in block]
+        if self._fence is not None:
+            self._fence.reset()
+        self._paragraph.reset()
+        self._render_open(width)
+        self.refresh(layout=True)
+
+    def _sync(self) -> None:
         source = self.source
-        if not final and len(source) == self._synced_len:
+        if len(source) == self._synced_len and not (self._finished and self._open):
             return
         self._synced_len = len(source)
         self.syncs += 1
+        if not self._width:
+            self._width = self._width_now()
+            self._dark = self.app.current_theme.dark
+        height = self._height()
+        changed_from = len(self._closed_lines)  # lines above this one stay as they are
         tail = source[self._closed_upto :]
-        with self.app.batch_update():
-            if final:
-                self._closed_upto = len(source)
-                self._drop_open()
-                if tail.strip():
-                    self._close(tail)
-                return
+        open_first: Token | None = None
+        if self._finished:
+            closing, open_text = tail, ""
+        else:
             tokens = self._md.parse(tail)
             starts = block_starts(tokens)
             if len(starts) >= 2:
                 lines = tail.splitlines(keepends=True)
-                closed_text = "".join(lines[: starts[-1][0]])
-                self._drop_open()
-                self._close(closed_text)
-                self._closed_upto += len(closed_text)
-                tail = tail[len(closed_text) :]
-                first: Token | None = starts[-1][1]
+                closing = "".join(lines[: starts[-1][0]])
+                open_text = tail[len(closing) :]
             else:
-                first = starts[0][1] if starts else None
-            self._show_open(tail, first)
+                closing, open_text = "", tail
+            open_first = starts[-1][1] if starts else None
+        if closing:
+            self._closed_upto += len(closing)
+            for block in split_blocks(closing, self._md):
+                rendered = self._render_block(block, self._width)
+                self._blocks.append(block)
+                self._block_lines.append(rendered)
+                self._closed_lines.extend(rendered)
+            self._fence = None
+        if open_text != self._open or closing:
+            self._open = open_text
+            self._render_open(self._width, open_first)
+        new_height = self._height()
+        if new_height != height:
+            self.refresh(layout=True)
+        else:
+            # Only the lines from the old open block down changed: redraw just those.
+            width = self.size.width or self._width
+            self.refresh(Region(0, changed_from, width, max(1, new_height - changed_from)))
 
-    def _close(self, text: str) -> None:
-        """Render closed blocks once, in the current chunk."""
+    def _render_open(self, width: int, first: Token | bool | None = False) -> None:
+        """Draw the open block; ``first`` is its first token when the caller parsed it."""
+        text = self._open
         if not text.strip():
+            self._open_lines = []
+            self._fence = None
             return
-        tokens = self._md.parse(text)
-        lines = text.splitlines(keepends=True)
-        bounds = [s for s, _ in block_starts(tokens)] or [0]
-        bounds[0] = 0
-        for start, end in zip(bounds, [*bounds[1:], len(lines)], strict=True):
-            block = "".join(lines[start:end])
-            if not block.strip():
-                continue
-            chunk = self._chunks[-1] if self._chunks else None
-            if chunk is None or chunk.blocks >= CHUNK_BLOCKS:
-                chunk = _Chunk()
-                self._chunks.append(chunk)
-                self.mount(chunk, before=self._open)
-            chunk.mount(MarkdownBlock(block, classes="-closed"))
-            chunk.blocks += 1
+        if first is False:
+            starts = block_starts(self._md.parse(text))
+            first = starts[0][1] if starts else None
+        if isinstance(first, Token) and first.type == "fence":
+            if self._fence is None:
+                self._fence = _OpenFence((first.info or "").split(" ")[0] or "text")
+            self._open_lines = self._fence.lines(text, self, width)
+        elif isinstance(first, Token) and first.type == "paragraph_open":
+            self._fence = None
+            self._open_lines = self._paragraph.lines(self._closed_upto, text, self, width)
+        else:
+            self._fence = None
+            self._paragraph.reset()
+            lines = self._render(render_markdown(text.rstrip("\n"), bool(self._dark)), width)
+            self._open_lines = lines
 
-    def _drop_open(self) -> None:
-        if self._open is not None:
-            self._open.remove()
-        self._open = None
-        self._open_kind = None
-        self._open_start = -1
+    # --- the line API --------------------------------------------------------------------
 
-    def _show_open(self, tail: str, first: Token | None) -> None:
-        if first is None:
-            self._drop_open()
-            return
-        kind = "fence" if first.type == "fence" else "block"
-        if kind != self._open_kind or self._open_start != self._closed_upto:
-            self._drop_open()
-            widget: Widget
-            if kind == "fence":
-                widget = OpenFence((first.info or "").split(" ")[0])
+    def _height(self) -> int:
+        """Lines taken on screen: while streaming, grown in steps of ``GROW_STEP`` lines.
+
+        Every change of height moves everything below and scrolls the view: a full relayout
+        and redraw of the pane. Growing in steps makes most frames redraw only the new text.
+        """
+        lines = len(self._closed_lines) + len(self._open_lines)
+        if self._finished or not self.driven or not lines:
+            return lines
+        return -(-lines // GROW_STEP) * GROW_STEP
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if width and width != self._width and self.is_mounted:
+            self._rerender_all(width)
+        return self._height()
+
+    def render_line(self, y: int) -> Strip:
+        closed = self._closed_lines
+        if y < len(closed):
+            line = closed[y]
+        elif y - len(closed) < len(self._open_lines):
+            line = self._open_lines[y - len(closed)]
+        else:
+            return Strip.blank(self.size.width, self.rich_style)
+        return line
+
+
+class _OpenParagraph:
+    """An open paragraph: its top lines are frozen once later text can no longer move them.
+
+    A model that writes one long paragraph (no blank line for thousands of tokens) would
+    otherwise cost a re-wrap of the whole paragraph every frame. Wrapping is greedy, so every
+    line but the last is final once text follows it. The frozen prefix is cut where the
+    rendered lines start in the source, and kept only if rendering the two parts separately
+    gives exactly the lines of the whole (an emphasis or link spanning the cut fails that
+    check, and the paragraph is re-rendered whole, as before). ``finish`` or the paragraph's
+    end renders the block from its source again, so the final lines are always exact.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        self.frozen_count = 0  # successful freezes (tests of the cost bound)
+
+    def reset(self, key: int = -1) -> None:
+        self._key = key  # where the open block starts in the reply
+        self._frozen: list[Strip] = []
+        self._chars = 0  # characters of the paragraph's source behind the frozen lines
+        self._retry_at = PARAGRAPH_FREEZE_LINES
+
+    def lines(self, key: int, text: str, view: StreamingMarkdown, width: int) -> list[Strip]:
+        if key != self._key:
+            self.reset(key)
+        dark = bool(view._dark)
+        body = text[self._chars :]
+        lines = view._render(render_markdown(body.rstrip("\n"), dark), width)
+        if len(lines) >= self._retry_at:
+            # A line that starts inside a code span or a link cannot be cut at: try a few.
+            offset = 0
+            for cut in range(len(lines) - PARAGRAPH_OPEN_LINES, len(lines) // 2, -1)[:4]:
+                offset = self._cut(body, lines, cut, view, width, dark)
+                if offset:
+                    break
+            if offset:
+                self._frozen += lines[:cut]
+                self._chars += offset
+                self._retry_at = PARAGRAPH_FREEZE_LINES
+                self.frozen_count += 1
+                lines = lines[cut:]
             else:
-                widget = MarkdownBlock(tail, classes="-open-block")
-            self._open = widget
-            self._open_kind = kind
-            self._open_start = self._closed_upto
-            self.mount(widget)
-        w = self._open
-        if isinstance(w, OpenFence):
-            w.show(tail)
-        elif isinstance(w, MarkdownBlock):
-            w.set_source(tail)
+                self._retry_at = len(lines) + PARAGRAPH_FREEZE_LINES
+        return [*self._frozen, *lines] if self._frozen else lines
+
+    @staticmethod
+    def _cut(
+        body: str, lines: list[Strip], cut: int, view: StreamingMarkdown, width: int, dark: bool
+    ) -> int:
+        """Where in ``body`` rendered line ``cut`` starts, if splitting there is exact."""
+        head_text = "".join(line.text for line in lines[:cut])
+        if _UNCLOSED.search(head_text):
+            return 0  # an unmatched `*` or backtick may still be closed, restyling the lines
+        visible = sum(ch.isalnum() for ch in head_text)
+        seen, at = 0, 0
+        while at < len(body) and seen < visible:
+            seen += body[at].isalnum()
+            at += 1
+        if seen < visible:
+            return 0
+        candidates = []
+        end = at
+        while end < len(body) and not body[end].isspace():
+            end += 1
+        while end < len(body) and body[end].isspace():
+            end += 1
+        candidates.append(end)  # text with spaces: the next line starts at the next word
+        candidates.append(at)  # text without spaces (CJK): folded at a character
+        for offset in candidates:
+            if not 0 < offset < len(body):
+                continue
+            head = view._render(render_markdown(body[:offset], dark), width)
+            if head != lines[:cut]:
+                continue
+            tail = view._render(render_markdown(body[offset:].rstrip("\n"), dark), width)
+            if tail == lines[cut:]:
+                return offset
+        return 0
+
+
+class _OpenFence:
+    """An open code fence: completed lines are highlighted once, in chunks of lines."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        self.reset()
+        self.highlighted_lines = 0  # tests of the cost bound
+
+    def reset(self) -> None:
+        self._done = 0
+        self._chunks: list[list[Strip]] = []  # finished chunks, rendered
+        self._current: list[str] = []  # completed lines of the chunk being filled
+        self._current_lines: list[Strip] = []
+
+    def _syntax(self, code: str, dark: bool) -> Syntax:
+        self.highlighted_lines += code.count("\n") + 1
+        return Syntax(code, self.language, theme=code_theme(dark), word_wrap=True, padding=(0, 1))
+
+    def lines(self, fence_source: str, view: StreamingMarkdown, width: int) -> list[Strip]:
+        body = fence_source.split("\n")[1:]
+        for i, line in enumerate(body):
+            if _FENCE_CLOSE.match(line):
+                body = [*body[:i], ""]
+                break
+        complete, partial = body[:-1], body[-1] if body else ""
+        new = complete[self._done :]
+        dark = bool(view._dark)
+        if new:
+            self._done = len(complete)
+            for line in new:
+                if len(self._current) >= FENCE_CHUNK_LINES:
+                    self._chunks.append(self._current_lines)
+                    self._current = []
+                self._current.append(line)
+            self._current_lines = view._render(self._syntax("\n".join(self._current), dark), width)
+        out = [line for chunk in self._chunks for line in chunk]
+        out += self._current_lines
+        if partial:
+            out += view._render(Text(" " + partial), width)
+        return out

@@ -19,7 +19,6 @@ class UserMessage(Static):
     UserMessage {
         margin: 1 0 0 0;
         padding: 0 1;
-        border-left: thick $primary;
         background: $boost;
     }
     """
@@ -32,7 +31,7 @@ class UserMessage(Static):
     def _content(text: str) -> Content:
         lines = text.splitlines()
         if len(text) <= COLLAPSE_CHARS and len(lines) <= COLLAPSE_LINES:
-            return Content.assemble(("You ", "bold"), "\n", text)
+            return Content.assemble(("▍ You", "bold $primary"), "\n", text)
         preview = "\n".join(lines[:PREVIEW_LINES])
         if len(preview) > COLLAPSE_CHARS:
             preview = preview[:COLLAPSE_CHARS] + "…"
@@ -40,4 +39,4 @@ class UserMessage(Static):
             f"… {human_size(len(text.encode('utf-8')))}, {len(lines):,} lines "
             "(collapsed; sent in full)"
         )
-        return Content.assemble(("You ", "bold"), "\n", preview, "\n", (note, "italic"))
+        return Content.assemble(("▍ You", "bold $primary"), "\n", preview, "\n", (note, "italic"))

@@ -1,0 +1,205 @@
+"""The streaming markdown view: what it shows is what a whole render shows, and a frame's cost
+does not grow with the reply.
+
+Costs are counted (lines Rich drew, blocks rendered), not timed, so the checks are exact on any
+machine. Text is fed in random-sized pieces, as it arrives from a model.
+"""
+
+from __future__ import annotations
+
+import random
+
+from textual.app import App, ComposeResult
+
+from tui.widgets.streaming_markdown import (
+    FENCE_CHUNK_LINES,
+    PARAGRAPH_FREEZE_LINES,
+    StreamingMarkdown,
+    render_markdown,
+)
+
+SIZE = (100, 40)
+LOREM = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet,",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+]
+
+
+class _Host(App[None]):
+    def compose(self) -> ComposeResult:
+        yield StreamingMarkdown("", driven=True)
+
+
+def _prose(words: int, seed: int = 0) -> str:
+    rnd = random.Random(seed)
+    return " ".join(rnd.choice(LOREM) for _ in range(words)) + "."
+
+
+def _mixed(sections: int) -> str:
+    parts = ["# A long reply\n\n"]
+    for i in range(sections):
+        parts.append(f"## Part {i}\n\n{_prose(60, i)} Some **bold {i}** and `code {i}`.\n\n")
+        parts.append(f"- item one of {i}\n- item two with *emphasis*\n- item three\n\n")
+        parts.append(f"```python\ndef f{i}(x):\n    return x * {i}\n```\n\n")
+        parts.append("| col | value |\n|---|---|\n| a | 1 |\n| b | 2 |\n\n")
+    return "".join(parts)
+
+
+def _shown(view: StreamingMarkdown) -> list[str]:
+    return [strip.text for strip in [*view._closed_lines, *view._open_lines]]
+
+
+def _whole(view: StreamingMarkdown, text: str) -> list[str]:
+    return [strip.text for strip in view._render(render_markdown(text, True), view._width)]
+
+
+async def _feed(view: StreamingMarkdown, text: str, seed: int = 1, check_every: int = 0) -> int:
+    """Feed ``text`` in pieces of 1–12 characters, a sync after each; returns syncs done.
+
+    With ``check_every``, compare the view with a whole render every so many pieces."""
+    rnd = random.Random(seed)
+    i = n = 0
+    while i < len(text):
+        step = rnd.randint(1, 12)
+        view.append(text[i : i + step])
+        i += step
+        view.sync()
+        n += 1
+        if check_every and n % check_every == 0:
+            assert _shown(view) == _whole(view, text[:i].rstrip("\n") or " ")[: len(_shown(view))]
+    return n
+
+
+async def test_streamed_reply_ends_exactly_as_a_whole_render() -> None:
+    text = _mixed(6)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        await _feed(view, text)
+        view.finish()
+        assert view.source == text
+        # Blocks are drawn one by one, each followed by one blank line (Rich's whole render
+        # spaces some blocks differently): the text lines are the same, in the same order.
+        shown = [line.rstrip() for line in _shown(view) if line.strip()]
+        whole = [line.rstrip() for line in _whole(view, text) if line.strip()]
+        assert shown == whole
+
+
+async def test_each_closed_block_is_rendered_once() -> None:
+    text = _mixed(20)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        await _feed(view, text)
+        view.finish()
+        blocks = len(view._blocks)
+        assert blocks == 1 + 20 * 5  # the title, then heading, paragraph, list, code, table
+        assert view.rendered_blocks == blocks
+        assert view.full_renders <= 1  # the first layout, which sets the width
+
+
+async def test_frame_cost_does_not_grow_with_the_reply() -> None:
+    # 40 sections (~4,000 tokens) of mixed markdown: lines drawn per sync in the last quarter
+    # are no more than in the first quarter (a re-render of the whole reply would be ~10×).
+    text = _mixed(40)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        quarter = len(text) // 4
+        await _feed(view, text[:quarter])
+        first_lines, first_syncs = view.rendered_lines, view.syncs
+        await _feed(view, text[quarter : 3 * quarter])
+        before_last = view.rendered_lines, view.syncs
+        await _feed(view, text[3 * quarter :])
+        last_lines = view.rendered_lines - before_last[0]
+        last_syncs = view.syncs - before_last[1]
+        per_sync_first = first_lines / first_syncs
+        per_sync_last = last_lines / last_syncs
+        assert per_sync_last <= 1.3 * per_sync_first, (per_sync_first, per_sync_last)
+
+
+async def test_one_long_paragraph_costs_a_bounded_frame_and_shows_exactly() -> None:
+    # A model that never starts a new paragraph: 3,000 words, one block.
+    text = _prose(3000, 7)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        syncs = await _feed(view, text, check_every=97)
+        total_lines = len(_shown(view))
+        assert total_lines > 150
+        assert view._paragraph.frozen_count > 10
+        # Each sync draws at most the open paragraph's unfrozen lines (plus the rare freeze
+        # checks), not the whole paragraph: far under the ~total_lines/2 a whole re-render
+        # would average.
+        assert view.rendered_lines / syncs <= PARAGRAPH_FREEZE_LINES + 4
+        view.finish()
+        assert [s.rstrip() for s in _shown(view)][:total_lines] == [
+            s.rstrip() for s in _whole(view, text)
+        ]
+
+
+async def test_unclosed_emphasis_in_a_long_paragraph_is_not_frozen() -> None:
+    # `**` opened early and closed late: freezing the top lines would keep the literal `**`
+    # after it closes. The view must match a whole render at every step instead.
+    text = "start **" + " ".join(["bold"] * 500) + "** end " + _prose(300, 3)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        await _feed(view, text, check_every=53)
+        assert _shown(view) == _whole(view, text)
+
+
+async def test_cjk_paragraph_without_spaces_freezes_at_characters() -> None:
+    text = "这是一个很长的中文段落，没有空格。" * 150
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        await _feed(view, text, check_every=41)
+        assert view._paragraph.frozen_count >= 1
+        assert _shown(view) == _whole(view, text)
+
+
+async def test_open_code_fence_highlights_only_new_lines() -> None:
+    lines = [f"    value_{i} = compute({i})  # line {i}" for i in range(400)]
+    text = "```python\ndef big():\n" + "\n".join(lines) + "\n```\n"
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        await _feed(view, text[:-5])  # the fence is still open
+        fence = view._fence
+        assert fence is not None
+        # Every line is highlighted with the chunk it belongs to: at most one chunk's worth
+        # of re-highlighting per line, never the whole fence again.
+        assert fence.highlighted_lines <= FENCE_CHUNK_LINES * (len(lines) + 1)
+        assert fence.highlighted_lines < len(lines) * len(lines) / 10
+        await _feed(view, text[-5:])
+        view.finish()
+        assert view.rendered_blocks == 1
+
+
+async def test_code_keeps_its_syntax_colours() -> None:
+    # The widget's own colours go under each line, not over it: highlighted code keeps the
+    # theme's colours and its background.
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        view.append("Intro.\n\n```python\nimport time\n```\n\nAfter.\n")
+        view.finish()
+        await pilot.pause()
+        code = next(line for line in view._closed_lines if "import" in line.text)
+        keyword = next(seg for seg in code if seg.text == "import")
+        text = next(line for line in view._closed_lines if "Intro" in line.text)
+        plain = next(seg for seg in text if "Intro" in seg.text)
+        assert keyword.style is not None and plain.style is not None
+        assert keyword.style.color != plain.style.color
+        assert keyword.style.bgcolor != plain.style.bgcolor

@@ -1,0 +1,33 @@
+"""Text that changes every frame but rarely changes size (figures, timers)."""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+from textual.content import Content
+from textual.widgets import Static
+
+
+def rows_needed(text: str, width: int) -> int:
+    """Rows ``text`` wraps to at ``width`` cells (an estimate; exact for short lines)."""
+    if width <= 0:
+        return -1
+    return sum(max(1, -(-cell_len(line) // width)) for line in text.split("\n"))
+
+
+class LiveLine(Static):
+    """A ``Static`` whose ``show`` relayouts the screen only when the text's height changes.
+
+    ``Static.update`` asks for a layout by default: a reflow of the whole screen. The figures
+    and timers redraw at the frame rate while replies stream, and with two panes that was
+    seven layouts a frame for text whose height had not changed.
+    """
+
+    def __init__(self, content: str | Content = "", **kwargs: object) -> None:
+        super().__init__(content, markup=False, **kwargs)  # type: ignore[arg-type]
+        self._rows = -1
+
+    def show(self, content: str | Content) -> None:
+        text = content.plain if isinstance(content, Content) else content
+        rows = rows_needed(text, self.content_region.width) if text else 0
+        self.update(content, layout=rows != self._rows or rows < 0)
+        self._rows = rows
