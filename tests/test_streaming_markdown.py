@@ -203,3 +203,13 @@ async def test_code_keeps_its_syntax_colours() -> None:
         assert keyword.style is not None and plain.style is not None
         assert keyword.style.color != plain.style.color
         assert keyword.style.bgcolor != plain.style.bgcolor
+
+
+def test_shared_parser_markdown_has_richs_attributes() -> None:
+    # ``_Markdown`` skips Rich's ``__init__`` to reuse one parser: if a Rich release adds an
+    # attribute, this fails instead of the rendering.
+    from rich.markdown import Markdown as RichMarkdown
+
+    from tui.widgets.streaming_markdown import _Markdown
+
+    assert set(vars(_Markdown("x", "monokai"))) == set(vars(RichMarkdown("x")))

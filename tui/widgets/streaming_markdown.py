@@ -78,12 +78,29 @@ class Trimmed:
             yield new_line
 
 
+class _Markdown(RichMarkdown):
+    """Rich's ``Markdown`` with one shared parser: Rich builds a new ``MarkdownIt`` (rules,
+    linkify tables) for every document, and a reply is drawn as dozens of documents."""
+
+    _parser: ClassVar[MarkdownIt | None] = None
+
+    def __init__(self, markup: str, theme: str) -> None:
+        parser = _Markdown._parser
+        if parser is None:
+            parser = _Markdown._parser = MarkdownIt().enable("strikethrough").enable("table")
+        self.markup = markup
+        self.parsed = parser.parse(markup)
+        self.code_theme = theme
+        self.justify = None
+        self.style = "none"
+        self.hyperlinks = False
+        self.inline_code_lexer = None
+        self.inline_code_theme = theme
+
+
 def render_markdown(source: str, dark: bool) -> Trimmed:
     """One piece of markdown as Rich draws it, with code coloured for the app's mode."""
-    theme = code_theme(dark)
-    return Trimmed(
-        RichMarkdown(source, code_theme=theme, inline_code_theme=theme, hyperlinks=False)
-    )
+    return Trimmed(_Markdown(source, code_theme(dark)))
 
 
 def block_parser() -> MarkdownIt:
@@ -171,7 +188,9 @@ class StreamingMarkdown(Widget):
 
     def on_mount(self) -> None:
         self.watch(self.app, "theme", lambda _: self._rerender_all(), init=False)
-        self._sync()
+        # Nothing is drawn before the first layout gives the width: drawing at a guessed
+        # width and again at the real one doubled the cost of opening a long conversation.
+        self.refresh(layout=True)
 
     def append(self, text: str) -> None:
         """Add text; it is drawn within 1/fps seconds."""
@@ -230,15 +249,18 @@ class StreamingMarkdown(Widget):
         self._render_open(width)
         self.refresh(layout=True)
 
-    def _sync(self) -> None:
+    def _sync(self, refresh: bool = True) -> None:
         source = self.source
         if len(source) == self._synced_len and not (self._finished and self._open):
             return
-        self._synced_len = len(source)
-        self.syncs += 1
         if not self._width:
+            if not self.content_region.width:
+                self.refresh(layout=True)  # drawn at the first layout (get_content_height)
+                return
             self._width = self._width_now()
             self._dark = self.app.current_theme.dark
+        self._synced_len = len(source)
+        self.syncs += 1
         height = self._height()
         changed_from = len(self._closed_lines)  # lines above this one stay as they are
         tail = source[self._closed_upto :]
@@ -267,6 +289,8 @@ class StreamingMarkdown(Widget):
             self._open = open_text
             self._render_open(self._width, open_first)
         new_height = self._height()
+        if not refresh:
+            return
         if new_height != height:
             self.refresh(layout=True)
         else:
@@ -312,7 +336,12 @@ class StreamingMarkdown(Widget):
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if width and width != self._width and self.is_mounted:
-            self._rerender_all(width)
+            if self._synced_len < 0:  # the first draw, at the width the layout gives
+                self._width = width
+                self._dark = self.app.current_theme.dark
+                self._sync(refresh=False)
+            else:
+                self._rerender_all(width)
         return self._height()
 
     def render_line(self, y: int) -> Strip:
