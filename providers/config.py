@@ -69,6 +69,10 @@ class Endpoint:
     key_required: bool = False
     preset: bool = False
     description: str = ""
+    # The local endpoint: tokenrace runs the server itself (providers.local); ``gguf`` is the
+    # model file it serves (None: the bundled model).
+    managed: bool = False
+    gguf: str | None = None
 
     @property
     def is_loopback(self) -> bool:

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from typing import Any
 
 import httpx
@@ -35,9 +36,12 @@ from providers.events import (
     Retrying,
     StreamError,
     TextDelta,
+    TokenCount,
     Usage,
 )
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
+from providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
+from providers.local import Lease, LocalError, LocalPool, count_root
 from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
 from providers.transport import LAST_WRITE_NS, make_transport
@@ -189,10 +193,18 @@ def _fmt_s(seconds: float) -> str:
 class Engine:
     """Streams chat requests to any configured endpoint; one warm client per endpoint."""
 
-    def __init__(self, config: Config, keys: KeyStore | None = None, quirks: Quirks | None = None):
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyStore | None = None,
+        quirks: Quirks | None = None,
+        local: LocalPool | None = None,
+    ):
         self.config = config
         self.keys = keys or KeyStore()
         self.quirks = quirks or Quirks()
+        # The local endpoint's servers; the owner (worker, or a headless command) closes it.
+        self.local = local
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
 
@@ -283,6 +295,11 @@ class Engine:
         """Open a connection to the endpoint in advance (a cheap GET of /models)."""
         try:
             ep, _ = self.resolve(model_ref)
+            if ep.managed:  # start the local server now, so the first prompt does not wait
+                if self.local is None:
+                    self.local = LocalPool()
+                await self.local.warm(ep)
+                return
             key = await self.key_for(ep)
             client = self.client_for(ep)
             headers = self._headers(ep, key)
@@ -333,6 +350,38 @@ class Engine:
             yield StreamError(t_ns=now_ns(), kind="auth", message=missing_key_message(ep))
             return
 
+        lease: Lease | None = None
+        if ep.managed:
+            if self.local is None:
+                self.local = LocalPool()
+            lease = await self.local.lease(ep)
+            try:
+                async for _progress in lease.ready():
+                    pass  # start-up news goes to the pool's on_status (the app's notices)
+            except LocalError as exc:
+                lease.release()
+                yield StreamError(t_ns=now_ns(), kind="config", message=f"{ep.name}: {exc}")
+                return
+            ep = dc_replace(ep, base_url=lease.base_url)
+            if request.params.max_tokens is None:
+                request = dc_replace(
+                    request, params=dc_replace(request.params, max_tokens=LOCAL_MAX_TOKENS)
+                )
+        try:
+            async for ev in self._stream_to(ep, model, key, request, ticket):
+                yield ev
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _stream_to(
+        self,
+        ep: Endpoint,
+        model: str,
+        key: str | None,
+        request: ChatRequest,
+        ticket: GateTicket | None,
+    ) -> AsyncIterator[Event]:
         caps = capabilities(ep.name, model)
         messages = [dict(m) for m in request.messages]
         attempt = 0
@@ -476,6 +525,8 @@ class Engine:
         parser = ChunkParser(ep.name)
         stats = DecodeStats()
         got_token = False
+        saw_usage = False
+        output: list[str] | None = [] if ep.managed else None  # text to count tokens of
         phase = "first_token"
         try:
             async with asyncio.timeout(None) as deadline:
@@ -522,8 +573,11 @@ class Engine:
                             if isinstance(ev, TOKEN_EVENTS):
                                 got_token = True
                                 progressed = True
+                                if output is not None:
+                                    output.append(getattr(ev, "text", ""))
                             elif isinstance(ev, Usage):
                                 progressed = True
+                                saw_usage = True
                             emit(ev)
                         if parser.error is not None:
                             return
@@ -532,6 +586,10 @@ class Engine:
                             deadline.reschedule(loop.time() + timeouts.idle)
                         if parser.done:
                             break
+                    if output and not saw_usage:
+                        counted = await self._count_tokens(client, ep, "".join(output))
+                        if counted is not None:
+                            emit(TokenCount(t_ns=now_ns(), completion=counted))
         except TimeoutError:
             for ev in state.pending:
                 emit(ev)
@@ -783,6 +841,17 @@ class Engine:
         return _Failure(
             StreamError(t_ns=t, kind="connect", message=f"request to {ep.name} failed: {detail}")
         )
+
+    async def _count_tokens(self, client: httpx.AsyncClient, ep: Endpoint, text: str) -> int | None:
+        """Output tokens of ``text`` by the server's own tokenizer (llama-cpp-python), without
+        the BOS token it adds to any text; None when the server cannot say."""
+        root = count_root(ep.base_url)
+        try:
+            r = await client.post(f"{root}/extras/tokenize/count", json={"input": text})
+            bos = await client.post(f"{root}/extras/tokenize/count", json={"input": ""})
+            return max(0, int(r.json()["count"]) - int(bos.json()["count"]))
+        except Exception:  # the reply stands; its count falls back to an estimate
+            return None
 
     async def _list_model_ids(self, ep: Endpoint) -> list[str]:
         try:

@@ -48,12 +48,14 @@ def main() -> None:
     if os.getppid() == 1:  # the parent died before the guard was in place
         raise SystemExit(0)
     try:
-        from llama_cpp.server.__main__ import main as server_main
+        from llama_cpp.server.__main__ import (  # type: ignore[import-not-found,unused-ignore]
+            main as server_main,
+        )
     except ImportError as exc:
         print(f"TOKENRACE-LOCAL-ERROR llama-cpp-python is not installed: {exc}", file=sys.stderr)
         raise SystemExit(3) from None
     sys.argv = ["llama_cpp.server", *sys.argv[3:]]
-    server_main()
+    server_main()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 if __name__ == "__main__":

@@ -66,6 +66,17 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
     Prices match the exact ``endpoint/model`` only (a gateway may charge differently); context
     length, a property of the model, also falls back to the same model id on another endpoint.
     """
+    endpoint = config.endpoints.get(ref.split("/", 1)[0]) if config is not None else None
+    if (
+        config is not None
+        and endpoint is not None
+        and endpoint.managed
+        and ref not in config.prices
+    ):
+        from providers.local import CONTEXT
+
+        # The local model costs nothing per token; its context is what its server is given.
+        return ModelInfo(ref=ref, price=Price(0.0, 0.0, 0.0, source="local"), context=CONTEXT)
     table: dict[str, dict[str, Any]] = builtin_table()["models"]
     row = table.get(ref)
     price: Price | None = None

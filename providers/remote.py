@@ -69,6 +69,8 @@ class EngineProcess:
         self.config = config
         self.log_path = log_path
         self.on_died = on_died
+        # The local model's start-up news: (text, level "info" | "error").
+        self.on_status: Callable[[str, str], None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, StreamHandle] = {}
@@ -76,6 +78,7 @@ class EngineProcess:
         self._gates = itertools.count(1)
         self._starting: asyncio.Future[None] | None = None
         self._closing = False
+        self._warm_pending: list[str] = []
         self.pid: int | None = None
         self.restarts = 0
 
@@ -132,6 +135,9 @@ class EngineProcess:
             raise RuntimeError(f"engine process said {ready[0]!r} instead of ready")
         self.pid = int(ready[1])
         self._send(("config", self.config))
+        pending, self._warm_pending = self._warm_pending, []
+        for model_ref in pending:
+            self._send(("warm", model_ref))
         self._reader_task = asyncio.create_task(self._read_loop(self._proc))
 
     def _send(self, msg: object) -> None:
@@ -153,6 +159,9 @@ class EngineProcess:
                         handle = self._streams.get(sid)
                         if handle is not None:
                             handle._push(evs)
+                elif kind == "status":
+                    if self.on_status is not None:
+                        self.on_status(str(msg[1]), str(msg[2]))
                 elif kind == "done":
                     handle = self._streams.pop(msg[1], None)
                     if handle is not None:
@@ -227,9 +236,12 @@ class EngineProcess:
             self._send(("cancel_all",))
 
     def warm(self, model_ref: str) -> None:
-        """Open a connection to the model's endpoint in advance."""
-        if self.running:
+        """Open a connection to the model's endpoint (start the local server) in advance; before
+        the worker is ready, the request waits and is sent right after the config."""
+        if self.running and self._starting is not None and self._starting.done():
             self._send(("warm", model_ref))
+        elif model_ref not in self._warm_pending:
+            self._warm_pending.append(model_ref)
 
     def reconfigure(self, config: Config) -> None:
         """Send a new config (after the user edits endpoints)."""

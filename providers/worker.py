@@ -8,7 +8,7 @@ UI → engine: ``("config", Config)`` first, then ``("start", sid, ChatRequest, 
 gate_key, gate_size)``, ``("cancel", sid)``, ``("cancel_all",)``, ``("warm", model_ref)``,
 ``("shutdown",)``.
 engine → UI: ``("ready", pid)``, ``("events", [(sid, event), …])``, ``("done", sid)``,
-``("log", text)``.
+``("log", text)``, ``("status", text, level)`` (the local model's start-up news).
 
 Events are flushed every few milliseconds (``FLUSH_INTERVAL_S``) in one frame: a fast stream
 reaches the UI as a few batches per displayed frame instead of one per network read, and the
@@ -30,6 +30,7 @@ from providers.engine import Engine, StartGate, now_ns
 from providers.events import Cancelled, Event, StreamError
 from providers.framing import MAX_FRAME, encode, read_frame
 from providers.keys import Keyring, KeyStore
+from providers.local import LocalPool
 from providers.request import ChatRequest
 
 FLUSH_INTERVAL_S = 0.008
@@ -62,6 +63,8 @@ class Worker:
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self._background: set[asyncio.Task[None]] = set()
+        # The local model's servers outlive config changes; they stop with the engine.
+        self.local = LocalPool(on_status=lambda text, level: self.send(("status", text, level)))
 
     def background(self, coro: Any) -> None:
         """Run ``coro`` without awaiting it, keeping a reference until it ends."""
@@ -89,7 +92,7 @@ class Worker:
 
     def configure(self, config: Config) -> None:
         old = self.engine
-        self.engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)))
+        self.engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)), local=self.local)
         if old is not None:
             self.background(old.aclose())
 
@@ -144,6 +147,7 @@ class Worker:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         if self.engine is not None:
             await self.engine.aclose()
+        await self.local.aclose()
 
 
 async def serve(read_fd: int, write_fd: int) -> None:

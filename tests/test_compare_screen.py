@@ -81,6 +81,40 @@ async def test_panes_stream_side_by_side(
         assert [t.content for t in s.conv.turns(1)] == ["race", "Beta answer, a bit slower."]
 
 
+async def test_each_pane_can_race_its_own_temperature(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    # One model, two configurations: /temperature A 0 and /temperature B 1.
+    model = scenario(mock_server, text="Same model.", ttft_ms=5, tps=200)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model, model])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "/temperature A 0")
+        await send(pilot, "/temperature B 1")
+        assert "T=0" in str(screen(app).pane(0).header.render())
+        assert "T=1" in str(screen(app).pane(1).header.render())
+        mock_server.reset_log()
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: race_over(app), what="race")
+        sent = sorted(
+            r["body"]["temperature"]
+            for r in mock_server.log()
+            if r["path"].endswith("/chat/completions")
+        )
+        assert sent == [0, 1]
+        # A temperature for every pane replaces the per-pane ones.
+        await send(pilot, "/temperature 0.5")
+        assert "T=" not in str(screen(app).pane(1).header.render())
+        mock_server.reset_log()
+        await send(pilot, "again")
+        await wait_until(pilot, lambda: race_over(app), what="second race")
+        sent = [
+            r["body"]["temperature"]
+            for r in mock_server.log()
+            if r["path"].endswith("/chat/completions")
+        ]
+        assert sent == [0.5, 0.5]
+
+
 async def test_cancel_one_pane_then_all(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:

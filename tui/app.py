@@ -77,6 +77,7 @@ class TokenraceApp(App[None]):
         )
         if self.engine.on_died is None:
             self.engine.on_died = self._engine_died
+        self.engine.on_status = self._engine_status
         self.store = store
         self.state = state or UiState()
         self.initial_models = models or []
@@ -173,6 +174,17 @@ class TokenraceApp(App[None]):
             await self.engine.start()
         except Exception as exc:
             self.notify(f"the engine process could not start: {exc}", severity="error", timeout=15)
+            return
+
+    def _engine_status(self, text: str, level: str) -> None:
+        """News from the engine: the local model's server starting, ready, or failing."""
+        if level == "error":
+            self.notify(text, severity="error", timeout=20)
+            return
+        self.notify(text, timeout=4)
+        shown_on = getattr(self.screen, "engine_status", None)
+        if shown_on is not None:
+            shown_on(text)
 
     def _engine_died(self, reason: str) -> None:
         self.notify(f"{reason}; restarting it", severity="error", timeout=10)
@@ -186,7 +198,16 @@ class TokenraceApp(App[None]):
         from tui.screens.chat import ChatScreen
 
         screen = self.screen
-        if model is not None and isinstance(screen, ChatScreen):
+        local = self.config.endpoints.get("local")
+        bundled = local is not None and local.managed and not self.config.default_model
+        if model is not None and bundled and model.startswith("local/"):
+            # Nothing else works: say what the bundled model is before the first prompt, and
+            # start its server meanwhile.
+            from tui.screens.welcome import WelcomeScreen
+
+            self.warm(model)
+            self.switch_screen(WelcomeScreen(self.config, local_model=model))
+        elif model is not None and isinstance(screen, ChatScreen):
             screen.set_model(model)
             self.notify(f"Using {model}. F2 picks another model.")
         elif model is None:
@@ -215,6 +236,7 @@ class TokenraceApp(App[None]):
     # --- shared services -----------------------------------------------------------------
 
     def warm(self, model: str) -> None:
+        """Connect to the model's endpoint (start the local server) before the first prompt."""
         try:
             self.engine.warm(model)
         except ConnectionError:
@@ -572,7 +594,7 @@ def screen_keys(screen: Screen[Any]) -> list[tuple[str, str]]:
 
 
 async def find_default_model(config: Config, probe_loopback: bool = True) -> str | None:
-    """The first endpoint with a key, or a local server that answers; its first model."""
+    """The first endpoint with a key, a local server that answers, or the bundled model."""
     from providers.keys import KeyLookupError, Keyring, KeyStore
 
     if config.default_model:
@@ -589,9 +611,11 @@ async def find_default_model(config: Config, probe_loopback: bool = True) -> str
             model = ep.models[0] if ep.models else _first_priced(ep.name)
             if model:
                 return f"{ep.name}/{model}"
+    local = config.endpoints.get("local")
+    bundled = f"local/{local.models[0]}" if local is not None and local.models else None
     if not probe_loopback:
-        return None
-    loopback = [ep for ep in config.endpoints.values() if ep.is_loopback]
+        return bundled
+    loopback = [ep for ep in config.endpoints.values() if ep.is_loopback and not ep.managed]
     answers = await asyncio.gather(*(_answers(ep.base_url) for ep in loopback))
     for ep, ok in zip(loopback, answers, strict=True):
         if ok:
@@ -600,7 +624,7 @@ async def find_default_model(config: Config, probe_loopback: bool = True) -> str
             listed = await _first_listed_model(ep.base_url)
             if listed:
                 return f"{ep.name}/{listed}"
-    return None
+    return bundled  # the bundled local model, when tokenrace[local] is installed
 
 
 def _first_priced(endpoint: str) -> str | None:

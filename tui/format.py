@@ -39,9 +39,9 @@ def usd(value: float | None, estimated: bool = False) -> str:
     """Dollars with enough digits to tell cheap models apart: ``$0.000147``."""
     if value is None:
         return DASH
-    prefix = APPROX if estimated else ""
     if value == 0:
-        return f"{prefix}$0"
+        return "$0"  # free (a local model): zero whatever the token counts
+    prefix = APPROX if estimated else ""
     if value >= 1:
         return f"{prefix}${value:,.2f}"
     if value >= 0.01:

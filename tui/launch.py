@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from providers import paths
 from providers.config import ConfigError, load_config
+from providers.local import LocalError, alias_for, check_gguf, missing_modules, with_local
 
 if TYPE_CHECKING:
     from tui.session.conversation import Conversation
@@ -26,10 +27,26 @@ def resume_conversation(store: Store, state: UiState) -> Conversation | None:
     return None
 
 
+def local_problem(gguf: str) -> str | None:
+    """Why ``--local PATH`` cannot work, said before the app starts; None when it can."""
+    from pathlib import Path
+
+    try:
+        check_gguf(Path(gguf).expanduser())
+    except LocalError as exc:
+        return str(exc)
+    missing = missing_modules(bundled=False)
+    if missing:
+        from providers.local import INSTALL_HINT
+
+        return f"serving a GGUF needs {', '.join(missing)}; {INSTALL_HINT}"
+    return None
+
+
 def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = None) -> int:
     """Run the app; returns the exit status."""
     try:
-        config = load_config()
+        config = with_local(load_config(), local_gguf)
     except ConfigError as exc:
         print(f"tokenrace: config error: {exc}", file=sys.stderr)
         print("Fix the file (it was not changed) and start tokenrace again.", file=sys.stderr)
@@ -46,12 +63,12 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             )
             return 2
     if local_gguf:
-        print(
-            "tokenrace: --local needs the local endpoint (tokenrace[local]); not available "
-            "in this build yet",
-            file=sys.stderr,
-        )
-        return 2
+        problem = local_problem(local_gguf)
+        if problem:
+            print(f"tokenrace: --local {local_gguf}: {problem}", file=sys.stderr)
+            return 2
+        if not models:
+            models = [f"local/{alias_for(local_gguf)}"]
 
     from tui.app import TokenraceApp
     from tui.session.state import UiState

@@ -16,6 +16,7 @@ from providers.config import Config, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, StartGate, messages_for, now_ns
 from providers.events import Cancelled, Event, ReasoningDelta, TextDelta, fold
 from providers.keys import Keyring, KeyStore
+from providers.local import LocalPool, with_local
 from providers.metrics import compute_metrics
 from providers.prices import model_info
 from providers.tokens import estimate_prompt_tokens
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, metavar="N")
     p.add_argument("--json-mode", action="store_true", help="ask for a JSON object reply")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument(
+        "--local", metavar="PATH.gguf", help="serve this GGUF as the local endpoint (local/NAME)"
+    )
     p.add_argument("prompt", nargs="?", help="the prompt; '-' or a pipe reads stdin")
     return p
 
@@ -183,7 +187,8 @@ async def run_ask(
     json_out: bool,
 ) -> int:
     """Run the prompt on every model concurrently and print the results; the exit status."""
-    engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)))
+    local = LocalPool(on_status=lambda text, _level: print(text, file=sys.stderr, flush=True))
+    engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)), local=local)
     messages = messages_for([{"role": "user", "content": prompt}], system)
     runs = [Run(model=m) for m in models]
     printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
@@ -221,6 +226,7 @@ async def run_ask(
         except (NotImplementedError, RuntimeError):
             pass
         await engine.aclose()
+        await local.aclose()
     if config.metrics.log or config.metrics.prometheus_file:
         from tui.session.metrics_log import append_record, run_record
 
@@ -262,7 +268,7 @@ def main(argv: list[str]) -> int:
     if ns.max_tokens is not None and ns.max_tokens < 1:
         print("tokenrace ask: --max-tokens must be at least 1", file=sys.stderr)
         return 2
-    config = load_config()
+    config = with_local(load_config(), ns.local)
     params = ChatParams(
         temperature=ns.temperature, max_tokens=ns.max_tokens, json_mode=ns.json_mode
     )

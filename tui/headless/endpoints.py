@@ -7,6 +7,7 @@ import sys
 
 from providers import paths
 from providers.config import add_endpoint, load_config
+from providers.local import with_local
 
 
 def main(argv: list[str]) -> int:
@@ -23,11 +24,12 @@ def main(argv: list[str]) -> int:
         path = add_endpoint(ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model)
         print(f"Added [endpoints.{ns.name}] to {path}.")
         return 0
-    config = load_config()
+    config = with_local(load_config())
     print(f"config: {config.path if config.path else paths.config_path()}")
     for ep in config.endpoints.values():
         kind = "preset" if ep.preset else "config"
-        print(f"  {ep.name:<12} {ep.base_url:<58} {kind}  {ep.description}")
+        url = "(started by tokenrace on first use)" if ep.managed else ep.base_url
+        print(f"  {ep.name:<12} {url:<58} {kind}  {ep.description}")
     return 0
 
 

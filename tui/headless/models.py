@@ -12,6 +12,7 @@ from typing import Any
 from providers.config import Config, Endpoint, load_config
 from providers.control import ModelListing, list_models
 from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
+from providers.local import with_local
 from providers.prices import as_of, builtin_models, format_context, format_price, model_info
 
 LOOPBACK_TIMEOUT_S = 2.0
@@ -47,6 +48,9 @@ async def survey(config: Config, names: list[str], store: KeyStore) -> list[Endp
 
     async def one(name: str) -> EndpointReport:
         ep = config.endpoint(name)
+        if ep.managed:  # tokenrace starts its server on first use: nothing to ask now
+            listing = ModelListing(ep.name, "ok", ep.models)
+            return EndpointReport(ep, None, None, listing, [(m, "local") for m in ep.models])
         key: ResolvedKey | None = None
         key_error: str | None = None
         try:
@@ -90,7 +94,8 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
     """The human-readable report."""
     for r in reports:
         ep = r.endpoint
-        print(f"{ep.name}  {ep.base_url}")
+        where = f"started by tokenrace on first use: {ep.description}" if ep.managed else ""
+        print(f"{ep.name}  {where or ep.base_url}")
         print(f"  {key_status(ep, r.key, r.key_error)} · {_listing_status(r)}")
         if not r.models:
             continue
@@ -155,7 +160,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--all", action="store_true", help="list every model, not the first 40")
     ns = p.parse_args(argv)
-    config = load_config()
+    config = with_local(load_config())
     if ns.endpoint:
         if ns.endpoint not in config.endpoints:
             print(

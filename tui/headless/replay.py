@@ -12,6 +12,7 @@ from providers.config import atomic_write_text, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, collect
 from providers.events import Event
 from providers.keys import Keyring, KeyStore
+from providers.local import LocalPool, with_local
 from tui.session.metrics_log import append_record, run_record
 from tui.session.replay import (
     RunResult,
@@ -68,11 +69,12 @@ def main(argv: list[str]) -> int:
     except SuiteError as exc:
         print(f"tokenrace replay: {exc}", file=sys.stderr)
         return 2
-    config = load_config()
+    config = with_local(load_config())
     failures = [0]
 
     async def go() -> list[RunResult]:
-        engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)))
+        local = LocalPool(on_status=lambda text, _level: print(text, file=sys.stderr))
+        engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)), local=local)
 
         async def stream(request: ChatRequest, t_submit: int) -> list[Event]:
             return await collect(engine, request, t_submit_ns=t_submit)
@@ -89,6 +91,7 @@ def main(argv: list[str]) -> int:
             )
         finally:
             await engine.aclose()
+            await local.aclose()
 
     results = asyncio.run(go())
     stats = summarize(results, ns.model)

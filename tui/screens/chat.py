@@ -194,6 +194,12 @@ class ChatScreen(Screen[None]):
         self._update_estimate()
         self.tapp.warm(model)
 
+    def engine_status(self, text: str) -> None:
+        """The local model's server starting or ready: shown on the idle status bar."""
+        model, _, news = text.partition(": ")
+        if news and model.split(" ", 1)[0] == self.model and not self.streaming:
+            self.query_one(StatusBar).show_idle(self.model, news)
+
     # --- prompt --------------------------------------------------------------------------
 
     @on(PromptBox.Submitted)
@@ -292,7 +298,8 @@ class ChatScreen(Screen[None]):
         mi = model_info(self.model, self.tapp.config)
         parts = [f"next request ≈{tokens:,} tok in"]
         if mi.price is not None:
-            parts.append(f"≈{fmt.usd(mi.price.cost(tokens, 0))} before output")
+            cost = mi.price.cost(tokens, 0)
+            parts.append(f"{'≈' if cost else ''}{fmt.usd(cost)} before output")
         if mi.context is not None:
             parts.append(f"context {format_context(mi.context)} ({100 * tokens / mi.context:.0f}%)")
             if tokens > mi.context:

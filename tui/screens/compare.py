@@ -41,6 +41,7 @@ from tui.widgets.prompt_box import PromptBox
 from tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
+    from providers.capabilities import ChatParams
     from tui.app import TokenraceApp
 
 EMPTY_METRICS = RunMetrics(
@@ -165,6 +166,8 @@ class CompareScreen(Screen[None]):
     def __init__(self, models: list[str], conversation: Conversation | None = None) -> None:
         super().__init__()
         self.models = list(models[:MAX_PANES])
+        # ``/temperature B 1``: a pane's own temperature, to race configurations of one model.
+        self.pane_temperature: dict[int, float | None] = {}
         self.conv = conversation or Conversation(mode="compare")
         self.conv.mode = "compare"
         self.runs: dict[int, LiveRun] = {}
@@ -324,7 +327,19 @@ class CompareScreen(Screen[None]):
             if cmd.name == "/system":
                 s.system = cmd.arg or None
             elif cmd.name == "/temperature":
+                letter, _, value = cmd.arg.partition(" ")
+                if letter.upper() in PANE_LETTERS[: len(self.models)] and len(letter) == 1:
+                    index = PANE_LETTERS.index(letter.upper())
+                    temperature = commands.parse_temperature(value.strip())
+                    self.pane_temperature[index] = temperature
+                    shown = "the default" if temperature is None else f"{temperature:g}"
+                    self.notify(f"Pane {letter.upper()}: temperature {shown} from the next prompt.")
+                    self.pane(index).set_model(self.models[index], self._pane_note(index))
+                    return
                 s.temperature = commands.parse_temperature(cmd.arg)
+                self.pane_temperature.clear()
+                for pane in self.panes:
+                    pane.set_model(pane.model, self._pane_note(pane.index))
             elif cmd.name == "/max-tokens":
                 s.max_tokens = commands.parse_max_tokens(cmd.arg)
             elif cmd.name == "/json":
@@ -346,10 +361,30 @@ class CompareScreen(Screen[None]):
         self.notify(f"{cmd.name} applies to every pane from the next prompt.")
         self._update_topbar()
 
+    def _pane_note(self, index: int) -> str:
+        """What differs in this pane's requests: its own temperature."""
+        if index not in self.pane_temperature:
+            return ""
+        t = self.pane_temperature[index]
+        return "T default" if t is None else f"T={t:g}"
+
+    def _pane_params(self, index: int) -> ChatParams:
+        params = self.conv.settings.params()
+        if index in self.pane_temperature:
+            params = replace(params, temperature=self.pane_temperature[index])
+        return params
+
+    def _pane_settings(self, index: int) -> dict[str, Any]:
+        """The settings stored with a pane's reply (its own temperature included)."""
+        settings = self.conv.settings.to_dict()
+        if index in self.pane_temperature:
+            settings["temperature"] = self.pane_temperature[index]
+        return settings
+
     def set_pane_model(self, index: int, model: str) -> None:
         """Pane ``index`` continues its own conversation with ``model``."""
         self.models[index] = model
-        self.pane(index).set_model(model)
+        self.pane(index).set_model(model, self._pane_note(index))
         self.tapp.warm(model)
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
@@ -404,7 +439,7 @@ class CompareScreen(Screen[None]):
             request = ChatRequest(
                 model=pane.model,
                 messages=self.conv.request_messages(pane.index),
-                params=self.conv.settings.params(),
+                params=self._pane_params(pane.index),
             )
             info = model_info(pane.model, self.tapp.config)
             run = LiveRun(
@@ -446,7 +481,7 @@ class CompareScreen(Screen[None]):
         run = self.runs[pane.index]
         widget = self.widgets[pane.index]
         store = self.tapp.store
-        params = self.conv.settings.to_dict()
+        params = self._pane_settings(pane.index)
         last = time.monotonic()
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
@@ -483,7 +518,7 @@ class CompareScreen(Screen[None]):
         turn = run.turn()
         self.conv.turns(pane.index).append(turn)
         run.checkpoint(
-            self.tapp.store, self.conv, self.conv.settings.to_dict(), race_id=self.race_id
+            self.tapp.store, self.conv, self._pane_settings(pane.index), race_id=self.race_id
         )
         self.tapp.run_completed(run, m)
         if m.status in ("complete", "length"):

@@ -13,14 +13,38 @@ from providers import paths
 from providers.config import Config
 
 
-def welcome_text(config: Config) -> Content:
+def welcome_text(config: Config, local_model: str | None = None) -> Content:
     """The welcome page: what tokenrace needs and the presets it knows."""
-    rows: list[Content] = [
-        Content.styled("Welcome to tokenrace", "bold"),
-        Content(""),
-        Content("No model is ready yet: no API key was found and no local server answers."),
-        Content("Add one of these, then press F5 to look again (or restart tokenrace):"),
-        Content(""),
+    rows: list[Content] = [Content.styled("Welcome to tokenrace", "bold"), Content("")]
+    if local_model:
+        rows += [
+            Content.assemble(
+                "No API key was found and no local server answers, so tokenrace runs its own: ",
+                (local_model, "bold"),
+                ".",
+            ),
+            Content(
+                "It is Gemma 3 270M, a tiny base model bundled with tokenrace and served on this "
+                "machine by llama.cpp:"
+            ),
+            Content(
+                "the streaming, TTFT, tok/s and token counts are real; the answers are not "
+                "useful. It is there to"
+            ),
+            Content("try chat, compare (F3) and replay offline, at no cost."),
+            Content(""),
+            Content.assemble(("Press Enter to chat with it.", "bold")),
+            Content(""),
+            Content("For real work, add a real endpoint (then F5 looks again):"),
+            Content(""),
+        ]
+    else:
+        rows += [
+            Content("No model is ready yet: no API key was found and no local server answers."),
+            Content("Add one of these, then press F5 to look again (or restart tokenrace):"),
+            Content(""),
+        ]
+    rows += [
         Content.styled(
             "Cloud endpoints (set the environment variable, or run `tokenrace keys set NAME`):",
             "bold",
@@ -37,7 +61,7 @@ def welcome_text(config: Config) -> Content:
             )
     rows += [Content(""), Content.styled("Local servers (start one, no key needed):", "bold")]
     for ep in config.endpoints.values():
-        if ep.preset and not ep.key_required:
+        if ep.preset and not ep.key_required and not ep.managed:
             rows.append(
                 Content.assemble(
                     "  ", (f"{ep.name:<11}", "bold"), f" {ep.base_url:<28} {ep.description}"
@@ -51,6 +75,15 @@ def welcome_text(config: Config) -> Content:
         Content(""),
         Content("Then: tokenrace -m ENDPOINT/MODEL, e.g. tokenrace -m openai/gpt-4o-mini"),
     ]
+    if not local_model:
+        rows += [
+            Content(""),
+            Content.styled("Offline, with no key at all:", "bold"),
+            Content(
+                "  pip install 'tokenrace[local]' bundles a small local model (it compiles "
+                "llama-cpp-python: about 20 minutes)"
+            ),
+        ]
     return Content("\n").join(rows)
 
 
@@ -61,17 +94,31 @@ class WelcomeScreen(Screen[None]):
     WelcomeScreen VerticalScroll { padding: 1 2; }
     """
     BINDINGS = [
+        Binding("enter", "chat_local", "Chat with the local model", show=True),
         Binding("f5", "app.look_again", "Look again", show=True),
         Binding("f2", "app.pick_model", "Pick a model", show=True),
         Binding("f1", "app.show_help", "Help", show=True),
         Binding("ctrl+q", "app.quit", "Quit", show=True),
     ]
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, local_model: str | None = None) -> None:
         super().__init__()
         self.config = config
+        self.local_model = local_model
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(welcome_text(self.config), id="welcome")
+            yield Static(welcome_text(self.config, self.local_model), id="welcome")
         yield Footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "chat_local":
+            return self.local_model is not None  # hidden without the bundled model
+        return True
+
+    def action_chat_local(self) -> None:
+        if self.local_model is None:
+            return
+        from tui.screens.chat import ChatScreen
+
+        self.app.switch_screen(ChatScreen(self.local_model))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 COMMANDS: dict[str, str] = {
     "/model": "switch model: /model ENDPOINT/MODEL (or part of a name)",
     "/system": "set the system prompt: /system TEXT (empty clears it)",
-    "/temperature": "set the temperature: /temperature X (empty resets to the default)",
+    "/temperature": "set the temperature: /temperature X (empty resets); in compare, "
+    "/temperature B X sets one pane's",
     "/max-tokens": "cap the reply length: /max-tokens N (empty removes the cap)",
     "/json": "JSON mode: /json on|off",
     "/suite": "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]",
