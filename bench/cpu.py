@@ -34,14 +34,14 @@ def streaming_cpu(server: MockServerProcess, seconds: float) -> float:
         tmux.close()
 
 
-def idle_cpu(server: MockServerProcess, seconds: float) -> float:
+def idle_cpu(server: MockServerProcess, seconds: float, settle_s: float = 8.0) -> float:
     home = temp_home(server.base_url)
     make_long_conversation(home, messages=500, tokens=200_000)
     tmux = Tmux(f"{sys.executable} -m tui.cli --resume", app_env(home), 160, 45)
     try:
         tmux.wait_for("Message…", 30)
         procs = app_processes(tmux.pane_pid())
-        time.sleep(8.0)  # start-up, engine start and model discovery are over
+        time.sleep(settle_s)  # start-up, engine start and model discovery are over
         c0, t0 = cpu_seconds(procs), time.monotonic()
         time.sleep(seconds)
         c1, t1 = cpu_seconds(procs), time.monotonic()
@@ -56,7 +56,7 @@ def run(quick: bool = False) -> list[Row]:
     seconds = 2.0 if quick else 10.0
     with MockServerProcess() as server:
         streaming = streaming_cpu(server, seconds)
-        idle = idle_cpu(server, seconds)
+        idle = idle_cpu(server, seconds, settle_s=2.0 if quick else 8.0)
     return [
         Row(
             "CPU, 2 panes × 100 tok/s (app + engine)",
