@@ -206,10 +206,10 @@ async def test_code_keeps_its_syntax_colours() -> None:
 
 
 def test_shared_parser_markdown_has_richs_attributes() -> None:
-    # ``_Markdown`` skips Rich's ``__init__`` to reuse one parser: if a Rich release adds an
+    # ``markdown_class()`` skips Rich's ``__init__`` to reuse one parser: if a Rich release adds an
     # attribute, this fails instead of the rendering.
     from rich.markdown import Markdown as RichMarkdown
 
-    from tui.widgets.streaming_markdown import _Markdown
+    from tui.widgets.streaming_markdown import markdown_class
 
-    assert set(vars(_Markdown("x", "monokai"))) == set(vars(RichMarkdown("x")))
+    assert set(vars(markdown_class()("x", "monokai"))) == set(vars(RichMarkdown("x")))

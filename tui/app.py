@@ -142,6 +142,7 @@ class TokenraceApp(App[None]):
         # frame 88 ms → 33 ms). Freeze what start-up built and collect young objects rarely.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        gc.enable()  # the command line switched it off for start-up (tui/cli.py)
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:

@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"tokenrace {version('tokenrace')}")
         return 0
+    # Start-up allocates hundreds of thousands of long-lived objects (imports, styles, the
+    # widget tree): with the collector on, it scans them again and again before the first
+    # frame. It is switched back on, with start-up's objects frozen, once that frame is out.
+    import gc
+
+    gc.disable()
     from tui.launch import run_tui
 
     return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local)

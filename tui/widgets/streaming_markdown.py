@@ -19,18 +19,20 @@ Appends are coalesced: ``append`` records text; the view re-syncs at most ``fps`
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
-from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
+
+if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+    from rich.syntax import Syntax
 
 FENCE_CHUNK_LINES = 24
 GROW_STEP = 4
@@ -78,34 +80,39 @@ class Trimmed:
             yield new_line
 
 
-class _Markdown(RichMarkdown):
+@cache
+def markdown_class() -> Any:
     """Rich's ``Markdown`` with one shared parser: Rich builds a new ``MarkdownIt`` (rules,
     linkify tables) for every document, and a reply is drawn as dozens of documents."""
+    from markdown_it import MarkdownIt
+    from rich.markdown import Markdown as RichMarkdown
 
-    _parser: ClassVar[MarkdownIt | None] = None
+    parser = MarkdownIt().enable("strikethrough").enable("table")
 
-    def __init__(self, markup: str, theme: str) -> None:
-        parser = _Markdown._parser
-        if parser is None:
-            parser = _Markdown._parser = MarkdownIt().enable("strikethrough").enable("table")
-        self.markup = markup
-        self.parsed = parser.parse(markup)
-        self.code_theme = theme
-        self.justify = None
-        self.style = "none"
-        self.hyperlinks = False
-        self.inline_code_lexer = None
-        self.inline_code_theme = theme
+    class _Markdown(RichMarkdown):
+        def __init__(self, markup: str, theme: str) -> None:
+            self.markup = markup
+            self.parsed = parser.parse(markup)
+            self.code_theme = theme
+            self.justify = None
+            self.style = "none"
+            self.hyperlinks = False
+            self.inline_code_lexer = None
+            self.inline_code_theme = theme
+
+    return _Markdown
 
 
 def render_markdown(source: str, dark: bool) -> Trimmed:
     """One piece of markdown as Rich draws it, with code coloured for the app's mode."""
-    return Trimmed(_Markdown(source, code_theme(dark)))
+    return Trimmed(markdown_class()(source, code_theme(dark)))
 
 
 def block_parser() -> MarkdownIt:
     """The block rules Rich's ``Markdown`` parses with, without the inline pass: only where
     blocks start is needed here (inline parsing was a sixth of a streaming frame)."""
+    from markdown_it import MarkdownIt
+
     return MarkdownIt().enable("strikethrough").enable("table").disable(["inline", "text_join"])
 
 
@@ -308,11 +315,13 @@ class StreamingMarkdown(Widget):
         if first is False:
             starts = block_starts(self._md.parse(text))
             first = starts[0][1] if starts else None
-        if isinstance(first, Token) and first.type == "fence":
+        token = None if isinstance(first, bool) else first
+        kind = token.type if token is not None else None
+        if token is not None and kind == "fence":
             if self._fence is None:
-                self._fence = _OpenFence((first.info or "").split(" ")[0] or "text")
+                self._fence = _OpenFence((token.info or "").split(" ")[0] or "text")
             self._open_lines = self._fence.lines(text, self, width)
-        elif isinstance(first, Token) and first.type == "paragraph_open":
+        elif kind == "paragraph_open":
             self._fence = None
             self._open_lines = self._paragraph.lines(self._closed_upto, text, self, width)
         else:
@@ -450,6 +459,8 @@ class _OpenFence:
         self._current_lines: list[Strip] = []
 
     def _syntax(self, code: str, dark: bool) -> Syntax:
+        from rich.syntax import Syntax
+
         self.highlighted_lines += code.count("\n") + 1
         return Syntax(code, self.language, theme=code_theme(dark), word_wrap=True, padding=(0, 1))
 
