@@ -293,8 +293,13 @@ class StreamingMarkdown(Widget):
                 self._closed_lines.extend(rendered)
             self._fence = None
         if open_text != self._open or closing:
+            before = self._open_lines
             self._open = open_text
             self._render_open(self._width, open_first)
+            if not closing:
+                # The open block's top lines are often the same strips (a frozen paragraph, a
+                # fence's finished chunks): only lines from the first change down are redrawn.
+                changed_from += _common_prefix(before, self._open_lines)
         new_height = self._height()
         if not refresh:
             return
@@ -362,6 +367,16 @@ class StreamingMarkdown(Widget):
         else:
             return Strip.blank(self.size.width, self.rich_style)
         return line
+
+
+def _common_prefix(old: list[Strip], new: list[Strip]) -> int:
+    """How many leading lines ``old`` and ``new`` share (the same strip, or an equal one)."""
+    n = 0
+    for a, b in zip(old, new, strict=False):
+        if a is not b and a != b:
+            break
+        n += 1
+    return n
 
 
 class _OpenParagraph:
