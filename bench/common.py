@@ -128,10 +128,13 @@ class Tmux:
         self, command: str, env: dict[str, str], width: int = 120, height: int = 40
     ) -> None:
         self.name = f"bench-{uuid.uuid4().hex[:8]}"
+        # A server of its own: a new session on the shared server can catch it exiting after
+        # the previous run's last session closed ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", self.name]
         self.env = env
         subprocess.run(
             [
-                "tmux",
+                *self.tmux,
                 "new-session",
                 "-d",
                 "-s",
@@ -154,12 +157,12 @@ class Tmux:
         self.keys(f"cd {REPO} && env {exports} {command}", "Enter")
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        args = ["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys]
+        args = [*self.tmux, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys]
         subprocess.run(args, check=True)
 
     def screen(self) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-t", self.name],
             capture_output=True,
             text=True,
             check=True,
@@ -180,7 +183,7 @@ class Tmux:
 
     def pane_pid(self) -> int:
         out = subprocess.run(
-            ["tmux", "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
+            [*self.tmux, "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
             capture_output=True,
             text=True,
             check=True,
@@ -188,7 +191,7 @@ class Tmux:
         return int(out.split()[0])
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 def _quote(v: str) -> str:

@@ -159,7 +159,7 @@ def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_ho
         tmux.wait_for("ready in", 120)  # the status bar: the server answers
         shell = int(
             subprocess.run(
-                ["tmux", "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
+                [*tmux.tmux, "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
                 capture_output=True,
                 text=True,
                 check=True,

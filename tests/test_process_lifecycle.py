@@ -147,7 +147,7 @@ def test_no_orphan_after_quitting_from_the_keyboard(
         tmux.wait_for("Message…", 20)
         shell = int(
             subprocess.run(
-                ["tmux", "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
+                [*tmux.tmux, "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
                 capture_output=True,
                 text=True,
                 check=True,

@@ -34,19 +34,22 @@ class Tmux:
         self, command: str, env: dict[str, str], width: int = 120, height: int = 40
     ) -> None:
         self.name = f"tr-{uuid.uuid4().hex[:8]}"
+        # A server of its own: on the shared one, a new session can catch the server exiting
+        # after the previous test's last session closed ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", self.name]
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height)],
+            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height)],
             check=True,
         )
         self.keys(f"cd {REPO} && env {exports} {command}", "Enter")
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def screen(self) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
+            [*self.tmux, "capture-pane", "-p", "-t", self.name],
             capture_output=True,
             text=True,
             check=True,
@@ -62,7 +65,7 @@ class Tmux:
         raise AssertionError(f"{pattern!r} never appeared; screen:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 def _ms(value: str, unit: str) -> float:
