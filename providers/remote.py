@@ -202,6 +202,11 @@ class EngineProcess:
         if self.on_died is not None:
             self.on_died(reason)
 
+    @property
+    def active(self) -> int:
+        """Streams started and not yet done."""
+        return len(self._streams)
+
     async def submit(
         self,
         request: ChatRequest,

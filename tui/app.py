@@ -27,7 +27,11 @@ from tui.session.state import UiState
 from tui.session.store import Store
 
 LOOPBACK_PROBE_S = 0.4
-GC_THRESHOLDS = (50_000, 20, 100)
+# The collector (see _after_first_frame): young collections only, small and so short (about
+# 2 ms); older generations are collected when no reply is streaming, then frozen.
+GC_THRESHOLDS = (10_000, 1_000_000, 1_000_000)
+GC_QUIET_CHECK_S = 1.0
+GC_AFTER_YOUNG_PASSES = 20
 DISCOVERY_DELAY_S = 5.0
 
 
@@ -91,6 +95,7 @@ class TokenraceApp(App[None]):
         self._prompts: list[str] | None = None
         self._last_log_error: str | None = None
         self._discovery_started = False
+        self._gc_screens: set[int] = set()
         self._theme_errors: list[str] = []
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
@@ -137,18 +142,45 @@ class TokenraceApp(App[None]):
             self.call_after_refresh(self._choose_default_model)
 
     def _after_first_frame(self) -> None:
-        # Streaming makes many short-lived objects; the default collector thresholds made
-        # full collections of Textual's object graph stall frames by 50–100 ms (measured: p95
-        # frame 88 ms → 33 ms). Freeze what start-up built and collect young objects rarely.
+        # Streaming allocates ~100 tracked objects a token (Textual strips and their caches),
+        # and many live on as rendered lines. Any collection of older generations then walks
+        # tens of thousands of them: with thresholds (50000, 20, 100) a reply of 10,000 tokens
+        # saw young passes of 27 ms and middle passes of 140-160 ms, the long tail of render
+        # lag. So: young passes only (10,000 objects, about 2 ms), and the older generations
+        # collected while nothing streams, after which everything alive is frozen (moved out
+        # of the collector's sight; reference counting still frees it).
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         gc.enable()  # the command line switched it off for start-up (tui/cli.py)
+        self._gc_screens = {id(s) for s in self.screen_stack}
+        self.set_interval(GC_QUIET_CHECK_S, self._collect_when_quiet)
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
             # `tokenrace models` imports the openai SDK in its own process: half a second of
             # CPU we keep away from start-up (the picker starts it at once if opened sooner).
             self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
+
+    def _collect_when_quiet(self) -> None:
+        """While no reply streams: collect what young passes promoted, then freeze the rest.
+
+        When a screen has left the stack (a conversation closed or cleared, a dialog shut),
+        its widgets reference each other and may sit among the frozen objects: then the
+        collection is a full one, frozen objects included.
+        """
+        if self.engine.active:
+            return
+        screens = {id(s) for s in self.screen_stack}
+        gone = bool(self._gc_screens - screens)
+        self._gc_screens = screens
+        if gone:
+            gc.unfreeze()
+            gc.collect()
+        elif gc.get_count()[1] >= GC_AFTER_YOUNG_PASSES:
+            gc.collect(1)
+        else:
+            return
+        gc.freeze()
 
     def start_discovery(self) -> None:
         """Ask every endpoint for its models, once, in the background."""

@@ -8,6 +8,7 @@ so every command starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import gc
 
     gc.disable()
+    # Textual composites dirty widgets on a timer (60 Hz by default), after our own frame
+    # timer has drawn the new text: at 120 Hz that wait is 4 ms on average instead of 8
+    # (render lag, 10,000 tokens, same run: p95 106-107 ms -> 81-90 ms, median 65 -> 54-58).
+    os.environ.setdefault("TEXTUAL_FPS", "120")
     from tui.launch import run_tui
 
     return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local)
