@@ -131,8 +131,8 @@ def format_context(context: int | None) -> str:
     """``128k`` / ``1M`` / —."""
     if context is None:
         return "—"
-    if context >= 1_000_000 and context % 1_000_000 < 50_000:
-        return f"{context / 1_000_000:g}M"
+    if context >= 1_000_000:
+        return f"{context / 1_000_000:.3g}M"
     if context >= 1000:
         return f"{round(context / 1000):d}k"
     return str(context)

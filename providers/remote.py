@@ -71,6 +71,8 @@ class EngineProcess:
         self.on_died = on_died
         # The local model's start-up news: (text, level "info" | "error").
         self.on_status: Callable[[str, str], None] | None = None
+        # Called when the last running stream is done (the UI collects garbage then).
+        self.on_idle: Callable[[], None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, StreamHandle] = {}
@@ -166,6 +168,8 @@ class EngineProcess:
                     handle = self._streams.pop(msg[1], None)
                     if handle is not None:
                         handle._finish()
+                        if not self._streams and self.on_idle is not None:
+                            self.on_idle()
         except (asyncio.IncompleteReadError, ConnectionError, EOFError, ValueError):
             pass
         except asyncio.CancelledError:

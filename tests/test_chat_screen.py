@@ -272,6 +272,46 @@ async def test_model_picker(isolated_home: Path, mock_server: MockServerProcess)
         assert app.screen.model == "mock/mock-slow"
 
 
+async def test_picker_asks_the_endpoints_again_when_opened_later(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that was down at the first discovery shows its models in a picker opened
+    after it came up (the picker fills in while open)."""
+    import socket
+
+    import tui.app
+    from providers.config import load_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.late]\nbase_url = "http://127.0.0.1:{port}/v1"\nmodels = ["first"]\n'
+    )
+    monkeypatch.setattr(tui.app, "PICKER_REDISCOVER_S", 0.0)
+    app = make_app(
+        load_config(),
+        isolated_home,
+        models=["late/first"],
+        start_engine=False,
+        discover_models=True,
+    )
+
+    def listed() -> bool:
+        return isinstance(app.screen, ModelPicker) and any(
+            e.ref == "late/mock-slow" for e in app.screen.entries
+        )
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("f2")
+        await wait_until(pilot, lambda: app._discovered_at is not None, 30, "first discovery")
+        assert not listed()  # nothing was listening
+        await pilot.press("escape")
+        with MockServerProcess(extra_args=["--port", str(port)]):
+            await pilot.press("f2")
+            await wait_until(pilot, listed, 30, "the late endpoint's models in the picker")
+
+
 async def test_picker_rows_show_price_and_context(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
@@ -371,6 +411,30 @@ async def test_context_overflow_warning(
         assert "exceeds the model's context window" in str(
             app.screen.query_one("#prompt-info").render()
         )
+
+
+async def test_theme_change_redraws_replies_without_the_app_holding_them(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """Views learn of a theme change from the app walking the screens. A watcher on the
+    app's ``theme`` per view stays in the app's list after the view is removed (Textual
+    prunes it only when the theme next changes), holding every reply's lines: the soak grew
+    40 MB a hundred replies that way."""
+    from tui.widgets.streaming_markdown import StreamingMarkdown
+
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = StreamingMarkdown("```python\nx = 1\n```\n", finished=True)
+        await app.screen.mount(view)
+        await pilot.pause(0.1)
+        watchers = getattr(app, "__watchers", {}).get("theme", [])
+        assert not any(isinstance(node, StreamingMarkdown) for node, _ in watchers)
+        before = view.full_renders
+        app.theme = "tokenrace-light" if app.theme != "tokenrace-light" else "tokenrace-dark"
+        await pilot.pause(0.1)
+        assert view.full_renders == before + 1
 
 
 async def test_theme_switch_is_remembered(

@@ -238,3 +238,32 @@ def test_to_json_has_the_documented_keys() -> None:
     events: list[Event] = [RequestSent(at(0)), TextDelta(at(5), "x"), Finished(at(6), "stop")]
     d = compute_metrics(events).to_json()
     assert set(JSON_KEYS) <= set(d)
+
+
+def test_sparkline_last_bucket_is_a_rate_over_the_time_it_covers() -> None:
+    """A steady 100 tok/s must draw flat: the last, partial bucket is no dip."""
+    from providers.events import TextDelta
+    from tui.session.conversation import LiveRun
+
+    run = LiveRun("mock/m", 0, None, 10)
+    ms = 1_000_000
+    run.feed([TextDelta(t_ns=1000 * ms + i * 10 * ms, text="x ") for i in range(111)])  # 1.1 s
+    rates = run.spark_rates()
+    assert len(rates) == 5
+    assert rates[:4] == [100.0, 100.0, 100.0, 100.0]
+    assert rates[4] == pytest.approx(100, rel=0.02)  # 11 tokens over the 110 ms they take
+    short = LiveRun("mock/m", 0, None, 10)
+    short.feed([TextDelta(t_ns=1000 * ms + i * 10 * ms, text="x ") for i in range(28)])
+    assert short.spark_rates() == [100.0]  # 3 tokens over 20 ms of the second bucket: left out
+
+
+def test_sparkline_is_scaled_from_zero_one_column_a_bucket() -> None:
+    from tui.widgets.status_bar import RateSparkline
+
+    spark = RateSparkline()
+    spark.data = [100.0, 99.0, 101.0, 100.0]  # steady: no full-height jitter
+    assert spark.render() == " " * 12 + "████"
+    spark.data = [50.0, 100.0, 0.0]
+    assert spark.render() == " " * 13 + "▅█▁"
+    spark.data = [0.0, 0.0]
+    assert spark.render() == " " * 14 + "▁▁"

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from providers.config import parse_config
-from providers.prices import as_of, builtin_table, model_info
+from providers.prices import as_of, builtin_table, format_context, model_info
 from tests.support.cli import run_cli
 from tests.support.mock_server import MockServerProcess
 
@@ -37,6 +37,8 @@ def test_price_table_covers_the_providers_and_has_a_date() -> None:
     assert (info.price.input, info.price.cached_input, info.price.output) == (0.30, 0.006, 1.20)
     assert info.context == 1_000_000
     assert info.price.source == f"built-in, as of {as_of()}"
+    shown = [format_context(n) for n in (None, 8192, 128_000, 1_000_000, 1_047_576, 2_000_000)]
+    assert shown == ["—", "8k", "128k", "1M", "1.05M", "2M"]
 
 
 def test_config_prices_override_the_table_and_unknown_models_have_none() -> None:

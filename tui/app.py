@@ -21,17 +21,28 @@ from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
-from tui.session.catalog import ModelEntry, discover, merge, static_catalog
+from tui.session.catalog import (
+    PICKER_REDISCOVER_S,
+    ModelEntry,
+    discover,
+    merge,
+    static_catalog,
+)
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.state import UiState
 from tui.session.store import Store
 
 LOOPBACK_PROBE_S = 0.4
-# The collector (see _after_first_frame): young collections only, small and so short (about
-# 2 ms); older generations are collected when no reply is streaming, then frozen.
+# The collector (see _after_first_frame): only young passes run by themselves (10,000
+# objects, about 2 ms); the app collects the older generations when the last reply ends (just
+# after its final frame), and on a one-second check for sessions that never pause.
 GC_THRESHOLDS = (10_000, 1_000_000, 1_000_000)
-GC_QUIET_CHECK_S = 1.0
-GC_AFTER_YOUNG_PASSES = 20
+GC_CHECK_S = 1.0
+GC_AFTER_REPLY_S = 0.1
+GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, when quiet
+GC_MIDDLE_ANYWAY = 100  # ... or while streaming without a pause (~10 s of two fast panes)
+GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
+GC_FULL_ANYWAY = 10  # ... or regardless
 DISCOVERY_DELAY_S = 5.0
 
 
@@ -95,7 +106,10 @@ class TokenraceApp(App[None]):
         self._prompts: list[str] | None = None
         self._last_log_error: str | None = None
         self._discovery_started = False
+        self._discovery_running = False
+        self._discovered_at: float | None = None
         self._gc_screens: set[int] = set()
+        self._gc_full_wanted = False
         self._theme_errors: list[str] = []
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
@@ -147,13 +161,14 @@ class TokenraceApp(App[None]):
         # tens of thousands of them: with thresholds (50000, 20, 100) a reply of 10,000 tokens
         # saw young passes of 27 ms and middle passes of 140-160 ms, the long tail of render
         # lag. So: young passes only (10,000 objects, about 2 ms), and the older generations
-        # collected while nothing streams, after which everything alive is frozen (moved out
-        # of the collector's sight; reference counting still frees it).
+        # collected by ``_collect``, between replies where it can. Start-up's objects are
+        # frozen: they live as long as the app.
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         gc.enable()  # the command line switched it off for start-up (tui/cli.py)
         self._gc_screens = {id(s) for s in self.screen_stack}
-        self.set_interval(GC_QUIET_CHECK_S, self._collect_when_quiet)
+        self.set_interval(GC_CHECK_S, self._collect)
+        self.engine.on_idle = lambda: self.set_timer(GC_AFTER_REPLY_S, self._collect)
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
@@ -161,32 +176,36 @@ class TokenraceApp(App[None]):
             # CPU we keep away from start-up (the picker starts it at once if opened sooner).
             self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
 
-    def _collect_when_quiet(self) -> None:
-        """While no reply streams: collect what young passes promoted, then freeze the rest.
+    def _collect(self) -> None:
+        """Collect the older generations, when nothing streams if that comes soon enough.
 
-        When a screen has left the stack (a conversation closed or cleared, a dialog shut),
-        its widgets reference each other and may sit among the frozen objects: then the
-        collection is a full one, frozen objects included.
+        A full collection also follows a screen leaving the stack (a conversation closed or
+        cleared, a dialog shut): its widgets reference each other and wait for one.
         """
-        if self.engine.active:
-            return
         screens = {id(s) for s in self.screen_stack}
-        gone = bool(self._gc_screens - screens)
+        self._gc_full_wanted |= bool(self._gc_screens - screens)
         self._gc_screens = screens
-        if gone:
-            gc.unfreeze()
+        quiet = not self.engine.active
+        _, young, middle = gc.get_count()
+        full_now = quiet and (middle >= GC_FULL_QUIET or self._gc_full_wanted)
+        if middle >= GC_FULL_ANYWAY or full_now:
             gc.collect()
-        elif gc.get_count()[1] >= GC_AFTER_YOUNG_PASSES:
+            self._gc_full_wanted = False
+        elif young >= (GC_MIDDLE_QUIET if quiet else GC_MIDDLE_ANYWAY):
             gc.collect(1)
-        else:
-            return
-        gc.freeze()
 
-    def start_discovery(self) -> None:
-        """Ask every endpoint for its models, once, in the background."""
-        if self._discovery_started or not self.discover_models:
+    def start_discovery(self, again_after_s: float | None = None) -> None:
+        """Ask every endpoint for its models in the background: once, and again when a
+        picker opens and the last answer is older than ``again_after_s`` (a local server
+        started since, a key added), so the picker fills in while it is open."""
+        if not self.discover_models or self._discovery_running:
             return
+        if self._discovery_started:
+            done = self._discovered_at
+            if again_after_s is None or done is None or time.monotonic() - done < again_after_s:
+                return
         self._discovery_started = True
+        self._discovery_running = True
         self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
 
     def _compare_screen(self, models: list[str]) -> Screen[None]:
@@ -249,7 +268,11 @@ class TokenraceApp(App[None]):
             self.switch_screen(WelcomeScreen(self.config))
 
     async def _discover_models(self) -> None:
-        found, _err = await discover(self.config)
+        try:
+            found, _err = await discover(self.config)
+        finally:
+            self._discovery_running = False
+            self._discovered_at = time.monotonic()
         if found:
             self.catalog = merge(self.catalog, found)
             from tui.screens.model_picker import ModelPicker
@@ -292,7 +315,14 @@ class TokenraceApp(App[None]):
             self.notify(err, severity="warning")
 
     def watch_theme(self, theme: str) -> None:
-        if self.is_mounted and self.state.theme != theme:
+        if not self.is_mounted:
+            return
+        from tui.widgets.streaming_markdown import StreamingMarkdown
+
+        for screen in self.screen_stack:
+            for view in screen.query(StreamingMarkdown):
+                view.theme_changed()
+        if self.state.theme != theme:
             self.state.theme = theme
             self._save_state()
 
@@ -386,7 +416,7 @@ class TokenraceApp(App[None]):
 
                 self.switch_screen(ChatScreen(ref))
 
-        self.start_discovery()
+        self.start_discovery(again_after_s=PICKER_REDISCOVER_S)
         self.push_screen(ModelPicker(self.catalog, current, query=query), picked)
 
     def action_cancel(self) -> None:
@@ -496,6 +526,7 @@ class TokenraceApp(App[None]):
             if ref and first is not None:
                 self.push_screen(CompareScreen([first, ref]))
 
+        self.start_discovery(again_after_s=PICKER_REDISCOVER_S)
         self.push_screen(ModelPicker(self.catalog, first, title=f"Race {first} against…"), picked)
 
     def action_conversations(self) -> None:

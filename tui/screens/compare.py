@@ -29,7 +29,7 @@ from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
-from tui.session.catalog import resolve
+from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
 from tui.widgets.assistant_message import AssistantMessage
@@ -403,6 +403,7 @@ class CompareScreen(Screen[None]):
                 if ref:
                     self.set_pane_model(index, ref)
 
+            self.tapp.start_discovery(again_after_s=PICKER_REDISCOVER_S)
             self.app.push_screen(
                 ModelPicker(
                     self.tapp.catalog,

@@ -55,6 +55,10 @@ def static_catalog(config: Config) -> list[ModelEntry]:
     return list(seen.values())
 
 
+# A model picker opened longer than this after the last discovery asks the endpoints again.
+PICKER_REDISCOVER_S = 20.0
+
+
 async def discover(config: Config, timeout_s: float = 20.0) -> tuple[list[ModelEntry], str]:
     """Models that endpoints list live, via ``tokenrace models --json`` in a subprocess."""
     try:

@@ -367,9 +367,22 @@ class LiveRun:
         )
 
     def spark_rates(self) -> list[float]:
-        """Decode rate (tok/s) per bucket, for the sparkline."""
+        """Decode rate (tok/s) per bucket, for the sparkline.
+
+        The last bucket is only partly over (still filling, or cut short by the reply's end):
+        its rate is over the time it covers up to the last token, and it is left out while
+        that is under a fifth of a bucket (it would show a dip that never happened).
+        """
         scale = 1e9 / SPARK_BUCKET_NS
-        return [c * scale for c in self.spark]
+        rates = [c * scale for c in self.spark[:-1]]
+        if self.spark and self.t_first is not None and self.t_last is not None:
+            start = self.t_first + (len(self.spark) - 1) * SPARK_BUCKET_NS
+            # n tokens span n - 1 gaps: add one mean gap, or a short bucket reads high.
+            gap = (self.t_last - self.t_first) / max(1, self.token_events - 1)
+            covered = self.t_last - start + gap
+            if covered >= SPARK_BUCKET_NS // 5:
+                rates.append(self.spark[-1] * 1e9 / covered)
+        return rates
 
     def final(self) -> RunMetrics:
         """The metrics of DESIGN §4 from every event (computed once the reply is over)."""

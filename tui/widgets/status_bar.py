@@ -7,13 +7,43 @@ import time
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Sparkline
+from textual.widget import Widget
 
 from tui import format as fmt
 from tui.session.conversation import LiveFigures
 from tui.widgets.live_line import LiveLine
 
 SPARK_POINTS = 16
+BARS = "▁▂▃▄▅▆▇█"
+
+
+class RateSparkline(Widget):
+    """Decode rate per quarter second, one column each, newest on the right, on a scale
+    from zero (Textual's ``Sparkline`` spans min..max and stretches the data over its width,
+    so a steady rate with 1% jitter drew full-height bars, and a second looked like four)."""
+
+    DEFAULT_CSS = """
+    RateSparkline { width: 16; height: 1; color: $accent; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.data: list[float] = []
+
+    def show(self, data: list[float]) -> None:
+        if data != self.data:
+            self.data = list(data)
+            self.refresh()
+
+    def render(self) -> str:
+        width = self.size.width or SPARK_POINTS
+        data = self.data[-width:]
+        top = max(data, default=0.0)
+        if top <= 0:
+            return " " * (width - len(data)) + BARS[0] * len(data)
+        last = len(BARS) - 1
+        bars = "".join(BARS[max(0, min(last, round(v / top * last)))] for v in data)
+        return " " * (width - len(data)) + bars
 
 
 class StatusBar(Horizontal):
@@ -25,14 +55,14 @@ class StatusBar(Horizontal):
         background: $panel;
         padding: 0 1;
         & > .figures { width: 1fr; color: $foreground; }
-        & > Sparkline { width: 16; height: 1; }
+        & > RateSparkline { width: 16; height: 1; }
     }
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.figures = LiveLine("", classes="figures")
-        self.spark = Sparkline([], summary_function=max)
+        self.spark = RateSparkline()
         self.model = ""
         self.extra = ""
 
@@ -69,4 +99,4 @@ class StatusBar(Horizontal):
         ]
         self.figures.show(Content.assemble((f.model, "bold"), f"  {status}  ", "  ".join(parts)))
         if spark:
-            self.spark.data = spark[-SPARK_POINTS:]
+            self.spark.show(spark[-SPARK_POINTS:])
