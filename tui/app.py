@@ -40,9 +40,9 @@ GC_THRESHOLDS = (10_000, 1_000_000, 1_000_000)
 GC_CHECK_S = 1.0
 GC_AFTER_REPLY_S = 0.1
 GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, when quiet
-GC_MIDDLE_ANYWAY = 100  # ... or while streaming without a pause (~10 s of two fast panes)
+GC_MIDDLE_ANYWAY = 300  # ... or while streaming without a pause (~30 s of two fast panes)
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
-GC_FULL_ANYWAY = 10  # ... or regardless
+GC_FULL_ANYWAY = 30  # ... or regardless
 DISCOVERY_DELAY_S = 5.0
 
 
@@ -168,7 +168,7 @@ class TokenraceApp(App[None]):
         gc.enable()  # the command line switched it off for start-up (tui/cli.py)
         self._gc_screens = {id(s) for s in self.screen_stack}
         self.set_interval(GC_CHECK_S, self._collect)
-        self.engine.on_idle = lambda: self.set_timer(GC_AFTER_REPLY_S, self._collect)
+        self.engine.on_idle = lambda: self.set_timer(GC_AFTER_REPLY_S, self._collect_after_reply)
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
@@ -176,7 +176,12 @@ class TokenraceApp(App[None]):
             # CPU we keep away from start-up (the picker starts it at once if opened sooner).
             self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
 
-    def _collect(self) -> None:
+    def _collect_after_reply(self) -> None:
+        # Quiet as far as the collector is concerned, even when the next request has just
+        # left: its first token is at least a round trip away.
+        self._collect(quiet=True)
+
+    def _collect(self, quiet: bool = False) -> None:
         """Collect the older generations, when nothing streams if that comes soon enough.
 
         A full collection also follows a screen leaving the stack (a conversation closed or
@@ -185,7 +190,7 @@ class TokenraceApp(App[None]):
         screens = {id(s) for s in self.screen_stack}
         self._gc_full_wanted |= bool(self._gc_screens - screens)
         self._gc_screens = screens
-        quiet = not self.engine.active
+        quiet = quiet or not self.engine.active
         _, young, middle = gc.get_count()
         full_now = quiet and (middle >= GC_FULL_QUIET or self._gc_full_wanted)
         if middle >= GC_FULL_ANYWAY or full_now:
