@@ -88,6 +88,23 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.name:<{w[0]}}  {r.target:<{w[1]}}  {r.measured:<{w[2]}}  {verdict}")
 
 
+def cpu_speed_ms(loops: int = 2_000_000, repeats: int = 3) -> float:
+    """A fixed pure-Python loop, best of ``repeats``: how fast this machine is right now.
+
+    Shared hosts change speed by minutes (here: 330 ms one hour, 650 ms the next for the
+    same 5M-iteration loop). Absolute rows (render lag in ms, CPU in % of a core) move with
+    it, so every run records it next to them.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        s = 0
+        for i in range(loops):
+            s += i * i
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
+
+
 def write_json(name: str, rows: list[Row], extra: dict[str, Any] | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

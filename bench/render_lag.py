@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import Row, Tmux, app_env, median, now_ns, pct, temp_home
@@ -96,6 +96,7 @@ class LagRun:
     lags: dict[str, list[float]]  # pane prefix → lag ms per marker, in order
     missed: int
     final_lag_ms: dict[str, float]
+    missed_markers: list[str] = field(default_factory=list)
 
 
 def measure(
@@ -157,6 +158,7 @@ def measure(
     lags: dict[str, list[float]] = {}
     finals: dict[str, float] = {}
     missed = 0
+    missed_names: list[str] = []
     for name, (prefix, _tokens, markers) in docs.items():
         record = [r for r in log if r.get("model") == name][-1]
         token_times: list[int] = []
@@ -167,12 +169,13 @@ def measure(
         for marker, index in sorted(markers.items(), key=lambda kv: kv[1]):
             if marker not in seen or index >= len(token_times):
                 missed += 1
+                missed_names.append(marker)
                 continue
             pane_lags.append((seen[marker] - token_times[index]) / 1e6)
         lags[prefix] = pane_lags
         if pane_lags:
             finals[prefix] = pane_lags[-1]
-    return LagRun(lags, missed, finals)
+    return LagRun(lags, missed, finals, missed_names)
 
 
 def all_lags(run: LagRun) -> list[float]:
@@ -201,7 +204,7 @@ def run(quick: bool = False) -> list[Row]:
                 if p95 is not None
                 else "no markers seen",
                 ok,
-                {"lags_ms": r.lags, "missed": r.missed},
+                {"lags_ms": r.lags, "missed": r.missed, "missed_markers": r.missed_markers},
             )
         )
     if len(p95s) == 2:

@@ -30,7 +30,7 @@ from bench import (
     timestamp_honesty,
     ttft_overhead,
 )
-from bench.common import Row, print_table, write_json
+from bench.common import Row, cpu_speed_ms, print_table, write_json
 
 SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "ttft_overhead": ttft_overhead.run,
@@ -53,6 +53,7 @@ def main() -> int:
     names = ns.only or list(SUITE)
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    speed_before = cpu_speed_ms()
     started = time.monotonic()
     for name in names:
         if name in NEEDS_TMUX and shutil.which("tmux") is None:
@@ -66,15 +67,24 @@ def main() -> int:
             rows.append(Row(name, "runs", f"crashed: {type(exc).__name__}: {exc}"[:80], False))
         timings[name] = round(time.monotonic() - t, 1)
         print(f"  {name}: {timings[name]} s", file=sys.stderr, flush=True)
+    total = time.monotonic() - started
+    speed_after = cpu_speed_ms()
     print()
     print_table(rows)
-    total = time.monotonic() - started
     path = write_json(
         "run-quick" if ns.quick else "run",
         rows,
-        {"seconds": round(total, 1), "timings_s": timings, "quick": ns.quick},
+        {
+            "seconds": round(total, 1),
+            "timings_s": timings,
+            "quick": ns.quick,
+            "cpu_speed_ms": [speed_before, speed_after],
+        },
     )
-    print(f"\n{total:.0f} s · wrote {path}")
+    print(
+        f"\n{total:.0f} s · machine speed: a 2M-iteration Python loop took {speed_before} ms "
+        f"before and {speed_after} ms after (lower is faster) · wrote {path}"
+    )
     if ns.quick:
         return 0 if all(not r.measured.startswith("crashed") for r in rows) else 1
     return 0 if all(r.passed is not False for r in rows) else 1

@@ -35,14 +35,13 @@ from tui.session.store import Store
 LOOPBACK_PROBE_S = 0.4
 # The collector (see _after_first_frame): only young passes run by themselves (10,000
 # objects, about 2 ms); the app collects the older generations when the last reply ends (just
-# after its final frame), and on a one-second check for sessions that never pause.
+# after its final frame); a one-second check freezes what long replies promote meanwhile.
 GC_THRESHOLDS = (10_000, 1_000_000, 1_000_000)
 GC_CHECK_S = 1.0
 GC_AFTER_REPLY_S = 0.1
 GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, when quiet
-GC_MIDDLE_ANYWAY = 300  # ... or while streaming without a pause (~30 s of two fast panes)
+GC_MIDDLE_ANYWAY = 300  # while streaming without a pause (~30 s of two fast panes): freeze
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
-GC_FULL_ANYWAY = 30  # ... or regardless
 DISCOVERY_DELAY_S = 5.0
 
 
@@ -110,6 +109,7 @@ class TokenraceApp(App[None]):
         self._discovered_at: float | None = None
         self._gc_screens: set[int] = set()
         self._gc_full_wanted = False
+        self._gc_frozen = False
         self._theme_errors: list[str] = []
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
@@ -192,12 +192,21 @@ class TokenraceApp(App[None]):
         self._gc_screens = screens
         quiet = quiet or not self.engine.active
         _, young, middle = gc.get_count()
-        full_now = quiet and (middle >= GC_FULL_QUIET or self._gc_full_wanted)
-        if middle >= GC_FULL_ANYWAY or full_now:
-            gc.collect()
-            self._gc_full_wanted = False
-        elif young >= (GC_MIDDLE_QUIET if quiet else GC_MIDDLE_ANYWAY):
-            gc.collect(1)
+        if quiet:
+            if self._gc_frozen or self._gc_full_wanted or middle >= GC_FULL_QUIET:
+                gc.unfreeze()  # what a long reply froze (below) is looked at again
+                gc.collect()
+                gc.freeze()  # start-up's objects, and everything alive now
+                self._gc_frozen = self._gc_full_wanted = False
+            elif young >= GC_MIDDLE_QUIET:
+                gc.collect(1)
+        elif young >= GC_MIDDLE_ANYWAY:
+            # A long reply, or streams that never pause: a middle collection here walked
+            # everything promoted since the last one (500 ms in a 10,000-token reply). Freeze
+            # it instead (no walk at all); the next quiet moment collects it in full.
+            gc.freeze()
+            gc.collect(1)  # the generations are empty now: this only resets the counts
+            self._gc_frozen = True
 
     def start_discovery(self, again_after_s: float | None = None) -> None:
         """Ask every endpoint for its models in the background: once, and again when a
