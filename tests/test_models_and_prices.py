@@ -91,7 +91,7 @@ cached_input = 0.02
     doc = {e["endpoint"]: e for e in json.loads(r.stdout)}
     mock = doc["mock"]
     models = {m["model"]: m for m in mock["models"]}
-    assert models["mock/mock-fast"]["source"] == "live"  # GET /models answered
+    assert models["mock/mock-fast"]["source"] == "live", r.stdout  # GET /models answered
     assert models["mock/configured-only"]["source"] == "config"
     fast = models["mock/mock-fast"]
     assert (fast["input_per_m"], fast["output_per_m"], fast["cached_input_per_m"]) == (
@@ -100,11 +100,11 @@ cached_input = 0.02
         0.02,
     )
     assert models["mock/mock-slow"]["input_per_m"] is None  # no price: unknown, not zero
-    assert mock["key"] == "no key needed" and mock["reachable"].endswith("models")
+    assert mock["key"] == "no key needed" and mock["reachable"].endswith("models"), mock
     keyed = doc["keyed"]
     assert keyed["key_source"] == "env"
     assert "KEYED_TEST_KEY" in keyed["key"] and "abcdefghijklmnop" not in keyed["key"]
-    assert "not running" in doc["down"]["reachable"]
+    assert "not running" in doc["down"]["reachable"], doc["down"]
     # The built-in presets are listed too, with where their key would come from.
     assert "deepseek" in doc and "DEEPSEEK_API_KEY" in doc["deepseek"]["key"]
     assert any(m["model"] == "deepseek/deepseek-v4-flash" for m in doc["deepseek"]["models"])

@@ -46,7 +46,10 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
         await wait_until(
             pilot, lambda: any("disk is full" in e for e in errors), what="a full-disk error"
         )
-        assert any("disk is full" in n for n in notices(app))
+        # The notice reaches the app's loop from the writer thread a moment later.
+        await wait_until(
+            pilot, lambda: any("disk is full" in n for n in notices(app)), what="the notice"
+        )
         reply = screen.query_one(AssistantMessage)
         assert reply.status == "complete" and len(reply.body.source) > 10_000  # on screen
         # Space comes back (from outside: the writer is busy retrying): its retries save all.
@@ -57,7 +60,7 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
             timeout=10,
             what="saving to resume",
         )
-        assert store.flush()
+        assert store.flush(30)
         rows = store.messages(screen.conv.id)
         assert rows[-1]["content"] == reply.body.source
         assert store.run_for_message(rows[-1]["id"])["status"] == "complete"
