@@ -109,7 +109,7 @@ cached_input = 0.02
     assert "deepseek" in doc and "DEEPSEEK_API_KEY" in doc["deepseek"]["key"]
     assert any(m["model"] == "deepseek/deepseek-v4-flash" for m in doc["deepseek"]["models"])
 
-    text = run_cli("models", "mock", env=env)
+    text = run_cli("models", "mock", "--all", env=env)  # other tests add scenarios
     assert text.returncode == 0, text.stderr
     assert re.search(r"mock/mock-fast\s+\$0\.1 / \$0\.4.*\[live\]", text.stdout), text.stdout
     assert "as of " + as_of() in text.stdout
