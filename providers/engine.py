@@ -215,7 +215,7 @@ class Engine:
         self.local = local
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._reading = 0  # streams between their response headers and their end
+        self._reading = 0  # requests in flight (see _YIELD_SHARED_NS)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -495,6 +495,7 @@ class Engine:
         state: _Attempt,
         emit: Callable[[Event | _End], None],
     ) -> None:
+        self._reading += 1  # in flight: a stream still waiting counts as another for yielding
         try:
             await self._read(ep, model, key, body, state, emit)
         except _Failure as failure:
@@ -514,24 +515,11 @@ class Engine:
                     detail=secrets.redact(traceback.format_exc()),
                 )
             )
+        finally:
+            self._reading -= 1
         emit(_End())
 
     async def _read(
-        self,
-        ep: Endpoint,
-        model: str,
-        key: str | None,
-        body: dict[str, Any],
-        state: _Attempt,
-        emit: Callable[[Event | _End], None],
-    ) -> None:
-        self._reading += 1  # in flight, so waiting streams count as others for the yielding
-        try:
-            await self._read_once(ep, model, key, body, state, emit)
-        finally:
-            self._reading -= 1
-
-    async def _read_once(
         self,
         ep: Endpoint,
         model: str,

@@ -22,7 +22,7 @@ import pytest
 
 from providers import local
 from providers.config import parse_config
-from tests.support.cli import REPO
+from tests.support.cli import REPO, run_cli
 from tests.support.tui import make_app, wait_until
 from tui.screens.compare import CompareScreen
 from tui.widgets.prompt_box import PromptBox
@@ -70,15 +70,7 @@ def gone(pids: list[int], timeout: float = 10.0) -> bool:
 
 
 def ask(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.cli", "ask", *args],
-        cwd=REPO,
-        env=dict(os.environ),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli("ask", *args, timeout=timeout)
 
 
 # --- with the real server ------------------------------------------------------------------------
@@ -157,14 +149,7 @@ def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_ho
     tmux = Tmux(f"{sys.executable} -m tui.cli -m {MODEL}; echo EXITED $?", env)
     try:
         tmux.wait_for("ready in", 120)  # the status bar: the server answers
-        shell = int(
-            subprocess.run(
-                [*tmux.tmux, "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()[0]
-        )
+        shell = tmux.pane_pid()
         servers = local_servers(shell)
         assert len(servers) == 1
         pids = [p.pid for p in servers]
@@ -215,26 +200,10 @@ def test_the_bundled_model_is_assembled_once(
 def test_not_a_gguf_is_refused_before_anything_starts(tmp_path: Path) -> None:
     text = tmp_path / "model.gguf"
     text.write_text("this is not a model")
-    result = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "--local", str(text)],
-        cwd=REPO,
-        env=dict(os.environ),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli("--local", str(text), timeout=30)
     assert result.returncode == 2
     assert "is not a GGUF model" in result.stderr and "Traceback" not in result.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "--local", str(tmp_path / "nope.gguf")],
-        cwd=REPO,
-        env=dict(os.environ),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    missing = run_cli("--local", str(tmp_path / "nope.gguf"), timeout=30)
     assert missing.returncode == 2 and "no such model file" in missing.stderr
 
 

@@ -145,14 +145,7 @@ def test_no_orphan_after_quitting_from_the_keyboard(
     tmux = Tmux(f"{sys.executable} -m tui.cli -m mock/mock-fast; echo EXITED $?", env)
     try:
         tmux.wait_for("Message…", 20)
-        shell = int(
-            subprocess.run(
-                [*tmux.tmux, "list-panes", "-t", tmux.name, "-F", "#{pane_pid}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()[0]
-        )
+        shell = tmux.pane_pid()
         deadline = time.monotonic() + 10
         engines: list[psutil.Process] = []
         while not engines and time.monotonic() < deadline:

@@ -64,6 +64,16 @@ class Tmux:
             time.sleep(0.25)
         raise AssertionError(f"{pattern!r} never appeared; screen:\n{self.screen()}")
 
+    def pane_pid(self) -> int:
+        """The pid of the pane's shell (the command's parent)."""
+        out = subprocess.run(
+            [*self.tmux, "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return int(out.split()[0])
+
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 

@@ -104,7 +104,6 @@ class TokenraceApp(App[None]):
         self.catalog: list[ModelEntry] = static_catalog(config)
         self._prompts: list[str] | None = None
         self._last_log_error: str | None = None
-        self._discovery_started = False
         self._discovery_running = False
         self._discovered_at: float | None = None
         self._gc_screens: set[int] = set()
@@ -214,11 +213,9 @@ class TokenraceApp(App[None]):
         started since, a key added), so the picker fills in while it is open."""
         if not self.discover_models or self._discovery_running:
             return
-        if self._discovery_started:
-            done = self._discovered_at
-            if again_after_s is None or done is None or time.monotonic() - done < again_after_s:
-                return
-        self._discovery_started = True
+        done = self._discovered_at
+        if done is not None and (again_after_s is None or time.monotonic() - done < again_after_s):
+            return
         self._discovery_running = True
         self.run_worker(self._discover_models(), group="discover", exit_on_error=False)
 

@@ -39,10 +39,10 @@ class RateSparkline(Widget):
         width = self.size.width or SPARK_POINTS
         data = self.data[-width:]
         top = max(data, default=0.0)
-        if top <= 0:
-            return " " * (width - len(data)) + BARS[0] * len(data)
         last = len(BARS) - 1
-        bars = "".join(BARS[max(0, min(last, round(v / top * last)))] for v in data)
+        bars = "".join(
+            BARS[max(0, min(last, round(v / top * last)))] if top > 0 else BARS[0] for v in data
+        )
         return " " * (width - len(data)) + bars
 
 
