@@ -19,6 +19,7 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
+from tui.compositor import CroppingCompositor
 from tui.session import commands
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
@@ -58,6 +59,7 @@ class ChatScreen(Screen[None]):
 
     def __init__(self, model: str | None, conversation: Conversation | None = None) -> None:
         super().__init__()
+        self._compositor = CroppingCompositor()
         self.model = model
         self.conv = conversation or Conversation()
         self.run: LiveRun | None = None

@@ -27,6 +27,7 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
+from tui.compositor import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
@@ -165,6 +166,7 @@ class CompareScreen(Screen[None]):
 
     def __init__(self, models: list[str], conversation: Conversation | None = None) -> None:
         super().__init__()
+        self._compositor = CroppingCompositor()
         self.models = list(models[:MAX_PANES])
         # ``/temperature B 1``: a pane's own temperature, to race configurations of one model.
         self.pane_temperature: dict[int, float | None] = {}

@@ -11,6 +11,7 @@ from providers.metrics import RunMetrics
 from tui.format import STATUS_GLYPHS, metrics_text
 from tui.widgets.live_line import LiveLine
 from tui.widgets.streaming_markdown import StreamingMarkdown
+from tui.widgets.uniform import UniformRows
 
 
 class ReasoningBlock(Collapsible):
@@ -34,7 +35,7 @@ class ReasoningBlock(Collapsible):
         super().__init__(self.body, title="Reasoning", collapsed=collapsed)
 
 
-class AssistantMessage(Vertical):
+class AssistantMessage(UniformRows, Vertical):
     """One reply; streams in through ``append_text`` / ``append_reasoning``."""
 
     DEFAULT_CSS = """

@@ -10,11 +10,12 @@ from textual.widgets import Static
 from tui.session.race import PANE_LETTERS
 from tui.widgets.message_list import MessageList
 from tui.widgets.status_bar import StatusBar
+from tui.widgets.uniform import UniformRows
 
 PANE_GLYPHS = "◆●▲■"  # identity never rests on colour alone: a letter and a glyph too
 
 
-class ComparePane(Vertical):
+class ComparePane(UniformRows, Vertical):
     """Pane ``index`` (A, B, C, D): header, messages, status bar."""
 
     DEFAULT_CSS = """

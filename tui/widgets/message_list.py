@@ -10,8 +10,10 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 
+from tui.widgets.uniform import UniformRows
 
-class MessageList(VerticalScroll):
+
+class MessageList(UniformRows, VerticalScroll):
     """Turns of one conversation (or one pane), newest at the bottom."""
 
     DEFAULT_CSS = """

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region, Size
 from textual.strip import Strip
@@ -183,6 +184,8 @@ class StreamingMarkdown(Widget):
         self.rendered_blocks = 0  # closed blocks rendered (tests of the cost bound)
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
+        self._style: Style | None = None  # the widget's text style, taken once a frame
+        self._options: tuple[int, ConsoleOptions] | None = None
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -229,8 +232,14 @@ class StreamingMarkdown(Widget):
 
     def _render(self, renderable: RenderableType, width: int) -> list[Strip]:
         console = self.app.console
-        options = console.options.update_width(width).update(height=None)
-        style = self.rich_style  # applied once here, so a frame only copies lines
+        if self._options is None or self._options[0] != width:
+            self._options = (width, console.options.update_width(width).update(height=None))
+        options = self._options[1]
+        if self._style is None:
+            # Applied once here, so a frame only copies lines. Textual computes it by walking
+            # every ancestor's styles (a sixth of a frame's render): once per frame is enough.
+            self._style = self.rich_style
+        style = self._style
         lines = console.render_lines(renderable, options, pad=True)
         self.rendered_lines += len(lines)
         return [Strip(Segment.apply_style(line, style=style), width) for line in lines]
@@ -238,7 +247,7 @@ class StreamingMarkdown(Widget):
     def _render_block(self, source: str, width: int) -> list[Strip]:
         self.rendered_blocks += 1
         lines = self._render(render_markdown(source.rstrip("\n"), bool(self._dark)), width)
-        return [*lines, Strip.blank(width, self.rich_style)] if lines else []
+        return [*lines, Strip.blank(width, self._style)] if lines else []
 
     def _width_now(self) -> int:
         """The width lines are rendered at: the content region (inside any padding)."""
@@ -252,6 +261,7 @@ class StreamingMarkdown(Widget):
         """New width or theme: draw every block again (the only O(reply) path)."""
         width = width or self._width_now()
         self.full_renders += 1
+        self._style = self._options = None
         self._width = width
         self._dark = self.app.current_theme.dark
         self._block_lines = [self._render_block(b, width) for b in self._blocks]
@@ -274,6 +284,7 @@ class StreamingMarkdown(Widget):
             self._dark = self.app.current_theme.dark
         self._synced_len = len(source)
         self.syncs += 1
+        self._style = None
         height = self._height()
         changed_from = len(self._closed_lines)  # lines above this one stay as they are
         tail = source[self._closed_upto :]
@@ -309,12 +320,11 @@ class StreamingMarkdown(Widget):
         new_height = self._height()
         if not refresh:
             return
-        if new_height != height:
-            self.refresh(layout=True)
-        else:
-            # Only the lines from the old open block down changed: redraw just those.
-            width = self.size.width or self._width
-            self.refresh(Region(0, changed_from, width, max(1, new_height - changed_from)))
+        # Only the lines from the old open block down changed: redraw just those (a new
+        # height also asks for a layout; ``_size_updated`` keeps the other lines' styling).
+        width = self.size.width or self._width
+        changed = Region(0, changed_from, width, max(1, max(new_height, height) - changed_from))
+        self.refresh(changed, layout=new_height != height)
 
     def _render_open(self, width: int, first: Token | bool | None = False) -> None:
         """Draw the open block; ``first`` is its first token when the caller parsed it."""
@@ -354,6 +364,25 @@ class StreamingMarkdown(Widget):
             return lines
         return -(-lines // GROW_STEP) * GROW_STEP
 
+    def _size_updated(
+        self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
+    ) -> bool:
+        # Textual restyles every line of a widget whose size changed. A height step while
+        # streaming changes no line above the new text (same width, nothing drawn below the
+        # text), so the lines styled before it are kept: a step then restyles the lines
+        # that changed, not the whole visible reply, in each pane.
+        cache = self._styles_cache
+        kept: dict[int, Strip] = {}
+        if size.width == self._size.width and not self.styles.gutter.bottom:
+            dirty = cache._dirty_lines
+            kept = {y: line for y, line in cache._cache.items() if y not in dirty}
+        resized = super()._size_updated(size, virtual_size, container_size, layout)
+        if kept and cache._width == size.width:
+            kept = {y: line for y, line in kept.items() if y < size.height}
+            cache._cache.update(kept)
+            cache._dirty_lines.difference_update(kept)
+        return resized
+
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if width and width != self._width and self.is_mounted:
             if self._synced_len < 0:  # the first draw, at the width the layout gives
@@ -371,7 +400,7 @@ class StreamingMarkdown(Widget):
         elif y - len(closed) < len(self._open_lines):
             line = self._open_lines[y - len(closed)]
         else:
-            return Strip.blank(self.size.width, self.rich_style)
+            return Strip.blank(self.size.width, self._style or self.rich_style)
         return line
 
 

@@ -1,0 +1,165 @@
+"""The shortcuts in drawing a streaming screen draw exactly what Textual's own paths draw.
+
+Three of them (CPU row of ``bench/README.md``): the compositor renders only the rows inside a
+partial update; containers whose rows are all alike render one row and repeat it; a reply's
+markdown view keeps its styled lines across a height step. Each is checked against the
+unoptimised path on a compare screen with two replies streaming mixed markdown, at many
+moments while they grow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual._compositor import Compositor
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+
+from tests.support.mock_server import MockServerProcess, builtin_scenarios
+from tests.support.tui import make_app, mock_config, wait_until
+from tests.test_compare_screen import scenario, screen, send
+from tui.compositor import CroppingCompositor
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.compare_pane import ComparePane
+from tui.widgets.message_list import MessageList
+from tui.widgets.streaming_markdown import StreamingMarkdown
+
+SIZE = (120, 36)
+
+
+def _strips_equal(a: list[Strip], b: list[Strip]) -> bool:
+    return [list(s) for s in a] == [list(s) for s in b]
+
+
+def _rows(compositor: Compositor, crop: Region) -> list[list[Any]]:
+    """The segments the compositor's chops put inside ``crop``, row by row."""
+    chops = compositor._render_chops(crop, lambda y: crop.y <= y < crop.bottom)
+    rows = []
+    for line in chops[crop.y : crop.bottom]:
+        row: list[Any] = []
+        for x, strip in sorted(line.items()):
+            if strip is None or x >= crop.right or x + strip.cell_length <= crop.x:
+                continue
+            row += list(strip.crop(max(0, crop.x - x), crop.right - x))
+        rows.append(row)
+    return rows
+
+
+def _stock_rows(compositor: Compositor, crop: Region) -> list[list[Any]]:
+    """The same from Textual's own compositor."""
+    compositor.__class__ = Compositor
+    try:
+        return _rows(compositor, crop)
+    finally:
+        compositor.__class__ = CroppingCompositor
+
+
+async def _while_streaming(isolated_home: Path, mock: MockServerProcess, check: Any) -> int:
+    """Stream two long mixed-markdown replies; call ``check(app)`` every few frames (for
+    3.5 s: dozens of height steps, blocks closing, code fences and tables)."""
+    text = "".join(builtin_scenarios()["mock-markdown"]["tokens"])
+    a = scenario(mock, text=text, ttft_ms=5, tps=400)
+    b = scenario(mock, text=text[len(text) // 3 :], ttft_ms=5, tps=300)
+    app = make_app(mock_config(mock), isolated_home, models=[a, b])
+    checks = 0
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: len(screen(app).query(StreamingMarkdown)) == 2)
+        views = list(screen(app).query(StreamingMarkdown))
+        while checks < 50 and any(not v._finished for v in views):
+            await pilot.pause(0.07)
+            check(app)
+            checks += 1
+    return checks
+
+
+async def test_cropped_partial_updates_equal_textuals(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    seen: list[int] = []
+
+    def check(app: Any) -> None:
+        compositor = app.screen._compositor
+        assert isinstance(compositor, CroppingCompositor)
+        width, height = app.screen.size
+        # A band across both panes where the replies grow, and one inside a single pane.
+        for crop in (Region(0, height - 12, width, 5), Region(3, 4, width // 2 - 5, 3)):
+            ours = _rows(compositor, crop)
+            assert ours == _stock_rows(compositor, crop), crop
+            assert all(ours), crop  # every row drawn
+        seen.append(1)
+
+    checks = await _while_streaming(isolated_home, mock_server, check)
+    assert checks >= 10 and len(seen) == checks
+
+
+async def test_uniform_containers_draw_what_textual_draws(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    kinds: set[str] = set()
+
+    def check(app: Any) -> None:
+        for cls in (MessageList, AssistantMessage, ComparePane):
+            for w in app.screen.query(cls):
+                if not w.size.area:
+                    continue
+                full = w.size.region
+                for wanted in (full, Region(1, 2, max(1, w.size.width - 2), 3)):
+                    crop = wanted.intersection(full)
+                    if not crop.area:
+                        continue
+                    ours = w.render_lines(crop)
+                    w._styles_cache.clear()
+                    stock = Widget.render_lines(w, crop)
+                    w._styles_cache.clear()
+                    assert len(ours) == crop.height
+                    assert _strips_equal(ours, stock), (cls.__name__, crop)
+                    kinds.add(cls.__name__)
+
+    await _while_streaming(isolated_home, mock_server, check)
+    assert kinds == {"MessageList", "AssistantMessage", "ComparePane"}
+
+
+async def test_uniform_containers_keep_their_css(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    # Textual inherits default CSS along the first DOMNode base only: a mixin that is a
+    # Widget put first would drop VerticalScroll's ``overflow-y: auto`` (no scrollbar).
+    a = scenario(mock_server, n_tokens=900, ttft_ms=5, tps=2000)
+    app = make_app(mock_config(mock_server), isolated_home, models=[a, a])
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "go")
+        lists = list(screen(app).query(MessageList))
+        await wait_until(pilot, lambda: all(m.max_scroll_y > 0 for m in lists), 20)
+        await pilot.pause(0.2)
+        for m in lists:
+            assert m.styles.overflow_y == "auto"
+            assert m.show_vertical_scrollbar
+
+
+async def test_kept_lines_show_what_the_reply_holds(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """Every row of each markdown view, as the screen composes it, is the view's own line."""
+    steps: list[int] = []
+
+    def check(app: Any) -> None:
+        compositor = app.screen._compositor
+        strips = compositor.render_strips()
+        for view in app.screen.query(StreamingMarkdown):
+            if view not in compositor.visible_widgets:
+                continue
+            region, clip = compositor.visible_widgets[view]
+            visible = region.intersection(clip)
+            for y in range(visible.y, visible.bottom):
+                row = y - region.y
+                on_screen = strips[y].crop(region.x, region.right).text
+                assert (
+                    on_screen == view.render_line(row).text.ljust(region.width)[: region.width]
+                ), (row, on_screen)
+            steps.append(view.size.height)
+
+    await _while_streaming(isolated_home, mock_server, check)
+    assert len(set(steps)) > 5  # the views grew through many height steps while checked
