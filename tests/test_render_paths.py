@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import ControlType
 from textual._compositor import Compositor
 from textual.geometry import Region
 from textual.strip import Strip
@@ -56,6 +58,25 @@ def _stock_rows(compositor: Compositor, crop: Region) -> list[list[Any]]:
         compositor.__class__ = CroppingCompositor
 
 
+def _painted(update: Any, console: Any) -> dict[tuple[int, int], tuple[str, Any]]:
+    """The cells a partial update writes on the terminal, with their styles (Textual also
+    sends a bare cursor move at a span's right end: not a cell)."""
+    cells: dict[tuple[int, int], tuple[str, Any]] = {}
+    x = y = 0
+    for segment in update.__rich_console__(console, console.options):
+        if segment.control:
+            for control in segment.control:
+                if control[0] == ControlType.CURSOR_MOVE_TO:
+                    x, y = control[1] - 1, control[2] - 1
+            continue
+        if segment.text == "\n":
+            continue
+        for ch in segment.text:
+            cells[(x, y)] = (ch, segment.style)
+            x += cell_len(ch)
+    return cells
+
+
 async def _while_streaming(isolated_home: Path, mock: MockServerProcess, check: Any) -> int:
     """Stream two long mixed-markdown replies; call ``check(app)`` every few frames (for
     3.5 s: dozens of height steps, blocks closing, code fences and tables)."""
@@ -93,6 +114,52 @@ async def test_cropped_partial_updates_equal_textuals(
 
     checks = await _while_streaming(isolated_home, mock_server, check)
     assert checks >= 10 and len(seen) == checks
+
+
+async def test_partial_updates_paint_what_textuals_paint(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """The bytes sent to the terminal for a partial update are Textual's, for the dirty
+    regions a streaming frame makes (new lines, figures, a relayout) and odd ones."""
+    skipped: list[int] = []
+
+    def check(app: Any) -> None:
+        compositor = app.screen._compositor
+        console = app.console
+        views = list(app.screen.query(StreamingMarkdown))
+        width, height = app.screen.size
+        cases = [
+            [v.region for v in views],  # a relayout of both replies
+            [Region(v.region.x, v.region.bottom - 3, v.region.width, 3) for v in views],
+            [w.region for w in app.screen.query(MessageList)],
+            [Region(0, 1, width, height - 2)],
+            [Region(5, 3, 7, 2), Region(width - 9, height - 6, 8, 4)],  # not on widget edges
+        ]
+        for case in cases:
+            regions = [r.intersection(app.screen.region) for r in case if r.area]
+            if not regions:
+                continue
+            compositor._dirty_regions.update(regions)
+            ours = compositor.render_partial_update()
+            compositor._dirty_regions.update(regions)
+            compositor.__class__ = Compositor
+            try:
+                stock = compositor.render_partial_update()
+                stock_count = len(list(Compositor._get_renders(compositor, None)))
+            finally:
+                compositor.__class__ = CroppingCompositor
+            assert ours is not None and stock is not None
+            assert _painted(ours, console) == _painted(stock, console), regions
+            # How many widgets the update rendered, against all Textual renders.
+            compositor._spans = list(compositor._regions_to_spans(regions))
+            try:
+                ours_count = len(list(compositor._get_renders(Region.from_union(regions))))
+            finally:
+                compositor._spans = None
+            skipped.append(stock_count - ours_count)
+
+    await _while_streaming(isolated_home, mock_server, check)
+    assert max(skipped) > 5  # widgets behind the new lines were not rendered at all
 
 
 async def test_uniform_containers_draw_what_textual_draws(

@@ -17,13 +17,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from textual._compositor import Compositor
+from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region
 from textual.strip import Strip
 
 
 class CroppingCompositor(Compositor):
-    """``Compositor`` whose partial updates render only the rows inside the update."""
+    """``Compositor`` whose partial updates render only what they repaint.
+
+    Two cuts, both exact: each widget renders only the update's rows; and a widget is not
+    rendered at all when, on every row of the update, the columns to repaint that it spans
+    are already covered by widgets in front of it (the compositor keeps the front-most strip
+    there anyway). A reply's new lines are repainted by the reply's markdown view, so the
+    screen, the pane row, the panes, the message lists and the replies behind it are skipped.
+    """
+
+    _spans: list[tuple[int, int, int]] | None = None
+
+    def render_partial_update(self) -> ChopsUpdate | None:
+        # The spans to repaint, as the parent computes them from the same dirty regions.
+        regions = self._dirty_regions
+        self._spans = list(self._regions_to_spans(regions)) if regions else None
+        try:
+            return super().render_partial_update()
+        finally:
+            self._spans = None
 
     def _get_renders(
         self, crop: Region | None = None
@@ -33,21 +51,61 @@ class CroppingCompositor(Compositor):
             return
         intersection = Region.intersection
         top, bottom = crop.y, crop.bottom
+        # Per row, the columns still to repaint: widgets in front claim theirs first.
+        uncovered: dict[int, list[tuple[int, int]]] | None = None
+        if self._spans is not None:
+            uncovered = {}
+            for y, x1, x2 in self._spans:
+                uncovered.setdefault(y, []).append((x1, x2))
         for widget, (region, widget_clip) in self.visible_widgets.items():
-            # Rows only: ``_render_chops`` cuts each strip at the widgets' edges counting from
-            # the strip's left end, which must be an edge too, so columns stay as they are.
             clip_x, clip_y, clip_width, clip_height = widget_clip
             if clip_x >= crop.right or clip_x + clip_width <= crop.x:
                 continue  # beside the update, as Textual skips it
+            # Rows only: ``_render_chops`` cuts each strip at the widgets' edges counting from
+            # the strip's left end, which must be an edge too, so columns stay as they are.
             y0 = max(clip_y, top)
             y1 = min(clip_y + clip_height, bottom)
             if y1 <= y0:
                 continue
             clip = Region(clip_x, y0, clip_width, y1 - y0)
             x, y, width, height = intersection(region, clip)
-            if width and height:
-                yield (
-                    region,
-                    clip,
-                    widget.render_lines(Region(x - region.x, y - region.y, width, height)),
-                )
+            if not (width and height):
+                continue
+            if uncovered is not None:
+                rows = _claim(uncovered, x, x + width, y, y + height)
+                if rows is None:
+                    continue  # every column it would repaint is a front widget's
+                y, height = rows[0], rows[1] - rows[0]
+                clip = Region(clip_x, y, clip_width, height)
+            yield (
+                region,
+                clip,
+                widget.render_lines(Region(x - region.x, y - region.y, width, height)),
+            )
+
+
+def _claim(
+    uncovered: dict[int, list[tuple[int, int]]], x1: int, x2: int, y1: int, y2: int
+) -> tuple[int, int] | None:
+    """Take columns ``x1..x2`` of rows ``y1..y2`` from ``uncovered``; the first and last+1
+    rows where any were still uncovered, or None when none were."""
+    first = last = -1
+    for y in range(y1, y2):
+        ranges = uncovered.get(y)
+        if not ranges:
+            continue
+        left: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if b <= x1 or a >= x2:
+                left.append((a, b))
+                continue
+            if a < x1:
+                left.append((a, x1))
+            if b > x2:
+                left.append((x2, b))
+        if len(left) != len(ranges) or left != ranges:
+            if first < 0:
+                first = y
+            last = y
+            uncovered[y] = left
+    return None if first < 0 else (first, last + 1)
