@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from textual.app import App, ComposeResult
 
 from tui.widgets.streaming_markdown import (
@@ -213,3 +214,45 @@ def test_shared_parser_markdown_has_richs_attributes() -> None:
     from tui.widgets.streaming_markdown import markdown_class
 
     assert set(vars(markdown_class()("x", "monokai"))) == set(vars(RichMarkdown("x")))
+
+
+class _TwoHosts(App[None]):
+    def compose(self) -> ComposeResult:
+        yield StreamingMarkdown("", driven=True, id="skips")
+        yield StreamingMarkdown("", driven=True, id="parses")
+
+
+@pytest.mark.parametrize("seed", [5, 11, 23])
+async def test_skipping_block_parses_shows_exactly_what_parsing_shows(seed: int) -> None:
+    # Every block kind, fed in pieces of 1-12 characters to two views, one of which parses
+    # block starts at every frame: after every piece they show the same lines. Most pieces
+    # only lengthen a line whose block is settled, and those skip the parse.
+    text = _mixed(3) + "> a quote that goes on for a while\n> and a second line\n\n1. one\n"
+    text += "```typescript\nconst longer_name = 1;\n```\n\nlast words of the reply"
+    app = _TwoHosts()
+    async with app.run_test(size=SIZE):
+        skips = app.query_one("#skips", StreamingMarkdown)
+        parses = app.query_one("#parses", StreamingMarkdown)
+        parses._same_blocks = lambda tail: False  # type: ignore[method-assign]
+        rnd = random.Random(seed)
+        i = syncs = 0
+        while i < len(text):
+            step = rnd.randint(1, 12)
+            for view in (skips, parses):
+                view.append(text[i : i + step])
+                view.sync()
+            i += step
+            syncs += 1
+            assert _shown(skips) == _shown(parses), text[:i]
+        assert parses.block_parses >= syncs
+        assert skips.block_parses < syncs * 0.7, (skips.block_parses, syncs)
+
+
+async def test_a_fence_takes_its_language_once_the_info_string_is_whole() -> None:
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        for piece in ["Intro text here.\n\n```type", "script\nconst answer", " = 42;\n"]:
+            view.append(piece)
+            view.sync()
+        assert view._fence is not None and view._fence.language == "typescript"

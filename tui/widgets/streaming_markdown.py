@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before t
 
 FENCE_CHUNK_LINES = 24
 GROW_STEP = 4
-PARAGRAPH_FREEZE_LINES = 16  # an open paragraph longer than this has its top lines frozen
+PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
+SETTLED_LINE_CHARS = 12  # a line this long has shown what kind of block it starts
 PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can still rewrap
 _UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
 _FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
@@ -175,16 +176,18 @@ class StreamingMarkdown(Widget):
         self._block_lines: list[list[Strip]] = []  # each closed block, rendered
         self._closed_lines: list[Strip] = []  # all of them, flattened
         self._open = ""  # the open block's source
+        self._open_first: Token | None = None  # its first token, from the last block parse
         self._open_lines: list[Strip] = []
         self._fence: _OpenFence | None = None
         self._paragraph = _OpenParagraph()
         self._width = 0
         self._dark: bool | None = None
         self.syncs = 0
+        self.block_parses = 0  # parses to find where blocks start (tests of the skip)
         self.rendered_blocks = 0  # closed blocks rendered (tests of the cost bound)
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
-        self._style: Style | None = None  # the widget's text style, taken once a frame
+        self._style: Style | None = None  # the widget's text style, until styles change
         self._options: tuple[int, ConsoleOptions] | None = None
 
     # --- feeding -------------------------------------------------------------------------
@@ -237,7 +240,7 @@ class StreamingMarkdown(Widget):
         options = self._options[1]
         if self._style is None:
             # Applied once here, so a frame only copies lines. Textual computes it by walking
-            # every ancestor's styles (a sixth of a frame's render): once per frame is enough.
+            # every ancestor's styles, a tenth of a frame's render: kept until styles change.
             self._style = self.rich_style
         style = self._style
         lines = console.render_lines(renderable, options, pad=True)
@@ -252,6 +255,12 @@ class StreamingMarkdown(Widget):
     def _width_now(self) -> int:
         """The width lines are rendered at: the content region (inside any padding)."""
         return max(1, self.content_region.width or self._width or 80)
+
+    def notify_style_update(self) -> None:
+        # Textual calls this when this widget's or an ancestor's rules change (classes,
+        # pseudo-classes, theme): the text style is taken again.
+        super().notify_style_update()
+        self._style = None
 
     def theme_changed(self) -> None:
         """Code colours follow the theme: draw everything again."""
@@ -284,14 +293,17 @@ class StreamingMarkdown(Widget):
             self._dark = self.app.current_theme.dark
         self._synced_len = len(source)
         self.syncs += 1
-        self._style = None
         height = self._height()
         changed_from = len(self._closed_lines)  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
         if self._finished:
             closing, open_text = tail, ""
+        elif self._same_blocks(tail):
+            # Text added to a line whose block is already settled: no new block can start.
+            closing, open_text, open_first = "", tail, self._open_first
         else:
+            self.block_parses += 1
             tokens = self._md.parse(tail)
             starts = block_starts(tokens)
             if len(starts) >= 2:
@@ -301,6 +313,7 @@ class StreamingMarkdown(Widget):
             else:
                 closing, open_text = "", tail
             open_first = starts[-1][1] if starts else None
+        self._open_first = open_first
         if closing:
             self._closed_upto += len(closing)
             for block in split_blocks(closing, self._md):
@@ -326,6 +339,23 @@ class StreamingMarkdown(Widget):
         changed = Region(0, changed_from, width, max(1, max(new_height, height) - changed_from))
         self.refresh(changed, layout=new_height != height)
 
+    def _same_blocks(self, tail: str) -> bool:
+        """True when ``tail`` is the open block plus text on its last line that cannot change
+        where blocks start: no line break, and that line already long enough that its start
+        (an indent, a list or quote marker, a heading, a fence and its info string) is fixed.
+        A block parse of a long open paragraph was a tenth of a frame."""
+        old = self._open
+        if not old or self._open_first is None or not tail.startswith(old):
+            return False
+        if "\n" in tail[len(old) :] or self._open_first.type == "html_block":
+            return False
+        last_line = old[old.rfind("\n") + 1 :]
+        if self._open_first.type == "fence" and (
+            "\n" not in old or last_line.lstrip().startswith(("```", "~~~"))
+        ):
+            return False  # the info string (the language) or a closing line still arriving
+        return len(last_line) >= SETTLED_LINE_CHARS and not last_line.isspace()
+
     def _render_open(self, width: int, first: Token | bool | None = False) -> None:
         """Draw the open block; ``first`` is its first token when the caller parsed it."""
         text = self._open
@@ -339,8 +369,9 @@ class StreamingMarkdown(Widget):
         token = None if isinstance(first, bool) else first
         kind = token.type if token is not None else None
         if token is not None and kind == "fence":
-            if self._fence is None:
-                self._fence = _OpenFence((token.info or "").split(" ")[0] or "text")
+            language = (token.info or "").split(" ")[0] or "text"
+            if self._fence is None or self._fence.language != language:
+                self._fence = _OpenFence(language)  # ``py`` at one frame, ``python`` the next
             self._open_lines = self._fence.lines(text, self, width)
         elif kind == "paragraph_open":
             self._fence = None
