@@ -256,3 +256,42 @@ async def test_a_fence_takes_its_language_once_the_info_string_is_whole() -> Non
             view.append(piece)
             view.sync()
         assert view._fence is not None and view._fence.language == "typescript"
+
+
+@pytest.mark.parametrize(
+    ("lines_per_s", "most_blank", "fewest_lines_per_step"), [(5, 3, 4), (30, 11, 8)]
+)
+async def test_a_streaming_reply_reserves_what_its_rate_needs(
+    monkeypatch: pytest.MonkeyPatch, lines_per_s: int, most_blank: int, fewest_lines_per_step: int
+) -> None:
+    """Height steps (each a relayout of the screen) follow the rate the text grows at: slow
+    prose keeps a band of at most 3 blank lines; fast code reserves more, steps less often,
+    and never leaves more than GROW_MAX - 1 blank lines."""
+    from tui.widgets import streaming_markdown
+
+    clock = [100.0]
+    monkeypatch.setattr(streaming_markdown, "_now", lambda: clock[0])
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        heights: list[int] = []
+        frame_s = 0.04
+        view.append("```python\n")
+        due = 0.0
+        written = 0
+        for _frame in range(150):  # six seconds of code lines, drawn at 25 fps
+            clock[0] += frame_s
+            due += lines_per_s * frame_s
+            while written < int(due):
+                view.append(f"x_{written} = {written}\n")
+                written += 1
+            view.sync()
+            shown = len(view._closed_lines) + len(view._open_lines)
+            height = view._height()
+            assert shown <= height <= shown + most_blank, (shown, height)
+            heights.append(height)
+        steps = len(set(heights))
+        grown = heights[-1] - heights[0]
+        assert grown / max(1, steps - 1) >= fewest_lines_per_step, (grown, steps)
+        view.finish()
+        assert view._height() == len(view._closed_lines) + len(view._open_lines)

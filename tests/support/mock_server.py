@@ -69,6 +69,7 @@ _SPEC_KEYS: Final = frozenset(
         "hidden_reasoning_tokens",
         "ttft_ms",
         "tps",
+        "spin",
         "itl_ms",
         "tokens_per_chunk",
         "first_chunk_tokens",
@@ -392,6 +393,7 @@ class _Plan:
     drip_ms: float
     eol: bytes
     require_key: str | None
+    spin_ns: int = SPIN_NS
 
     @classmethod
     def build(cls, spec: Mapping[str, Any], body: Mapping[str, Any]) -> _Plan:
@@ -489,6 +491,7 @@ class _Plan:
             drip_ms=1.0 if drip_ms is None else drip_ms,
             eol=eol,
             require_key=_opt_str(spec, "require_key"),
+            spin_ns=SPIN_NS if _opt_bool(spec, "spin", True) else 0,
         )
 
     def failure_points(self) -> list[tuple[int, str]]:
@@ -843,14 +846,18 @@ class MockServer:
         """Built-in plus registered scenario names."""
         return list(dict.fromkeys([*self._builtins, *self._scenarios]))
 
-    async def _sleep_until(self, target_ns: int) -> None:
-        """Sleep until perf_counter_ns() >= target_ns: timer thread, then a short yield-spin."""
+    async def _sleep_until(self, target_ns: int, spin_ns: int = SPIN_NS) -> None:
+        """Sleep until perf_counter_ns() >= target_ns: timer thread, then a short yield-spin.
+
+        ``spin_ns=0`` (scenario ``"spin": false``): the timer thread alone, about 0.1-0.2 ms
+        late, with no spinning on a core that the client being measured may want.
+        """
         remaining = target_ns - time.perf_counter_ns()
-        if remaining > SPIN_NS:
+        if remaining > spin_ns:
             if self._waker is not None:
-                await self._waker.at(target_ns - SPIN_NS)
+                await self._waker.at(target_ns - spin_ns)
             else:
-                await asyncio.sleep((remaining - SPIN_NS) / 1e9)
+                await asyncio.sleep((remaining - spin_ns) / 1e9)
         while True:
             if time.perf_counter_ns() >= target_ns:
                 return
@@ -1241,7 +1248,7 @@ class MockServer:
         """A plain chat.completion, delivered when the stream would have finished."""
         events = plan.events()
         last = events[-1][2] if events else 0
-        await self._sleep_until(req.received_ns + plan.ttft_ns + last)
+        await self._sleep_until(req.received_ns + plan.ttft_ns + last, plan.spin_ns)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.text_tokens)}
         if plan.reasoning_tokens:
             message[plan.reasoning_field] = "".join(plan.reasoning_tokens)
@@ -1387,9 +1394,9 @@ class MockServer:
         if ka is not None:
             # Skip a keep-alive that would land within 1 ms of the real event.
             while st.last_send_ns + ka < target_ns - 1_000_000:
-                await self._sleep_until(st.last_send_ns + ka)
+                await self._sleep_until(st.last_send_ns + ka, st.plan.spin_ns)
                 await self._comment(st)
-        await self._sleep_until(target_ns)
+        await self._sleep_until(target_ns, st.plan.spin_ns)
 
     async def _hold(self) -> None:
         """Stay silent until the watcher sees the client leave (or the server stops)."""
@@ -1440,7 +1447,7 @@ class MockServer:
         if plan.keepalive_only:
             assert plan.keepalive_ns is not None
             while True:
-                await self._sleep_until(st.last_send_ns + plan.keepalive_ns)
+                await self._sleep_until(st.last_send_ns + plan.keepalive_ns, plan.spin_ns)
                 await self._comment(st)
         t_first = st.rec["received_ns"] + plan.ttft_ns
         pending = plan.failure_points()
