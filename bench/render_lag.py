@@ -247,7 +247,7 @@ def run_rates(quick: bool = False) -> list[Row]:
             best = 0.0
             trials = {}
             for rate in rates:
-                seconds = 1.5 if quick else 6.0
+                seconds = 0.8 if quick else 6.0
                 per_chunk = max(1, int(rate // 200))  # ≤ 200 events/s: the server must not spin
                 r = measure(
                     server, rate=rate, n_tokens=int(rate * seconds), kind=kind, per_chunk=per_chunk
