@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before t
 
 FENCE_CHUNK_LINES = 24
 GROW_MIN = 4  # a streaming reply reserves at least this many lines for what comes next
-GROW_MAX = 12  # ... and at most this many
-GROW_AHEAD_S = 0.3  # ... or what it grew in this long at its recent rate
+GROW_MAX = 16  # ... and at most this many
+GROW_AHEAD_S = 0.5  # ... or what it grew in this long at its recent rate
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 SETTLED_LINE_CHARS = 12  # a line this long has shown what kind of block it starts
 PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can still rewrap
@@ -437,9 +437,9 @@ class StreamingMarkdown(Widget):
         """When the text outgrows the reserved lines, reserve what the next ``GROW_AHEAD_S``
         seconds will need at the rate it grew since the last step (``GROW_MIN`` to
         ``GROW_MAX`` lines). Prose at 100 tok/s grows 5 lines a second and steps every 4
-        lines, as before; code, lists and tables grow 20-40 lines a second, and stepped
-        every 4 lines they relayouted the screen 11 times a second with two panes (a third of
-        the UI's CPU); the blank lines reserved are filled within about 0.3 s."""
+        lines, as before; code, lists and tables grow 10-40 lines a second, and stepped
+        every 4 lines they relayouted the screen 9-11 times a second with two panes (a third
+        of the UI's CPU); the blank lines reserved are filled within about half a second."""
         lines = len(self._closed_lines) + len(self._open_lines)
         if self._finished or not self.driven or lines <= self._reserved:
             return
