@@ -757,5 +757,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run(quick: bool = False) -> list[Any]:
+    """The rival as rows of ``bench/run.py``: skipped, saying how to install it, when elia is
+    not installed; one short run each with ``--quick``."""
+    from bench.common import Row
+
+    name = "Final-token lag vs elia, 200 tok/s, 120×40 (same run)"
+    python = os.environ.get("TOKENRACE_RIVAL_PYTHON")
+    try:
+        resolve_rival("elia", python, None)
+    except BenchError:
+        how = "python3 -m venv /tmp/rivalenv && /tmp/rivalenv/bin/pip install elia-chat"
+        return [Row(name, "ratio reported", f"skipped: elia not installed ({how})", None)]
+    tokens = 300 if quick else 2000
+    out = HERE / "results" / ("rival-quick.json" if quick else "rival.json")
+    argv = ["--with-tokenrace", "--runs", "1" if quick else "3", "--tokens", str(tokens)]
+    argv += ["--out", str(out), *(["--python", python] if python else [])]
+    if main(argv) != 0 or not out.exists():
+        return [Row(name, "ratio reported", "crashed: bench/rival.py failed (see above)", False)]
+    doc = json.loads(out.read_text())
+    ours, ratio = doc["tokenrace"]["median_ms"], doc["ratio_rival_over_tokenrace"]
+    measured = (
+        f"{tokens:,} tokens: elia {doc['version']} {doc['median_ms']:,.0f} ms, "
+        f"tokenrace {ours:,.1f} ms = {ratio:,.0f}× later"
+    )
+    return [Row(name, "ratio reported", measured, None, doc)]
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Run every benchmark, print one table with targets and PASS/FAIL, write bench/results/run.json.
 
-    python bench/run.py            # the whole suite (a few minutes)
+    python bench/run.py            # the whole suite and the rival (about 6 minutes)
     python bench/run.py --quick    # a smoke run of every script, 4 at a time (CI runs this)
     python bench/run.py --only render_lag cpu
 
@@ -31,6 +31,7 @@ from bench import (
     headless_ask,
     long_conversation,
     render_lag,
+    rival,
     timestamp_honesty,
     ttft_overhead,
 )
@@ -45,8 +46,9 @@ SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "cold_start": cold_start.run,
     "headless_ask": headless_ask.run,
     "long_conversation": long_conversation.run,
+    "rival": rival.run,  # needs elia installed (bench/README.md); skipped otherwise
 }
-NEEDS_TMUX = {"render_lag", "sustainable_rate", "cpu", "cold_start", "long_conversation"}
+NEEDS_TMUX = {"render_lag", "sustainable_rate", "cpu", "cold_start", "long_conversation", "rival"}
 
 
 def _run_one(name: str, quick: bool) -> list[Row]:

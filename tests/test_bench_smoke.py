@@ -32,6 +32,7 @@ ROWS = (
     "Open a ",
     "Keystroke to echo",
     "App RSS",
+    "Final-token lag vs elia",  # measured, or skipped with how to install elia
 )
 
 

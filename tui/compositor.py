@@ -8,9 +8,12 @@ and both replies each rendered all their 35–45 rows: about 13,000 styled rows 
 the compositor's time (``bench/README.md``, CPU row). Here every widget is cropped to the
 update's rows, so a frame costs the rows it repaints.
 
-The override keeps the parent's contract: the same widgets in the same front-to-back order,
-each with a clip whose intersection with its region is exactly the rows and columns its strips
-cover, which is what ``_render_chops`` reads.
+The override keeps the parent's contract: widgets in the same front-to-back order, each with a
+clip whose intersection with its region is exactly the rows and columns its strips cover, which
+is what ``_render_chops`` reads. It leans on Textual 8 internals (``_get_renders``,
+``_regions_to_spans``, ``_dirty_regions``; pyproject pins ``textual<9``), so
+``tests/test_render_paths.py`` compares its output with Textual's own, cell by cell: a change
+there fails a test rather than the screen.
 """
 
 from __future__ import annotations
