@@ -8,6 +8,7 @@ machine. Text is fed in random-sized pieces, as it arrives from a model.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
@@ -34,6 +35,15 @@ LOREM = [
     "eiusmod",
     "tempor",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _every_frame_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests sync back to back and compare every frame: a costly frame (a slow machine)
+    must not make the next one wait (OPEN_DUTY), except in the test of that rule."""
+    from tui.widgets import streaming_markdown as sm
+
+    monkeypatch.setattr(sm, "OPEN_BUDGET_S", float("inf"))
 
 
 class _Host(App[None]):
@@ -295,3 +305,50 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
         assert grown / max(1, steps - 1) >= fewest_lines_per_step, (grown, steps)
         view.finish()
         assert view._height() == len(view._closed_lines) + len(view._open_lines)
+
+
+def _table(rows: int) -> str:
+    head = "| country | capital | population |\n|---|---|---|\n"
+    return head + "".join(f"| Country {i} | City {i} | {i * 1000} |\n" for i in range(rows))
+
+
+async def test_a_costly_open_block_is_drawn_at_most_a_quarter_of_the_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table (or list) is drawn whole until it closes: a 300-row one took 140 ms a frame.
+    On a clock where drawing costs 1 ms a line, the open block takes at most OPEN_DUTY of
+    the time, a cheap one is drawn every frame, and the end is exact."""
+    from tui.widgets import streaming_markdown as sm
+
+    clock = [0.0]
+    monkeypatch.setattr(sm, "OPEN_BUDGET_S", 0.008)
+    monkeypatch.setattr(sm, "_now", lambda: clock[0])
+    monkeypatch.setattr(sm, "_perf", lambda: clock[0])
+    real = sm.StreamingMarkdown._render_open
+
+    def costly(self: StreamingMarkdown, width: int, first: Any = False) -> None:
+        real(self, width, first)
+        clock[0] += 0.001 * len(self._open_lines)
+
+    monkeypatch.setattr(sm.StreamingMarkdown, "_render_open", costly)
+    app = _Host()
+    async with app.run_test(size=SIZE):
+        view = app.query_one(StreamingMarkdown)
+        lines = _table(200).splitlines(keepends=True)
+        drawing = 0.0
+        behind: list[int] = []
+        for i in range(0, len(lines), 2):
+            view.append("".join(lines[i : i + 2]))
+            before = clock[0]
+            view.sync()
+            drawing += clock[0] - before
+            clock[0] += 0.05  # the next frame
+            rows = sum("Country" in strip.text for strip in view._open_lines)
+            behind.append(max(0, i - rows))
+        assert drawing / clock[0] <= sm.OPEN_DUTY + 0.05, drawing / clock[0]
+        assert behind[5] == 0  # small at first: drawn every frame
+        assert max(behind) > 0  # large later: some frames wait
+        view.finish()
+        assert view.source == _table(200)
+        shown = [line.rstrip() for line in _shown(view) if line.strip()]
+        assert shown == [line.rstrip() for line in _whole(view, _table(200)) if line.strip()]

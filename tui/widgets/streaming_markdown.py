@@ -41,6 +41,8 @@ GROW_MIN = 4  # a streaming reply reserves at least this many lines for what com
 GROW_MAX = 16  # ... and at most this many
 GROW_AHEAD_S = 0.5  # ... or what it grew in this long at its recent rate
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
+OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
+OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
 SETTLED_LINE_CHARS = 12  # a line this long has shown what kind of block it starts
 PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can still rewrap
 _UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
@@ -59,7 +61,8 @@ _BLOCK_OPEN = (
 )
 
 
-_now = time.monotonic  # the growth rate's clock (tests replace it)
+_now = time.monotonic  # the growth rate's and the open block's clock (tests replace it)
+_perf = time.perf_counter  # what drawing the open block cost (tests replace it)
 
 
 def code_theme(dark: bool) -> str:
@@ -212,6 +215,7 @@ class StreamingMarkdown(Widget):
         self._open = ""  # the open block's source
         self._open_first: Token | None = None  # its first token, from the last block parse
         self._reserved = 0  # lines taken while streaming (``_grow``)
+        self._hold_until = 0.0  # no frame before this (``_now``): see OPEN_DUTY
         self._last_step: tuple[float, int] | None = None  # when it last grew, and to what
         self._open_lines: list[Strip] = []
         self._fence: _OpenFence | None = None
@@ -321,6 +325,8 @@ class StreamingMarkdown(Widget):
         source = self.source
         if len(source) == self._synced_len and not (self._finished and self._open):
             return
+        if self._hold_until and not self._finished and _now() < self._hold_until:
+            return  # the last frame's open block was costly: this one waits (OPEN_DUTY)
         if not self._width:
             if not self.content_region.width:
                 self.refresh(layout=True)  # drawn at the first layout (get_content_height)
@@ -361,7 +367,12 @@ class StreamingMarkdown(Widget):
         if open_text != self._open or closing:
             before = self._open_lines
             self._open = open_text
+            started = _perf()
             self._render_open(self._width, open_first)
+            cost = _perf() - started
+            # A big open block (a long table or list is drawn whole until it closes) is
+            # drawn at most OPEN_DUTY of the time, so it cannot take the frame rate down.
+            self._hold_until = _now() + cost * (1 / OPEN_DUTY - 1) if cost > OPEN_BUDGET_S else 0
             if not closing:
                 # The open block's top lines are often the same strips (a frozen paragraph, a
                 # fence's finished chunks): only lines from the first change down are redrawn.
