@@ -269,7 +269,7 @@ async def test_a_fence_takes_its_language_once_the_info_string_is_whole() -> Non
 
 
 @pytest.mark.parametrize(
-    ("lines_per_s", "most_blank", "fewest_lines_per_step"), [(5, 3, 4), (30, 15, 12)]
+    ("lines_per_s", "most_blank", "fewest_lines_per_step"), [(5, 3, 4), (30, 7, 8)]
 )
 async def test_a_streaming_reply_reserves_what_its_rate_needs(
     monkeypatch: pytest.MonkeyPatch, lines_per_s: int, most_blank: int, fewest_lines_per_step: int

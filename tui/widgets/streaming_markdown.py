@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before t
 
 FENCE_CHUNK_LINES = 24
 GROW_MIN = 4  # a streaming reply reserves at least this many lines for what comes next
-GROW_MAX = 16  # ... and at most this many
+GROW_MAX = 8  # ... and at most this many (16 left a gap of 15 blank lines at 200 tok/s)
 GROW_AHEAD_S = 0.5  # ... or what it grew in this long at its recent rate
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
