@@ -139,7 +139,9 @@ def app_env(home: Path) -> dict[str, str]:
 
 
 class Tmux:
-    """A detached tmux session of a fixed size running one command."""
+    """A detached tmux session of a fixed size running one command (the benchmarks' terminal,
+    and the tests': tests/test_tmux.py). Of ``env``, the ``TOKENRACE*``, ``PYTHON*``,
+    ``TERM*`` and ``NO_COLOR`` variables reach the command."""
 
     def __init__(
         self, command: str, env: dict[str, str], width: int = 120, height: int = 40

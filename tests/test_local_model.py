@@ -137,7 +137,7 @@ async def test_two_local_configurations_race_at_once(cache_env: Path, isolated_h
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 @pytest.mark.parametrize("how", ["ctrl-q", "ctrl-c", "sigkill"])
 def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_home: Path) -> None:
-    from tests.test_tmux import Tmux
+    from tests.test_tmux import POLL_S, Tmux
 
     env = {
         "TOKENRACE_HOME": str(isolated_home),
@@ -148,7 +148,7 @@ def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_ho
     }
     tmux = Tmux(f"{sys.executable} -m tui.cli -m {MODEL}; echo EXITED $?", env)
     try:
-        tmux.wait_for("ready in", 120)  # the status bar: the server answers
+        tmux.wait_for("ready in", 120, POLL_S)  # the status bar: the server answers
         shell = tmux.pane_pid()
         servers = local_servers(shell)
         assert len(servers) == 1
@@ -160,10 +160,10 @@ def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_ho
                 if "tui.cli" in " ".join(p.cmdline())
             ]
             app.send_signal(signal.SIGKILL)
-            tmux.wait_for("EXITED 137", 10)
+            tmux.wait_for("EXITED 137", 10, POLL_S)
         else:
             tmux.keys("C-q" if how == "ctrl-q" else "C-c")
-            tmux.wait_for("EXITED 0", 15)
+            tmux.wait_for("EXITED 0", 15, POLL_S)
         assert gone(pids), f"the local server outlived the app ({how})"
     finally:
         tmux.close()

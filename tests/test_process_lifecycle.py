@@ -136,7 +136,7 @@ def test_no_orphan_after_sigkill_of_the_app(
 def test_no_orphan_after_quitting_from_the_keyboard(
     keys: list[str], isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.test_tmux import Tmux
+    from tests.test_tmux import POLL_S, Tmux
 
     (isolated_home / "config.toml").write_text(
         f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
@@ -144,7 +144,7 @@ def test_no_orphan_after_quitting_from_the_keyboard(
     env = {"TOKENRACE_HOME": str(isolated_home), "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
     tmux = Tmux(f"{sys.executable} -m tui.cli -m mock/mock-fast; echo EXITED $?", env)
     try:
-        tmux.wait_for("Message…", 20)
+        tmux.wait_for("Message…", 20, POLL_S)
         shell = tmux.pane_pid()
         deadline = time.monotonic() + 10
         engines: list[psutil.Process] = []
@@ -153,7 +153,7 @@ def test_no_orphan_after_quitting_from_the_keyboard(
             time.sleep(0.1)
         assert engines
         tmux.keys(*keys)
-        tmux.wait_for("EXITED 0", 10)
+        tmux.wait_for("EXITED 0", 10, POLL_S)
         assert _gone([e.pid for e in engines]), "the engine outlived the app"
     finally:
         tmux.close()

@@ -11,71 +11,20 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.common import Tmux
 from tests.support.cli import REPO, run_cli
 from tests.support.mock_server import MockServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
+POLL_S = 0.25  # screen reads while waiting: light, next to an app whose figures are checked
 METRICS = re.compile(r"✓ complete · TTFT ([\d.]+) (ms|s) · ([\d.,]+) tok/s · ([\d,]+) tok")
-
-
-class Tmux:
-    """One detached tmux session running a command."""
-
-    def __init__(
-        self, command: str, env: dict[str, str], width: int = 120, height: int = 40
-    ) -> None:
-        self.name = f"tr-{uuid.uuid4().hex[:8]}"
-        # A server of its own: on the shared one, a new session can catch the server exiting
-        # after the previous test's last session closed ("server exited unexpectedly").
-        self.tmux = ["tmux", "-L", self.name]
-        exports = " ".join(f"{k}={v}" for k, v in env.items())
-        subprocess.run(
-            [*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height)],
-            check=True,
-        )
-        self.keys(f"cd {REPO} && env {exports} {command}", "Enter")
-
-    def keys(self, *keys: str) -> None:
-        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
-
-    def screen(self) -> str:
-        return subprocess.run(
-            [*self.tmux, "capture-pane", "-p", "-t", self.name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    def wait_for(self, pattern: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.screen()
-            if re.search(pattern, text):
-                return text
-            time.sleep(0.25)
-        raise AssertionError(f"{pattern!r} never appeared; screen:\n{self.screen()}")
-
-    def pane_pid(self) -> int:
-        """The pid of the pane's shell (the command's parent)."""
-        out = subprocess.run(
-            [*self.tmux, "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return int(out.split()[0])
-
-    def close(self) -> None:
-        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -97,9 +46,9 @@ def test_long_markdown_reply_in_a_real_terminal(
     }
     tmux = Tmux(f"{sys.executable} -m tui.cli -m mock/mock-markdown", env)
     try:
-        tmux.wait_for("Message…", 20)
+        tmux.wait_for("Message…", 20, POLL_S)
         tmux.keys("Write a long answer with code", "Enter")
-        screen = tmux.wait_for(r"✓ complete", 60)
+        tmux.wait_for(r"✓ complete", 60, POLL_S)
         time.sleep(0.5)
         screen = tmux.screen()
         # The end of the reply is on screen: the last code fence and the closing quote.
