@@ -100,11 +100,8 @@ def run(quick: bool = False) -> list[Row]:
                     {"percent": mid, "windows": readings, "window_s": window_s},
                 )
             )
-        messages = 40 if quick else 500
-        if quick:
-            idle = idle_cpu(server, 0.5, settle_s=0.3, messages=messages)
-        else:
-            idle = idle_cpu(server, 10.0, settle_s=8.0, messages=messages)
+        idle_s, idle_settle_s, messages = (0.5, 0.3, 40) if quick else (10.0, 8.0, 500)
+        idle = idle_cpu(server, idle_s, settle_s=idle_settle_s, messages=messages)
     rows.append(
         Row(
             f"CPU, idle on a {messages}-message conversation",

@@ -846,7 +846,7 @@ class MockServer:
         """Built-in plus registered scenario names."""
         return list(dict.fromkeys([*self._builtins, *self._scenarios]))
 
-    async def _sleep_until(self, target_ns: int, spin_ns: int = SPIN_NS) -> None:
+    async def _sleep_until(self, target_ns: int, spin_ns: int) -> None:
         """Sleep until perf_counter_ns() >= target_ns: timer thread, then a short yield-spin.
 
         ``spin_ns=0`` (scenario ``"spin": false``): the timer thread alone, about 0.1-0.2 ms

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 CHECKPOINT_S = 1.0
 # New text is drawn at most this often, one redraw for everything. 20 Hz: 4-5 tokens a frame
 # at 100 tok/s; at 25 Hz the UI took 11% more CPU (bench/README.md, CPU rows) for frames 10 ms
-# sooner (render lag p95 62 -> 70 ms at 200 tok/s).
+# sooner (render lag p95 62 -> 73-80 ms at 200 tok/s).
 FRAME_HZ = 20
 FIGURES_EVERY = 3  # live figures every third frame: about 7 times a second
 HISTORY_WINDOW = 30  # turns rendered when a conversation opens; older ones load on demand
