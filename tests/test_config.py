@@ -155,7 +155,7 @@ def test_reserved_name(tmp_path: Path) -> None:
     assert "reserved" in str(err)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+@pytest.mark.skipif(os.geteuid() == 0, reason="platform: root reads any file")
 def test_unreadable_file(tmp_path: Path) -> None:
     p = write(tmp_path, DOCUMENTED)
     p.chmod(0)

@@ -394,7 +394,7 @@ async def test_metrics_log_and_prometheus_file(
     assert count == 2
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.skipif(sys.platform == "win32", reason="platform: SIGKILL is POSIX")
 def test_sigkill_mid_stream_leaves_a_consistent_db_with_the_partial_reply(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:

@@ -22,7 +22,7 @@ from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.prompt_box import PromptBox
 
-posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+posix = pytest.mark.skipif(sys.platform == "win32", reason="platform: POSIX signals")
 
 
 async def test_engine_death_is_reported_and_the_app_recovers(
