@@ -159,6 +159,31 @@ class ThemeFileError(ValueError):
     """A user theme file that cannot be used."""
 
 
+def _check_colours(spec: ThemeSpec) -> None:
+    """Raise ThemeFileError naming the first value that is not a colour Textual can parse."""
+    from textual.color import Color, ColorParseError
+
+    values = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _NOT_COLOURS}
+    if not isinstance(spec.variables, dict):
+        raise ThemeFileError("variables: expected a table")
+    # Textual's own variables may hold styles ("bold"); ours are colours the widgets parse.
+    values.update(
+        {f"variables.{k}": v for k, v in spec.variables.items() if k in SEMANTIC_DEFAULTS_DARK}
+    )
+    for key, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ThemeFileError(f"{key}: expected a colour string, got {value!r}")
+        try:
+            Color.parse(value)
+        except ColorParseError:
+            raise ThemeFileError(f"{key}: {value!r} is not a colour") from None
+
+
+_NOT_COLOURS = frozenset({"name", "dark", "variables"})
+
+
 def load_user_themes(folder: Path) -> tuple[list[ThemeSpec], list[str]]:
     """Themes from ``folder/*.toml``; broken files are reported, never fatal."""
     specs: list[ThemeSpec] = []
@@ -175,7 +200,9 @@ def load_user_themes(folder: Path) -> tuple[list[ThemeSpec], list[str]]:
             data.setdefault("name", path.stem)
             if "primary" not in data:
                 raise ThemeFileError("missing key: primary")
-            specs.append(ThemeSpec(**data))
+            spec = ThemeSpec(**data)
+            _check_colours(spec)
+            specs.append(spec)
         except (OSError, tomllib.TOMLDecodeError, ThemeFileError, TypeError) as exc:
             errors.append(f"{path}: {exc}")
     return specs, errors

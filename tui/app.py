@@ -326,7 +326,9 @@ class TokenraceApp(App[None]):
             self.notify(err, severity="warning")
 
     def watch_theme(self, theme: str) -> None:
-        if not self.is_mounted:
+        # ``App.is_mounted`` is a method taking a widget, so ``not self.is_mounted`` was
+        # always False: before the app runs there is nothing to tell.
+        if not self.is_running:
             return
         from tui.widgets.streaming_markdown import StreamingMarkdown
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before t
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
     from rich.syntax import Syntax
+    from textual.selection import Selection
 
 FENCE_CHUNK_LINES = 24
 GROW_MIN = 4  # a streaming reply reserves at least this many lines for what comes next
@@ -99,6 +100,7 @@ def markdown_class() -> Any:
     from rich.markdown import CodeBlock
     from rich.markdown import Markdown as RichMarkdown
     from rich.syntax import Syntax
+    from textual.selection import Selection
 
     parser = MarkdownIt().enable("strikethrough").enable("table")
 
@@ -273,7 +275,7 @@ class StreamingMarkdown(Widget):
 
     # --- rendering -----------------------------------------------------------------------
 
-    def _render(self, renderable: RenderableType, width: int) -> list[Strip]:
+    def _render_strips(self, renderable: RenderableType, width: int) -> list[Strip]:
         console = self.app.console
         if self._options is None or self._options[0] != width:
             self._options = (width, console.options.update_width(width).update(height=None))
@@ -289,7 +291,7 @@ class StreamingMarkdown(Widget):
 
     def _render_block(self, source: str, width: int) -> list[Strip]:
         self.rendered_blocks += 1
-        lines = self._render(render_markdown(source.rstrip("\n"), bool(self._dark)), width)
+        lines = self._render_strips(render_markdown(source.rstrip("\n"), bool(self._dark)), width)
         return [*lines, Strip.blank(width, self._style)] if lines else []
 
     def _width_now(self) -> int:
@@ -427,7 +429,7 @@ class StreamingMarkdown(Widget):
         else:
             self._fence = None
             self._paragraph.reset()
-            lines = self._render(render_markdown(text.rstrip("\n"), bool(self._dark)), width)
+            lines = self._render_strips(render_markdown(text.rstrip("\n"), bool(self._dark)), width)
             self._open_lines = lines
 
     # --- the line API --------------------------------------------------------------------
@@ -493,6 +495,12 @@ class StreamingMarkdown(Widget):
                 self._rerender_all(width)
         return self._height()
 
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        # Textual's own reads ``self._render()``, which a line-API widget has no text in:
+        # the selection is taken from the lines as drawn, so a copy gives what was seen.
+        text = "\n".join(line.text.rstrip() for line in (*self._closed_lines, *self._open_lines))
+        return selection.extract(text), "\n"
+
     def render_line(self, y: int) -> Strip:
         closed = self._closed_lines
         if y < len(closed):
@@ -541,7 +549,7 @@ class _OpenParagraph:
             self.reset(key)
         dark = bool(view._dark)
         body = text[self._chars :]
-        lines = view._render(render_markdown(body.rstrip("\n"), dark), width)
+        lines = view._render_strips(render_markdown(body.rstrip("\n"), dark), width)
         if len(lines) >= self._retry_at:
             # A line that starts inside a code span or a link cannot be cut at: try a few.
             offset = 0
@@ -585,10 +593,10 @@ class _OpenParagraph:
         for offset in candidates:
             if not 0 < offset < len(body):
                 continue
-            head = view._render(render_markdown(body[:offset], dark), width)
+            head = view._render_strips(render_markdown(body[:offset], dark), width)
             if head != lines[:cut]:
                 continue
-            tail = view._render(render_markdown(body[offset:].rstrip("\n"), dark), width)
+            tail = view._render_strips(render_markdown(body[offset:].rstrip("\n"), dark), width)
             if tail == lines[cut:]:
                 return offset
         return 0
@@ -631,9 +639,9 @@ class _OpenFence:
                     self._chunks.append(self._current_lines)
                     self._current = []
                 self._current.append(line)
-            self._current_lines = view._render(self._syntax("\n".join(self._current), dark), width)
+            self._current_lines = view._render_strips(self._syntax("\n".join(self._current), dark), width)
         out = [line for chunk in self._chunks for line in chunk]
         out += self._current_lines
         if partial:
-            out += view._render(Text(" " + partial), width)
+            out += view._render_strips(Text(" " + partial), width)
         return out
