@@ -71,7 +71,7 @@ def _shown(view: StreamingMarkdown) -> list[str]:
 
 
 def _whole(view: StreamingMarkdown, text: str) -> list[str]:
-    return [strip.text for strip in view._render(render_markdown(text, True), view._width)]
+    return [strip.text for strip in view._render_strips(render_markdown(text, True), view._width)]
 
 
 async def _feed(view: StreamingMarkdown, text: str, seed: int = 1, check_every: int = 0) -> int:

@@ -100,7 +100,6 @@ def markdown_class() -> Any:
     from rich.markdown import CodeBlock
     from rich.markdown import Markdown as RichMarkdown
     from rich.syntax import Syntax
-    from textual.selection import Selection
 
     parser = MarkdownIt().enable("strikethrough").enable("table")
 
@@ -639,7 +638,9 @@ class _OpenFence:
                     self._chunks.append(self._current_lines)
                     self._current = []
                 self._current.append(line)
-            self._current_lines = view._render_strips(self._syntax("\n".join(self._current), dark), width)
+            self._current_lines = view._render_strips(
+                self._syntax("\n".join(self._current), dark), width
+            )
         out = [line for chunk in self._chunks for line in chunk]
         out += self._current_lines
         if partial:
