@@ -101,3 +101,17 @@ def test_mypy_strict_is_clean_on_providers() -> None:
         check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_import_contracts_hold() -> None:
+    # Static twin of the sys.modules probes above: every import chain, taken or not at run time.
+    r = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 kept, 0 broken" in r.stdout
