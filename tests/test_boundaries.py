@@ -42,12 +42,16 @@ def run_probe(args: list[str], home: Path, allowed: tuple[str, ...] = ()) -> str
 
 
 def test_importing_providers_and_session_leaves_the_ui_out() -> None:
+    # Every module of the packages that must stay headless, found by walking them, so a new
+    # module is probed without anyone adding it here.
     code = (
-        "import sys, providers.engine, providers.worker, providers.remote, "
-        "providers.control, providers.metrics, providers.keys, tui.session.store, "
-        "tui.session.conversation, tui.session.catalog, tui.session.metrics_log, "
-        "tui.format, tui.cli; "
-        "print(sorted(m for m in ('textual', 'rich', 'openai') if m in sys.modules))"
+        "import importlib, pkgutil, sys, providers, tui.session, tui.headless\n"
+        "for pkg in (providers, tui.session, tui.headless):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "import tui.format, tui.cli\n"
+        "print(len(sys.modules), sorted(m for m in ('textual', 'rich', 'openai') "
+        "if m in sys.modules))"
     )
     r = subprocess.run(
         [sys.executable, "-c", code],
@@ -57,7 +61,7 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         timeout=60,
         check=True,
     )
-    assert r.stdout.strip() == "[]"
+    assert r.stdout.split(" ", 1)[1].strip() == "[]", r.stdout
 
 
 @pytest.mark.parametrize(
@@ -68,6 +72,10 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         (["models", "mock"], ("openai",)),  # the control plane uses the SDK (DESIGN §3)
         (["ask", "-m", "mock/mock-instant", "hello"], ()),
         (["ask", "-m", "mock/mock-instant", "--json", "hello"], ()),
+        (["replay", "{suite}", "-m", "mock/mock-instant", "--json", "{out}"], ()),
+        (["export", "--list"], ()),
+        (["export", "--format", "md"], ()),
+        (["export", "--format", "json"], ()),
     ],
 )
 def test_headless_commands_never_import_textual_or_rich(
@@ -76,6 +84,11 @@ def test_headless_commands_never_import_textual_or_rich(
     (isolated_home / "config.toml").write_text(
         f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
     )
+    suite = isolated_home / "suite.jsonl"
+    suite.write_text('{"prompt": "hello"}\n')
+    if args[0] == "export":  # something to export
+        assert run_probe(["ask", "-m", "mock/mock-instant", "hi"], isolated_home) == "LEAKED []"
+    args = [a.format(suite=suite, out=isolated_home / "out.json") for a in args]
     assert run_probe(args, isolated_home, allowed) == "LEAKED []"
 
 
