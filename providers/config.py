@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from providers import paths
+from providers import paths, secrets
 
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
@@ -456,6 +456,12 @@ def parse_config(
     if default_model is not None and "/" not in default_model:
         raise chk.fail(["default_model"], "expected 'endpoint/model'")
 
+    for ep in endpoints.values():
+        # Credentials in a URL's userinfo are redacted wherever keys are (issue 15.8).
+        for url in (ep.base_url, ep.proxy or ""):
+            for value in secrets.userinfo_secrets(url):
+                secrets.register(value)
+
     return Config(
         path=path,
         endpoints=endpoints,
@@ -511,7 +517,9 @@ def _endpoint(
     url = table.get("base_url", base.base_url if base else "")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise chk.fail([*where, "base_url"], f"expected an http(s) URL, got {url!r}")
+        raise chk.fail(
+            [*where, "base_url"], f"expected an http(s) URL, got {secrets.redact_url(url)!r}"
+        )
     models = table.get("models", list(base.models) if base else [])
     for i, m in enumerate(models):
         if not isinstance(m, str) or not m:

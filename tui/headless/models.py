@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from providers import secrets
 from providers.config import Config, Endpoint, load_config
 from providers.control import ModelListing, list_models
 from providers.inert import inert, inert_label
@@ -96,7 +97,7 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
     for r in reports:
         ep = r.endpoint
         where = f"started by tokenrace on first use: {ep.description}" if ep.managed else ""
-        print(f"{ep.name}  {where or ep.base_url}")
+        print(f"{ep.name}  {where or secrets.redact_url(ep.base_url)}")
         # The listing's message and the model ids are the server's words: made inert.
         print(f"  {key_status(ep, r.key, r.key_error)} · {inert(_listing_status(r))}")
         if not r.models:
@@ -144,7 +145,7 @@ def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any
         out.append(
             {
                 "endpoint": ep.name,
-                "base_url": ep.base_url,
+                "base_url": secrets.redact_url(ep.base_url),
                 "key": key_status(ep, r.key, r.key_error),
                 "key_source": r.key.source if r.key else None,
                 "reachable": _listing_status(r),
