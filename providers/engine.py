@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -180,14 +181,17 @@ def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            value = float(ms) / 1000.0
+            # NaN and infinities are no wait at all: ignored, the usual backoff applies.
+            return max(0.0, value) if math.isfinite(value) else None
         except ValueError:
             pass
     ra = headers.get("retry-after")
     if not ra:
         return None
     try:
-        return max(0.0, float(ra))
+        value = float(ra)
+        return max(0.0, value) if math.isfinite(value) else None
     except ValueError:
         pass
     try:
@@ -215,6 +219,10 @@ def _snippet(text: str, limit: int = 300) -> str:
 
 
 def _fmt_s(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds >= 365 * 86400:
+        return "over a year"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.3g} s"
