@@ -365,3 +365,35 @@ def test_property_headless_output_holds_no_control(
         err.encode("utf-8")
 
     check()
+
+
+async def test_two_pane_race_with_hostile_replies_is_inert(
+    isolated_home: Path, hostile: HostileServer
+) -> None:
+    """Compare mode: both panes, their headers and the strip; and the metrics log file."""
+    from tui.widgets.assistant_message import AssistantMessage
+    from tui.widgets.prompt_box import PromptBox
+
+    models = ["hostile/" + HOSTILE_MODEL_IDS[2], "hostile/" + HOSTILE_MODEL_IDS[4]]
+    config = parse_config({"endpoints": {"hostile": {"base_url": hostile.base_url}}})
+    app = make_app(config, isolated_home, models=models)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: app.screen.query(PromptBox), what="compare screen")
+        app.screen.query_one(PromptBox).set_prompt("race")
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: (
+                len(app.screen.query(AssistantMessage)) == 2
+                and all(m.status == "complete" for m in app.screen.query(AssistantMessage))
+            ),
+            what="both hostile replies",
+            timeout=20,
+        )
+        await pilot.pause(0.3)
+        assert type(app.screen).__name__ == "CompareScreen"
+        assert "gpt<U+202E>4o" in "".join(driver_text(app))
+        assert_screen_inert(app, "compare screen")
+    runs = (isolated_home / "data" / "runs.jsonl").read_text(encoding="utf-8")
+    assert not bad_chars(runs)  # a file people `tail -f`
+    assert {json.loads(line)["model"] for line in runs.splitlines()} == set(models)  # exact
