@@ -397,3 +397,79 @@ async def test_two_pane_race_with_hostile_replies_is_inert(
     runs = (isolated_home / "data" / "runs.jsonl").read_text(encoding="utf-8")
     assert not bad_chars(runs)  # a file people `tail -f`
     assert {json.loads(line)["model"] for line in runs.splitlines()} == set(models)  # exact
+
+
+def test_keys_set_shows_a_hostile_rejection_inertly(
+    isolated_home: Path, hostile: HostileServer
+) -> None:
+    _config(isolated_home, hostile, api_key_env='"HOSTILE_KEY"')
+    hostile.handler = lambda req: error_answer(401, "no " + HOSTILE)
+    r = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "keys", "set", "hostile"],
+        input=b"sk-some-key-1234567890\n",
+        capture_output=True,
+        env=dict(os.environ),
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert b"rejected this key" in r.stderr, r.stderr
+    _assert_terminal_safe(r.stderr, "keys set")
+
+
+def test_ask_with_absurd_usage_prints_sane_figures(
+    isolated_home: Path, hostile: HostileServer
+) -> None:
+    _config(isolated_home, hostile)
+    hostile.handler = lambda req: Answer(
+        headers={"Content-Type": "text/event-stream"},
+        chunks=sse(
+            chunk(content="ok"),
+            chunk(
+                finish="stop",
+                usage={"prompt_tokens": -4, "completion_tokens": 1e308, "cost": 1e308},
+            ),
+        ),
+    )
+    r = _run("ask", "-m", "hostile/m", "hi")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert "impossible usage figures" in err and len(err) < 1000, err
+    r = _run("ask", "-m", "hostile/m", "--json", "hi")
+    (doc,) = json.loads(r.stdout)
+    assert doc["metrics"]["cost_usd"] is None or doc["metrics"]["cost_usd"] < 1e6
+    assert (doc["metrics"]["output_tokens"] or 0) < 1e9
+
+
+async def test_endless_hostile_stream_cancelled_in_the_app(
+    isolated_home: Path, hostile: HostileServer
+) -> None:
+    """A stream that never ends, each event hostile: Esc cancels, what came stays, inert."""
+    from tui.widgets.assistant_message import AssistantMessage
+    from tui.widgets.prompt_box import PromptBox
+
+    event = sse(chunk(content=PAYLOADS["osc52_clipboard"] + " more "), done=False)[0]
+    hostile.handler = lambda req: Answer(
+        headers={"Content-Type": "text/event-stream"}, endless=event, delay_s=0.02
+    )
+    config = parse_config({"endpoints": {"hostile": {"base_url": hostile.base_url}}})
+    app = make_app(config, isolated_home, models=["hostile/m"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one(PromptBox).set_prompt("go")
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: (
+                app.screen.query(AssistantMessage)
+                and app.screen.query_one(AssistantMessage).body.source.count("␛") > 20
+            ),
+            what="a stream of hostile events",
+        )
+        await pilot.press("escape")
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one(AssistantMessage).status == "cancelled",
+            what="cancelled",
+        )
+        await pilot.pause(0.2)
+        assert_screen_inert(app, "endless stream, cancelled")
