@@ -76,7 +76,7 @@ class StatusBar(Horizontal):
         self.extra = extra
         text = Content.assemble(
             ("● ", "bold"),
-            (inert_label(model) or "no model", "bold"),
+            (inert_label(model or "no model"), "bold"),
             f"  {extra}" if extra else "",
         )
         self.figures.show(text)
