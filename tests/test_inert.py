@@ -31,7 +31,9 @@ from tests.support.hostile_server import (
     SURROGATE_JSON,
     Answer,
     HostileServer,
+    absurd_usage_stream,
     chunk,
+    endless_stream,
     error_answer,
     sse,
 )
@@ -421,16 +423,7 @@ def test_ask_with_absurd_usage_prints_sane_figures(
     isolated_home: Path, hostile: HostileServer
 ) -> None:
     _config(isolated_home, hostile)
-    hostile.handler = lambda req: Answer(
-        headers={"Content-Type": "text/event-stream"},
-        chunks=sse(
-            chunk(content="ok"),
-            chunk(
-                finish="stop",
-                usage={"prompt_tokens": -4, "completion_tokens": 1e308, "cost": 1e308},
-            ),
-        ),
-    )
+    hostile.handler = lambda req: absurd_usage_stream()
     r = _run("ask", "-m", "hostile/m", "hi")
     assert r.returncode == 0, r.stderr
     err = r.stderr.decode()
@@ -448,10 +441,7 @@ async def test_endless_hostile_stream_cancelled_in_the_app(
     from tui.widgets.assistant_message import AssistantMessage
     from tui.widgets.prompt_box import PromptBox
 
-    event = sse(chunk(content=PAYLOADS["osc52_clipboard"] + " more "), done=False)[0]
-    hostile.handler = lambda req: Answer(
-        headers={"Content-Type": "text/event-stream"}, endless=event, delay_s=0.02
-    )
+    hostile.handler = lambda req: endless_stream(PAYLOADS["osc52_clipboard"] + " more ")
     config = parse_config({"endpoints": {"hostile": {"base_url": hostile.base_url}}})
     app = make_app(config, isolated_home, models=["hostile/m"])
     async with app.run_test(size=(100, 30)) as pilot:

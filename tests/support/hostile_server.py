@@ -118,6 +118,22 @@ def hostile_stream(text: str = HOSTILE, reasoning: str = HOSTILE) -> Answer:
     )
 
 
+def absurd_usage_stream(usage: dict[str, Any] | None = None) -> Answer:
+    """A short reply whose usage figures cannot be: negative, 1e308 (JSON also allows
+    ``Infinity`` and ``NaN``, which Python's parser accepts: pass them as raw strings)."""
+    figures = usage or {"prompt_tokens": -4, "completion_tokens": 1e308, "cost": 1e308}
+    return Answer(
+        headers={"Content-Type": "text/event-stream"},
+        chunks=sse(chunk(content="ok"), chunk(finish="stop", usage=figures)),
+    )
+
+
+def endless_stream(text: str = HOSTILE, every_s: float = 0.02) -> Answer:
+    """A stream that never ends: the same hostile event every ``every_s`` seconds."""
+    event = sse(chunk(content=text), done=False)[0]
+    return Answer(headers={"Content-Type": "text/event-stream"}, endless=event, delay_s=every_s)
+
+
 def models_answer(ids: list[str]) -> Answer:
     """GET /models listing ``ids``."""
     body = json.dumps({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
