@@ -9,10 +9,12 @@ object per chunk.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from providers.events import (
     Event,
+    Notice,
     ReasoningDelta,
     ServerTimings,
     StreamError,
@@ -22,6 +24,10 @@ from providers.events import (
 )
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+# Beyond these a figure is not a figure: a billion tokens in one reply, $10,000 for one request.
+MAX_TOKENS = 10**9
+MAX_COST_USD = 10_000.0
 
 
 def error_text(obj: Any) -> tuple[str, str]:
@@ -57,25 +63,42 @@ def _int(v: Any) -> int | None:
     return None
 
 
-def parse_usage(u: dict[str, Any], t_ns: int) -> Usage:
-    """Map OpenAI, DeepSeek and OpenRouter usage fields to one ``Usage`` event."""
-    prompt = _int(u.get("prompt_tokens"))
-    completion = _int(u.get("completion_tokens"))
+def _count(v: Any, name: str, bad: list[str]) -> int | None:
+    """A token count, or None (noted in ``bad``) when it is not a possible one."""
+    if v is None:
+        return None
+    n = _int(v)
+    if n is None or not 0 <= n <= MAX_TOKENS:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            bad.append(f"{name} = {v!r:.20}")
+        return None
+    return n
+
+
+def parse_usage(u: dict[str, Any], t_ns: int, bad: list[str] | None = None) -> Usage:
+    """Map OpenAI, DeepSeek and OpenRouter usage fields to one ``Usage`` event. Impossible
+    figures (negative, NaN, infinite, absurdly large) are left out and named in ``bad``."""
+    bad = [] if bad is None else bad
+    prompt = _count(u.get("prompt_tokens"), "prompt_tokens", bad)
+    completion = _count(u.get("completion_tokens"), "completion_tokens", bad)
     reasoning = None
     details = u.get("completion_tokens_details")
     if isinstance(details, dict):
-        reasoning = _int(details.get("reasoning_tokens"))
+        reasoning = _count(details.get("reasoning_tokens"), "reasoning_tokens", bad)
     cached = None
     pdetails = u.get("prompt_tokens_details")
     if isinstance(pdetails, dict):
-        cached = _int(pdetails.get("cached_tokens"))
-    hit = _int(u.get("prompt_cache_hit_tokens"))
+        cached = _count(pdetails.get("cached_tokens"), "cached_tokens", bad)
+    hit = _count(u.get("prompt_cache_hit_tokens"), "prompt_cache_hit_tokens", bad)
     if hit is not None:  # DeepSeek: hit + miss == prompt_tokens
         cached = hit
     cost = u.get("cost")
-    cost_usd = (
-        float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
-    )
+    cost_usd = None
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        if math.isfinite(cost) and 0 <= cost <= MAX_COST_USD:
+            cost_usd = float(cost)
+        else:
+            bad.append(f"cost = {cost!r:.20}")
     return Usage(
         t_ns=t_ns,
         prompt=prompt,
@@ -95,6 +118,7 @@ class ChunkParser:
         self.done = False
         self.error: StreamError | None = None
         self.data_events = 0
+        self.warned_usage = False
 
     def feed(self, event: str, data: str, t_ns: int) -> list[Event]:
         """Parse one SSE event; sets ``done`` on ``[DONE]`` and ``error`` on an error."""
@@ -147,13 +171,26 @@ class ChunkParser:
                     self._choice(choice, t_ns, out)
         usage = obj.get("usage")
         if isinstance(usage, dict) and usage:
-            out.append(parse_usage(usage, t_ns))
+            bad: list[str] = []
+            out.append(parse_usage(usage, t_ns, bad))
+            if bad and not self.warned_usage:
+                self.warned_usage = True
+                out.append(
+                    Notice(
+                        t_ns=t_ns,
+                        message=f"{self.endpoint} reported impossible usage figures "
+                        f"({', '.join(bad)}); they are ignored and counts are estimated",
+                    )
+                )
         timings = obj.get("timings")
         if isinstance(timings, dict):
             values = tuple(
                 (str(k), float(v))
                 for k, v in timings.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                if isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and abs(v) < 1e15
             )
             out.append(ServerTimings(t_ns=t_ns, values=values))
         if obj.get("error") or obj.get("object") == "error":

@@ -9,7 +9,10 @@ keeping the user's comments (tomlkit).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from providers import paths
+from providers import paths, secrets
+from providers.inert import inert_label
 
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
@@ -239,6 +243,30 @@ _ENGINE_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 
+# Upper bounds: beyond them a value is a typo or an attack, and used as given it failed later
+# with an internal error (a 1e17 retry loop, a 10 GB event buffer, a 300-digit cost).
+_MAX_SECONDS = 7 * 86400.0
+_LIMITS: dict[str, float] = {
+    "retries": 10,
+    "max_retry_wait": 86400,
+    "max_event_bytes": 1 << 30,
+    "stall_threshold": 3600,
+    "keyring_timeout": 600,
+    "connect": _MAX_SECONDS,
+    "first_token": _MAX_SECONDS,
+    "idle": _MAX_SECONDS,
+    "max_concurrency": 1024,
+    "input": 100_000,  # $ per 1M tokens
+    "output": 100_000,
+    "cached_input": 100_000,
+    "context": 1 << 30,
+}
+MAX_CONFIG_BYTES = 1 << 20
+# RFC 9110 token characters: anything else in a header name breaks the request line.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _type_name(types: tuple[type, ...]) -> str:
     names = {
         int: "integer",
@@ -312,6 +340,11 @@ class _Checker:
                 raise self.fail(
                     kp, f"expected {_type_name(types)}, got {_value_type(value)} ({value!r})"
                 )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.fail(kp, f"must be a finite number, got {value!r}")
+            limit = _LIMITS.get(key)
+            if limit is not None and isinstance(value, (int, float)) and value > limit:
+                raise self.fail(kp, f"must be at most {limit:g}, got {value:g}")
 
 
 def _quote(key: str) -> str:
@@ -354,7 +387,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     path = path if path is not None else paths.config_path()
     env = os.environ if environ is None else environ
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = _read_config_file(path)
     except FileNotFoundError:
         return Config(path=path, endpoints=presets(env))
     except IsADirectoryError:
@@ -374,6 +407,38 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         msg = str(exc).split(" (at line")[0]
         raise ConfigError(path, f"TOML syntax error: {msg}", line=line) from None
     return parse_config(data, path=path, source=source, environ=env)
+
+
+def _read_config_file(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file or is too big to be a config:
+    ``/dev/zero`` grew without end, and opening a FIFO blocked for ever."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                path, "is not a regular file (a device, FIFO or socket): give a TOML file"
+            )
+        limit = MAX_CONFIG_BYTES
+        if info.st_size > limit:
+            raise ConfigError(
+                path, f"is {info.st_size / (1 << 20):.1f} MiB; a config file is at most 1 MiB"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise ConfigError(path, "grew past 1 MiB while being read; a config file is smaller")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _toml_error_line(message: str) -> int | None:
@@ -405,6 +470,13 @@ def parse_config(
         where = ["endpoints", name]
         if not isinstance(table, dict):
             raise chk.fail(where, f"expected table, got {_value_type(table)}")
+        if not name:
+            raise chk.fail(where, "endpoint names cannot be empty")
+        if _CONTROL.search(name) or "\t" in name or name != name.strip():
+            raise chk.fail(
+                ["endpoints"],
+                f"the endpoint name {inert_label(name)!r} holds control characters or spaces",
+            )
         if name in RESERVED_NAMES:
             raise chk.fail(where, f"the name {name!r} is reserved for the bundled local model")
         if "/" in name:
@@ -456,6 +528,12 @@ def parse_config(
     if default_model is not None and "/" not in default_model:
         raise chk.fail(["default_model"], "expected 'endpoint/model'")
 
+    for ep in endpoints.values():
+        # Credentials in a URL's userinfo are redacted wherever keys are (issue 15.8).
+        for url in (ep.base_url, ep.proxy or ""):
+            for value in secrets.userinfo_secrets(url):
+                secrets.register(value)
+
     return Config(
         path=path,
         endpoints=endpoints,
@@ -498,6 +576,36 @@ def _string_map(value: Mapping[str, Any], chk: _Checker, where: list[str]) -> di
     return out
 
 
+def _check_headers(headers: Mapping[str, str], chk: _Checker, where: list[str]) -> None:
+    """A header is one line: a CR or LF in it would start another header (or the body)."""
+    for k, v in headers.items():
+        if not _HEADER_NAME.fullmatch(k):
+            raise chk.fail(
+                [*where, k], "not a valid header name (letters, digits and !#$%&'*+-.^_`|~)"
+            )
+        if _CONTROL.search(v):
+            raise chk.fail(
+                [*where, k],
+                "a header value must be one line with no line break or control character",
+            )
+
+
+def _check_url(url: str, schemes: tuple[str, ...], chk: _Checker, where: list[str]) -> None:
+    shown = secrets.redact_url(url)
+    if _CONTROL.search(url) or " " in url:
+        raise chk.fail(where, f"the URL holds spaces or control characters: {inert_label(shown)!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        kinds = "http(s)" if schemes == ("http", "https") else "/".join(schemes)
+        raise chk.fail(where, f"expected an {kinds} URL, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise chk.fail(where, f"the port must be from 1 to 65535, in {shown!r}")
+
+
 def _endpoint(
     name: str,
     table: Mapping[str, Any],
@@ -509,9 +617,9 @@ def _endpoint(
     if base is None and "base_url" not in table:
         raise chk.fail([*where, "base_url"], "missing: a new endpoint needs base_url")
     url = table.get("base_url", base.base_url if base else "")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise chk.fail([*where, "base_url"], f"expected an http(s) URL, got {url!r}")
+    _check_url(url, ("http", "https"), chk, [*where, "base_url"])
+    if "proxy" in table:
+        _check_url(table["proxy"], ("http", "https", "socks5", "socks5h"), chk, [*where, "proxy"])
     models = table.get("models", list(base.models) if base else [])
     for i, m in enumerate(models):
         if not isinstance(m, str) or not m:
@@ -526,6 +634,10 @@ def _endpoint(
         if not bundle.is_file():
             raise chk.fail([*where, "ca_bundle"], f"file not found: {bundle}")
         verify = str(bundle)
+    headers = _string_map(
+        table.get("headers", base.headers if base else {}), chk, [*where, "headers"]
+    )
+    _check_headers(headers, chk, [*where, "headers"])
     mc = table.get("max_concurrency", base.max_concurrency if base else None)
     if mc is not None and mc < 1:
         raise chk.fail([*where, "max_concurrency"], "must be at least 1")
@@ -535,9 +647,7 @@ def _endpoint(
         api_key_env=table.get("api_key_env", base.api_key_env if base else None),
         api_key_cmd=table.get("api_key_cmd", base.api_key_cmd if base else None),
         models=tuple(models),
-        headers=_string_map(
-            table.get("headers", base.headers if base else {}), chk, [*where, "headers"]
-        ),
+        headers=headers,
         query=_string_map(table.get("query", base.query if base else {}), chk, [*where, "query"]),
         extra_body=dict(table.get("extra_body", base.extra_body if base else {})),
         verify=verify,

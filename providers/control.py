@@ -31,7 +31,7 @@ class ModelListing:
 
 
 def _client(ep: Endpoint, key: str | None, timeout_s: float) -> AsyncOpenAI:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
     headers: dict[str, str] = {}
     for name, value in ep.headers.items():
@@ -49,6 +49,10 @@ def _client(ep: Endpoint, key: str | None, timeout_s: float) -> AsyncOpenAI:
         default_query=dict(ep.query) or None,
         max_retries=0,
         timeout=timeout_s,
+        # The SDK's client follows redirects, and its HTTP library strips only Authorization
+        # when the origin changes: an ``api-key`` header, other configured headers and the
+        # query went along (issue 15.3). No redirect is followed; the error says where to.
+        http_client=DefaultAsyncHttpxClient(follow_redirects=False, timeout=timeout_s),
         _enforce_credentials=bool(key),
     )
     # The SDK read OPENAI_ORG_ID / OPENAI_PROJECT_ID itself; only the openai preset keeps them.
@@ -86,6 +90,12 @@ async def list_models(ep: Endpoint, key: str | None, timeout_s: float = 10.0) ->
             ep.name, "unreachable", message=secrets.redact(str(cause or exc)) or "connection failed"
         )
     except openai.APIStatusError as exc:
+        if 300 <= exc.status_code < 400:
+            from providers.engine import redirect_message
+
+            where = exc.response.headers.get("location")
+            text = redirect_message(ep.name, exc.status_code, where, str(exc.response.url))
+            return ModelListing(ep.name, "error", message=text)
         return ModelListing(ep.name, "error", message=_status_text(exc))
     except Exception as exc:  # a non-JSON or odd answer: report it, never crash the command
         return ModelListing(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
@@ -164,6 +166,10 @@ class _Failure(Exception):
     """An attempt failed; ``retryable`` says whether another attempt may help."""
 
     def __init__(self, error: StreamError, retryable: bool = False, learned: str | None = None):
+        # Every failure's words pass here: no key, and no base URL's userinfo, gets out.
+        error = dc_replace(
+            error, message=secrets.redact(error.message), detail=secrets.redact(error.detail)
+        )
         super().__init__(error.message)
         self.error = error
         self.retryable = retryable
@@ -175,14 +181,17 @@ def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            value = float(ms) / 1000.0
+            # NaN and infinities are no wait at all: ignored, the usual backoff applies.
+            return max(0.0, value) if math.isfinite(value) else None
         except ValueError:
             pass
     ra = headers.get("retry-after")
     if not ra:
         return None
     try:
-        return max(0.0, float(ra))
+        value = float(ra)
+        return max(0.0, value) if math.isfinite(value) else None
     except ValueError:
         pass
     try:
@@ -192,12 +201,28 @@ def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def redirect_message(name: str, status: int, location: str | None, url: str) -> str:
+    """What to say when an endpoint answers with a redirect (never followed: the request's
+    key, configured headers and query would go along to whatever address it names)."""
+    # The query is left out: it may carry the endpoint's configured secrets back.
+    where = urljoin(url, location).split("?", 1)[0] if location else "an address it did not give"
+    return secrets.redact(
+        f"{name} redirected to {where} (HTTP {status}); tokenrace does not follow redirects"
+        ", so credentials never reach another address: if the API moved, set the "
+        "endpoint's base_url to it"
+    )
+
+
 def _snippet(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return secrets.redact(text[:limit] + ("…" if len(text) > limit else ""))
 
 
 def _fmt_s(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds >= 365 * 86400:
+        return "over a year"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.3g} s"
@@ -726,6 +751,17 @@ class Engine:
         self, ep: Endpoint, model: str, response: httpx.Response, sent: Mapping[str, Any]
     ) -> _Failure:
         status = response.status_code
+        if 300 <= status < 400:
+            return _Failure(
+                StreamError(
+                    t_ns=now_ns(),
+                    kind="redirect",
+                    status=status,
+                    message=redirect_message(
+                        ep.name, status, response.headers.get("location"), str(response.url)
+                    ),
+                )
+            )
         raw = await _read_capped(response)
         text = raw.decode("utf-8", errors="replace")
         try:

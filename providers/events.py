@@ -28,6 +28,7 @@ ErrorKind = Literal[
     "interrupted",  # connection dropped, or the stream ended without [DONE] or finish reason
     "keyring",  # the OS keyring is missing, locked or hangs
     "config",  # the endpoint's configuration cannot be used
+    "redirect",  # a 3xx: never followed, so credentials never reach another address
     "cancelled",
     "internal",  # a bug in tokenrace: reported, never raised into the UI
 ]

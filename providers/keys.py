@@ -211,9 +211,13 @@ def run_key_command(cmd: str, timeout_s: float = 10.0) -> str:
     except OSError as exc:
         raise KeyLookupError(f"api_key_cmd could not run: {exc.strerror or exc}") from None
     if proc.returncode != 0:
-        # stderr may echo the secret; keep only the exit code and a redacted first line
+        # stdout may hold the key even when the command failed, and stderr may echo it (or
+        # another secret): register the one, and show only the first line of the other with
+        # every token-like word masked.
+        for line in (proc.stdout or "").splitlines()[:3]:
+            secrets.register(line.strip())
         first = (proc.stderr or "").strip().splitlines()[:1]
-        tail = f": {secrets.redact(first[0])[:200]}" if first else ""
+        tail = f": {secrets.redact_tokens(first[0])[:200]}" if first else ""
         raise KeyLookupError(f"api_key_cmd exited with status {proc.returncode}{tail}")
     value = (proc.stdout or "").strip().splitlines()
     if not value or not value[0].strip():

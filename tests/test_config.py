@@ -221,14 +221,16 @@ def test_split_model_ref_on_first_slash() -> None:
 def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads a mode-000 file, so simulate the EACCES the user would get."""
     p = write(tmp_path, DOCUMENTED)
-    real = Path.read_bytes
+    import providers.config as config_module
 
-    def denied(self: Path) -> bytes:
-        if self == p:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    real = config_module._read_config_file
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    def denied(path: Path) -> bytes:
+        if path == p:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(config_module, "_read_config_file", denied)
     with pytest.raises(ConfigError) as info:
         load_config(p)
     assert str(p) in str(info.value) and "cannot be read: Permission denied" in str(info.value)
@@ -262,3 +264,73 @@ def test_endpoints_add_command_reports_a_broken_file(tmp_path: Path) -> None:
     assert f"{p}:2: endpoints.a.base_url: expected string, got integer" in r.stderr
     assert "Traceback" not in r.stderr
     assert p.read_bytes() == before
+
+
+# --- issue 15.9: what was accepted at load and failed later with an internal error ---------
+
+EP = '[endpoints.a]\nbase_url = "http://127.0.0.1:8000/v1"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path", "words"),
+    [
+        ('[endpoints.a]\nbase_url = "http://127.0.0.1:99999/v1"\n', "endpoints.a.base_url", "port"),
+        (EP + "timeouts = { connect = nan }\n", "endpoints.a.timeouts.connect", "finite"),
+        (EP + "timeouts = { idle = inf }\n", "endpoints.a.timeouts.idle", "finite"),
+        ("[timeouts]\nfirst_token = inf\n", "timeouts.first_token", "finite"),
+        ("[engine]\nretries = 100000000000000000\n", "engine.retries", "at most"),
+        ("[engine]\nmax_retry_wait = nan\n", "engine.max_retry_wait", "finite"),
+        ("[engine]\nmax_event_bytes = 10000000000000\n", "engine.max_event_bytes", "at most"),
+        (
+            EP + 'headers = { "X-A" = "v\\r\\nX-Injected: 1" }\n',
+            "endpoints.a.headers.X-A",
+            "line",
+        ),
+        (EP + 'headers = { "X A" = "v" }\n', 'endpoints.a.headers."X A"', "header name"),
+        ('[endpoints.""]\nbase_url = "http://127.0.0.1:1/v1"\n', 'endpoints.""', "empty"),
+        (
+            '[endpoints."a\\u001b]0;x"]\nbase_url = "http://127.0.0.1:1/v1"\n',
+            "endpoints",
+            "control",
+        ),
+        ('[prices."a/b"]\ninput = 1e308\noutput = 1\n', 'prices."a/b".input', "at most"),
+        ('[prices."a/b"]\ninput = nan\noutput = 1\n', 'prices."a/b".input', "finite"),
+        (EP + "max_concurrency = 100000000\n", "endpoints.a.max_concurrency", "at most"),
+        (EP + 'proxy = "socks://:99999"\n', "endpoints.a.proxy", "URL"),
+    ],
+)
+def test_unchecked_numbers_and_strings_fail_at_load(
+    tmp_path: Path, text: str, key_path: str, words: str
+) -> None:
+    err = _error(tmp_path, text)
+    assert err.key_path.startswith(key_path), (err.key_path, str(err))
+    assert words in str(err), str(err)
+    if words != "control":  # a name with an escape is written escaped: no line shows it
+        assert err.line is not None, str(err)
+    assert "\x1b" not in str(err)  # the message itself is inert
+
+
+def test_config_that_is_not_a_file_fails_fast(tmp_path: Path) -> None:
+    """/dev/zero grew to 10 GB; a FIFO hung for ever: neither is read."""
+    import time
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    t = time.monotonic()
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(Path("/dev/zero"))
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# x\n" * (1 << 19))  # 2 MiB of comments
+    with pytest.raises(ConfigError, match="MiB"):
+        load_config(big)
+    assert time.monotonic() - t < 5
+
+
+def test_config_on_dev_zero_from_the_cli(tmp_path: Path) -> None:
+    from tests.support.cli import run_cli
+
+    r = run_cli("models", env={"TOKENRACE_CONFIG": "/dev/zero"}, timeout=20)
+    assert r.returncode != 0
+    assert "not a regular file" in r.stderr and "Traceback" not in r.stderr

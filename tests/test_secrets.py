@@ -153,3 +153,100 @@ def test_cli_error_messages_redact_the_key(
     for out in (r, r2, r3):
         assert key not in out.stdout + out.stderr
     assert "sk-…" in r3.stdout
+
+
+# --- issue 15.8: credentials in a base URL's userinfo and in api_key_cmd's stderr -----------
+
+
+def _data_files(home: Path) -> list[Path]:
+    """Files tokenrace wrote (not the fake keyring, not the config the test wrote)."""
+    return [
+        p for p in home.rglob("*") if p.is_file() and p.name not in ("keyring.json", "config.toml")
+    ]
+
+
+async def _error_then_export(config: Any, home: Path, model: str) -> str:
+    """Send a prompt in the app, wait for the error panel, export; the panel's text."""
+    app = make_app(config, home, models=[model])
+    async with app.run_test(size=(110, 30)) as pilot:
+        app.screen.query_one(PromptBox).set_prompt("hello")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen.query(ErrorPanel), what="error", timeout=20)
+        panel = app.screen.query_one(ErrorPanel)
+        shown = panel.message + app.export_screenshot()
+        await pilot.press("ctrl+s", "m")
+        await pilot.pause(0.3)
+        assert app.store is not None
+        app.store.flush()
+    return shown
+
+
+async def test_base_url_userinfo_never_shows(isolated_home: Path) -> None:
+    """``http://user:secret@host/v1``: the password is in no message, file or export."""
+    import socket
+
+    from providers.config import parse_config
+
+    secret = f"pw-canary-{uuid.uuid4().hex}"
+    with socket.socket() as s:  # a port nobody listens on: "nothing is listening at …"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://alice:{secret}@127.0.0.1:{port}/v1"
+    config = parse_config({"endpoints": {"ui": {"base_url": url}}})
+    shown = await _error_then_export(config, isolated_home, "ui/m")
+    assert "nothing is listening at http://***@127.0.0.1" in shown
+    assert secret not in shown
+    (isolated_home / "config.toml").write_text(f'[endpoints.ui]\nbase_url = "{url}"\n')
+    outs = [
+        run_cli("ask", "-m", "ui/m", "hi"),
+        run_cli("ask", "-m", "ui/m", "--json", "hi"),
+        run_cli("models", "ui"),
+        run_cli("models", "ui", "--json"),
+        run_cli("endpoints", "list"),
+        run_cli("export", "--format", "md"),
+    ]
+    assert any("nothing is listening" in o.stderr for o in outs)
+    for o in outs:
+        assert secret not in o.stdout + o.stderr, o.args
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.ui]\nbase_url = "ftp://alice:{secret}@127.0.0.1/v1"\n'
+    )
+    bad = run_cli("models")
+    assert bad.returncode != 0 and "base_url" in bad.stderr and secret not in bad.stderr
+    for p in _data_files(isolated_home):
+        assert secret.encode() not in p.read_bytes(), p
+
+
+async def test_api_key_cmd_stderr_never_shows_a_key(isolated_home: Path) -> None:
+    """A key command that fails and echoes the key (or another token) on stderr."""
+    from providers.config import parse_config
+
+    key = _canary()
+    script = (
+        "import sys; print('" + key + "'); "
+        "sys.stderr.write('error: cannot unlock " + key + " token " + key[::-1] + "\\n'); "
+        "sys.exit(3)"
+    )
+    cmd = f'{sys.executable} -c "{script}"'
+    config = parse_config(
+        {"endpoints": {"kc": {"base_url": "http://127.0.0.1:9/v1", "api_key_cmd": cmd}}}
+    )
+    shown = await _error_then_export(config, isolated_home, "kc/m")
+    assert "api_key_cmd exited with status 3" in shown
+    assert key not in shown and key[::-1] not in shown
+    (isolated_home / "config.toml").write_text(
+        f"[endpoints.kc]\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_cmd = '''{cmd}'''\n"
+    )
+    outs = [
+        run_cli("ask", "-m", "kc/m", "hi"),
+        run_cli("ask", "-m", "kc/m", "--json", "hi"),
+        run_cli("keys", "list"),
+        run_cli("models", "kc"),
+    ]
+    assert any("status 3" in o.stdout + o.stderr for o in outs)
+    for o in outs:
+        assert key not in o.stdout + o.stderr, o.args
+        assert key[::-1] not in o.stdout + o.stderr, o.args
+    for p in _data_files(isolated_home):
+        data = p.read_bytes()
+        assert key.encode() not in data and key[::-1].encode() not in data, p

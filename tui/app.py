@@ -13,10 +13,12 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from providers import paths
 from providers.config import Config, split_model_ref
+from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
@@ -68,6 +70,26 @@ class TokenraceApp(App[None]):
     TITLE = "tokenrace"
     BINDINGS = _bindings()
     ENABLE_COMMAND_PALETTE = True
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A toast. Never markup, whatever the caller says: messages quote model ids, server
+        errors and what the user typed (``/model [/bogus]`` crashed as markup), and they are
+        made inert, so a server's text cannot steer the terminal from a toast either."""
+        super().notify(
+            inert(message),
+            title=inert_label(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def __init__(
         self,

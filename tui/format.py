@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from providers.metrics import RunMetrics
 
 DASH = "—"
@@ -37,11 +39,13 @@ def tokens(value: int | None, estimated: bool = False) -> str:
 
 def usd(value: float | None, estimated: bool = False) -> str:
     """Dollars with enough digits to tell cheap models apart: ``$0.000147``."""
-    if value is None:
-        return DASH
+    if value is None or not math.isfinite(value) or value < 0:
+        return DASH  # not a price: refused where it arrived, never printed in 300 digits
     if value == 0:
         return "$0"  # free (a local model): zero whatever the token counts
     prefix = APPROX if estimated else ""
+    if value >= 1e6:
+        return f"{prefix}${value:.3g}"
     if value >= 1:
         return f"{prefix}${value:,.2f}"
     if value >= 0.01:

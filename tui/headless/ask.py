@@ -15,6 +15,7 @@ from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, StartGate, messages_for, now_ns
 from providers.events import Cancelled, Event, ReasoningDelta, TextDelta, fold
+from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
 from providers.metrics import compute_metrics
@@ -89,13 +90,15 @@ class Printer:
     def _write(self, text: str) -> None:
         if not text:
             return
+        # Server text: nothing in it may act on the terminal (``--json`` keeps it exact).
+        text = inert(text)
         sys.stdout.write(text)
         sys.stdout.flush()
         self._ended_newline = text.endswith("\n")
 
     def _begin(self, run: Run) -> None:
         if self.multi:
-            self._write(f"=== {run.model} ===\n")
+            self._write(f"=== {inert_label(run.model)} ===\n")
 
     def on_event(self, run: Run, ev: Event) -> None:
         if self.json_out or self.runs[self.current] is not run:
@@ -107,7 +110,7 @@ class Printer:
             self._write(ev.text)
             run.shown += len(ev.text)
         elif isinstance(ev, ReasoningDelta) and ev.choice == 0 and self.show_reasoning:
-            sys.stderr.write(f"\x1b[2m{ev.text}\x1b[0m")
+            sys.stderr.write(f"\x1b[2m{inert(ev.text)}\x1b[0m")
             sys.stderr.flush()
 
     def on_done(self, run: Run) -> None:
@@ -138,10 +141,10 @@ class Printer:
             self._write("\n")
         m = self.metrics(run)
         for note in t.notices:
-            print(f"note: {note}", file=sys.stderr)
+            print(f"note: {inert(note)}", file=sys.stderr)
         if t.error is not None:
-            print(f"error: {t.error.message}", file=sys.stderr)
-        print(summary_line(run.model, m), file=sys.stderr, flush=True)
+            print(f"error: {inert(t.error.message)}", file=sys.stderr)
+        print(summary_line(inert_label(run.model), m), file=sys.stderr, flush=True)
 
     def metrics(self, run: Run) -> Any:
         info = model_info(run.model, self.config)
@@ -240,7 +243,8 @@ async def run_ask(
                 break
     if json_out:
         doc = [result_json(r, printer) for r in runs]
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        # JSON escapes C0 itself; C1, DEL and lone surrogates are escaped too (same values).
+        sys.stdout.write(json_inert(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
     statuses = [printer.metrics(r).status for r in runs]
     if any(s == "cancelled" for s in statuses):

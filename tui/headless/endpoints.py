@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from providers import paths
+from providers import paths, secrets
 from providers.config import add_endpoint, load_config
 from providers.local import with_local
 
@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     print(f"config: {config.path if config.path else paths.config_path()}")
     for ep in config.endpoints.values():
         kind = "preset" if ep.preset else "config"
-        url = "(started by tokenrace on first use)" if ep.managed else ep.base_url
+        url = (
+            "(started by tokenrace on first use)" if ep.managed else secrets.redact_url(ep.base_url)
+        )
         print(f"  {ep.name:<12} {url:<58} {kind}  {ep.description}")
     return 0
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from providers import paths
+from providers.inert import inert_label
 from tui.session.export import ExportError, export_json, export_markdown
 from tui.session.store import Store, StoreError
 
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
     try:
         if ns.list:
             for row in store.conversations():
-                print(f"{row.id}\t{row.mode}\t{row.messages} msgs\t{row.title}")
+                print(f"{row.id}\t{row.mode}\t{row.messages} msgs\t{inert_label(row.title)}")
             return 0
         conv_id = ns.id if ns.id is not None else store.latest_conversation()
         if conv_id is None:

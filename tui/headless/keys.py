@@ -10,6 +10,7 @@ import sys
 from providers import secrets
 from providers.config import Config, load_config
 from providers.control import validate_key
+from providers.inert import inert
 from providers.keys import KeyLookupError, Keyring, KeyStore
 from tui.headless.models import key_status
 
@@ -43,7 +44,7 @@ def cmd_set(config: Config, keyring: Keyring, name: str, validate: bool) -> int:
         listing = asyncio.run(validate_key(ep, value, timeout))
         if listing.outcome == "auth":
             print(
-                f"tokenrace keys: {name} rejected this key ({listing.message}); not stored",
+                f"tokenrace keys: {name} rejected this key ({inert(listing.message)}); not stored",
                 file=sys.stderr,
             )
             return 1
@@ -51,8 +52,8 @@ def cmd_set(config: Config, keyring: Keyring, name: str, validate: bool) -> int:
             print(f"{name} accepted the key ({len(listing.models)} models available).")
         else:
             print(
-                f"warning: could not validate the key ({listing.outcome}: {listing.message}); "
-                "storing it anyway",
+                f"warning: could not validate the key ({listing.outcome}: "
+                f"{inert(listing.message)}); storing it anyway",
                 file=sys.stderr,
             )
     try:

@@ -9,8 +9,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from providers import secrets
 from providers.config import Config, Endpoint, load_config
 from providers.control import ModelListing, list_models
+from providers.inert import inert, inert_label
 from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
 from providers.local import with_local
 from providers.prices import as_of, builtin_models, format_context, format_price, model_info
@@ -95,21 +97,23 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
     for r in reports:
         ep = r.endpoint
         where = f"started by tokenrace on first use: {ep.description}" if ep.managed else ""
-        print(f"{ep.name}  {where or ep.base_url}")
-        print(f"  {key_status(ep, r.key, r.key_error)} · {_listing_status(r)}")
+        print(f"{ep.name}  {where or secrets.redact_url(ep.base_url)}")
+        # The listing's message and the model ids are the server's words: made inert.
+        print(f"  {key_status(ep, r.key, r.key_error)} · {inert(_listing_status(r))}")
         if not r.models:
             continue
         shown = r.models if verbose or len(r.models) <= 40 else r.models[:40]
-        width = max(len(m) for m, _ in shown)
+        width = max(len(inert_label(m)) for m, _ in shown)
         for model, source in shown:
             info = model_info(f"{ep.name}/{model}", config)
+            label = inert_label(model)
             cached = (
                 f"cached ${info.price.cached_input:g}"
                 if info.price and info.price.cached_input is not None
                 else ""
             )
             print(
-                f"    {ep.name}/{model:<{width}}  {format_price(info.price):>17}  "
+                f"    {ep.name}/{label:<{width}}  {format_price(info.price):>17}  "
                 f"{cached:>16}  ctx {format_context(info.context):>5}  [{source}]"
             )
         if len(shown) < len(r.models):
@@ -141,7 +145,7 @@ def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any
         out.append(
             {
                 "endpoint": ep.name,
-                "base_url": ep.base_url,
+                "base_url": secrets.redact_url(ep.base_url),
                 "key": key_status(ep, r.key, r.key_error),
                 "key_source": r.key.source if r.key else None,
                 "reachable": _listing_status(r),

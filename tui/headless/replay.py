@@ -11,6 +11,7 @@ from pathlib import Path
 from providers.config import atomic_write_text, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, collect
 from providers.events import Event
+from providers.inert import json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
 from tui.session.metrics_log import append_record, run_record
@@ -107,7 +108,9 @@ def main(argv: list[str]) -> int:
     try:
         if ns.json:
             doc = {"runs": [r.to_json() for r in results], "summary": [s.to_json() for s in stats]}
-            atomic_write_text(ns.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            atomic_write_text(
+                ns.json, json_inert(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n"
+            )
         if ns.csv:
             atomic_write_text(ns.csv, to_csv(results))
     except OSError as exc:

@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static, TextArea
 
 from providers.events import Cancelled
+from providers.inert import inert_label
 from providers.prices import format_context, model_info
 from providers.remote import StreamHandle
 from providers.request import ChatRequest
@@ -167,8 +168,8 @@ class ChatScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
-        title = self.conv.title or "new conversation"
-        model = self.model or "no model"
+        title = inert_label(self.conv.title or "new conversation")
+        model = inert_label(self.model or "no model")
         self.query_one("#topbar", Static).update(
             Content.assemble(
                 ("tokenrace", "bold"),

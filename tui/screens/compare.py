@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from providers.events import Cancelled, StreamError
+from providers.inert import inert_label
 from providers.metrics import RunMetrics
 from providers.prices import model_info
 from providers.remote import StreamHandle
@@ -264,7 +265,7 @@ class CompareScreen(Screen[None]):
             Content.assemble(
                 ("tokenrace compare", "bold"),
                 " · ",
-                self.conv.title or "new race",
+                inert_label(self.conv.title or "new race"),
                 " · ",
                 " · ".join(bits),
             )

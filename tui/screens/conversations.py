@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from providers.inert import inert_label
 from tui.session.store import ConversationRow
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class ConversationsScreen(ModalScreen[None]):
             options.add_option(
                 Option(
                     Content.assemble(
-                        (f"{(r.title or 'untitled')[:60]:<60}", "bold"),
+                        (f"{inert_label(r.title or 'untitled')[:60]:<60}", "bold"),
                         f"  {mode:<9} {r.messages:>4} msgs  {_age(r.updated_at)}",
                     ),
                     id=str(r.id),
@@ -144,7 +145,7 @@ class ConversationsScreen(ModalScreen[None]):
         if row is not None and event.value.strip():
             assert self.tapp.store is not None
             self.tapp.store.update_conversation(row.id, title=event.value.strip())
-            self.notify(f"Renamed to {event.value.strip()!r}.")
+            self.notify(f"Renamed to {inert_label(event.value.strip())!r}.")
         search = self.query_one("#search", Input)
         search.focus()
         self._refresh(search.value)
@@ -156,13 +157,14 @@ class ConversationsScreen(ModalScreen[None]):
         if self._armed_delete != row.id:
             self._armed_delete = row.id
             self.notify(
-                f"Press Delete again to delete {row.title!r} and its runs.", severity="warning"
+                f"Press Delete again to delete {inert_label(row.title)!r} and its runs.",
+                severity="warning",
             )
             return
         assert self.tapp.store is not None
         self.tapp.store.delete_conversation(row.id)
         self._armed_delete = None
-        self.notify(f"Deleted {row.title!r}.")
+        self.notify(f"Deleted {inert_label(row.title)!r}.")
         self._refresh(self.query_one("#search", Input).value)
 
     def action_close(self) -> None:

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from providers.inert import inert, inert_label
 from tui.session.race import PANE_LETTERS
 
 
@@ -57,14 +58,23 @@ class DiffView(ModalScreen[None]):
         a, b = self.answers.get(0, ""), self.answers.get(self.other, "")
         la, lb = PANE_LETTERS[0], PANE_LETTERS[self.other]
         title = Content.assemble(
-            (f"Diff: pane {la} ({self.models[0]}) → pane {lb} ({self.models[self.other]})", "bold"),
+            (
+                f"Diff: pane {la} ({inert_label(self.models[0])}) → pane {lb} "
+                f"({inert_label(self.models[self.other])})",
+                "bold",
+            ),
             "   - only in ",
             la,
             ", + only in ",
             lb,
             "; press a pane letter to compare A with it; Esc closes",
         )
-        lines = diff_lines(a, b, f"A {self.models[0]}", f"{lb} {self.models[self.other]}")
+        lines = diff_lines(
+            inert(a),
+            inert(b),
+            f"A {inert_label(self.models[0])}",
+            f"{lb} {inert_label(self.models[self.other])}",
+        )
         if not lines:
             return Content.assemble(title, "\n\n", "The two answers are identical.")
         styled = []

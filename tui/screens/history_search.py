@@ -12,6 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from providers.inert import inert, inert_label
+
 MAX_SHOWN = 200
 PREVIEW_CHARS = 1500
 
@@ -73,7 +75,7 @@ class HistorySearch(ModalScreen[tuple[str, bool] | None]):
             ranked = list(self.prompts)
         self.shown = ranked[:MAX_SHOWN]
         for i, p in enumerate(self.shown):
-            line = " ".join(p.split())
+            line = inert_label(" ".join(p.split()))
             label = line[:90] + ("…" if len(line) > 90 else "")
             options.add_option(Option(Content(label), id=str(i)))
         if self.shown:
@@ -87,7 +89,7 @@ class HistorySearch(ModalScreen[tuple[str, bool] | None]):
             preview.update("No past prompts match." if self.prompts else "No prompts yet.")
             return
         text = self.shown[options.highlighted]
-        preview.update(text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS else ""))
+        preview.update(inert(text[:PREVIEW_CHARS]) + ("…" if len(text) > PREVIEW_CHARS else ""))
 
     @on(OptionList.OptionHighlighted)
     def _highlighted(self) -> None:

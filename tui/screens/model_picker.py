@@ -12,7 +12,21 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from providers.inert import inert_label
 from tui.session.catalog import ModelEntry
+
+
+def highlight(matcher: Matcher, label: str) -> Content:
+    """``label`` with the matched letters styled. ``Matcher.highlight`` parses its candidate as
+    markup, and a model id is not markup: ``gpt-4o[/preview]`` raised MarkupError."""
+    content = Content(label)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, label)
+    if not score:
+        return content
+    for offset in offsets:
+        if not label[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -52,7 +66,8 @@ class ModelPicker(ModalScreen[str | None]):
         with Vertical():
             yield Static(
                 Content.assemble(
-                    (self.title_text, "bold"), "   type to filter · Enter picks · Esc closes"
+                    (inert_label(self.title_text), "bold"),
+                    "   type to filter · Enter picks · Esc closes",
                 ),
                 classes="hint",
             )
@@ -75,11 +90,12 @@ class ModelPicker(ModalScreen[str | None]):
             self.refresh_options(self.query_one(Input).value)
 
     def _row(self, e: ModelEntry, query: str, matcher: Matcher | None) -> Content:
-        name = matcher.highlight(e.ref) if matcher else Content(e.ref)
+        label = inert_label(e.ref)
+        name = highlight(matcher, label) if matcher else Content(label)
         mark = "● " if e.ref == self.current else "  "
         return Content.assemble(
             mark,
-            name.pad_right(max(0, 52 - len(e.ref))),
+            name.pad_right(max(0, 52 - len(label))),
             f" {e.price:>17}  ctx {e.context:>5}  {e.source}",
         )
 
@@ -101,7 +117,10 @@ class ModelPicker(ModalScreen[str | None]):
             and not any(e.ref == query for _, e in scored)
         ):
             options.add_option(
-                Option(Content.assemble("  use ", (query, "bold"), " as typed"), id=query)
+                Option(
+                    Content.assemble("  use ", (inert_label(query), "bold"), " as typed"),
+                    id=query,
+                )
             )
         if options.option_count:
             options.highlighted = 0

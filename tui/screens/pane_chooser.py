@@ -10,6 +10,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from providers.inert import inert_label
 from tui.session.race import PANE_LETTERS
 from tui.widgets.compare_pane import PANE_GLYPHS
 
@@ -37,7 +38,7 @@ class PaneChooser(ModalScreen[int | None]):
             rows.append(
                 Content.assemble(
                     (f"  {PANE_LETTERS[i].lower()}", "bold"),
-                    f"   {PANE_GLYPHS[i]} pane {PANE_LETTERS[i]}  {m}",
+                    f"   {PANE_GLYPHS[i]} pane {PANE_LETTERS[i]}  {inert_label(m)}",
                 )
             )
         if self.allow_tie:

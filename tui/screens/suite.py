@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from providers.events import Event
+from providers.inert import inert_label
 from providers.request import ChatRequest
 from tui import format as fmt
 from tui.session.replay import RunResult, SuiteError, load_suite, run_suite, summarize
@@ -68,7 +70,7 @@ class SuiteScreen(ModalScreen[None]):
             yield Static(
                 Content.assemble(
                     ("Replay suite", "bold"),
-                    f" on {', '.join(self.models)} · a JSONL file, one "
+                    f" on {', '.join(map(inert_label, self.models))} · a JSONL file, one "
                     '{"prompt": …} per line · Enter runs · Esc closes',
                 ),
                 classes="hint",
@@ -76,14 +78,15 @@ class SuiteScreen(ModalScreen[None]):
             yield Input(self.initial_path, placeholder="path/to/suite.jsonl", id="path")
             yield ProgressBar(total=1, show_eta=False, id="progress")
             yield DataTable(id="table", cursor_type="none", zebra_stripes=True)
-            yield Static("", id="status", classes="hint")
+            yield Static("", id="status", classes="hint", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for label in COLUMNS:
             table.add_column(label, key=label)
         for m in self.models:
-            table.add_row(m, *["—"] * (len(COLUMNS) - 1), key=m)
+            # A str cell would be parsed as markup: a model id is shown as it is.
+            table.add_row(Text(inert_label(m)), *["—"] * (len(COLUMNS) - 1), key=m)
         if self.initial_path:
             self._start(self.initial_path)
 

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from providers.inert import inert_label
 from tui import format as fmt
 from tui.session.race import ModelSummary, Projection, project, summarise
 
@@ -37,9 +38,10 @@ def summary_table(rows: list[ModelSummary]) -> Content:
             else (f"≥{fmt.usd(r.cost_usd)}" if r.cost_usd else "—")
         )
         rate = f"{r.decode_p50_tps:.1f}" if r.decode_p50_tps is not None else "—"
+        name = inert_label(r.model)[:40]
         lines.append(
             Content(
-                f"{r.model[:40]:<40} {r.replies:>7} {r.failures:>4} {fmt.ms(r.ttft_p50_ms):>9} "
+                f"{name:<40} {r.replies:>7} {r.failures:>4} {fmt.ms(r.ttft_p50_ms):>9} "
                 f"{fmt.ms(r.ttft_p95_ms):>9} {rate:>9} {r.input_tokens:>9,} {r.output_tokens:>9,} "
                 f"{cost:>11} {r.wins:>4} {r.ties:>4}"
             )
@@ -54,7 +56,7 @@ def projection_table(rows: list[Projection], inp: int, out: int) -> Content:
     best = min((p.monthly_usd for p in rows if p.monthly_usd is not None), default=None)
     for p in rows:
         if p.monthly_usd is None:
-            lines.append(Content(f"  {p.model:<40} {'—':>14}  ({p.basis})"))
+            lines.append(Content(f"  {inert_label(p.model):<40} {'—':>14}  ({p.basis})"))
             continue
         mark = (
             "  ◀ cheapest" if best is not None and p.monthly_usd == best and len(rows) > 1 else ""
@@ -62,7 +64,7 @@ def projection_table(rows: list[Projection], inp: int, out: int) -> Content:
         ratio = f"  ×{p.monthly_usd / best:.2f}" if best and len(rows) > 1 else ""
         lines.append(
             Content.assemble(
-                f"  {p.model:<40} ",
+                f"  {inert_label(p.model):<40} ",
                 (f"{fmt.usd(p.monthly_usd):>14}", "bold"),
                 f"{ratio}  ({p.basis}){mark}",
             )

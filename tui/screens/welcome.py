@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from providers import paths
+from providers import paths, secrets
 from providers.config import Config
 
 
@@ -64,7 +64,9 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
         if ep.preset and not ep.key_required and not ep.managed:
             rows.append(
                 Content.assemble(
-                    "  ", (f"{ep.name:<11}", "bold"), f" {ep.base_url:<28} {ep.description}"
+                    "  ",
+                    (f"{ep.name:<11}", "bold"),
+                    f" {secrets.redact_url(ep.base_url):<28} {ep.description}",
                 )
             )
     rows += [

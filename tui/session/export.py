@@ -1,7 +1,10 @@
 """Export a stored conversation to Markdown or JSON, with each reply's model and metrics.
 
 Exports are built from the store only (never from the config or the engine), and every string
-goes through ``secrets.redact`` on the way out: an export never contains a key.
+goes through ``secrets.redact`` on the way out: an export never contains a key. The store keeps
+replies as they arrived; an export is read on terminals (``cat``, a pager), so the Markdown
+shows control characters as symbols (``providers.inert``, and says so when it did), and the
+JSON escapes C1 controls and DEL as ``\\u`` (the same values, parsed).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from providers import paths, secrets
+from providers.inert import inert, inert_label, json_inert
 from tui.format import metrics_text
 from tui.session.conversation import metrics_from_row
 from tui.session.store import METRIC_COLUMNS, Store
@@ -75,14 +79,14 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
 
 
 def export_json(store: Store, conv_id: int) -> str:
-    return json.dumps(export_data(store, conv_id), indent=2, ensure_ascii=False) + "\n"
+    return json_inert(json.dumps(export_data(store, conv_id), indent=2, ensure_ascii=False)) + "\n"
 
 
 def export_markdown(store: Store, conv_id: int) -> str:
     """A readable Markdown transcript; each reply says who wrote it and its figures."""
     data = export_data(store, conv_id)
     out = [
-        f"# {data['title'] or 'Conversation'}",
+        f"# {inert_label(data['title'] or 'Conversation')}",
         "",
         f"*Exported from tokenrace · {data['mode']} · started {data['created_at']}*",
         "",
@@ -99,7 +103,7 @@ def export_markdown(store: Store, conv_id: int) -> str:
             if m["role"] == "user":
                 out += ["### You", "", m["content"], ""]
                 continue
-            out += [f"### {m['model']}", ""]
+            out += [f"### {inert_label(m['model'] or '')}", ""]
             if m.get("reasoning"):
                 quoted = "\n".join(f"> {line}" for line in m["reasoning"].splitlines())
                 out += ["<details><summary>Reasoning</summary>", "", quoted, "", "</details>", ""]
@@ -117,7 +121,15 @@ def export_markdown(store: Store, conv_id: int) -> str:
         for v in data["verdicts"]:
             out.append(f"- race {v['race_id'][:8]}: {v['winner']} ({', '.join(v['models'])})")
         out.append("")
-    return secrets.redact("\n".join(out))
+    text = "\n".join(out)
+    shown = inert(text)
+    if shown != text:
+        note = (
+            "*Control characters the replies contained (terminal escape sequences) are shown "
+            "as symbols such as ␛; the history database keeps them as they arrived.*"
+        )
+        shown = shown.replace("\n\n", f"\n\n{note}\n\n", 1)
+    return secrets.redact(shown)
 
 
 def default_export_path(title: str, conv_id: int, fmt_name: str) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 from providers import paths, secrets
 from providers.config import Config, atomic_write_text
+from providers.inert import json_inert
 from providers.metrics import RunMetrics
 
 TTFT_BUCKETS_MS = (100, 250, 500, 1000, 2000, 5000, 10000, 30000)
@@ -53,7 +54,8 @@ def append_record(rec: dict[str, Any], config: Config | None = None) -> str | No
     try:
         paths.ensure_dir(path.parent)
         with path.open("a", encoding="utf-8") as fh:
-            fh.write(secrets.redact(json.dumps(rec, ensure_ascii=False)) + "\n")
+            # json_inert: `tail -f runs.jsonl` on a terminal shows model ids, never obeys them.
+            fh.write(json_inert(secrets.redact(json.dumps(rec, ensure_ascii=False))) + "\n")
     except OSError as exc:
         return f"could not append to the metrics log {path}: {exc.strerror or exc}"
     if config is not None and config.metrics.prometheus_file is not None:

@@ -21,6 +21,7 @@ from typing import Any
 from providers.capabilities import ChatParams
 from providers.config import Config
 from providers.events import Event, fold
+from providers.inert import inert_label
 from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
@@ -323,7 +324,7 @@ def table(stats: Sequence[ModelStats]) -> str:
         if d["cost_usd"] is not None and not d["cost_complete"]:
             cost = "≥" + cost
         lines.append(
-            f"{s.model[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} "
+            f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} "
             f"{fmt.ms(d['ttft_p50_ms']):>9} {fmt.ms(d['ttft_p95_ms']):>9} "
             f"{rate:>9} {s.input_tokens:>9,} {s.output_tokens:>9,} {cost:>11}"
         )

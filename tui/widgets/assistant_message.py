@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static
 
+from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
 from tui.format import STATUS_GLYPHS, metrics_text
 from tui.widgets.live_line import LiveLine
@@ -80,7 +81,7 @@ class AssistantMessage(UniformRows, Vertical):
         # No border down the side: a border is redrawn on every frame while the reply grows.
         label = f"{self.pane_label} " if self.pane_label else ""
         extra = "" if status in ("complete", "streaming") else f"  {STATUS_GLYPHS.get(status)}"
-        return Content.assemble("▍ ", (label, "bold"), (self.model, "bold"), extra)
+        return Content.assemble("▍ ", (label, "bold"), (inert_label(self.model), "bold"), extra)
 
     def compose(self) -> ComposeResult:
         yield self.header
@@ -102,7 +103,7 @@ class AssistantMessage(UniformRows, Vertical):
         self.reasoning.body.append(text)
 
     def add_notice(self, message: str) -> None:
-        self._notice_lines.append(f"ⓘ {message}")
+        self._notice_lines.append(f"ⓘ {inert(message)}")
         self.notices.update("\n".join(self._notice_lines))
         self.notices.display = True
 

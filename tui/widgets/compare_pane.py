@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from providers.inert import inert_label
 from tui.session.race import PANE_LETTERS
 from tui.widgets.message_list import MessageList
 from tui.widgets.status_bar import StatusBar
@@ -59,6 +60,8 @@ class ComparePane(UniformRows, Vertical):
     def set_model(self, model: str, note: str = "") -> None:
         self.model = model
         self.header.update(
-            Content.assemble(f"{self.label}  ", model, (f"  {note}", "italic") if note else "")
+            Content.assemble(
+                f"{self.label}  ", inert_label(model), (f"  {note}", "italic") if note else ""
+            )
         )
         self.status.show_idle(model)

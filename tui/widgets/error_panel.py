@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
+from providers.inert import inert, inert_label
+
 HINTS = {
     "auth": "F5 retry · set the key with `tokenrace keys set ENDPOINT` · F2 another model",
     "keyring": "F5 retry · set the key in an environment variable or api_key_cmd instead",
@@ -35,9 +37,9 @@ class ErrorPanel(Static):
         super().__init__(
             Content.assemble(
                 ("✗ ", "bold"),
-                (f"{model}", "bold"),
+                (inert_label(model), "bold"),
                 f" · {kind}\n",
-                message,
+                inert(message),
                 "\n",
                 (hint, "italic"),
             ),

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widget import Widget
 
+from providers.inert import inert_label
 from tui import format as fmt
 from tui.session.conversation import LiveFigures
 from tui.widgets.live_line import LiveLine
@@ -74,7 +75,9 @@ class StatusBar(Horizontal):
         self.model = model
         self.extra = extra
         text = Content.assemble(
-            ("● ", "bold"), (model or "no model", "bold"), f"  {extra}" if extra else ""
+            ("● ", "bold"),
+            (inert_label(model or "no model"), "bold"),
+            f"  {extra}" if extra else "",
         )
         self.figures.show(text)
 
@@ -84,8 +87,9 @@ class StatusBar(Horizontal):
             self.figures.show(
                 Content.assemble(
                     ("⟳ ", "bold"),
-                    (f.model, "bold"),
-                    f"  retrying in {left:.1f} s — {f.retry_message[:80]} — Esc cancels",
+                    (inert_label(f.model), "bold"),
+                    f"  retrying in {left:.1f} s — {inert_label(f.retry_message[:80])} — "
+                    "Esc cancels",
                 )
             )
             return
@@ -97,6 +101,8 @@ class StatusBar(Horizontal):
             fmt.ms(f.elapsed_ms),
             fmt.usd(f.cost_usd, f.cost_estimated),
         ]
-        self.figures.show(Content.assemble((f.model, "bold"), f"  {status}  ", "  ".join(parts)))
+        self.figures.show(
+            Content.assemble((inert_label(f.model), "bold"), f"  {status}  ", "  ".join(parts))
+        )
         if spark:
             self.spark.show(spark[-SPARK_POINTS:])

@@ -31,6 +31,8 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
+from providers.inert import inert
+
 if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
@@ -204,7 +206,8 @@ class StreamingMarkdown(Widget):
         # Driven: the screen calls ``sync`` on its own frame clock, so that every pane's new
         # text lands in the same frame (one redraw, not one per pane).
         self.driven = driven
-        self._parts: list[str] = [source] if source else []
+        # Server text, so made inert on the way in: a reply cannot steer the terminal.
+        self._parts: list[str] = [inert(source)] if source else []
         self._md = block_parser()
         self._finished = finished
         self._scheduled = False
@@ -235,7 +238,7 @@ class StreamingMarkdown(Widget):
 
     @property
     def source(self) -> str:
-        """Everything fed so far, byte for byte."""
+        """Everything fed so far, as drawn (control characters made visible by ``inert``)."""
         if len(self._parts) > 1:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
@@ -252,7 +255,7 @@ class StreamingMarkdown(Widget):
         """Add text; it is drawn within 1/fps seconds."""
         if not text:
             return
-        self._parts.append(text)
+        self._parts.append(inert(text))
         if not self._scheduled and self.is_mounted and not self.driven:
             self._scheduled = True
             self.set_timer(1.0 / self.fps, self._scheduled_sync)

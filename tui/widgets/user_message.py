@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
+from providers.inert import inert
 from tui.widgets.prompt_box import human_size
 
 COLLAPSE_CHARS = 4000
@@ -29,6 +30,7 @@ class UserMessage(Static):
 
     @staticmethod
     def _content(text: str) -> Content:
+        text = inert(text)  # pasted text can hold escape sequences too
         lines = text.splitlines()
         if len(text) <= COLLAPSE_CHARS and len(lines) <= COLLAPSE_LINES:
             return Content.assemble(("▍ You", "bold $primary"), "\n", text)
