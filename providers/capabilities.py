@@ -104,6 +104,7 @@ class ChatParams:
     temperature: float | None = None
     max_tokens: int | None = None
     json_mode: bool = False
+    thinking: bool | None = None  # stream the model's thinking; None: the endpoint's default
 
 
 # Fields that can be dropped (or translated) when a server rejects them.

@@ -21,13 +21,19 @@ class Price:
     output: float
     cached_input: float | None = None
     source: str = "built-in"
+    cache_write_input: float | None = None  # falls back to ``input`` when unknown
 
-    def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
-        """Cost in $ of one request (DESIGN §4)."""
+    def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
+        """Cost in $ of one request (DESIGN §4); ``cached`` and ``cache_write`` are in prompt."""
         cached = max(0, min(cached, prompt))
+        cache_write = max(0, min(cache_write, prompt - cached))
         cached_rate = self.cached_input if self.cached_input is not None else self.input
+        write_rate = self.cache_write_input if self.cache_write_input is not None else self.input
         return (
-            (prompt - cached) * self.input + cached * cached_rate + completion * self.output
+            (prompt - cached - cache_write) * self.input
+            + cached * cached_rate
+            + cache_write * write_rate
+            + completion * self.output
         ) / 1_000_000
 
 
