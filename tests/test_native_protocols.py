@@ -1,0 +1,256 @@
+"""The native protocols on the mock server: requests, thinking, and each failure of DESIGN §5.
+
+The mock server frames the same scripted scenarios in each protocol (tests/support/
+mock_protocols.py); the engine must turn every one into the same events, messages and status as
+it does for chat completions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from providers.capabilities import ChatParams
+from providers.config import parse_config
+from providers.engine import ChatRequest, Engine, collect
+from providers.events import Event, ReasoningDelta, TextDelta, Usage, fold
+from providers.keys import KeyStore
+from providers.metrics import compute_metrics
+from tests.support.mock_server import MockServer
+
+HELLO = ({"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"})
+NATIVE = ("anthropic", "gemini", "responses")
+KEY_HEADER = {"anthropic": "x-api-key", "gemini": "x-goog-api-key", "responses": "Authorization"}
+PATH = {
+    "anthropic": "/v1/messages",
+    "gemini": "/v1beta/models/{model}:streamGenerateContent",
+    "responses": "/v1/responses",
+}
+LOREM = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do "
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "plain": {"n_tokens": 10, "ttft_ms": 5, "itl_ms": 1, "prompt_tokens": 12},
+    "cached": {"n_tokens": 4, "prompt_tokens": 100, "cached_tokens": 60},
+    "thinking": {"n_reasoning_tokens": 5, "n_tokens": 5, "ttft_ms": 5, "itl_ms": 20},
+    "long": {"n_tokens": 10, "finish_reason": "length"},
+    "no-finish": {"n_tokens": 3, "end_after_tokens": 3},
+    "s401": {"require_key": "sk-right-key-123456", "n_tokens": 3},
+    "s403": {"status": 403, "error_body": {"error": {"message": "no access to this model"}}},
+    "s429": {"status": 429, "error_body": {"error": {"message": "slow down"}}},
+    "s500": {"status": 500, "error_body": {"error": {"message": "boom"}}},
+    "drop": {"n_tokens": 10, "drop_after_tokens": 4},
+    "error-event": {"n_tokens": 10, "error_event": True, "after_tokens": 3},
+    "malformed": {"n_tokens": 10, "malformed_json": True, "after_tokens": 2},
+}
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockServer]:
+    async with MockServer(scenarios=SCENARIOS) as srv:
+        yield srv
+
+
+def base_url(srv: MockServer, protocol: str) -> str:
+    return f"http://127.0.0.1:{srv.port}/v1beta" if protocol == "gemini" else srv.base_url
+
+
+async def run(
+    srv: MockServer,
+    protocol: str,
+    model: str,
+    params: ChatParams | None = None,
+    engine: dict[str, Any] | None = None,
+    **endpoint: Any,
+) -> list[Event]:
+    cfg = parse_config(
+        {
+            "endpoints": {
+                "nat": {"base_url": base_url(srv, protocol), "protocol": protocol, **endpoint}
+            },
+            "engine": {"retries": 0, **(engine or {})},
+        }
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    try:
+        return await collect(eng, ChatRequest(f"nat/{model}", HELLO, params or ChatParams()))
+    finally:
+        await eng.aclose()
+
+
+def request_of(srv: MockServer, protocol: str, model: str) -> dict[str, Any]:
+    path = PATH[protocol].format(model=model)
+    (rec,) = [r for r in srv.log() if r["path"] == path and r["model"] == model]
+    return rec
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_a_plain_reply(mock: MockServer, protocol: str) -> None:
+    events = await run(mock, protocol, "plain", api_key_env="NATIVE_TEST_KEY")
+    t, m = fold(events), compute_metrics(events)
+    assert t.text == LOREM and t.reasoning == "" and t.error is None
+    assert (m.status, t.finish_reason) == ("complete", "stop")
+    usage = [e for e in events if isinstance(e, Usage)][-1]
+    assert (usage.prompt, usage.completion) == (12, 10)
+    assert not m.output_tokens_estimated and m.output_tokens == 10
+    assert m.prefill_tps is not None and m.ttft_ms is not None
+    assert m.prefill_tps == pytest.approx(12 / (m.ttft_ms / 1000))
+    rec = request_of(mock, protocol, "plain")
+    body = rec["body"]
+    if protocol == "anthropic":
+        assert rec["headers"]["anthropic-version"] == "2023-06-01"
+        assert body["max_tokens"] == 4096  # required: the config default when none is set
+        assert body["system"] == "be brief" and body["messages"] == [HELLO[1]]
+        assert "thinking" not in body  # off unless asked
+    elif protocol == "gemini":
+        assert body["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+        assert body["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+        assert "generationConfig" not in body
+    else:
+        assert body["stream"] is True and body["store"] is False
+        assert body["input"] == list(HELLO) and "reasoning" not in body
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_parameters_in_each_protocols_words(mock: MockServer, protocol: str) -> None:
+    params = ChatParams(temperature=1.5, max_tokens=300, json_mode=True)
+    events = await run(mock, protocol, "plain", params)
+    body = request_of(mock, protocol, "plain")["body"]
+    notices = fold(events).notices
+    if protocol == "anthropic":
+        assert body["max_tokens"] == 300
+        assert body["temperature"] == 1.0  # Anthropic's range is 0–1
+        assert any("0–1" in n for n in notices)
+    elif protocol == "gemini":
+        assert body["generationConfig"] == {
+            "temperature": 1.5,
+            "maxOutputTokens": 300,
+            "responseMimeType": "application/json",
+        }
+    else:
+        assert body["max_output_tokens"] == 300 and body["temperature"] == 1.5
+        assert body["text"] == {"format": {"type": "json_object"}}
+
+
+async def test_anthropic_max_tokens_default_comes_from_config(mock: MockServer) -> None:
+    await run(mock, "anthropic", "plain", engine={"max_tokens": 777})
+    assert request_of(mock, "anthropic", "plain")["body"]["max_tokens"] == 777
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_thinking_streams_only_when_asked_and_counts_toward_ttft(
+    mock: MockServer, protocol: str
+) -> None:
+    events = await run(mock, protocol, "thinking", thinking=True)
+    body = request_of(mock, protocol, "thinking")["body"]
+    if protocol == "anthropic":
+        assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    elif protocol == "gemini":
+        assert body["generationConfig"]["thinkingConfig"] == {"includeThoughts": True}
+    else:
+        assert body["reasoning"] == {"summary": "auto"}
+    t, m = fold(events), compute_metrics(events)
+    assert t.reasoning == "lorem ipsum dolor sit amet " and t.text == "lorem ipsum dolor sit amet "
+    first = next(e for e in events if isinstance(e, (ReasoningDelta, TextDelta)))
+    assert isinstance(first, ReasoningDelta)
+    # TTFT is the first thinking token; TTFO the first answer token, 5 tokens × 20 ms later
+    # by the server's clock (a generous margin: client and server share a busy machine).
+    sends = request_of(mock, protocol, "thinking")["sends"]
+    first_reasoning = next(s["t_ns"] for s in sends if s["kind"] == "reasoning")
+    first_text = next(s["t_ns"] for s in sends if s["kind"] == "token")
+    assert m.ttft_ms is not None and m.ttfo_ms is not None
+    assert m.ttfo_ms - m.ttft_ms == pytest.approx((first_text - first_reasoning) / 1e6, abs=15)
+    assert m.ttfo_ms - m.ttft_ms > 60
+    # Anthropic's output_tokens include the thinking and it reports no split.
+    assert m.reasoning_tokens == (None if protocol == "anthropic" else 5)
+    assert m.output_tokens == 10
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_cached_tokens_are_mapped(mock: MockServer, protocol: str) -> None:
+    events = await run(mock, protocol, "cached")
+    m = compute_metrics(events)
+    assert (m.input_tokens, m.cached_tokens, m.output_tokens) == (100, 60, 4)
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_max_tokens_finish_is_length(mock: MockServer, protocol: str) -> None:
+    events = await run(mock, protocol, "long")
+    assert compute_metrics(events).status == "length"
+    assert fold(events).finish_reason == "length"
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_a_stream_that_ends_without_finishing_is_interrupted(
+    mock: MockServer, protocol: str
+) -> None:
+    events = await run(mock, protocol, "no-finish")
+    t = fold(events)
+    assert compute_metrics(events).status == "interrupted"
+    assert t.text == "lorem ipsum dolor "
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_401_names_the_protocols_key_header(
+    mock: MockServer, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NATIVE_TEST_KEY", "sk-wrong-key-987654")
+    events = await run(mock, protocol, "s401", api_key_env="NATIVE_TEST_KEY")
+    t = fold(events)
+    assert t.error is not None and t.error.kind == "auth" and t.error.status == 401
+    assert KEY_HEADER[protocol] in t.error.message
+    assert "NATIVE_TEST_KEY" in t.error.message and "tokenrace keys set nat" in t.error.message
+    headers = request_of(mock, protocol, "s401")["headers"]
+    if protocol == "responses":
+        assert headers["authorization"] == "Bearer sk-wrong-key-987654"
+    else:
+        assert headers[KEY_HEADER[protocol].lower()] == "sk-wrong-key-987654"
+        assert "authorization" not in headers  # the key goes only where the protocol wants it
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+@pytest.mark.parametrize(
+    ("model", "kind", "needle"),
+    [
+        ("s403", "auth", "refused access (403)"),
+        ("s429", "rate_limit", "slow down"),
+        ("s500", "server", "boom"),
+    ],
+)
+async def test_http_failures(
+    mock: MockServer, protocol: str, model: str, kind: str, needle: str
+) -> None:
+    events = await run(mock, protocol, model)
+    t = fold(events)
+    assert t.error is not None and t.error.kind == kind and needle in t.error.message
+    if kind == "auth":
+        assert KEY_HEADER[protocol] in t.error.message
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_404_lists_the_endpoints_models(mock: MockServer, protocol: str) -> None:
+    events = await run(mock, protocol, "no-such-model")
+    t = fold(events)
+    assert t.error is not None and t.error.kind == "not_found"
+    assert "'no-such-model'" in t.error.message
+    assert "it serves: cached, drop, error-event," in t.error.message
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+@pytest.mark.parametrize(
+    ("model", "kind", "kept", "needle"),
+    [
+        ("drop", "interrupted", "lorem ipsum dolor sit ", "dropped mid-reply"),
+        ("error-event", "remote_error", "lorem ipsum dolor ", "mock"),
+        ("malformed", "malformed", "lorem ipsum ", "not valid JSON"),
+    ],
+)
+async def test_mid_stream_failures_keep_the_text(
+    mock: MockServer, protocol: str, model: str, kind: str, kept: str, needle: str
+) -> None:
+    events = await run(mock, protocol, model)
+    t = fold(events)
+    assert t.text == kept
+    assert t.error is not None and t.error.kind == kind and needle in t.error.message
+    assert "nat" in t.error.message
