@@ -254,3 +254,69 @@ async def test_mid_stream_failures_keep_the_text(
     assert t.text == kept
     assert t.error is not None and t.error.kind == kind and needle in t.error.message
     assert "nat" in t.error.message
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini", "responses"])
+async def test_model_listing_and_key_validation(protocol: str) -> None:
+    """The picker, `tokenrace models` and `keys set` list models in each protocol's shape."""
+    from providers.config import Endpoint
+    from providers.control import list_models, validate_key
+
+    async with MockServer(scenarios=SCENARIOS, require_key="sk-good-key-123456") as srv:
+        ep = Endpoint(name="nat", base_url=base_url(srv, protocol), protocol=protocol)
+        ok = await validate_key(ep, "sk-good-key-123456", timeout_s=5)
+        bad = await list_models(ep, "sk-bad-key-654321", timeout_s=5)
+        sent = [r["headers"] for r in srv.log()]
+    assert ok.outcome == "ok", ok.message
+    assert {"plain", "thinking", "mock-fast"} <= set(ok.models)
+    assert bad.outcome == "auth" and "HTTP 401" in bad.message
+    assert "sk-bad-key-654321" not in bad.message
+    if protocol == "anthropic":
+        assert sent[0]["x-api-key"] == "sk-good-key-123456"
+        assert sent[0]["anthropic-version"] == "2023-06-01"
+    elif protocol == "gemini":
+        assert sent[0]["x-goog-api-key"] == "sk-good-key-123456"
+    if protocol != "responses":
+        assert all("authorization" not in h for h in sent)
+
+
+async def test_gemini_listing_reads_models_names_and_pages(raw_server: Any) -> None:
+    """Gemini answers {"models":[{"name":"models/…"}]} in pages; embedders cannot chat."""
+    import json as _json
+
+    from providers.config import Endpoint
+    from providers.control import list_models
+    from tests.support.raw_server import Script
+
+    def page(models: list[dict[str, Any]], token: str | None) -> Script:
+        body: dict[str, Any] = {"models": models}
+        if token:
+            body["nextPageToken"] = token
+        return Script(
+            chunks=[_json.dumps(body).encode()],
+            headers={"Content-Type": "application/json"},
+            chunked=False,
+        )
+
+    chat = ["generateContent", "countTokens"]
+    raw_server.push(
+        page(
+            [
+                {"name": "models/gemini-2.5-pro", "supportedGenerationMethods": chat},
+                {
+                    "name": "models/text-embedding-004",
+                    "supportedGenerationMethods": ["embedContent"],
+                },
+            ],
+            "tok-2",
+        )
+    )
+    raw_server.push(
+        page([{"name": "models/gemini-2.5-flash", "supportedGenerationMethods": chat}], None)
+    )
+    ep = Endpoint(name="g", base_url=raw_server.base_url, protocol="gemini")
+    listing = await list_models(ep, "AIza-test-key-000000", timeout_s=5)
+    assert listing.outcome == "ok", listing.message
+    assert listing.models == ("gemini-2.5-flash", "gemini-2.5-pro")
+    assert raw_server.requests[1].path.endswith("pageToken=tok-2")
+    assert raw_server.requests[0].headers["x-goog-api-key"] == "AIza-test-key-000000"
