@@ -11,6 +11,10 @@ from typing import Any
 from providers.config import Config
 
 _TABLE = Path(__file__).with_name("prices.toml")
+# Presets that reach the same provider through its OpenAI-compatible endpoint: same prices.
+_SAME_PROVIDER = {"anthropic-openai": "anthropic", "gemini-openai": "gemini"}
+# Anthropic bills a 5-minute cache write at 1.25 × the input price (its pricing page).
+_ANTHROPIC_CACHE_WRITE = 1.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +88,21 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
         # The local model costs nothing per token; its context is what its server is given.
         return ModelInfo(ref=ref, price=Price(0.0, 0.0, 0.0, source="local"), context=CONTEXT)
     table: dict[str, dict[str, Any]] = builtin_table()["models"]
-    row = table.get(ref)
+    ep_name, _, model_id = ref.partition("/")
+    provider = _SAME_PROVIDER.get(ep_name, ep_name) if endpoint is None or endpoint.preset else ""
+    row = table.get(ref) or table.get(f"{provider}/{model_id}")
     price: Price | None = None
     context: int | None = None
     if row is not None:
+        write = row.get("cache_write_input")
+        if write is None and provider == "anthropic":
+            write = float(row["input"]) * _ANTHROPIC_CACHE_WRITE
         price = Price(
             input=float(row["input"]),
             output=float(row["output"]),
             cached_input=float(row["cached_input"]) if "cached_input" in row else None,
             source=f"built-in, as of {as_of()}",
+            cache_write_input=float(write) if write is not None else None,
         )
         context = int(row["context"]) if "context" in row else None
     else:

@@ -320,3 +320,87 @@ async def test_gemini_listing_reads_models_names_and_pages(raw_server: Any) -> N
     assert listing.models == ("gemini-2.5-flash", "gemini-2.5-pro")
     assert raw_server.requests[1].path.endswith("pageToken=tok-2")
     assert raw_server.requests[0].headers["x-goog-api-key"] == "AIza-test-key-000000"
+
+
+def test_presets_and_the_protocol_field(tmp_path: Any) -> None:
+    from providers.config import ConfigError, load_config, presets
+
+    p = presets({})
+    assert (p["anthropic"].protocol, p["anthropic"].base_url) == (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+    )
+    assert (p["gemini"].protocol, p["gemini"].base_url) == (
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+    )
+    assert (p["anthropic-openai"].protocol, p["anthropic-openai"].api_key_env) == (
+        "chat",
+        "ANTHROPIC_API_KEY",
+    )
+    assert p["gemini-openai"].base_url.endswith("/v1beta/openai")
+    assert p["gemini-openai"].protocol == "chat" and p["openai"].protocol == "chat"
+    cfg = parse_config(
+        {
+            "endpoints": {
+                "mine": {"base_url": "https://gw.example/v1"},
+                "resp": {"base_url": "https://gw.example/v1", "protocol": "responses"},
+                "anthropic": {"timeouts": {"idle": 5}},
+            }
+        }
+    )
+    assert cfg.endpoints["mine"].protocol == "chat"  # user endpoints speak chat by default
+    assert cfg.endpoints["resp"].protocol == "responses"
+    assert cfg.endpoints["anthropic"].protocol == "anthropic"  # a tweaked preset keeps its own
+    bad = tmp_path / "config.toml"
+    bad.write_text('[endpoints.x]\nbase_url = "https://x.example/v1"\nprotocol = "soap"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "endpoints.x.protocol" in str(info.value) and ":3:" in str(info.value)
+    assert "soap" in str(info.value) and "anthropic" in str(info.value)
+
+
+def test_endpoints_add_protocol(tmp_path: Any) -> None:
+    from providers.config import load_config
+    from tui.headless.endpoints import main
+
+    path = tmp_path / "config.toml"
+    path.write_text("# mine\n")
+    import os
+
+    old = os.environ.get("TOKENRACE_CONFIG")
+    os.environ["TOKENRACE_CONFIG"] = str(path)
+    try:
+        args = ["add", "claude", "--base-url", "https://api.anthropic.com/v1"]
+        assert main([*args, "--protocol", "anthropic"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("TOKENRACE_CONFIG", None)
+        else:
+            os.environ["TOKENRACE_CONFIG"] = old
+    assert 'protocol = "anthropic"' in path.read_text() and "# mine" in path.read_text()
+    assert load_config(path).endpoints["claude"].protocol == "anthropic"
+
+
+def test_cost_bills_cache_reads_and_writes_apart() -> None:
+    """DESIGN §4: (prompt − cached − written) × input + cached × cached + written × write."""
+    from providers.events import Finished, RequestSent, TextDelta
+    from providers.prices import Price, model_info
+
+    price = Price(input=3.0, output=15.0, cached_input=0.3, cache_write_input=3.75)
+    events: list[Event] = [
+        RequestSent(t_ns=0),
+        TextDelta(t_ns=1_000_000, text="a"),
+        Usage(t_ns=2_000_000, prompt=1049, completion=100, cached=0, cache_write=1031),
+        Finished(t_ns=3_000_000, reason="stop"),
+    ]
+    m = compute_metrics(events, price=price)
+    want = (18 * 3.0 + 1031 * 3.75 + 100 * 15.0) / 1e6
+    assert m.cost_usd == pytest.approx(want) and m.cache_write_tokens == 1031
+    assert m.prefill_tps == pytest.approx(1049 / 0.001)
+    # The built-in Anthropic rows bill writes at 1.25 × input; the -openai presets share prices.
+    native = model_info("anthropic/claude-sonnet-4-5")
+    compat = model_info("anthropic-openai/claude-sonnet-4-5")
+    assert native.price is not None and native.price.cache_write_input is not None
+    assert native.price.cache_write_input == pytest.approx(native.price.input * 1.25)
+    assert compat.price == native.price
