@@ -35,6 +35,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "cached": {"n_tokens": 4, "prompt_tokens": 100, "cached_tokens": 60},
     "thinking": {"n_reasoning_tokens": 5, "n_tokens": 5, "ttft_ms": 5, "itl_ms": 20},
     "long": {"n_tokens": 10, "finish_reason": "length"},
+    "filtered": {"n_tokens": 2, "finish_reason": "content_filter"},
+    "paused": {"n_tokens": 2, "finish_reason": "pause_turn"},
     "no-finish": {"n_tokens": 3, "end_after_tokens": 3},
     "s401": {"require_key": "sk-right-key-123456", "n_tokens": 3},
     "s403": {"status": 403, "error_body": {"error": {"message": "no access to this model"}}},
@@ -179,6 +181,21 @@ async def test_max_tokens_finish_is_length(mock: MockServer, protocol: str) -> N
     events = await run(mock, protocol, "long")
     assert compute_metrics(events).status == "length"
     assert fold(events).finish_reason == "length"
+
+
+@pytest.mark.parametrize("protocol", NATIVE)
+async def test_a_filtered_reply_is_filtered(mock: MockServer, protocol: str) -> None:
+    """Anthropic stop_reason refusal, Gemini SAFETY, Responses incomplete content_filter."""
+    events = await run(mock, protocol, "filtered")
+    assert compute_metrics(events).status == "filtered"
+    assert fold(events).text == "lorem ipsum "
+
+
+async def test_anthropic_pause_turn_is_complete_with_a_notice(mock: MockServer) -> None:
+    events = await run(mock, "anthropic", "paused")
+    t = fold(events)
+    assert compute_metrics(events).status == "complete" and t.finish_reason == "pause_turn"
+    assert any("pause_turn" in n for n in t.notices)
 
 
 @pytest.mark.parametrize("protocol", NATIVE)

@@ -325,3 +325,29 @@ def test_copy_is_byte_exact_where_the_shared_dir_is_present() -> None:
         pytest.skip("platform: the shared recordings are not on this machine")
     for name in native_samples():
         assert (SAMPLES / name).read_bytes() == (shared / name).read_bytes(), name
+
+
+def test_thinking_and_thought_signatures_are_kept() -> None:
+    """Anthropic thinking blocks and Gemini function calls carry signatures for a later turn."""
+    from providers.protocols.anthropic import AnthropicDecoder
+    from providers.protocols.gemini import GeminiDecoder
+
+    anthropic = AnthropicDecoder("rec")
+    for event in recorded_events((SAMPLES / "anthropic_messages_thinking.sse").read_bytes()):
+        name, data = "", ""
+        for line in event.decode().splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:]
+        anthropic.feed(name, data, 0)
+    assert len(anthropic.signatures) == 1
+    assert anthropic.signatures[0].startswith(
+        "EvoCCkYICxgCKkCY593DZILKPT3+cK6Py3Hcu8WYGSW2vk6yge13"
+    )
+    gemini = GeminiDecoder("rec")
+    raw = (SAMPLES / "google_streamGenerateContent_thinking_function_call.sse").read_bytes()
+    for event in recorded_events(raw):
+        gemini.feed("", event.decode().strip().removeprefix("data:"), 0)
+    assert len(gemini.thought_signatures) == 1
+    assert gemini.thought_signatures[0].startswith("CiQBvj72+y6VX8BA4jMLQJOJvw+XWxadOcga")

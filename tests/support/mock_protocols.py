@@ -170,7 +170,12 @@ class Framer:
         out: list[tuple[bytes, str]] = []
         if self.protocol == "anthropic":
             close = self._close()
-            stop = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+            stop = {
+                "stop": "end_turn",
+                "length": "max_tokens",
+                "tool_calls": "tool_use",
+                "content_filter": "refusal",
+            }
             delta: dict[str, Any] = {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop.get(reason or "", reason), "stop_sequence": None},
@@ -228,8 +233,9 @@ class Framer:
                 "output_tokens_details": {"reasoning_tokens": _reasoning(usage)},
                 "total_tokens": usage["total_tokens"],
             }
-        if reason == "length":
-            resp |= {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
+        if reason in ("length", "content_filter"):
+            why = "max_output_tokens" if reason == "length" else "content_filter"
+            resp |= {"status": "incomplete", "incomplete_details": {"reason": why}}
             name = "response.incomplete"
         else:
             resp["status"] = "completed"
