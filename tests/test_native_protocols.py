@@ -421,3 +421,23 @@ def test_cost_bills_cache_reads_and_writes_apart() -> None:
     assert native.price is not None and native.price.cache_write_input is not None
     assert native.price.cache_write_input == pytest.approx(native.price.input * 1.25)
     assert compat.price == native.price
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini"])
+def test_tokenrace_models_lists_a_native_endpoint(
+    protocol: str, isolated_home: Any, mock_server: Any
+) -> None:
+    """`tokenrace models` (and so the picker, which runs it) lists native endpoints' models."""
+    import json as _json
+
+    from tests.support.cli import run_cli
+
+    url = mock_server.base_url.removesuffix("/v1") + ("/v1beta" if protocol == "gemini" else "/v1")
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.nat]\nbase_url = "{url}"\nprotocol = "{protocol}"\n'
+    )
+    r = run_cli("models", "nat", "--json", "--all")
+    assert r.returncode == 0, r.stderr
+    (report,) = _json.loads(r.stdout)
+    listed = {m["model"] for m in report["models"]}
+    assert {"nat/mock-fast", "nat/mock-reasoning"} <= listed
