@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from providers import paths
+from providers.protocols import PROTOCOLS
 
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
@@ -171,7 +172,6 @@ _CLOUD: tuple[tuple[str, str, str, str], ...] = (
 )
 # Presets that speak a native protocol; every other endpoint speaks chat completions.
 _NATIVE: dict[str, str] = {"anthropic": "anthropic", "gemini": "gemini"}
-PROTOCOLS = ("chat", "responses", "anthropic", "gemini")
 
 _LOCAL: tuple[tuple[str, str, str | None, str], ...] = (
     ("ollama", "http://127.0.0.1:11434/v1", None, "Ollama on this machine"),

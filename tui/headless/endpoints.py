@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from providers import paths
-from providers.config import PROTOCOLS, add_endpoint, load_config
+from providers.config import add_endpoint, load_config
 from providers.local import with_local
+from providers.protocols import PROTOCOLS
 
 
 def main(argv: list[str]) -> int:
