@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -351,3 +352,33 @@ def test_thinking_and_thought_signatures_are_kept() -> None:
         gemini.feed("", event.decode().strip().removeprefix("data:"), 0)
     assert len(gemini.thought_signatures) == 1
     assert gemini.thought_signatures[0].startswith("CiQBvj72+y6VX8BA4jMLQJOJvw+XWxadOcga")
+
+
+async def _decode(name: str, chunks: list[bytes]) -> tuple[str, str, str | None, list[Any]]:
+    from providers.protocols import protocol_for
+    from providers.sse import BytesSource, aiter_sse
+
+    decoder = protocol_for(protocol_of(name)).decoder("rec")
+    events: list[Any] = []
+    async for sse in aiter_sse(BytesSource(chunks)):
+        events.extend(decoder.feed(sse.event, sse.data, 0))
+    t = fold(events)
+    return t.text, t.reasoning, decoder.finish_reason, [(c.name, c.arguments) for c in t.tool_calls]
+
+
+@pytest.mark.parametrize("name", [n for n in native_samples() if EXPECT[n].http_status == 200])
+async def test_any_split_and_line_ending_decodes_the_same(name: str) -> None:
+    """Chunk boundaries anywhere (even inside a UTF-8 character) and LF or CRLF change nothing."""
+    import random
+
+    raw = (SAMPLES / name).read_bytes()
+    whole = await _decode(name, [raw])
+    rng = random.Random(name)
+    for _ in range(5):
+        cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, rng.randint(1, 60))))
+        pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+        assert await _decode(name, pieces) == whole
+    lf = raw.replace(b"\r\n", b"\n")
+    crlf = lf.replace(b"\n", b"\r\n")
+    assert await _decode(name, [lf]) == whole
+    assert await _decode(name, [crlf]) == whole
