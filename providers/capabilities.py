@@ -108,7 +108,14 @@ class ChatParams:
 
 
 # Fields that can be dropped (or translated) when a server rejects them.
-DROPPABLE = ("stream_options", "temperature", "max_completion_tokens", "response_format")
+DROPPABLE = (
+    "stream_options",
+    "temperature",
+    "max_completion_tokens",
+    "response_format",
+    "reasoning",  # Responses: a model that does not reason rejects reasoning.summary
+    "thinking",  # Anthropic: a model without extended thinking rejects it
+)
 
 
 def build_body(

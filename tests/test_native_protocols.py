@@ -441,3 +441,20 @@ def test_tokenrace_models_lists_a_native_endpoint(
     (report,) = _json.loads(r.stdout)
     listed = {m["model"] for m in report["models"]}
     assert {"nat/mock-fast", "nat/mock-reasoning"} <= listed
+
+
+@pytest.mark.parametrize(
+    ("protocol", "field"), [("anthropic", "thinking"), ("responses", "reasoning")]
+)
+async def test_a_rejected_thinking_field_is_dropped_once_and_remembered(
+    protocol: str, field: str
+) -> None:
+    """A model that cannot think rejects the field: retried without it, said, remembered."""
+    scenarios = {"no-think": {"n_tokens": 3, "reject_fields": [field]}}
+    async with MockServer(scenarios=scenarios) as srv:
+        events = await run(srv, protocol, "no-think", thinking=True)
+        t = fold(events)
+        bodies = [r["body"] for r in srv.log() if r["model"] == "no-think"]
+    assert t.text == "lorem ipsum dolor " and t.error is None
+    assert [field in b for b in bodies] == [True, False]
+    assert any(f"rejected the {field!r} field" in n for n in t.notices)

@@ -84,6 +84,9 @@ class AnthropicProtocol:
         if system:
             body["system"] = "\n\n".join(system)
         thinking = settings.thinking if params.thinking is None else params.thinking
+        if thinking and "thinking" in settings.rejected:
+            notes.append("this endpoint rejected thinking earlier; not asked for")
+            thinking = False
         if thinking:
             if max_tokens <= MIN_THINKING_BUDGET:
                 notes.append(

@@ -67,7 +67,9 @@ class ResponsesProtocol:
         if params.max_tokens is not None:
             body["max_output_tokens"] = params.max_tokens
         thinking = settings.thinking if params.thinking is None else params.thinking
-        if thinking:
+        if thinking and "reasoning" in settings.rejected:
+            notes.append("this endpoint rejected reasoning earlier; no summary asked for")
+        elif thinking:
             body["reasoning"] = {"summary": "auto"}
         if params.json_mode:
             body["text"] = {"format": {"type": "json_object"}}
