@@ -104,10 +104,18 @@ class ChatParams:
     temperature: float | None = None
     max_tokens: int | None = None
     json_mode: bool = False
+    thinking: bool | None = None  # stream the model's thinking; None: the endpoint's default
 
 
 # Fields that can be dropped (or translated) when a server rejects them.
-DROPPABLE = ("stream_options", "temperature", "max_completion_tokens", "response_format")
+DROPPABLE = (
+    "stream_options",
+    "temperature",
+    "max_completion_tokens",
+    "response_format",
+    "reasoning",  # Responses: a model that does not reason rejects reasoning.summary
+    "thinking",  # Anthropic: a model without extended thinking rejects it
+)
 
 
 def build_body(

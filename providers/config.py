@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from providers import paths, secrets
 from providers.inert import inert_label
+from providers.protocols import PROTOCOLS
 
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
@@ -77,6 +78,9 @@ class Endpoint:
     # model file it serves (None: the bundled model).
     managed: bool = False
     gguf: str | None = None
+    # The wire protocol it speaks (providers.protocols): chat, responses, anthropic or gemini.
+    protocol: str = "chat"
+    thinking: bool = False  # ask the model to stream its thinking (off unless configured)
 
     @property
     def is_loopback(self) -> bool:
@@ -128,6 +132,9 @@ class Config:
     stall_s: float = 1.0
     keyring_timeout_s: float = 3.0
     theme: str | None = None
+    # max_tokens for protocols that require one (Anthropic) when the user set none; one value
+    # for every pane of a race, so the comparison stays fair.
+    max_tokens: int = 4096
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint called ``name``; ``KeyError`` with the known names otherwise."""
@@ -144,14 +151,21 @@ _CLOUD: tuple[tuple[str, str, str, str], ...] = (
     ("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI"),
     ("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DeepSeek"),
     ("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OpenRouter"),
+    ("anthropic", "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY", "Anthropic (Messages)"),
     (
-        "anthropic",
+        "anthropic-openai",
         "https://api.anthropic.com/v1",
         "ANTHROPIC_API_KEY",
         "Anthropic (OpenAI-compatible)",
     ),
     (
         "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        "GEMINI_API_KEY",
+        "Google Gemini (native)",
+    ),
+    (
+        "gemini-openai",
         "https://generativelanguage.googleapis.com/v1beta/openai",
         "GEMINI_API_KEY",
         "Google Gemini (OpenAI-compatible)",
@@ -160,6 +174,8 @@ _CLOUD: tuple[tuple[str, str, str, str], ...] = (
     ("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY", "Together AI"),
     ("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "Mistral"),
 )
+# Presets that speak a native protocol; every other endpoint speaks chat completions.
+_NATIVE: dict[str, str] = {"anthropic": "anthropic", "gemini": "gemini"}
 
 _LOCAL: tuple[tuple[str, str, str | None, str], ...] = (
     ("ollama", "http://127.0.0.1:11434/v1", None, "Ollama on this machine"),
@@ -186,6 +202,7 @@ def presets(environ: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
             key_required=True,
             preset=True,
             description=desc,
+            protocol=_NATIVE.get(name, "chat"),
         )
     for name, local_url, local_env, desc in _LOCAL:
         out[name] = Endpoint(
@@ -216,6 +233,8 @@ _ENDPOINT_KEYS: dict[str, tuple[type, ...]] = {
     "timeouts": (dict,),
     "max_concurrency": (int,),
     "description": (str,),
+    "protocol": (str,),
+    "thinking": (bool,),
 }
 _PRICE_KEYS: dict[str, tuple[type, ...]] = {
     "input": _NUM,
@@ -240,6 +259,7 @@ _ENGINE_KEYS: dict[str, tuple[type, ...]] = {
     "max_event_bytes": (int,),
     "stall_threshold": _NUM,
     "keyring_timeout": _NUM,
+    "max_tokens": (int,),
 }
 
 
@@ -523,6 +543,8 @@ def parse_config(
     for k in ("retries", "max_retry_wait", "max_event_bytes", "stall_threshold", "keyring_timeout"):
         if k in engine and engine[k] < 0:
             raise chk.fail(["engine", k], "must not be negative")
+    if "max_tokens" in engine and engine["max_tokens"] < 1:
+        raise chk.fail(["engine", "max_tokens"], "must be at least 1")
 
     default_model = data.get("default_model")
     if default_model is not None and "/" not in default_model:
@@ -547,6 +569,7 @@ def parse_config(
         stall_s=float(engine.get("stall_threshold", 1.0)),
         keyring_timeout_s=float(engine.get("keyring_timeout", 3.0)),
         theme=data.get("theme"),
+        max_tokens=engine.get("max_tokens", 4096),
     )
 
 
@@ -641,6 +664,12 @@ def _endpoint(
     mc = table.get("max_concurrency", base.max_concurrency if base else None)
     if mc is not None and mc < 1:
         raise chk.fail([*where, "max_concurrency"], "must be at least 1")
+    # An endpoint defined in the user's config speaks chat unless it says otherwise.
+    protocol = table.get("protocol", base.protocol if base else "chat")
+    if protocol not in PROTOCOLS:
+        raise chk.fail(
+            [*where, "protocol"], f"unknown protocol {protocol!r} (one of: {', '.join(PROTOCOLS)})"
+        )
     return Endpoint(
         name=name,
         base_url=url.rstrip("/"),
@@ -657,6 +686,8 @@ def _endpoint(
         key_required=base.key_required if base else False,
         preset=base.preset if base else False,
         description=table.get("description", base.description if base else ""),
+        protocol=protocol,
+        thinking=table.get("thinking", base.thinking if base else False),
     )
 
 
@@ -703,6 +734,7 @@ def add_endpoint(
     api_key_env: str | None = None,
     models: list[str] | None = None,
     path: Path | None = None,
+    protocol: str | None = None,
 ) -> Path:
     """Add ``[endpoints.NAME]`` to config.toml, keeping comments; refuses a broken file."""
     import tomlkit
@@ -725,6 +757,8 @@ def add_endpoint(
         table["api_key_env"] = api_key_env
     if models:
         table["models"] = models
+    if protocol and protocol != "chat":
+        table["protocol"] = protocol
     endpoints[name] = table
     new_source = tomlkit.dumps(doc)
     parse_config(tomllib.loads(new_source), path=path, source=new_source)

@@ -73,6 +73,11 @@ def _auth_omitted(key: str | None) -> dict[str, Any]:
 
 async def list_models(ep: Endpoint, key: str | None, timeout_s: float = 10.0) -> ModelListing:
     """GET /models on ``ep``; never raises for network or HTTP errors."""
+    if ep.protocol in ("anthropic", "gemini"):
+        # Their own /models shapes and key headers: asked directly, not through the SDK.
+        from providers.protocols.listing import list_native_models
+
+        return await list_native_models(ep, key, timeout_s)
     import openai
 
     client = _client(ep, key, timeout_s)

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import httpx
 
 from providers import secrets
-from providers.capabilities import Quirks, build_body, capabilities, rejected_field
+from providers.capabilities import Quirks, capabilities, rejected_field
 from providers.chunks import ChunkParser, error_text
 from providers.config import Config, Endpoint, split_model_ref
 from providers.events import (
@@ -44,6 +44,7 @@ from providers.events import (
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
 from providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from providers.local import Lease, LocalError, LocalPool, count_root
+from providers.protocols import BuildSettings, protocol_for
 from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
 from providers.transport import LAST_WRITE_NS, make_transport
@@ -302,8 +303,8 @@ class Engine:
                     headers[name] = value.replace("{api_key}", key)
             else:
                 headers[name] = value
-        if key and not templated:
-            headers["Authorization"] = f"Bearer {key}"
+        # The key goes where the endpoint's protocol wants it (Bearer, x-api-key, x-goog-api-key).
+        headers.update(protocol_for(ep.protocol).auth_headers(None if templated else key))
         if ep.name == "openai" and ep.preset:
             # The OpenAI SDK's conventions, for the openai preset only: they never reach others.
             import os
@@ -422,6 +423,7 @@ class Engine:
         ticket: GateTicket | None,
     ) -> AsyncIterator[Event]:
         caps = capabilities(ep.name, model)
+        protocol = protocol_for(ep.protocol)
         messages = [dict(m) for m in request.messages]
         attempt = 0
         retry_left = self.config.retries
@@ -429,13 +431,17 @@ class Engine:
         sem = self._semaphore(ep)
         while True:
             attempt += 1
-            body, notes = build_body(
+            body, notes = protocol.build(
                 model,
                 messages,
-                request.params,
-                caps,
-                self.quirks.for_endpoint(ep.name),
-                ep.extra_body,
+                BuildSettings(
+                    params=request.params,
+                    caps=caps,
+                    rejected=self.quirks.for_endpoint(ep.name),
+                    extra_body=ep.extra_body,
+                    thinking=ep.thinking,
+                    max_tokens=self.config.max_tokens,
+                ),
             )
             if attempt == 1:
                 for note in notes:
@@ -559,12 +565,13 @@ class Engine:
         emit: Callable[[Event | _End], None],
     ) -> None:
         client = self.client_for(ep)
-        url = f"{ep.base_url}/chat/completions"
+        protocol = protocol_for(ep.protocol)
+        url = f"{ep.base_url}{protocol.path(model)}"
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = self._headers(ep, key)
         loop = asyncio.get_running_loop()
         timeouts = ep.timeouts
-        parser = ChunkParser(ep.name)
+        parser = protocol.decoder(ep.name)
         stats = DecodeStats()
         got_token = False
         saw_usage = False
@@ -582,7 +589,7 @@ class Engine:
                     url,
                     content=content,
                     headers=headers,
-                    params=dict(ep.query),
+                    params={**protocol.query(), **ep.query},
                     extensions={"trace": state.trace},
                 ) as response:
                     t_hdr = now_ns()
@@ -793,13 +800,14 @@ class Engine:
                 learned=learned,
             )
 
-        if status in (401, 403):
+        protocol = protocol_for(ep.protocol)
+        if status in (401, 403) or protocol.auth_failure(status, obj):
             env = f"set {ep.api_key_env} or " if ep.api_key_env else ""
-            what = "rejected the API key" if status == 401 else "refused access (403)"
+            what = "refused access (403)" if status == 403 else "rejected the API key"
             return fail(
                 "auth",
-                f"{ep.name} {what} ({label}: {server_msg}); {env}run "
-                f"`tokenrace keys set {ep.name}`",
+                f"{ep.name} {what} ({label}: {server_msg}); the key is sent in the "
+                f"{protocol.key_header} header; {env}run `tokenrace keys set {ep.name}`",
             )
         if status == 404:
             models = await self._list_model_ids(ep)
@@ -922,8 +930,7 @@ class Engine:
             r = await self.client_for(ep).get(
                 f"{ep.base_url}/models", headers=headers, params=dict(ep.query), timeout=5.0
             )
-            data = r.json().get("data", []) if r.status_code == 200 else []
-            return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+            return protocol_for(ep.protocol).model_ids(r.json()) if r.status_code == 200 else []
         except Exception:
             return []
 

@@ -101,8 +101,9 @@ class Usage:
     prompt: int | None = None
     completion: int | None = None
     reasoning: int | None = None
-    cached: int | None = None
+    cached: int | None = None  # read from the prompt cache; part of ``prompt``
     cost_usd: float | None = None  # the provider's own figure (OpenRouter), shown as reported
+    cache_write: int | None = None  # written to the prompt cache (Anthropic); part of ``prompt``
 
 
 @dataclass(frozen=True, slots=True)

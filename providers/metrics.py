@@ -64,6 +64,8 @@ class RunMetrics:
     overall_tps: float | None
     token_events: int
     finish_reason: str | None
+    cache_write_tokens: int | None = None  # written to the prompt cache (Anthropic)
+    prefill_tps: float | None = None  # input tokens / TTFT: an upper bound of the prefill speed
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics`` object of ``ask --json`` (and exports, and the metrics log)."""
@@ -88,6 +90,7 @@ JSON_KEYS = (
     "output_tokens_estimated",
     "input_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "reasoning_tokens",
     "itl_p50_ms",
     "itl_p95_ms",
@@ -95,6 +98,7 @@ JSON_KEYS = (
     "retries",
     "retry_wait_ms",
     "cost_usd",
+    "prefill_tps",
 )
 
 
@@ -235,6 +239,7 @@ def compute_metrics(
 
     input_tokens = usage.prompt if usage is not None else None
     cached = usage.cached if usage is not None else None
+    cache_write = usage.cache_write if usage is not None else None
     cost: float | None = None
     reported = False
     if usage is not None and usage.cost_usd is not None:
@@ -245,7 +250,7 @@ def compute_metrics(
         if prompt is not None:
             # Billing counts hidden reasoning tokens too: usage.completion includes them.
             billed = usage.completion if usage is not None and usage.completion is not None else n
-            cost = price.cost(prompt, billed, cached or 0)
+            cost = price.cost(prompt, billed, cached or 0, cache_write or 0)
 
     return RunMetrics(
         status=status,
@@ -271,6 +276,9 @@ def compute_metrics(
         overall_tps=overall,
         token_events=len(tokens),
         finish_reason=finish,
+        cache_write_tokens=cache_write,
+        # Upper bound: TTFT also holds queueing and the network (DESIGN §4).
+        prefill_tps=(input_tokens / (ttft / 1000.0)) if input_tokens and ttft else None,
     )
 
 

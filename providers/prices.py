@@ -11,6 +11,10 @@ from typing import Any
 from providers.config import Config
 
 _TABLE = Path(__file__).with_name("prices.toml")
+# Presets that reach the same provider through its OpenAI-compatible endpoint: same prices.
+_SAME_PROVIDER = {"anthropic-openai": "anthropic", "gemini-openai": "gemini"}
+# Anthropic bills a 5-minute cache write at 1.25 × the input price (its pricing page).
+_ANTHROPIC_CACHE_WRITE = 1.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +25,19 @@ class Price:
     output: float
     cached_input: float | None = None
     source: str = "built-in"
+    cache_write_input: float | None = None  # falls back to ``input`` when unknown
 
-    def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
-        """Cost in $ of one request (DESIGN §4)."""
+    def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
+        """Cost in $ of one request (DESIGN §4); ``cached`` and ``cache_write`` are in prompt."""
         cached = max(0, min(cached, prompt))
+        cache_write = max(0, min(cache_write, prompt - cached))
         cached_rate = self.cached_input if self.cached_input is not None else self.input
+        write_rate = self.cache_write_input if self.cache_write_input is not None else self.input
         return (
-            (prompt - cached) * self.input + cached * cached_rate + completion * self.output
+            (prompt - cached - cache_write) * self.input
+            + cached * cached_rate
+            + cache_write * write_rate
+            + completion * self.output
         ) / 1_000_000
 
 
@@ -78,15 +88,21 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
         # The local model costs nothing per token; its context is what its server is given.
         return ModelInfo(ref=ref, price=Price(0.0, 0.0, 0.0, source="local"), context=CONTEXT)
     table: dict[str, dict[str, Any]] = builtin_table()["models"]
-    row = table.get(ref)
+    ep_name, _, model_id = ref.partition("/")
+    provider = _SAME_PROVIDER.get(ep_name, ep_name) if endpoint is None or endpoint.preset else ""
+    row = table.get(ref) or table.get(f"{provider}/{model_id}")
     price: Price | None = None
     context: int | None = None
     if row is not None:
+        write = row.get("cache_write_input")
+        if write is None and provider == "anthropic":
+            write = float(row["input"]) * _ANTHROPIC_CACHE_WRITE
         price = Price(
             input=float(row["input"]),
             output=float(row["output"]),
             cached_input=float(row["cached_input"]) if "cached_input" in row else None,
             source=f"built-in, as of {as_of()}",
+            cache_write_input=float(write) if write is not None else None,
         )
         context = int(row["context"]) if "context" in row else None
     else:

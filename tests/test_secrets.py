@@ -68,9 +68,34 @@ def _canary() -> str:
     return f"sk-canary-{uuid.uuid4().hex}"
 
 
-@pytest.mark.parametrize("source", ["env", "cmd", "keyring"])
+def base_url_for(mock: MockServerProcess, protocol: str) -> str:
+    return mock.base_url.removesuffix("/v1") + "/v1beta" if protocol == "gemini" else mock.base_url
+
+
+def key_sent(headers: dict[str, str], protocol: str) -> str:
+    """The key as the request carried it, in the protocol's own header."""
+    if protocol == "anthropic":
+        assert "authorization" not in headers
+        return headers["x-api-key"]
+    if protocol == "gemini":
+        assert "authorization" not in headers
+        return headers["x-goog-api-key"]
+    return headers["authorization"].removeprefix("Bearer ")
+
+
+@pytest.mark.parametrize(
+    ("source", "protocol"),
+    [
+        ("env", "chat"),
+        ("cmd", "chat"),
+        ("keyring", "chat"),
+        ("env", "anthropic"),
+        ("keyring", "gemini"),
+        ("cmd", "responses"),
+    ],
+)
 async def test_a_canary_key_never_shows(
-    source: str, isolated_home: Path, mock_server: MockServerProcess
+    source: str, protocol: str, isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
     """The server echoes the key in its error (as some do): the user never sees it."""
     from providers.config import parse_config
@@ -89,7 +114,10 @@ async def test_a_canary_key_never_shows(
             },
         },
     )
-    endpoint: dict[str, Any] = {"base_url": mock_server.base_url}
+    endpoint: dict[str, Any] = {
+        "base_url": base_url_for(mock_server, protocol),
+        "protocol": protocol,
+    }
     import os
 
     env_restore = os.environ.get("CANARY_KEY")
@@ -120,7 +148,7 @@ async def test_a_canary_key_never_shows(
             app.store.flush()
         # The request did carry the key (to the right endpoint only).
         (req,) = [r for r in mock_server.log() if r["model"] == name]
-        assert req["headers"]["authorization"] == f"Bearer {key}"
+        assert key_sent(req["headers"], protocol) == key
         files = [p for p in (isolated_home / "data").rglob("*") if p.is_file()]
         assert any(p.name == "runs.jsonl" for p in files)
         assert any(p.suffix == ".json" and "exports" in p.parts for p in files)
@@ -135,8 +163,9 @@ async def test_a_canary_key_never_shows(
             os.environ["CANARY_KEY"] = env_restore
 
 
+@pytest.mark.parametrize("protocol", ["chat", "anthropic", "gemini", "responses"])
 def test_cli_error_messages_redact_the_key(
-    isolated_home: Path, mock_server: MockServerProcess
+    protocol: str, isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
     key = _canary()
     name = f"s-{uuid.uuid4().hex[:8]}"
@@ -144,15 +173,19 @@ def test_cli_error_messages_redact_the_key(
         name, {"status": 401, "error_body": {"error": {"message": f"bad key {key}"}}}
     )
     (isolated_home / "config.toml").write_text(
-        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\napi_key_env = "MOCK_KEY"\n'
+        f'[endpoints.mock]\nbase_url = "{base_url_for(mock_server, protocol)}"\n'
+        f'api_key_env = "MOCK_KEY"\nprotocol = "{protocol}"\n'
     )
     r = run_cli("ask", "-m", f"mock/{name}", "hi", env={"MOCK_KEY": key})
     r2 = run_cli("ask", "-m", f"mock/{name}", "--json", "hi", env={"MOCK_KEY": key})
     r3 = run_cli("keys", "list", "mock", env={"MOCK_KEY": key})
+    r4 = run_cli("models", "mock", "--json", env={"MOCK_KEY": key})
     assert r.returncode == 1 and "rejected the API key" in r.stderr
-    for out in (r, r2, r3):
+    for out in (r, r2, r3, r4):
         assert key not in out.stdout + out.stderr
     assert "sk-…" in r3.stdout
+    (req,) = [x for x in mock_server.log() if x["model"] == name][:1]
+    assert key_sent(req["headers"], protocol) == key
 
 
 # --- issue 15.8: credentials in a base URL's userinfo and in api_key_cmd's stderr -----------

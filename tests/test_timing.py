@@ -43,8 +43,13 @@ def server_figures(record: dict[str, Any]) -> tuple[float, float]:
     return ttft_ms, (n - sends[0]["tokens"]) / span_s
 
 
-def ask_json(mock: MockServerProcess, home: Path, *models: str) -> list[dict[str, Any]]:
-    (home / "config.toml").write_text(f'[endpoints.mock]\nbase_url = "{mock.base_url}"\n')
+def ask_json(
+    mock: MockServerProcess, home: Path, *models: str, protocol: str = "chat"
+) -> list[dict[str, Any]]:
+    url = mock.base_url.removesuffix("/v1") + "/v1beta" if protocol == "gemini" else mock.base_url
+    (home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{url}"\nprotocol = "{protocol}"\nthinking = true\n'
+    )
     args = [a for m in models for a in ("-m", f"mock/{m}")]
     r = run_cli("ask", *args, "--json", "Say something.")
     assert r.returncode == 0, r.stderr
@@ -53,9 +58,7 @@ def ask_json(mock: MockServerProcess, home: Path, *models: str) -> list[dict[str
 
 
 def chat_record(mock: MockServerProcess, model: str) -> dict[str, Any]:
-    (record,) = [
-        r for r in mock.log() if r["path"].endswith("/chat/completions") and r["model"] == model
-    ]
+    (record,) = [r for r in mock.log() if r["body"] is not None and r["model"] == model]
     return record
 
 
@@ -97,6 +100,42 @@ def test_ttft_and_decode_rate_match_the_servers_clock(
         assert m["output_tokens_estimated"] == case.endswith("no-usage")
         # Role-only first chunks arrive at once; they must never count as the first token.
         assert record["sends"][0]["kind"] == "role"
+        assert m["ttft_ms"] > 100
+        ok, figures = within(result, record)
+        attempts.append(figures)
+        if ok:
+            return
+    pytest.fail("no run within 3 ms / 2% of the server's clock: " + "; ".join(attempts))
+
+
+NATIVE_CASES = {
+    "plain": "script:ttft=300,tps=50,n=40",
+    "reasoning": "script:ttft=150,tps=80,n=30,reasoning=30",
+    "batched-first-chunk": "script:ttft=200,tps=100,n=60,first=6",
+}
+
+
+@pytest.mark.parametrize("case", list(NATIVE_CASES))
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini", "responses"])
+def test_native_protocols_match_the_servers_clock(
+    protocol: str, case: str, mock_server: MockServerProcess, isolated_home: Path
+) -> None:
+    """The same figures, within the same tolerance, for each native protocol (issue 17)."""
+    model = NATIVE_CASES[case]
+    attempts: list[str] = []
+    for _ in range(ATTEMPTS):
+        mock_server.reset_log()
+        (result,) = ask_json(mock_server, isolated_home, model, protocol=protocol)
+        assert result["status"] == "complete", result["error"]
+        record = chat_record(mock_server, model)
+        assert record["protocol"] == protocol
+        m = result["metrics"]
+        assert not m["output_tokens_estimated"]
+        if case == "reasoning":
+            # Thinking streams (asked for in config) and counts toward TTFT; TTFO is the answer.
+            assert result["reasoning"] and m["ttfo_ms"] > m["ttft_ms"] + 300
+        if protocol != "gemini":  # Gemini sends nothing before its first token
+            assert record["sends"][0]["kind"] == "role"
         assert m["ttft_ms"] > 100
         ok, figures = within(result, record)
         attempts.append(figures)
@@ -153,6 +192,8 @@ def test_ask_json_shape(mock_server: MockServerProcess, isolated_home: Path) -> 
         "retries",
         "retry_wait_ms",
         "cost_usd",
+        "cache_write_tokens",
+        "prefill_tps",
     }
     assert result["metrics"]["cost_usd"] is None  # no price known for a mock model
 

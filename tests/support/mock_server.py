@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import unquote
+
+from tests.support.mock_protocols import Framer, NativeProtocol
 
 __all__ = [
     "PORT_LINE_PREFIX",
@@ -633,6 +636,7 @@ class _Stream:
     chunked: bool
     last_send_ns: int = 0
     last_runq_ns: int | None = None
+    framer: Framer | None = None  # a native protocol's framing; None: chat completions
 
 
 class _Waker:
@@ -1068,8 +1072,13 @@ class MockServer:
             raise _ClientGone from exc
 
     def _authorized(self, req: _Request, key: str) -> bool:
-        """Whether the request carries `Authorization: Bearer <key>`."""
-        return req.headers.get("authorization", "") == f"Bearer {key}"
+        """Whether the request carries the key: Bearer, or the native x-api-key / x-goog-api-key."""
+        h = req.headers
+        if req.path.startswith("/v1beta/"):
+            return h.get("x-goog-api-key", "") == key
+        if req.path == "/v1/messages" or "anthropic-version" in h:
+            return h.get("x-api-key", "") == key
+        return h.get("authorization", "") == f"Bearer {key}"
 
     async def _route(self, conn: _Conn, req: _Request, rec: dict[str, Any] | None) -> bool:
         """Dispatch on method and path."""
@@ -1098,7 +1107,7 @@ class MockServer:
             await self._simple(conn, rec, 200, {}, keep)
             return keep
         if (
-            req.path.startswith("/v1/")
+            req.path.startswith(("/v1/", "/v1beta/"))
             and self.require_key is not None
             and not self._authorized(req, self.require_key)
         ):
@@ -1111,6 +1120,29 @@ class MockServer:
         if route == ("POST", "/v1/chat/completions"):
             assert rec is not None
             return await self._chat(conn, req, rec)
+        # Native protocols (tests/support/mock_protocols.py): the same scenarios, framed anew.
+        if route == ("POST", "/v1/messages"):
+            assert rec is not None
+            return await self._chat(conn, req, rec, "anthropic")
+        if route == ("POST", "/v1/responses"):
+            assert rec is not None
+            return await self._chat(conn, req, rec, "responses")
+        if route == ("GET", "/v1beta/models"):
+            models = [
+                {"name": f"models/{n}", "supportedGenerationMethods": ["generateContent"]}
+                for n in self.scenario_names()
+            ]
+            await self._simple(conn, rec, 200, {"models": models}, keep)
+            return keep
+        gemini = unquote(req.path)
+        if (
+            req.method == "POST"
+            and gemini.startswith("/v1beta/models/")
+            and gemini.endswith(":streamGenerateContent")
+        ):
+            assert rec is not None
+            model = gemini.removeprefix("/v1beta/models/").removesuffix(":streamGenerateContent")
+            return await self._chat(conn, req, rec, "gemini", model)
         err = _openai_error(f"no route for {req.method} {req.path}", "invalid_request_error", None)
         await self._simple(conn, rec, 404, err, keep)
         return keep
@@ -1136,8 +1168,15 @@ class MockServer:
             return _parse_script(model)
         return None
 
-    async def _chat(self, conn: _Conn, req: _Request, rec: dict[str, Any]) -> bool:
-        """POST /v1/chat/completions."""
+    async def _chat(
+        self,
+        conn: _Conn,
+        req: _Request,
+        rec: dict[str, Any],
+        protocol: NativeProtocol | None = None,
+        path_model: str | None = None,
+    ) -> bool:
+        """POST /v1/chat/completions, or a native protocol's streaming request."""
         keep = req.keep_alive
         try:
             body = json.loads(req.body)
@@ -1148,6 +1187,23 @@ class MockServer:
             await self._simple(conn, rec, 400, err, keep)
             return keep
         rec["body"] = body
+        rec["protocol"] = protocol or "chat"
+        if protocol == "gemini":
+            # Gemini names the model in the path and its messages "contents".
+            body = {
+                "model": path_model,
+                "stream": True,
+                "messages": [
+                    {
+                        "role": c.get("role"),
+                        "content": "".join(p.get("text", "") for p in c["parts"]),
+                    }
+                    for c in body.get("contents", [])
+                    if isinstance(c, dict) and isinstance(c.get("parts"), list)
+                ],
+            }
+        elif protocol == "responses" and isinstance(body.get("input"), list):
+            body = {**body, "messages": body["input"]}
         model = body.get("model")
         if not isinstance(model, str):
             err = _openai_error(
@@ -1203,6 +1259,19 @@ class MockServer:
             )
             return keep
         rid = f"chatcmpl-mock-{rec['id']}"
+        if protocol is not None:
+            st = _Stream(
+                conn=conn,
+                rec=rec,
+                plan=plan,
+                model=model,
+                rid=rid,
+                created=int(time.time()),
+                chunked=req.version != "HTTP/1.0",
+                framer=Framer(protocol, plan.eol, rid, model),
+            )
+            keep = await self._watched(conn, rec, self._stream(st, True))
+            return keep and req.keep_alive
         if body.get("stream") is not True:
             return await self._watched(
                 conn, rec, self._non_stream(conn, req, rec, plan, model, rid)
@@ -1442,7 +1511,13 @@ class MockServer:
         st.last_runq_ns = self._runq.total()
         if plan.silent_after_headers:
             await self._hold()
-        if plan.role_chunk:
+        framer = st.framer
+        start_usage = plan.usage() if plan.usage_mode != "never" else None
+        if framer is not None:
+            start = framer.start(start_usage)
+            if start is not None and plan.role_chunk:
+                await self._send(st, start, "role")
+        elif plan.role_chunk:
             await self._send(st, self._chunk(st, {"role": "assistant", "content": ""}), "role")
         if plan.keepalive_only:
             assert plan.keepalive_ns is not None
@@ -1458,7 +1533,10 @@ class MockServer:
         for kind, toks, offset in events:
             # Serialise before waiting so only the write happens after the target.
             field_name = "content" if kind == "token" else plan.reasoning_field
-            payload = self._chunk(st, {field_name: "".join(toks)})
+            if framer is not None:
+                payload = framer.token(kind, "".join(toks), start_usage)
+            else:
+                payload = self._chunk(st, {field_name: "".join(toks)})
             await self._wait(st, t_first + offset)
             if any(k <= sent for k, _ in pending):
                 ended = await self._fire(st, pending, sent, final=False)
@@ -1470,6 +1548,11 @@ class MockServer:
         if ended is not None:
             return ended
         usage = plan.usage()
+        if framer is not None:
+            for payload, kind in framer.finish(plan.finish_reason, start_usage, plan.done):
+                await self._send(st, payload, kind)
+            await self._end(st)
+            return st.chunked
         if plan.finish_reason is not None:
             on_finish = usage if plan.usage_mode == "on_finish" else None
             await self._send(st, self._chunk(st, {}, plan.finish_reason, on_finish), "finish")
@@ -1497,17 +1580,33 @@ class MockServer:
         for item in due:
             pending.remove(item)
             name = item[1]
-            if name == "malformed_json":
+            framer = st.framer
+            if name == "malformed_json" and framer is not None:
+                await self._send(st, framer.malformed(), "other")
+            elif name in ("error_event", "error_json") and framer is not None:
+                await self._send(st, framer.error_event(), "error")
+                await self._end(st)
+                return st.chunked
+            elif name == "malformed_json":
                 await self._send(
                     st, b'data: {"choices":[{"delta":{"content":"oops"' + plan.eol * 2, "other"
                 )
             elif name == "invalid_utf8":
-                raw = self._chunk(st, {"content": _INVALID_UTF8_MARK})
+                raw = (
+                    framer.token("token", _INVALID_UTF8_MARK, None)
+                    if framer is not None
+                    else self._chunk(st, {"content": _INVALID_UTF8_MARK})
+                )
                 raw = raw.replace(_INVALID_UTF8_MARK.encode(), b"\xff\xfe")
                 await self._send(st, raw, "other")
             elif name == "huge_event":
                 size = plan.huge_event_bytes or 0
-                await self._send(st, self._chunk(st, {"content": "x" * size}), "other")
+                huge = (
+                    framer.token("token", "x" * size, None)
+                    if framer is not None
+                    else self._chunk(st, {"content": "x" * size})
+                )
+                await self._send(st, huge, "other")
             elif name == "silent":
                 await self._hold()
             elif name == "error_event":

@@ -8,20 +8,29 @@ import sys
 from providers import paths, secrets
 from providers.config import add_endpoint, load_config
 from providers.local import with_local
+from providers.protocols import PROTOCOLS
 
 
 def main(argv: list[str]) -> int:
     """``tokenrace endpoints`` entry point."""
     p = argparse.ArgumentParser(prog="tokenrace endpoints", description="Manage endpoints.")
     sub = p.add_subparsers(dest="action")
-    a = sub.add_parser("add", help="add an OpenAI-compatible endpoint to config.toml")
+    a = sub.add_parser("add", help="add an endpoint to config.toml")
     a.add_argument("name")
     a.add_argument("--base-url", required=True)
     a.add_argument("--key-env", metavar="VAR", help="environment variable holding its key")
     a.add_argument("--model", action="append", default=[], help="model id (repeatable)")
+    a.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="chat",
+        help="wire protocol it speaks (default: chat, OpenAI chat completions)",
+    )
     ns = p.parse_args(argv)
     if ns.action == "add":
-        path = add_endpoint(ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model)
+        path = add_endpoint(
+            ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model, protocol=ns.protocol
+        )
         print(f"Added [endpoints.{ns.name}] to {path}.")
         return 0
     config = with_local(load_config())
@@ -31,7 +40,7 @@ def main(argv: list[str]) -> int:
         url = (
             "(started by tokenrace on first use)" if ep.managed else secrets.redact_url(ep.base_url)
         )
-        print(f"  {ep.name:<12} {url:<58} {kind}  {ep.description}")
+        print(f"  {ep.name:<16} {url:<58} {kind:<6} {ep.protocol:<9} {ep.description}")
     return 0
 
 

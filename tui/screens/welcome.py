@@ -50,12 +50,14 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
             "bold",
         ),
     ]
+    # As wide as the longest preset name (anthropic-openai), so the columns line up.
+    width = max((len(ep.name) for ep in config.endpoints.values() if ep.preset), default=11)
     for ep in config.endpoints.values():
         if ep.preset and ep.key_required:
             rows.append(
                 Content.assemble(
                     "  ",
-                    (f"{ep.name:<11}", "bold"),
+                    (f"{ep.name:<{width}}", "bold"),
                     f" {ep.api_key_env or '':<20} {ep.description}",
                 )
             )
@@ -65,7 +67,7 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
             rows.append(
                 Content.assemble(
                     "  ",
-                    (f"{ep.name:<11}", "bold"),
+                    (f"{ep.name:<{width}}", "bold"),
                     f" {secrets.redact_url(ep.base_url):<28} {ep.description}",
                 )
             )

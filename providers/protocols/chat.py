@@ -1,0 +1,50 @@
+"""OpenAI chat completions: ``POST {base_url}/chat/completions`` (the existing chunk parser)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.capabilities import build_body
+from providers.chunks import ChunkParser
+from providers.protocols import BuildSettings, Decoder, ProtocolName
+
+
+class ChatProtocol:
+    """OpenAI chat completions, spoken by most OpenAI-compatible servers."""
+
+    name: ProtocolName = "chat"
+    key_header = "Authorization"
+
+    def path(self, model: str) -> str:
+        return "/chat/completions"
+
+    def query(self) -> dict[str, str]:
+        return {}
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def build(
+        self, model: str, messages: list[dict[str, Any]], settings: BuildSettings
+    ) -> tuple[dict[str, Any], list[str]]:
+        return build_body(
+            model,
+            messages,
+            settings.params,
+            settings.caps,
+            settings.rejected,
+            settings.extra_body,
+        )
+
+    def decoder(self, endpoint: str) -> Decoder:
+        return ChunkParser(endpoint)
+
+    def model_ids(self, listing: Any) -> list[str]:
+        data = listing.get("data", []) if isinstance(listing, dict) else []
+        return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+
+    def auth_failure(self, status: int, body: Any) -> bool:
+        return False
+
+
+CHAT = ChatProtocol()
