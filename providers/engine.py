@@ -312,7 +312,7 @@ class Engine:
             if ep.managed:  # start the local server now, so the first prompt does not wait
                 if self.local is None:
                     self.local = LocalPool()
-                await self.local.warm(ep)
+                await self.local.warm(ep, model_ref.split("/", 1)[1])
                 return
             key = await self.key_for(ep)
             client = self.client_for(ep)
@@ -368,7 +368,11 @@ class Engine:
         if ep.managed:
             if self.local is None:
                 self.local = LocalPool()
-            lease = await self.local.lease(ep)
+            try:
+                lease = await self.local.lease(ep, model)
+            except LocalError as exc:
+                yield StreamError(t_ns=now_ns(), kind="config", message=f"{ep.name}: {exc}")
+                return
             try:
                 async for _progress in lease.ready():
                     pass  # start-up news goes to the pool's on_status (the app's notices)
@@ -383,6 +387,18 @@ class Engine:
                 )
         try:
             async for ev in self._stream_to(ep, model, key, request, ticket):
+                if lease is not None and isinstance(ev, (StreamError, Retrying)):
+                    # A server of ours that died is reported as what it is, never retried on
+                    # its dead port ("nothing is listening"); the next request starts another.
+                    got_text = isinstance(ev, StreamError) and ev.kind == "interrupted"
+                    crash = await lease.crash("mid-reply" if got_text else "before replying")
+                    if crash is not None:
+                        yield StreamError(
+                            t_ns=ev.t_ns,
+                            kind="interrupted" if got_text else "server",
+                            message=crash + ("\nThe text so far is kept." if got_text else ""),
+                        )
+                        return
                 yield ev
         finally:
             if lease is not None:

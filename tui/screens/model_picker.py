@@ -77,9 +77,11 @@ class ModelPicker(ModalScreen[str | None]):
     def _row(self, e: ModelEntry, query: str, matcher: Matcher | None) -> Content:
         name = matcher.highlight(e.ref) if matcher else Content(e.ref)
         mark = "● " if e.ref == self.current else "  "
+        if e.note:  # a local model: what it is, in the name column's spare room
+            name = Content.assemble(name, "  ", (e.note, "dim"))
         return Content.assemble(
             mark,
-            name.pad_right(max(0, 52 - len(e.ref))),
+            name.pad_right(max(0, 52 - len(e.ref) - (len(e.note) + 2 if e.note else 0))),
             f" {e.price:>17}  ctx {e.context:>5}  {e.source}",
         )
 
