@@ -387,7 +387,7 @@ class Engine:
                 )
         try:
             async for ev in self._stream_to(ep, model, key, request, ticket):
-                if lease is not None and isinstance(ev, (StreamError, Retrying)):
+                if lease is not None and ev_may_be_a_crash(ev):
                     # A server of ours that died is reported as what it is, never retried on
                     # its dead port ("nothing is listening"); the next request starts another.
                     got_text = isinstance(ev, StreamError) and ev.kind == "interrupted"
@@ -906,6 +906,17 @@ class Engine:
             return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
         except Exception:
             return []
+
+
+# Failures a server that died can cause: a dropped stream, a refused or reset connection.
+_CRASH_KINDS = frozenset({"interrupted", "connect", "server", "timeout_connect"})
+
+
+def ev_may_be_a_crash(ev: Event) -> bool:
+    """Whether ``ev`` may come from a dead local server (worth asking if it is alive)."""
+    return isinstance(ev, (StreamError, Retrying)) and ev.kind in _CRASH_KINDS and not (
+        isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
+    )
 
 
 def _http_error_text(exc: BaseException) -> str:

@@ -477,7 +477,7 @@ class LocalServer:
         if proc is None or not self._answered:
             return None
         try:
-            await asyncio.wait_for(proc.wait(), 2.0)  # a dropped stream comes before the exit
+            await asyncio.wait_for(proc.wait(), 1.0)  # a dropped stream comes before the reaping
         except TimeoutError:
             return None  # it is alive: the failure was something else
         code = self._note_death(proc)

@@ -448,3 +448,34 @@ def test_local_models_say_what_they_are(tmp_path: Path) -> None:
     assert local.model_file(ep, "smollm2-135m").chat_format is None  # the GGUF's own template
     with pytest.raises(local.LocalError, match="no local model 'nope'"):
         local.model_file(ep, "nope")
+
+
+@pytest.mark.local_model
+@needs_extra
+@pytest.mark.posix
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_no_local_server_outlives_ask(sig: signal.Signals, cache_env: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "ask", "-m", MODEL, "-m", BASE_MODEL, PROMPT],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 150
+        while len(pids) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            pids += [int(p) for p in re.findall(r"ready in [\d.]+ s \(pid (\d+)\)", line)]
+        assert len(pids) == 2, "both models' servers started"
+        proc.send_signal(sig)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert gone(pids), f"a local server outlived `tokenrace ask` ({sig.name})"
