@@ -482,3 +482,20 @@ def test_no_local_server_outlives_ask(sig: signal.Signals, cache_env: Path) -> N
             proc.kill()
             proc.wait()
     assert gone(pids), f"a local server outlived `tokenrace ask` ({sig.name})"
+
+
+@pytest.mark.posix
+async def test_a_server_killed_while_warming_up_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_LOCAL_MODE", "sigill-warmup")
+    engine, pool = _fake_engine(tmp_path, [])
+    request = ChatRequest("local/tiny", ({"role": "user", "content": QUESTION},))
+    try:
+        err = fold(await collect(engine, request)).error
+    finally:
+        await engine.aclose()
+        await pool.aclose()
+    assert err is not None and "killed by SIGILL (illegal instruction) on its first tokens" in (
+        err.message
+    )

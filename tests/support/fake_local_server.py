@@ -8,6 +8,9 @@ and counts tokens (one per word). ``FAKE_LOCAL_MODE`` says how it behaves:
   with SIGILL, as a native llama.cpp does on a CPU that forbids AMX;
 - ``sigill-early``: the same before the answer's first byte;
 - ``ok``: every chat request gets a whole reply naming the model, with ``[DONE]``.
+
+A request that does not stream (tokenrace's warm-up) gets one word, except in the mode
+``sigill-warmup``, where it kills the server.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/extras/tokenize/count"):
             text = str(body.get("input", ""))
             self._json({"count": 1 + len(text.split())})  # a BOS token, like llama.cpp
+            return
+        if not body.get("stream"):  # tokenrace's warm-up: one token, whole
+            if self.mode == "sigill-warmup":
+                os.kill(os.getpid(), signal.SIGILL)
+            self._json({"choices": [{"index": 0, "message": {"content": "Hi"}}]})
             return
         if self.mode == "sigill-early":  # killed before a byte of the answer
             print("ggml_compute_forward: illegal instruction ahead", file=sys.stderr, flush=True)
