@@ -49,7 +49,7 @@ EXTRA_BUFFERS_ENV = "TOKENRACE_LOCAL_EXTRA_BUFFERS"
 PORTABLE_BUILD = "CMAKE_ARGS='-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF'"
 INSTALL_HINT = (
     f"install the extra: {PORTABLE_BUILD} pip install 'tokenrace[local]' (llama-cpp-python "
-    "compiles from source: about 20 minutes on 2 cores)"
+    "compiles from source: about 10 minutes on 2 cores)"
 )
 _SERVER_MODULES = (
     ("llama_cpp", "llama-cpp-python"),
