@@ -123,7 +123,7 @@ def describe(alias: str) -> str:
     m = bundled_model(alias)
     if m is None:
         return "your GGUF (--local), served by llama.cpp"
-    return f"{m.title}: {m.label} · {m.expect}"
+    return f"{m.title}: {m.kind}, {m.params} parameters · {m.licence} · {m.expect}"
 
 
 class LocalError(Exception):

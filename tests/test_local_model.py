@@ -109,9 +109,9 @@ def test_ask_streams_a_reply_with_exact_token_counts(cache_env: Path) -> None:
 
 @pytest.mark.local_model
 @needs_extra
-async def test_two_local_configurations_race_at_once(cache_env: Path, isolated_home: Path) -> None:
+async def test_two_local_models_race_at_once(cache_env: Path, isolated_home: Path) -> None:
     config = local.with_local(parse_config({}))
-    app = make_app(config, isolated_home, models=[MODEL, MODEL])
+    app = make_app(config, isolated_home, models=[MODEL, BASE_MODEL])
     async with app.run_test(size=(160, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, CompareScreen)
@@ -136,7 +136,7 @@ async def test_two_local_configurations_race_at_once(cache_env: Path, isolated_h
         assert runs[0].t_first and runs[1].t_first and runs[0].t_last and runs[1].t_last
         assert runs[0].t_first < runs[1].t_last and runs[1].t_first < runs[0].t_last
         servers = local_servers(os.getpid())
-        assert len(servers) == 2, "one llama.cpp server per pane"
+        assert len(servers) == 2, "one llama.cpp server per pane (per model)"
         pids = [p.pid for p in servers]
     assert gone(pids), "a local server outlived the app"
 
@@ -499,3 +499,26 @@ async def test_a_server_killed_while_warming_up_says_so(
     assert err is not None and "killed by SIGILL (illegal instruction) on its first tokens" in (
         err.message
     )
+
+
+def test_the_picker_and_models_say_what_each_local_model_is() -> None:
+    from tui.session.catalog import static_catalog
+
+    config = parse_config({})
+    eps = dict(config.endpoints)
+    eps["local"] = local.local_endpoint(models=list(local.BUNDLED))
+    entries = {e.ref: e for e in static_catalog(replace(config, endpoints=eps))}
+    assert entries[MODEL].note == "instruct, 135M · Apache-2.0"
+    assert entries[BASE_MODEL].note == "base, 270M · Gemma Terms of Use"
+    assert entries[MODEL].source == "local"
+
+
+@pytest.mark.local_model
+@needs_extra
+def test_models_local_says_what_each_model_is() -> None:
+    result = run_cli("models", "local", timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SmolLM2-135M-Instruct: instruct, 135M parameters · Apache-2.0" in out
+    assert "Gemma 3 270M: base, 270M parameters · Gemma Terms of Use" in out
+    assert "does not answer" in out  # what to expect of a base model
