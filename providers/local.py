@@ -459,6 +459,8 @@ class LocalServer:
         """Count how ``proc`` ended (once); give the model up when it ended so before."""
         code = proc.returncode
         assert code is not None
+        if proc is self.proc:
+            self._close_guard()  # its guard pipe has no reader left
         if proc.pid not in self._noted:
             self._noted.add(proc.pid)
             times = self.deaths.seen.get(code, 0) + 1
