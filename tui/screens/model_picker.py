@@ -93,9 +93,11 @@ class ModelPicker(ModalScreen[str | None]):
         label = inert_label(e.ref)
         name = highlight(matcher, label) if matcher else Content(label)
         mark = "● " if e.ref == self.current else "  "
+        if e.note:  # a local model: what it is, in the name column's spare room
+            name = Content.assemble(name, "  ", (e.note, "dim"))
         return Content.assemble(
             mark,
-            name.pad_right(max(0, 52 - len(label))),
+            name.pad_right(max(0, 52 - len(label) - (len(e.note) + 2 if e.note else 0))),
             f" {e.price:>17}  ctx {e.context:>5}  {e.source}",
         )
 

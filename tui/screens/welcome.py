@@ -11,6 +11,23 @@ from textual.widgets import Footer, Static
 
 from providers import paths, secrets
 from providers.config import Config
+from providers.local import LOCAL, bundled_model, describe
+
+
+def _local_rows(alias: str, default: bool) -> list[Content]:
+    """One bundled model: its name, what it is, its licence, what to expect."""
+    m = bundled_model(alias)
+    mark = "▶ " if default else "  "
+    if m is None:
+        return [Content.assemble(mark, (f"{LOCAL}/{alias}", "bold"), f"  {describe(alias)}")]
+    return [
+        Content.assemble(
+            mark,
+            (f"{LOCAL}/{alias}", "bold"),
+            f"  {m.title}: {m.kind}, {m.params} parameters, {m.licence}",
+        ),
+        Content(f"    {m.expect}"),
+    ]
 
 
 def welcome_text(config: Config, local_model: str | None = None) -> Content:
@@ -24,14 +41,17 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
                 ".",
             ),
             Content(
-                "It is Gemma 3 270M, a tiny base model bundled with tokenrace and served on this "
-                "machine by llama.cpp:"
+                "Bundled with tokenrace, served on this machine by llama.cpp, free and offline:"
             ),
+        ]
+        ep = config.endpoints.get(LOCAL)
+        for alias in ep.models if ep is not None else (local_model.split("/", 1)[1],):
+            rows += _local_rows(alias, default=f"{LOCAL}/{alias}" == local_model)
+        rows += [
             Content(
-                "the streaming, TTFT, tok/s and token counts are real; the answers are not "
-                "useful. It is there to"
+                "The streaming, TTFT, tok/s and token counts are real; the answers are a tiny "
+                "model's. F3 races two models."
             ),
-            Content("try chat, compare (F3) and replay offline, at no cost."),
             Content(""),
             Content.assemble(("Press Enter to chat with it.", "bold")),
             Content(""),

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from providers.config import Config
+from providers.local import bundled_model
 from providers.prices import builtin_models, format_context, format_price, model_info
 
 
@@ -26,6 +27,7 @@ class ModelEntry:
     price: str
     context: str
     source: str
+    note: str = ""  # what a local model is: "instruct, 135M · Apache-2.0"
 
     @property
     def model(self) -> str:
@@ -34,8 +36,14 @@ class ModelEntry:
 
 def entry(ref: str, config: Config, source: str) -> ModelEntry:
     info = model_info(ref, config)
+    endpoint, model = ref.split("/", 1)
+    ep = config.endpoints.get(endpoint)
+    note = ""
+    if ep is not None and ep.managed:
+        bundled = bundled_model(model)
+        note = bundled.label if bundled is not None else "your GGUF"
     return ModelEntry(
-        ref, ref.split("/", 1)[0], format_price(info.price), format_context(info.context), source
+        ref, endpoint, format_price(info.price), format_context(info.context), source, note
     )
 
 
@@ -45,7 +53,7 @@ def static_catalog(config: Config) -> list[ModelEntry]:
     for ep in config.endpoints.values():
         for m in ep.models:
             ref = f"{ep.name}/{m}"
-            seen.setdefault(ref, entry(ref, config, "config"))
+            seen.setdefault(ref, entry(ref, config, "local" if ep.managed else "config"))
     for ref in builtin_models():
         if ref.split("/", 1)[0] in config.endpoints:
             seen.setdefault(ref, entry(ref, config, "price table"))
