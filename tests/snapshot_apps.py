@@ -330,8 +330,9 @@ T1 = T0 + 60_000 * MS  # the second prompt, a minute later
 
 
 def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp, Any]:
-    """Two panes with one race finished and stored; ``run_before(pilot, mid)`` runs a second
-    race to its end, or stops it with pane A finished and pane B mid-answer."""
+    """Two panes and a ``run_before(pilot, mid, races)``: one race run to its end and stored,
+    then (``races=2``) a second one run to its end, or (``mid``) stopped with pane A finished
+    and pane B mid-answer."""
     config = snapshot_config()
     engine = ScriptedEngine(config, race_script)
     clock = FrozenClock(T1)
@@ -348,7 +349,8 @@ def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp
         clock=clock,
     )
 
-    async def run_before(pilot: Any, mid: bool = False) -> None:
+    async def run_before(pilot: Any, mid: bool = False, races: int = 2) -> None:
+        from tui.screens.chat import FIGURES_EVERY
         from tui.screens.compare import CompareScreen
 
         screen = app.screen
@@ -359,6 +361,9 @@ def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp
 
         screen.send(PROMPT, T0)
         await _until(pilot, lambda: bool(screen.runs) and over())
+        if races == 1:
+            await pilot.pause(0.1)
+            return
         if mid:
             b = race_script(ChatRequest(model=LARGE, messages=({"content": PROMPT_2},)))
             engine.hold[LARGE] = len(b) * 2 // 5
@@ -366,18 +371,22 @@ def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp
         screen.send(PROMPT_2, T1)
         if mid:
             await _until(pilot, lambda: screen.runs[0].shown_final and screen.runs[1].text_len > 0)
+            # Frames after B's last event: its text is drawn, its figures and the strip read
+            # the frozen clock (every FIGURES_EVERY frames).
+            ticks = screen._ticks
+            await _until(pilot, lambda: screen._ticks >= ticks + 2 * FIGURES_EVERY)
         else:
             await _until(pilot, over)
-        await pilot.pause(0.4)  # a few frames: the figures and the strip are drawn
+        await pilot.pause(0.1)
 
     return app, run_before
 
 
 async def _until(pilot: Any, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
+    for _ in range(int(timeout_s / 0.02)):
         if predicate():
             return
-        await pilot.pause(0.05)
+        await pilot.pause(0.02)
     raise AssertionError("the snapshot state was not reached")
 
 

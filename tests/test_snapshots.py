@@ -165,7 +165,7 @@ def test_diff(snap_compare: Any, variant: str, isolated_home: Path) -> None:
     app, race = compare_app(isolated_home, variant)
 
     async def run_before(pilot: Any) -> None:
-        await race(pilot)
+        await race(pilot, races=1)
         await pilot.press("f8")
         await wait_for_screen(pilot, DiffView)
 
