@@ -180,18 +180,7 @@ def stored_conversation(home: Path) -> tuple[Store, Conversation]:
 
 def chat_done_app(home: Path, theme: str = "tokenrace-dark") -> TokenraceApp:
     store, conv = stored_conversation(home)
-    return TokenraceApp(
-        snapshot_config(),
-        store=store,
-        state=UiState(theme=theme),
-        models=["mock/mock-fast"],
-        conversation=conv,
-        start_engine=False,
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-        clock=FrozenClock(T0),
-    )
+    return plain_app(home, theme, store=store, models=[FAST], conversation=conv)
 
 
 def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp, Any]:
@@ -199,17 +188,7 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
     events = reply_events(reasoning="The user wants backoff; doubling waits is standard.")
     half = events[: len(events) * 3 // 5]
     clock = FrozenClock(half[-1].t_ns + 5 * MS)
-    app = TokenraceApp(
-        snapshot_config(),
-        store=None,
-        state=UiState(theme=theme),
-        models=["mock/mock-fast"],
-        start_engine=False,
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-        clock=clock,
-    )
+    app = plain_app(home, theme, models=[FAST], clock=clock)
 
     async def run_before(pilot: Any) -> None:
         from tui.screens.chat import ChatScreen
@@ -242,15 +221,17 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
 def plain_app(
     home: Path, theme: str = "tokenrace-dark", config: Config | None = None, **kwargs: Any
 ) -> TokenraceApp:
+    """An app with no engine process, no discovery, no saved state and a frozen clock;
+    ``kwargs`` go to TokenraceApp (store, models, conversation, engine, clock…)."""
+    kwargs.setdefault("store", None)
+    kwargs.setdefault("clock", FrozenClock(T0))
     return TokenraceApp(
         config or snapshot_config(),
-        store=None,
         state=UiState(theme=theme),
         start_engine=False,
         discover_models=False,
         save_state=False,
         probe_loopback=False,
-        clock=FrozenClock(T0),
         **kwargs,
     )
 
@@ -336,17 +317,9 @@ def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp
     config = snapshot_config()
     engine = ScriptedEngine(config, race_script)
     clock = FrozenClock(T1)
-    app = TokenraceApp(
-        config,
-        engine=engine,
-        store=Store(home / "history.db"),
-        state=UiState(theme=theme),
-        models=[FAST, LARGE],
-        start_engine=False,
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-        clock=clock,
+    store = Store(home / "history.db")
+    app = plain_app(
+        home, theme, config, engine=engine, store=store, models=[FAST, LARGE], clock=clock
     )
 
     async def run_before(pilot: Any, mid: bool = False, races: int = 2) -> None:
@@ -451,18 +424,7 @@ def history_app(home: Path, theme: str = "tokenrace-dark") -> TokenraceApp:
 
     store.submit(stamp)
     store.flush()
-    return TokenraceApp(
-        snapshot_config(),
-        store=store,
-        state=UiState(theme=theme),
-        models=[FAST],
-        conversation=conv,
-        start_engine=False,
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-        clock=FrozenClock(T0),
-    )
+    return plain_app(home, theme, store=store, models=[FAST], conversation=conv)
 
 
 # --- a replay suite (Alt+S) ---------------------------------------------------------------
@@ -502,16 +464,7 @@ def suite_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp, 
     path = home / "suite.jsonl"
     path.write_text("".join(json.dumps(item) + "\n" for item in SUITE), "utf-8")
     config = snapshot_config()
-    app = TokenraceApp(
-        config,
-        engine=ScriptedEngine(config, suite_script()),
-        store=None,
-        state=UiState(theme=theme),
-        models=[FAST, LARGE],
-        start_engine=False,
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-        clock=FrozenClock(T0),
+    app = plain_app(
+        home, theme, config, engine=ScriptedEngine(config, suite_script()), models=[FAST, LARGE]
     )
     return app, path
