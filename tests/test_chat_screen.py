@@ -12,7 +12,15 @@ from textual import events
 
 from providers.config import parse_config
 from tests.support.mock_server import MockServerProcess
-from tests.support.tui import make_app, mock_config, wait_until
+from tests.support.tui import (
+    make_app,
+    mock_config,
+    replies,
+    scenario,
+    send,
+    wait_for_screen,
+    wait_until,
+)
 from tui.actions import ACTIONS
 from tui.screens.chat import ChatScreen
 from tui.screens.help_screen import HelpScreen
@@ -45,27 +53,9 @@ Done.
 """
 
 
-def scenario(mock: MockServerProcess, **spec: Any) -> str:
-    """Register a scenario under a fresh name; returns ``mock/<name>``."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    mock.add_scenario(name, spec)
-    return f"mock/{name}"
-
-
 def chat_requests(mock: MockServerProcess, model: str) -> list[dict[str, Any]]:
     name = model.split("/", 1)[1]
     return [r for r in mock.log() if r["path"].endswith("/chat/completions") and r["model"] == name]
-
-
-async def send(pilot: Any, text: str) -> None:
-    prompt = pilot.app.screen.query_one(PromptBox)
-    prompt.focus()
-    prompt.set_prompt(text)
-    await pilot.press("enter")
-
-
-def replies(app: Any) -> list[AssistantMessage]:
-    return list(app.screen.query(AssistantMessage))
 
 
 def done(w: AssistantMessage) -> bool:
@@ -75,7 +65,7 @@ def done(w: AssistantMessage) -> bool:
 async def test_welcome_screen_when_nothing_is_configured(isolated_home: Path) -> None:
     app = make_app(parse_config({}), isolated_home, start_engine=False)
     async with app.run_test(size=(100, 40)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
+        await wait_for_screen(pilot, WelcomeScreen)
         text = str(app.screen.query_one("#welcome").render())
         for env in ("OPENAI_API_KEY", "DEEPSEEK_API_KEY", "OPENROUTER_API_KEY", "GROQ_API_KEY"):
             assert env in text
@@ -264,11 +254,11 @@ async def test_model_picker(isolated_home: Path, mock_server: MockServerProcess)
     )
     async with app.run_test(size=(110, 30)) as pilot:
         await pilot.press("f2")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await wait_for_screen(pilot, ModelPicker)
         await pilot.press(*"mockslow")
         await pilot.pause(0.1)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen))
+        await wait_for_screen(pilot, ChatScreen)
         assert app.screen.model == "mock/mock-slow"
 
 
@@ -320,7 +310,7 @@ async def test_picker_rows_show_price_and_context(
     )
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.press("f2")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker))
+        await wait_for_screen(pilot, ModelPicker)
         await pilot.press(*"gpt-4o-mini")
         await pilot.pause(0.1)
         from textual.widgets import OptionList
@@ -471,7 +461,7 @@ async def test_every_action_is_in_help_and_in_the_palette(
     )
     async with app.run_test(size=(110, 60)) as pilot:
         await pilot.press("f1")
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await wait_for_screen(pilot, HelpScreen)
         from textual.widgets import Static
 
         text = "\n".join(str(s.render()) for s in app.screen.query(Static))
@@ -495,7 +485,7 @@ async def test_keys_are_remappable_from_config(
         await pilot.pause(0.1)
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f8")
-        await wait_until(pilot, lambda: isinstance(app.screen, ModelPicker), what="picker")
+        await wait_for_screen(pilot, ModelPicker)
 
 
 async def test_prompt_history_up_down(isolated_home: Path, mock_server: MockServerProcess) -> None:

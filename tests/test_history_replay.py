@@ -19,7 +19,15 @@ import pytest
 
 from tests.support.cli import REPO, run_cli
 from tests.support.mock_server import MockServerProcess
-from tests.support.tui import make_app, mock_config, wait_until
+from tests.support.tui import (
+    make_app,
+    mock_config,
+    replies,
+    scenario,
+    send,
+    wait_for_screen,
+    wait_until,
+)
 from tui.launch import resume_conversation
 from tui.screens.chat import ChatScreen
 from tui.screens.compare import CompareScreen
@@ -27,26 +35,8 @@ from tui.screens.history_search import HistorySearch
 from tui.screens.replay_results import ReplayResults
 from tui.session.state import UiState
 from tui.session.store import Store
-from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.user_message import UserMessage
-
-
-def scenario(mock: MockServerProcess, **spec: Any) -> str:
-    name = f"h-{uuid.uuid4().hex[:8]}"
-    mock.add_scenario(name, spec)
-    return f"mock/{name}"
-
-
-async def send(pilot: Any, text: str) -> None:
-    prompt = pilot.app.screen.query_one(PromptBox)
-    prompt.focus()
-    prompt.set_prompt(text)
-    await pilot.press("enter")
-
-
-def replies(app: Any) -> list[AssistantMessage]:
-    return list(app.screen.query(AssistantMessage))
 
 
 def idle(app: Any) -> bool:
@@ -78,17 +68,17 @@ async def test_history_survives_a_restart_and_ctrl_r_finds_it(
         assert prompt.text == "explain the GIL"
         prompt.clear_prompt()
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app2.screen, HistorySearch))
+        await wait_for_screen(pilot, HistorySearch)
         await pilot.press(*"toml")
         await pilot.pause(0.1)
         assert "parse TOML" in str(app2.screen.query_one("#preview").render())
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app2.screen, ChatScreen))
+        await wait_for_screen(pilot, ChatScreen)
         assert app2.screen.query_one(PromptBox).text == "how do I parse TOML in python"
         # Ctrl+S in the search sends at once.
         app2.screen.query_one(PromptBox).clear_prompt()
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app2.screen, HistorySearch))
+        await wait_for_screen(pilot, HistorySearch)
         await pilot.press(*"GIL", "ctrl+s")
         await wait_until(pilot, lambda: isinstance(app2.screen, ChatScreen) and idle(app2))
         assert [u.text for u in app2.screen.query(UserMessage)] == ["explain the GIL"]
@@ -112,7 +102,7 @@ async def test_resume_reopens_the_last_conversation(
     assert conv is not None and conv.id == conv_id
     app2 = make_app(mock_config(mock_server), isolated_home, store=store, conversation=conv)
     async with app2.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app2.screen, ChatScreen))
+        await wait_for_screen(pilot, ChatScreen)
         screen = app2.screen
         assert isinstance(screen, ChatScreen)
         assert screen.model == model  # the model that wrote the last reply
@@ -140,7 +130,7 @@ async def test_replay_once_and_n_times_in_chat(
         await pilot.press("alt+g")
         await pilot.pause(0.2)
         await pilot.press("backspace", "3", "enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, ReplayResults), timeout=20)
+        await wait_for_screen(pilot, ReplayResults, timeout=20)
         results = app.screen
         assert isinstance(results, ReplayResults) and results.runs == 3
         (row,) = results.rows
@@ -277,7 +267,7 @@ async def test_suite_from_the_tui_fills_a_live_table(
     app = make_app(mock_config(mock_server), isolated_home, models=[model])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, f"/suite {suite}")
-        await wait_until(pilot, lambda: isinstance(app.screen, SuiteScreen))
+        await wait_for_screen(pilot, SuiteScreen)
         screen = app.screen
         assert isinstance(screen, SuiteScreen)
         await wait_until(pilot, lambda: len(screen.results) == 4 and not screen.running)
@@ -334,7 +324,7 @@ async def test_export_from_the_app_with_metrics(
         await wait_until(pilot, lambda: idle(app))
         for key, ext in (("m", "md"), ("j", "json")):
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog))
+            await wait_for_screen(pilot, ExportDialog)
             await pilot.press(key)
             await pilot.pause(0.3)
             exports = list((isolated_home / "data" / "exports").glob(f"*.{ext}"))

@@ -22,6 +22,11 @@ from tests.support.cli import run_cli
 from tests.support.mock_server import MockServerProcess
 
 TTFT_TOLERANCE_MS = 3.0
+# Where a test cannot take the best of three quiet runs (one long run, or a stream racing a
+# burst that keeps the engine busy): the scheduler of a busy 2-core machine holds a process
+# off the CPU for a few ms now and then (3.04 ms and 6.7 ms seen). A figure taken where the
+# pixels are drawn, not where the bytes arrive, is off by tens to hundreds of ms.
+BUSY_TTFT_TOLERANCE_MS = 10.0
 RATE_TOLERANCE = 0.02
 ATTEMPTS = 3
 

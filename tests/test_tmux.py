@@ -1,8 +1,9 @@
 """The real app in a real terminal (tmux), read the way a person reads it.
 
 A 3,000-token markdown reply with code fences at 200 tok/s must render to its last line, and
-the figures under it must equal what `tokenrace ask --json` reports for the same scenario
-(within 3 ms and 2%): the UI adds nothing to the numbers.
+the figures under it, like those `tokenrace ask --json` reports for the same scenario, must
+match the server's own clock for that request (TTFT within 10 ms in one run, rate within 2%):
+the UI adds nothing to the numbers.
 """
 
 from __future__ import annotations
@@ -68,16 +69,21 @@ def test_long_markdown_reply_in_a_real_terminal(
     )
     assert r.returncode == 0, r.stderr
     ask = json.loads(r.stdout)[0]["metrics"]
-    # Each TTFT against the server's own clock for that request (the two requests' real TTFTs
-    # differ by a few ms on a loaded machine, so they are not compared with each other).
+    # Each figure against the server's own clock for that request (the two requests' real
+    # figures differ by a few ms on a loaded machine, so they are not compared with each other).
     tui_req, ask_req = [
         rec
         for rec in mock_server.log()
         if rec["path"].endswith("/chat/completions") and rec["model"] == "mock-markdown"
     ]
-    from tests.test_timing import server_figures
+    from tests.test_timing import BUSY_TTFT_TOLERANCE_MS, server_figures
 
-    assert abs(tui_ttft - server_figures(tui_req)[0]) <= 3.0, (tui_ttft, server_figures(tui_req))
-    assert abs(ask["ttft_ms"] - server_figures(ask_req)[0]) <= 3.0
-    assert tui_rate == pytest.approx(ask["decode_tps"], rel=0.02)
+    # One run each, no retries (a 3,000-token reply takes 15 s): the 3 ms bound with the best
+    # of three runs is tests/test_timing.py's; here the app must show the engine's figures.
+    tui_srv, ask_srv = server_figures(tui_req), server_figures(ask_req)
+    figures = f"app {tui_ttft} ms / {tui_rate} tok/s vs server {tui_srv}; ask {ask} vs {ask_srv}"
+    assert abs(tui_ttft - tui_srv[0]) <= BUSY_TTFT_TOLERANCE_MS, figures
+    assert abs(ask["ttft_ms"] - ask_srv[0]) <= BUSY_TTFT_TOLERANCE_MS, figures
+    assert tui_rate == pytest.approx(tui_srv[1], rel=0.02), figures
+    assert ask["decode_tps"] == pytest.approx(ask_srv[1], rel=0.02), figures
     assert tui_tokens == ask["output_tokens"] >= 3000

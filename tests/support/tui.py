@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.pilot import Pilot
+from textual.screen import Screen
 
 from providers.config import Config, parse_config
 from tests.support.mock_server import MockServerProcess
@@ -15,6 +17,10 @@ from tui.app import TokenraceApp
 from tui.session.conversation import Conversation
 from tui.session.state import UiState
 from tui.session.store import Store
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.prompt_box import PromptBox
+
+S = TypeVar("S", bound=Screen[Any])
 
 
 def mock_config(server: MockServerProcess, **extra: Any) -> Config:
@@ -64,3 +70,45 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def wait_for_screen(
+    pilot: Pilot[Any],
+    kind: type[S],
+    timeout: float = 10.0,  # noqa: ASYNC109
+) -> S:
+    """Wait until the current screen is a ``kind`` whose widgets are composed and mounted.
+
+    ``app.screen`` is the new screen as soon as it is pushed or switched to, before its
+    ``compose`` has run: querying it then raises NoMatches on a busy machine.
+    """
+    app = pilot.app
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, kind) and app.screen.is_mounted,
+        timeout,
+        f"{kind.__name__} on screen",
+    )
+    screen = app.screen
+    assert isinstance(screen, kind)
+    return screen
+
+
+def scenario(mock: MockServerProcess, **spec: Any) -> str:
+    """Register a scenario under a fresh name; returns ``mock/<name>``."""
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    mock.add_scenario(name, spec)
+    return f"mock/{name}"
+
+
+async def send(pilot: Pilot[Any], text: str) -> None:
+    """Type ``text`` into the current screen's prompt and press Enter."""
+    prompt = pilot.app.screen.query_one(PromptBox)
+    prompt.focus()
+    prompt.set_prompt(text)
+    await pilot.press("enter")
+
+
+def replies(app: Any) -> list[AssistantMessage]:
+    """Every reply on the current screen, in order."""
+    return list(app.screen.query(AssistantMessage))
