@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,11 @@ GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, 
 GC_MIDDLE_ANYWAY = 300  # while streaming without a pause (~30 s of two fast panes): freeze
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
 DISCOVERY_DELAY_S = 5.0
+# Closing the terminal (SIGHUP) or `kill` (SIGTERM): replies end as interrupted and are saved,
+# the terminal is restored, and the exit status is 128 + the signal, as if it had killed us.
+STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s
+)
 
 
 def _bindings() -> list[Binding]:
@@ -132,6 +138,7 @@ class TokenraceApp(App[None]):
         return semantic_variables(dark)
 
     def on_mount(self) -> None:
+        self._handle_stop_signals()
         if self.config.keys:
             self.set_keymap(dict(self.config.keys))
         for err in self._theme_errors:
@@ -649,7 +656,34 @@ class TokenraceApp(App[None]):
         await self.engine.close()
 
     async def on_unmount(self) -> None:
+        self._handle_stop_signals(False)
         await self.stop_engine()
+
+    def _handle_stop_signals(self, on: bool = True) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                if on:
+                    loop.add_signal_handler(sig, self.stop_on_signal, sig)
+                else:
+                    loop.remove_signal_handler(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # Windows, or not the main thread: the default action stays
+
+    def stop_on_signal(self, sig: int) -> None:
+        """SIGTERM or SIGHUP: end running replies as interrupted (saved, logged), then exit."""
+        name = signal.Signals(sig).name
+        message = (
+            f"tokenrace was stopped ({name}) before the reply finished; the text received is kept"
+        )
+        for screen in self.screen_stack:
+            interrupt = getattr(screen, "interrupt_replies", None)
+            if interrupt is not None:
+                try:
+                    interrupt(message)
+                except Exception:
+                    pass  # one broken screen must not keep the app (and the terminal) alive
+        self.exit(return_code=128 + sig)
 
 
 # --- helpers (no UI) -------------------------------------------------------------------------

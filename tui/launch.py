@@ -87,6 +87,10 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         store = Store(paths.data_dir() / "history.db", on_error=on_store_error)
     except StoreError as exc:
         store, store_problem = None, str(exc)
+    if store is not None and store.recovered:
+        from tui.session.metrics_log import log_recovered
+
+        log_recovered(store.recovered, config)
     conversation = None
     if resume and store is not None:
         conversation = resume_conversation(store, state)

@@ -72,7 +72,6 @@ EMPTY_METRICS = RunMetrics(
 )
 MAX_PANES = 4
 MIN_PANE_WIDTH = 30
-CHECKPOINT_S = 1.0
 CANCEL_GRACE_S = 1.0
 
 
@@ -485,7 +484,6 @@ class CompareScreen(Screen[None]):
         widget = self.widgets[pane.index]
         store = self.tapp.store
         params = self._pane_settings(pane.index)
-        last = time.monotonic()
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
             if delta.reasoning:
@@ -496,9 +494,8 @@ class CompareScreen(Screen[None]):
                 widget.add_notice(note)
             if delta.text or delta.reasoning:
                 pane.messages.content_grew()
-            if time.monotonic() - last >= CHECKPOINT_S:
-                last = time.monotonic()
-                run.checkpoint(store, self.conv, params, race_id=self.race_id)
+            # The first token, then every second (DESIGN §6).
+            run.maybe_checkpoint(store, self.conv, params, race_id=self.race_id)
             if run.done:
                 break
         self._finish(pane)
@@ -546,6 +543,10 @@ class CompareScreen(Screen[None]):
             widget = self.widgets.get(index)
             if widget is not None and not run.shown_final:
                 widget.sync()  # every pane's new text in the same frame
+                # Text that came just before a pause is saved without waiting for a batch.
+                run.maybe_checkpoint(
+                    self.tapp.store, self.conv, self._pane_settings(index), race_id=self.race_id
+                )
         self._ticks += 1
         if self._ticks % FIGURES_EVERY:
             return
@@ -653,6 +654,15 @@ class CompareScreen(Screen[None]):
 
         self.set_timer(CANCEL_GRACE_S, fallback)
         return True
+
+    def interrupt_replies(self, message: str) -> None:
+        """The app is being stopped (SIGTERM, SIGHUP): end every pane's reply as interrupted."""
+        for index, run in list(self.runs.items()):
+            if run.shown_final:
+                continue
+            run.interrupt(message)
+            self.workers.cancel_group(self, f"pane-{index}")
+            self._finish(self.pane(index))
 
     def cancel_all(self) -> bool:
         """Esc: cancel every pane's stream at once."""

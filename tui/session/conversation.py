@@ -27,6 +27,10 @@ from tui.session.store import Store, new_id
 
 TITLE_CHARS = 60
 SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
+# A streaming reply is saved at its first token and then at least this often while new text
+# comes (DESIGN §6: a kill loses at most the last second). Under a second because the frame
+# clock that also calls it ticks every 50 ms and the writer thread needs a moment.
+CHECKPOINT_S = 0.8
 
 
 @dataclass
@@ -257,6 +261,10 @@ class LiveRun:
         self.run_id = new_id()
         self._final: RunMetrics | None = None
         self.shown_final = False  # the UI has shown the final figures
+        self._saved_at: float | None = None  # time.monotonic() of the last checkpoint
+        self._saved_events = 0  # len(self.events) at the last checkpoint
+        self._saved_tokens = 0  # token events at the last checkpoint
+        self._created_at = time.monotonic()
 
     @property
     def text(self) -> str:
@@ -318,6 +326,12 @@ class LiveRun:
     @property
     def status(self) -> str:
         return status_of(self.events)
+
+    def interrupt(self, message: str) -> None:
+        """End the reply as ``interrupted`` (the app is being stopped), keeping its text."""
+        if not self.done:
+            now = time.perf_counter_ns()
+            self.feed([StreamError(t_ns=now, kind="interrupted", message=message)])
 
     def live(self, now_ns: int) -> LiveFigures:
         """Running figures in O(1): the final ones come from ``final``."""
@@ -413,6 +427,59 @@ class LiveRun:
             metrics=self.final() if self.done else None,
         )
 
+    def checkpoint_due(self, now: float | None = None) -> bool:
+        """Whether unsaved events should be saved now: the first token at once, then (and
+        before it, for a slow first token) at least every ``CHECKPOINT_S``."""
+        if len(self.events) == self._saved_events:
+            return False
+        if self.token_events and not self._saved_tokens:
+            return True
+        now = time.monotonic() if now is None else now
+        return now - (self._saved_at or self._created_at) >= CHECKPOINT_S
+
+    def maybe_checkpoint(
+        self,
+        store: Store | None,
+        conv: Conversation,
+        params: dict[str, Any],
+        race_id: str | None = None,
+    ) -> bool:
+        """Checkpoint when due (see ``checkpoint_due``); True if it did."""
+        if store is None or not self.checkpoint_due():
+            return False
+        self.checkpoint(store, conv, params, race_id)
+        return True
+
+    def partial_metrics(self) -> RunMetrics:
+        """The figures known so far, cheap (no pass over the events): saved with checkpoints,
+        so a reply whose process died still has its TTFT and tokens."""
+        f = self.live(time.perf_counter_ns())
+        return RunMetrics(
+            status="streaming",
+            ttft_ms=f.ttft_ms,
+            ttfo_ms=None,
+            decode_tps=f.decode_tps,
+            e2e_ms=(self.t_last - self.t0) / 1e6 if self.t_last and self.t0 else None,
+            client_overhead_ms=(self.t0 - self.t_submit_ns) / 1e6 if self.t0 else None,
+            connect_ms=None,
+            output_tokens=f.tokens if self.token_events else None,
+            output_tokens_estimated=True,
+            input_tokens=None,
+            cached_tokens=None,
+            reasoning_tokens=None,
+            itl_p50_ms=None,
+            itl_p95_ms=None,
+            itl_max_ms=None,
+            stalls=0,
+            retries=0,
+            retry_wait_ms=0.0,
+            cost_usd=f.cost_usd if self.token_events else None,
+            cost_reported=False,
+            overall_tps=None,
+            token_events=self.token_events,
+            finish_reason=None,
+        )
+
     def checkpoint(
         self,
         store: Store | None,
@@ -423,10 +490,14 @@ class LiveRun:
         """Save the reply and its run as they are now (the message row once text exists)."""
         if store is None:
             return
+        self._saved_at = time.monotonic()
+        self._saved_events = len(self.events)
+        self._saved_tokens = self.token_events
         conv.ensure_saved(store)
         status = self.status
         err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
-        if self.text_len or self._reasoning or self.done:
+        has_message = bool(self.text_len or self._reasoning or self.done)
+        if has_message:
             store.save_message(
                 self.message_id,
                 conv.id,
@@ -438,7 +509,7 @@ class LiveRun:
                 error=err.message if err else None,
                 pane=self.pane,
             )
-        m = self.final() if self.done else None
+        m = self.final() if self.done else self.partial_metrics()
         timings = None
         from providers.events import ServerTimings
 
@@ -447,7 +518,7 @@ class LiveRun:
             timings = dict(st.values)
         store.save_run(
             self.run_id,
-            message_id=self.message_id if (self.text_len or self.done) else None,
+            message_id=self.message_id if has_message else None,
             conv_id=conv.id,
             model=self.model,
             endpoint=self.endpoint,
