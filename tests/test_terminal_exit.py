@@ -284,3 +284,40 @@ def test_closing_the_terminal_mid_race_saves_the_replies_interrupted(
         assert sorted(r["status"] for r in records) == ["interrupted", "interrupted"]
     finally:
         tmux.close()
+
+
+# --- item 10: `ask` stopped by a signal still writes its summary and its record ----------------
+
+
+@pytest.mark.parametrize("sig", ["INT", "TERM", "HUP"])
+def test_ask_stopped_by_a_signal_writes_the_summary_and_the_record(
+    isolated_home: Path, mock_server: MockServerProcess, sig: str
+) -> None:
+    import subprocess
+
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
+    name = _scenario(mock_server, tps=40)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "ask", "-m", f"mock/{name}", "count slowly"],
+        cwd=REPO,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_tokens(mock_server, name, 20)
+        number = getattr(signal, f"SIG{sig}")
+        proc.send_signal(number)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    expected = {"INT": "cancelled", "TERM": "interrupted", "HUP": "interrupted"}[sig]
+    assert proc.returncode == (130 if sig == "INT" else 128 + number), err
+    assert len(out.split()) >= 20
+    assert f"mock/{name}" in err and expected in err, err  # the summary line
+    (rec,) = [r for r in _log(isolated_home) if r["model"] == f"mock/{name}"]
+    assert rec["status"] == expected and rec["source"] == "ask"
