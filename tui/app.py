@@ -152,8 +152,7 @@ class TokenraceApp(App[None]):
         elif self.initial_models:
             self.push_screen(ChatScreen(self.initial_models[0], self.initial_conversation))
         elif self.initial_conversation is not None:
-            model = self._model_of(self.initial_conversation) or self.state.last_model
-            self.push_screen(ChatScreen(model, self.initial_conversation))
+            self.push_screen(self.screen_for(self.initial_conversation))
         elif self.state.last_model:
             self.push_screen(ChatScreen(self.state.last_model))
         else:
@@ -557,9 +556,6 @@ class TokenraceApp(App[None]):
 
     def open_conversation(self, conv_id: int) -> None:
         """Resume a stored conversation in the screen its mode needs."""
-        from tui.screens.chat import ChatScreen
-        from tui.screens.compare import CompareScreen
-
         if self.store is None:
             return
         conv = Conversation.load(self.store, conv_id)
@@ -567,25 +563,22 @@ class TokenraceApp(App[None]):
             self.notify("That conversation no longer exists.", severity="warning")
             return
         self.remember_conversation(conv.id)
-        screen: Screen[None]
-        if conv.mode == "compare" and len(conv.panes) > 1:
-            models = []
-            for pane in sorted(conv.panes):
-                model = next(
-                    (
-                        t.model
-                        for t in reversed(conv.panes[pane])
-                        if t.role == "assistant" and t.model
-                    ),
-                    None,
-                )
-                models.append(model or self.state.last_model or "")
-            screen = CompareScreen([m for m in models if m], conv)
-        else:
-            screen = ChatScreen(self._model_of(conv) or self.state.last_model, conv)
+        screen = self.screen_for(conv)
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(screen)
+
+    def screen_for(self, conv: Conversation) -> Screen[None]:
+        """The screen a stored conversation reopens in: compare (its panes) or chat."""
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+
+        if conv.mode == "compare":
+            fallback = self.state.last_model
+            models = [m or fallback for m in conv.pane_models()]
+            if len(models) > 1 and all(models):
+                return CompareScreen([m for m in models if m], conv)
+        return ChatScreen(self._model_of(conv) or self.state.last_model, conv)
 
     def action_history_search(self) -> None:
         from tui.screens.history_search import HistorySearch

@@ -180,8 +180,9 @@ class CompareScreen(Screen[None]):
         self.synced = True
         self._syncing = False
         self._history_pos = -1
-        self.verdicts: list[tuple[str, str]] = []
-        self._ticks = 0  # (race id, winning model or "tie")
+        self.verdicts: list[tuple[str, str]] = []  # (race id, winning model or "tie")
+        self.restored: dict[int, RunMetrics] = {}  # the last race's figures, when reopened
+        self._ticks = 0
 
     @property
     def tapp(self) -> TokenraceApp:
@@ -207,6 +208,7 @@ class CompareScreen(Screen[None]):
             self.tapp.warm(pane.model)
             for turn in self.conv.turns(pane.index):
                 self._show_turn(pane, turn)
+        self._restore_races()
         self._update_topbar()
         self._update_strip()
         # The frame clock runs only while something streams: an idle screen costs nothing.
@@ -214,6 +216,26 @@ class CompareScreen(Screen[None]):
         self._check_width()
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
+
+    def _restore_races(self) -> None:
+        """A reopened race: the session's deltas, the last race's figures and finishing
+        order, and the verdicts, from what the store kept."""
+        races: dict[str, dict[int, RunMetrics]] = {}
+        for index in range(len(self.models)):
+            for turn in self.conv.turns(index):
+                if turn.role == "assistant" and turn.race_id and turn.metrics is not None:
+                    races.setdefault(turn.race_id, {})[index] = turn.metrics
+        for race in races.values():  # in the order the races ran (dicts keep it)
+            self.race_log.add(race)
+        if races:
+            self.race_id, last = list(races.items())[-1]
+            self.restored = last
+            for index, m in last.items():
+                # Every pane of a race shares its submit time: overhead + e2e orders them.
+                done = m.status in ("complete", "length") and m.e2e_ms is not None
+                offset = (m.client_overhead_ms or 0.0) + (m.e2e_ms or 0.0)
+                self.finish_ns[index] = int(offset * 1e6) if done else None
+        self.verdicts = list(self.conv.verdicts)
 
     @property
     def panes(self) -> list[ComparePane]:
@@ -435,6 +457,7 @@ class CompareScreen(Screen[None]):
     def _race(self, t_submit: int, only: tuple[int, ...] | None = None) -> None:
         self.race_id = uuid.uuid4().hex
         self.finish_ns = {}
+        self.restored = {}
         requests: list[ChatRequest] = []
         chosen = [p for p in self.panes if only is None or p.index in only]
         for pane in chosen:
@@ -573,7 +596,7 @@ class CompareScreen(Screen[None]):
         """Final figures of a finished reply; running figures (cheap) while it streams."""
         run = self.runs.get(index)
         if run is None:
-            return None
+            return self.restored.get(index)
         if run.done:
             return run.final()
         f = run.live(self.tapp.clock())
@@ -618,6 +641,10 @@ class CompareScreen(Screen[None]):
                     if done
                     else f"{PANE_LETTERS[idx]} did not finish"
                 )
+            verdict = next((w for r, w in reversed(self.verdicts) if r == self.race_id), None)
+            if verdict is not None:
+                best = "tie" if verdict == "tie" else self._verdict_pane(verdict)
+                names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
         elif self.streaming:
             done = [i for i, t in self.finish_ns.items() if t is not None]
@@ -752,6 +779,12 @@ class CompareScreen(Screen[None]):
             return
         self.app.push_screen(DiffView(answers, self.models))
 
+    def _verdict_pane(self, model: str) -> str:
+        """``B best`` for a winning model (its pane's letter), or the model's name."""
+        if model in self.models:
+            return f"{PANE_LETTERS[self.models.index(model)]} best"
+        return f"{model} best"
+
     def action_verdict(self) -> None:
         from tui.screens.pane_chooser import PaneChooser
 
@@ -767,6 +800,7 @@ class CompareScreen(Screen[None]):
             if self.tapp.store is not None:
                 self.tapp.store.save_verdict(self.conv.id, race_id, winner, self.models)
             self.verdicts.append((race_id, winner))
+            self._update_strip()
             self.notify(
                 "Verdict: tie."
                 if winner == "tie"

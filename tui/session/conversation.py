@@ -77,6 +77,7 @@ class Turn:
     status: str = "complete"
     error: str | None = None
     metrics: RunMetrics | None = None
+    race_id: str | None = None  # the race this reply ran in (compare mode)
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
@@ -95,6 +96,8 @@ class Conversation:
     settings: Settings = field(default_factory=Settings)
     panes: dict[int, list[Turn]] = field(default_factory=dict)
     saved: bool = False
+    run_models: dict[int, str] = field(default_factory=dict)  # each pane's latest run's model
+    verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -159,8 +162,24 @@ class Conversation:
                 run = store.run_for_message(turn.id)
                 if run is not None:
                     turn.metrics = metrics_from_row(run)
+                    turn.race_id = run["race_id"]
             conv.turns(int(m["pane"])).append(turn)
+        for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
+            conv.run_models[int(run["pane"])] = run["model"]
+        conv.verdicts = [(v["race_id"], v["winner"]) for v in store.verdicts(conv_id)]
         return conv
+
+    def pane_models(self) -> list[str | None]:
+        """The model of each pane, as a compare screen reopens it: its latest reply's, else
+        its latest request's (a race killed before the first token)."""
+        out: list[str | None] = []
+        for pane in sorted(set(self.panes) | set(self.run_models)):
+            model = next(
+                (t.model for t in reversed(self.turns(pane)) if t.role == "assistant" and t.model),
+                None,
+            )
+            out.append(model or self.run_models.get(pane))
+        return out
 
 
 def metrics_from_row(row: Any) -> RunMetrics:
