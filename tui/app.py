@@ -89,9 +89,13 @@ class TokenraceApp(App[None]):
         save_state: bool = True,
         start_engine: bool = True,
         discover_models: bool = True,
+        load_config: Callable[[], Config] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        # How to read config.toml again (F5 on the welcome page, the palette, a picker
+        # opening); the command line passes its own (it knows --local).
+        self.load_config = load_config
         self.engine = engine or EngineProcess(
             config, log_path=paths.data_dir() / "engine.log", on_died=self._engine_died
         )
@@ -297,7 +301,51 @@ class TokenraceApp(App[None]):
             if isinstance(self.screen, ModelPicker):
                 self.screen.set_entries(self.catalog)
 
+    def reload_config(self, announce: bool = True) -> bool:
+        """Read config.toml again and use it from now on, keeping conversations, screens and
+        theme. A file that does not parse keeps the config in use and says where it is wrong.
+        Returns whether the config changed."""
+        if self.load_config is None:
+            return False
+        from providers.config import ConfigError
+
+        try:
+            new = self.load_config()
+        except ConfigError as exc:
+            self.notify(
+                f"config not reloaded: {exc}. The previous config stays in use.",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+            return False
+        old = self.config
+        if new == old:
+            if announce:
+                self.notify("The config is unchanged.")
+            return False
+        self.config = new
+        self.engine.reconfigure(new)
+        if new.keys != old.keys:
+            self.set_keymap(dict(new.keys))
+        kept = [e for e in self.catalog if e.endpoint in new.endpoints and e.source == "live"]
+        self.catalog = merge(static_catalog(new), kept)
+        self._discovered_at = None  # the next picker asks the endpoints again
+        added = sorted(set(new.endpoints) - set(old.endpoints))
+        removed = sorted(set(old.endpoints) - set(new.endpoints))
+        news = [f"added {', '.join(added)}"] if added else []
+        news += [f"removed {', '.join(removed)}"] if removed else []
+        self.notify(
+            "Config reloaded" + (f": endpoints {'; '.join(news)}." if news else "."),
+            markup=False,
+        )
+        return True
+
+    def action_reload_config(self) -> None:
+        self.reload_config()
+
     async def action_look_again(self) -> None:
+        self.reload_config(announce=False)
         model = await find_default_model(self.config, self.probe_loopback)
         if model is None:
             self.notify("Still no key and no local server. See the list above.", severity="warning")
@@ -414,6 +462,7 @@ class TokenraceApp(App[None]):
 
         if isinstance(self.screen, ModelPicker):
             return
+        self.reload_config(announce=False)  # an endpoint added since shows, and works
         per_pane = getattr(self.screen, "pick_model", None)
         if per_pane is not None:
             per_pane()
@@ -538,6 +587,7 @@ class TokenraceApp(App[None]):
         if chat is not None and chat.streaming:
             self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
             return
+        self.reload_config(announce=False)
 
         def picked(ref: str | None) -> None:
             if ref and first is not None:
@@ -635,6 +685,11 @@ class TokenraceApp(App[None]):
             keys = self.config.keys.get(a.id, a.keys)
             yield SystemCommand(a.description, f"{a.id} · {keys}", method)
         yield SystemCommand("Help: every key", "help · f1", self.action_show_help)
+        yield SystemCommand(
+            "Reload the config file",
+            f"config.toml: endpoints, prices, keys · {self.config.path or 'none'}",
+            self.action_reload_config,
+        )
         for keys, description, action in screen_actions(screen):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
 

@@ -96,7 +96,14 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         conversation = resume_conversation(store, state)
         if conversation is None:
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
-    app = TokenraceApp(config, store=store, state=state, models=models, conversation=conversation)
+    app = TokenraceApp(
+        config,
+        store=store,
+        state=state,
+        models=models,
+        conversation=conversation,
+        load_config=lambda: with_local(load_config(), local_gguf),
+    )
     app_holder.append(app)
     if store_problem:
         app.call_later(
