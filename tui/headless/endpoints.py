@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from providers import paths
-from providers.config import add_endpoint, load_config
+from providers.config import ConfigError, add_endpoint, load_config
 from providers.local import with_local
 
 
@@ -19,9 +19,17 @@ def main(argv: list[str]) -> int:
     a.add_argument("--base-url", required=True)
     a.add_argument("--key-env", metavar="VAR", help="environment variable holding its key")
     a.add_argument("--model", action="append", default=[], help="model id (repeatable)")
+    sub.add_parser("list", help="list the endpoints (the same as no action)")
     ns = p.parse_args(argv)
     if ns.action == "add":
-        path = add_endpoint(ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model)
+        try:
+            path = add_endpoint(ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model)
+        except ConfigError as exc:
+            if exc.path is not None:  # the file itself is broken: say where
+                print(f"tokenrace: config error: {exc}", file=sys.stderr)
+            else:
+                print(f"tokenrace endpoints add: {exc.detail}", file=sys.stderr)
+            return 2
         print(f"Added [endpoints.{ns.name}] to {path}.")
         return 0
     config = with_local(load_config())

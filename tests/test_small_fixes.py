@@ -1,0 +1,70 @@
+"""The smaller faults of #14 item 11, one test each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.raw_server import RawServer, Script
+from tests.test_engine_failures import JSON_CT, error_of, run
+
+
+async def test_a_429_whose_code_is_the_status_says_it_once(raw_server: RawServer) -> None:
+    body = json.dumps({"error": {"message": "Rate limit reached", "code": 429}}).encode()
+    raw_server.push(
+        Script(status=429, headers={**JSON_CT, "Retry-After": "3600"}, chunked=False, chunks=[body])
+    )
+    err = error_of(await run(raw_server.base_url))
+    assert "HTTP 429: Rate limit reached" in err.message, err.message
+    assert "429 429" not in err.message
+
+
+def test_the_auth_hint_names_the_endpoint() -> None:
+    from tui.widgets.error_panel import ErrorPanel, hint_for
+
+    hint = hint_for("auth", "deepseek/deepseek-chat")
+    assert "tokenrace keys set deepseek" in hint and "ENDPOINT" not in hint
+    panel = ErrorPanel("deepseek/deepseek-chat", "auth", "deepseek rejected the API key")
+    assert "ENDPOINT" not in str(panel.visual)
+
+
+def test_endpoints_add_leaves_a_blank_line_before_the_next_table(isolated_home: Path) -> None:
+    from tests.support.cli import run_cli
+
+    path = isolated_home / "config.toml"
+    path.write_text('[endpoints.a]\nbase_url = "http://x/v1"\n[metrics]\nlog = true\n')
+    r = run_cli("endpoints", "add", "b", "--base-url", "http://y/v1")
+    assert r.returncode == 0, r.stderr
+    text = path.read_text()
+    assert 'base_url = "http://y/v1"\n\n[metrics]' in text, text
+    assert text.endswith("log = true\n")
+
+
+def test_endpoints_add_refuses_a_name_with_a_space(isolated_home: Path) -> None:
+    from tests.support.cli import run_cli
+
+    path = isolated_home / "config.toml"
+    path.write_text("# mine\n")
+    r = run_cli("endpoints", "add", "my lab", "--base-url", "http://y/v1")
+    assert r.returncode == 2 and "invalid endpoint name 'my lab'" in r.stderr, r.stderr
+    assert path.read_text() == "# mine\n"
+
+
+def test_endpoints_add_reports_a_bad_url_as_the_option_not_a_line(isolated_home: Path) -> None:
+    from tests.support.cli import run_cli
+
+    path = isolated_home / "config.toml"
+    path.write_text("# mine\n")
+    r = run_cli("endpoints", "add", "c", "--base-url", "notaurl")
+    assert r.returncode == 2
+    assert "--base-url: expected an http(s) URL, got 'notaurl'" in r.stderr, r.stderr
+    assert "config.toml:" not in r.stderr and "nothing was written" in r.stderr
+    assert path.read_text() == "# mine\n"
+
+
+def test_endpoints_list_is_the_bare_listing(isolated_home: Path) -> None:
+    from tests.support.cli import run_cli
+
+    bare, listed = run_cli("endpoints"), run_cli("endpoints", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == bare.stdout and "openai" in listed.stdout
