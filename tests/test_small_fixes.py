@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.raw_server import RawServer, Script
 from tests.test_engine_failures import JSON_CT, error_of, run
 
@@ -68,3 +70,19 @@ def test_endpoints_list_is_the_bare_listing(isolated_home: Path) -> None:
     bare, listed = run_cli("endpoints"), run_cli("endpoints", "list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == bare.stdout and "openai" in listed.stdout
+
+
+def test_no_keyring_backend_names_the_variable_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring.core
+
+    from providers.config import parse_config
+    from providers.keys import KeyLookupError, Keyring, KeyringIndex, KeyStore
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    keyring.core._keyring_backend = None
+    ep = parse_config({}).endpoints["deepseek"]
+    store = KeyStore(Keyring(index=KeyringIndex()), environ={})
+    with pytest.raises(KeyLookupError) as info:
+        store.resolve(ep)
+    message = str(info.value)
+    assert "no OS keyring backend" in message and "set DEEPSEEK_API_KEY" in message, message
