@@ -20,6 +20,7 @@ from providers.events import (
     Finished,
     ReasoningDelta,
     RequestSent,
+    ResponseHeaders,
     Retrying,
     StreamError,
     TextDelta,
@@ -237,7 +238,18 @@ def compute_metrics(
     cached = usage.cached if usage is not None else None
     cost: float | None = None
     reported = False
-    if usage is not None and usage.cost_usd is not None:
+    # A request that never left (no key, a refused connection, a bad config) cost nothing and
+    # produced nothing: exact zeros, not estimates from the prompt's size.
+    never_sent = (
+        status != "streaming"
+        and t0 is None
+        and usage is None
+        and not tokens
+        and not any(isinstance(e, ResponseHeaders) for e in events)
+    )
+    if never_sent:
+        n, estimated, input_tokens, cost = 0, False, 0, 0.0
+    elif usage is not None and usage.cost_usd is not None:
         cost = usage.cost_usd
         reported = True
     elif price is not None and n is not None:

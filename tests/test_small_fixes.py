@@ -86,3 +86,22 @@ def test_no_keyring_backend_names_the_variable_to_set(monkeypatch: pytest.Monkey
         store.resolve(ep)
     message = str(info.value)
     assert "no OS keyring backend" in message and "set DEEPSEEK_API_KEY" in message, message
+
+
+def test_a_request_that_never_left_costs_nothing_and_took_no_time() -> None:
+    from providers.events import StreamError
+    from providers.prices import Price
+    from tui import format as fmt
+    from tui.session.conversation import LiveRun
+
+    run = LiveRun("openai/gpt-4o", 0, Price(input=2.5, output=10), prompt_estimate=4)
+    run.feed([StreamError(t_ns=5, kind="auth", message="no API key for endpoint 'openai'")])
+    m = run.final()
+    assert (m.cost_usd, m.output_tokens, m.output_tokens_estimated) == (0.0, 0, False)
+    line = fmt.metrics_text(m)
+    assert "≈" not in line and "$0" in line and "0.0 ms" not in line, line
+    f = run.live(10)
+    assert f.elapsed_ms is None and f.cost_usd == 0 and not f.cost_estimated
+    from tui.session.metrics_log import run_record
+
+    assert run_record(run.model, "openai", m)["cost_usd"] == 0

@@ -225,7 +225,7 @@ class LiveFigures:
     decode_tps: float | None
     tokens: int
     tokens_estimated: bool
-    elapsed_ms: float
+    elapsed_ms: float | None
     cost_usd: float | None
     cost_estimated: bool
     retry_until_ns: int | None = None
@@ -365,7 +365,7 @@ class LiveRun:
                 m.decode_tps,
                 m.output_tokens or 0,
                 m.output_tokens_estimated,
-                m.e2e_ms or 0.0,
+                m.e2e_ms,  # None (—) for a request that never left, not "0.0 ms"
                 m.cost_usd,
                 cost_is_estimated(m),
             )
