@@ -106,11 +106,11 @@ def status_of(events: Sequence[Event]) -> Status:
         if isinstance(ev, Cancelled):
             return "cancelled"
         if isinstance(ev, StreamError):
-            return (
-                "interrupted"
-                if ev.kind == "interrupted"
-                else ("cancelled" if ev.kind == "cancelled" else "error")
-            )
+            # A stream that goes silent mid-reply ends like one that drops (DESIGN §5): the
+            # text so far is whole up to where it stopped, and a retry may finish it.
+            if ev.kind in ("interrupted", "timeout_idle"):
+                return "interrupted"
+            return "cancelled" if ev.kind == "cancelled" else "error"
         if isinstance(ev, Finished):
             if ev.reason == "length":
                 status = "length"

@@ -105,3 +105,17 @@ def test_a_request_that_never_left_costs_nothing_and_took_no_time() -> None:
     from tui.session.metrics_log import run_record
 
     assert run_record(run.model, "openai", m)["cost_usd"] == 0
+
+
+@pytest.mark.parametrize("ending", ["hold", "abort", "clean"], ids=["silent", "dropped", "no-done"])
+async def test_silent_dropped_and_unfinished_streams_all_end_interrupted(
+    raw_server: RawServer, ending: str
+) -> None:
+    from providers.events import fold
+    from providers.metrics import compute_metrics
+    from tests.test_engine_failures import SSE, chunk
+
+    raw_server.push(Script(headers=SSE, chunks=[chunk("so far")], ending=ending))  # type: ignore[arg-type]
+    events = await run(raw_server.base_url, timeouts={"idle": 0.3})
+    assert fold(events).text == "so far"
+    assert compute_metrics(events).status == "interrupted", error_of(events)
