@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.mock_server import MockServerProcess
 from tests.support.raw_server import RawServer, Script
 from tests.test_engine_failures import JSON_CT, error_of, run
 
@@ -119,3 +121,47 @@ async def test_silent_dropped_and_unfinished_streams_all_end_interrupted(
     events = await run(raw_server.base_url, timeouts={"idle": 0.3})
     assert fold(events).text == "so far"
     assert compute_metrics(events).status == "interrupted", error_of(events)
+
+
+def test_the_live_line_says_when_a_reply_is_waiting_and_against_which_timeout() -> None:
+    from providers.config import Timeouts
+    from providers.events import RequestSent, TextDelta
+    from tui.session.conversation import LiveRun
+
+    s = 1_000_000_000
+    run = LiveRun("mock/m", 0, None, 4)
+    run.feed([RequestSent(t_ns=0)])
+    assert run.live_label(1 * s) == "● streaming · 1.00 s"
+    assert run.live_label(12 * s, Timeouts(first_token=300)) == (
+        "● waiting for the first token · 12 s of the 300 s first-token timeout"
+    )
+    run.feed([TextDelta(t_ns=2 * s, text="a"), TextDelta(t_ns=12 * s, text="b")])
+    assert run.live_label(int(12.5 * s)) == "● streaming · 12.5 s"
+    assert run.live_label(53 * s, Timeouts(idle=60)) == (
+        "● streaming · 53.0 s · waiting: no token for 41 s of the 60 s idle timeout"
+    )
+
+
+async def test_a_stalled_reply_says_it_is_waiting_on_screen(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tui.widgets.assistant_message import AssistantMessage
+    from tui.widgets.prompt_box import PromptBox
+
+    name = f"stall-{uuid.uuid4().hex[:6]}"
+    mock_server.add_scenario(name, {"n_tokens": 20, "tps": 100, "silent_after_tokens": 5})
+    app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"])
+    async with app.run_test(size=(120, 30)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.set_prompt("hi")
+        await pilot.press("enter")
+
+        def says_waiting() -> bool:
+            return any(
+                "waiting: no token for" in str(w.metrics_line.render())
+                for w in app.screen.query(AssistantMessage)
+            )
+
+        await wait_until(pilot, says_waiting, timeout=15, what="the waiting line")
+        app.screen.cancel()

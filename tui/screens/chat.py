@@ -474,7 +474,8 @@ class ChatScreen(Screen[None]):
         f = run.live(self.tapp.clock())
         self.query_one(StatusBar).show(f, run.spark_rates())
         if self.reply is not None and f.retry_until_ns is None:
-            self.reply.show_live(f"● streaming · {fmt.ms(f.elapsed_ms)}")
+            ep = self.tapp.config.endpoints.get(run.endpoint)
+            self.reply.show_live(run.live_label(self.tapp.clock(), ep.timeouts if ep else None))
         elif self.reply is not None:
             left = max(0.0, (f.retry_until_ns - self.tapp.clock()) / 1e9)
             self.reply.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")

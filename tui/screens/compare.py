@@ -589,7 +589,8 @@ class CompareScreen(Screen[None]):
                     left = max(0.0, (f.retry_until_ns - now) / 1e9)
                     widget.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
                 else:
-                    widget.show_live(f"● streaming · {fmt.ms(f.elapsed_ms)}")
+                    ep = self.tapp.config.endpoints.get(run.endpoint)
+                    widget.show_live(run.live_label(now, ep.timeouts if ep else None))
         self._update_strip()
 
     def _metrics_now(self, index: int) -> RunMetrics | None:

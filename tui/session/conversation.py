@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.capabilities import ChatParams
-from providers.config import split_model_ref
+from providers.config import Timeouts, split_model_ref
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
@@ -31,6 +31,7 @@ SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
 # comes (DESIGN §6: a kill loses at most the last second). Under a second because the frame
 # clock that also calls it ticks every 50 ms and the writer thread needs a moment.
 CHECKPOINT_S = 0.8
+WAITING_AFTER_S = 2.0  # silence before the live line says the reply is waiting
 
 
 @dataclass
@@ -398,6 +399,30 @@ class LiveRun:
             retry_until,
             msg,
         )
+
+    def live_label(self, now_ns: int, timeouts: Timeouts | None = None) -> str:
+        """The line under a streaming reply; says when it is waiting, for how long, and
+        against which timeout (``● streaming · 53 s`` alone read as progress)."""
+        from tui.format import ms
+
+        t = timeouts or Timeouts()
+        start = self.t0 or self.t_submit_ns
+        elapsed = ms((now_ns - start) / 1e6)
+        if self.t0 is not None and self.t_first is None:
+            waited = (now_ns - self.t0) / 1e9
+            if waited >= WAITING_AFTER_S:
+                return (
+                    f"● waiting for the first token · {waited:.0f} s of the "
+                    f"{t.first_token:g} s first-token timeout"
+                )
+        elif self.t_last is not None:
+            silent = (now_ns - self.t_last) / 1e9
+            if silent >= max(WAITING_AFTER_S, self.stall_s):
+                return (
+                    f"● streaming · {elapsed} · waiting: no token for {silent:.0f} s of the "
+                    f"{t.idle:g} s idle timeout"
+                )
+        return f"● streaming · {elapsed}"
 
     def spark_rates(self) -> list[float]:
         """Decode rate (tok/s) per bucket, for the sparkline.
