@@ -165,3 +165,28 @@ async def test_a_stalled_reply_says_it_is_waiting_on_screen(
 
         await wait_until(pilot, says_waiting, timeout=15, what="the waiting line")
         app.screen.cancel()
+
+
+async def test_f6_takes_typed_digits_and_keeps_the_workload(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from textual.widgets import Input
+
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tui.screens.summary import SummaryScreen
+
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen), what="F6")
+        await pilot.pause()
+        assert app.screen.focused is app.screen.query_one("#in-per-month", Input)
+        await pilot.press("2", "M")
+        assert app.screen.query_one("#in-per-month", Input).value == "2M"
+        assert "A month of 2,000,000 input" in str(app.screen.query_one("#projection").render())
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, SummaryScreen), what="closed")
+        await pilot.press("f6")
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen), what="again")
+        await pilot.pause()
+        assert app.screen.query_one("#in-per-month", Input).value == "2M"

@@ -120,6 +120,7 @@ class TokenraceApp(App[None]):
         self._gc_full_wanted = False
         self._gc_frozen = False
         self._theme_errors: list[str] = []
+        self.summary_workload: tuple[str, str] | None = None  # F6's monthly tokens, as typed
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
         wanted = config.theme or self.state.theme or DEFAULT_DARK
