@@ -190,3 +190,27 @@ async def test_f6_takes_typed_digits_and_keeps_the_workload(
         await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen), what="again")
         await pilot.pause()
         assert app.screen.query_one("#in-per-month", Input).value == "2M"
+
+
+async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    import re
+
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tests.test_compare_screen import race_over, scenario, send
+
+    models = [scenario(mock_server, n_tokens=60, ttft_ms=5, tps=150) for _ in range(4)]
+    app = make_app(mock_config(mock_server), isolated_home, models=models)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
+        await pilot.pause(0.2)
+        for pane in app.screen.panes:
+            bar = pane.status
+            text = str(bar.figures.render()).rstrip()
+            assert re.search(r"TTFT [\d.]+ (ms|s)\b", text), text
+            assert re.search(r"[\d.,]+ tok/s", text), text
+            # Whole values only: the text fits its region, and the sparkline the rest.
+            assert len(text) <= bar.figures.size.width, (text, bar.figures.size)
+            assert bar.spark.size.width + len(text) <= bar.size.width, (text, bar.size)
