@@ -214,3 +214,34 @@ async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
             # Whole values only: the text fits its region, and the sparkline the rest.
             assert len(text) <= bar.figures.size.width, (text, bar.figures.size)
             assert bar.spark.size.width + len(text) <= bar.size.width, (text, bar.size)
+
+
+async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from textual.widgets import DataTable
+
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tests.test_compare_screen import scenario, send
+    from tests.test_history_replay import write_suite
+    from tui.screens.suite import COLUMNS, SuiteScreen
+    from tui.session.replay import cost_text, summarize
+
+    model = scenario(mock_server, text="a short reply", ttft_ms=3)
+    config = mock_config(mock_server, prices={model: {"input": 0.15, "output": 0.6}})
+    suite = write_suite(isolated_home / "suite.jsonl")
+    app = make_app(config, isolated_home, models=[model])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, f"/suite {suite}")
+        await wait_until(pilot, lambda: isinstance(app.screen, SuiteScreen))
+        screen = app.screen
+        assert isinstance(screen, SuiteScreen)
+        await wait_until(pilot, lambda: len(screen.results) == 4 and not screen.running)
+        table = screen.query_one(DataTable)
+        (stats,) = summarize(screen.results, [model])
+        expected = cost_text(stats.to_json())  # what `tokenrace replay` prints
+        assert expected.startswith("$0.0000"), expected
+        assert table.get_row(model)[COLUMNS.index("cost")] == expected
+        # Drawn whole: the column is as wide as the value.
+        column = next(c for c in table.columns.values() if str(c.label) == "cost")
+        assert column.content_width >= len(expected), (column.content_width, expected)
