@@ -245,3 +245,39 @@ async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
         # Drawn whole: the column is as wide as the value.
         column = next(c for c in table.columns.values() if str(c.label) == "cost")
         assert column.content_width >= len(expected), (column.content_width, expected)
+
+
+def _documented_remaps(help_file: Path, actions_doc: str) -> dict[str, dict[str, str]]:
+    """The [keys] examples of the README, the help screen and tui/actions.py."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    after = readme.split("[keys]", 1)[1]
+    return {
+        "README": dict(re.findall(r'^(\w+) = "([^"]+)"', after, re.M)[:1]),
+        "help": dict(re.findall(r'e\.g\. (\w+) = "([^"]+)"', help_file.read_text())),
+        "actions": dict(re.findall(r'^    (\w+) = "([^"]+)"', actions_doc, re.M)),
+    }
+
+
+async def test_a_remap_onto_a_bound_key_is_reported_and_the_documented_ones_are_free(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from tests.support.tui import make_app, mock_config
+    from tui.actions import __doc__ as actions_doc
+    from tui.screens import help_screen
+
+    documented = _documented_remaps(Path(help_screen.__file__), actions_doc or "")
+    assert all(documented.values()), documented
+    cases = [*documented.values(), {"pick_model": "f8"}, {"pick_model": "ctrl+o"}]
+    for keys in cases:
+        app = make_app(mock_config(mock_server, keys=keys), isolated_home, models=["mock/m"])
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            notes = [str(n.message) for n in app._notifications if "[keys]" in str(n.message)]
+        if keys in documented.values():
+            assert notes == [], (keys, notes)
+        else:
+            (note,) = notes
+            assert "already bound" in note, note
+    assert "Diff" in note or "reasoning" in note

@@ -146,6 +146,7 @@ class TokenraceApp(App[None]):
         self._handle_stop_signals()
         if self.config.keys:
             self.set_keymap(dict(self.config.keys))
+            self._report_remap_conflicts()
         for err in self._theme_errors:
             self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
         # The engine starts, and models are discovered, once the first frame is out.
@@ -329,6 +330,7 @@ class TokenraceApp(App[None]):
         self.engine.reconfigure(new)
         if new.keys != old.keys:
             self.set_keymap(dict(new.keys))
+            self._report_remap_conflicts()
         kept = [e for e in self.catalog if e.endpoint in new.endpoints and e.source == "live"]
         self.catalog = merge(static_catalog(new), kept)
         self._discovered_at = None  # the next picker asks the endpoints again
@@ -341,6 +343,27 @@ class TokenraceApp(App[None]):
             markup=False,
         )
         return True
+
+    def _report_remap_conflicts(self) -> None:
+        """Say which ``[keys]`` remaps land on a key already bound (it keeps its old job)."""
+        from tui.actions import remap_conflicts
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+        from tui.widgets.prompt_box import PromptBox
+
+        others: list[tuple[str, str, str]] = []
+        for where, classes in (
+            ("the prompt", PromptBox.__mro__),
+            ("the chat screen", (ChatScreen,)),
+            ("the compare screen", (CompareScreen,)),
+        ):
+            for cls in classes:
+                for b in getattr(cls, "BINDINGS", []):
+                    if isinstance(b, Binding):
+                        what = b.tooltip or b.description or b.action
+                        others += [(k.strip(), what, where) for k in b.key.split(",")]
+        for problem in remap_conflicts(self.config.keys, others):
+            self.notify(problem, severity="warning", timeout=15, markup=False)
 
     def action_reload_config(self) -> None:
         self.reload_config()
