@@ -281,3 +281,29 @@ async def test_a_remap_onto_a_bound_key_is_reported_and_the_documented_ones_are_
             (note,) = notes
             assert "already bound" in note, note
     assert "Diff" in note or "reasoning" in note
+
+
+async def test_switching_theme_redraws_earlier_replies_in_the_new_colours(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tests.test_compare_screen import scenario, send
+    from tui.widgets.streaming_markdown import StreamingMarkdown
+
+    model = scenario(mock_server, text="Plain words of an earlier reply.", ttft_ms=3)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model], save_state=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "hi")
+        await wait_until(pilot, lambda: app.screen.last_reply() is not None, what="reply")
+        await pilot.pause(0.2)
+        view = app.screen.query_one(StreamingMarkdown)
+
+        def text_colour() -> object:
+            lines = view.render_lines(view.region.reset_offset)
+            segment = next(s for line in lines for s in line if s.text.strip())
+            return segment.style.color if segment.style else None
+
+        for theme in ("ansi-light", "tokenrace-light", "ansi-dark"):
+            app.theme = theme
+            await pilot.pause(0.3)
+            assert text_colour() == view.rich_style.color, theme

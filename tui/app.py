@@ -406,14 +406,18 @@ class TokenraceApp(App[None]):
     def watch_theme(self, theme: str) -> None:
         if not self.is_mounted:
             return
+        # After the new theme's styles are applied: drawn now, replies kept the old colours.
+        self.call_after_refresh(self._redraw_replies)
+        if self.state.theme != theme:
+            self.state.theme = theme
+            self._save_state()
+
+    def _redraw_replies(self) -> None:
         from tui.widgets.streaming_markdown import StreamingMarkdown
 
         for screen in self.screen_stack:
             for view in screen.query(StreamingMarkdown):
                 view.theme_changed()
-        if self.state.theme != theme:
-            self.state.theme = theme
-            self._save_state()
 
     def prompt_history(self) -> list[str]:
         """Past prompts, newest first (store, then this session's)."""
