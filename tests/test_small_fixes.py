@@ -307,3 +307,33 @@ async def test_switching_theme_redraws_earlier_replies_in_the_new_colours(
             app.theme = theme
             await pilot.pause(0.3)
             assert text_colour() == view.rich_style.color, theme
+
+
+async def test_compare_panes_start_at_the_top_and_reply_headers_stay_one_line(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tests.test_compare_screen import race_over, scenario, send
+    from tui.widgets.assistant_message import AssistantMessage
+    from tui.widgets.user_message import UserMessage
+
+    models = [
+        scenario(mock_server, text="Short.", ttft_ms=5, tps=200),
+        scenario(mock_server, text="A medium answer, a few words longer.", ttft_ms=5, tps=200),
+        scenario(mock_server, text="cut short " * 5, ttft_ms=5, tps=200, drop_after_tokens=3),
+    ]
+    app = make_app(mock_config(mock_server), isolated_home, models=models)
+    async with app.run_test(size=(96, 40)) as pilot:
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
+        await pilot.pause(0.3)
+        tops = []
+        for pane in app.screen.panes:
+            assert pane.messages.max_scroll_y == 0  # everything fits
+            first = pane.messages.query(UserMessage).first()
+            tops.append(first.region.y - pane.messages.region.y)
+        assert len(set(tops)) == 1 and tops[0] <= 1, tops  # at the top (after its margin)
+        cut = app.screen.pane(2).query_one(AssistantMessage)
+        assert cut.status == "interrupted"
+        assert cut.header.region.height == 1
+        assert "interrupted" in str(cut.header.render())
