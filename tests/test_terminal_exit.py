@@ -95,6 +95,16 @@ def _terminal_flags(tmux: Tmux) -> dict[str, str]:
     return dict(zip(("alternate_on", "mouse_any_flag", "cursor_flag"), out, strict=True))
 
 
+def _fresh_screen(tmux: Tmux) -> None:
+    """A SIGKILLed app leaves its last frame (and the alternate screen) behind: reset it, so
+    what the next app draws is not confused with it."""
+    tmux.keys("tput rmcup; clear", "Enter")
+    deadline = time.monotonic() + 10
+    while "mock/" in tmux.screen():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(POLL_S)
+
+
 def _scenario(mock: MockServerProcess, tps: float) -> str:
     name = f"life-{uuid.uuid4().hex[:6]}"
     mock.add_scenario(name, {"n_tokens": 3000, "ttft_ms": 50, "tps": tps})
@@ -171,6 +181,13 @@ def test_sigkill_mid_reply_keeps_all_but_the_last_second_and_resume_says_interru
         # Everything the server sent more than a second before the kill was saved.
         assert len(reply["content"].split()) >= sent_before > 40, (reply, sent_before)
         tmux.wait_for("EXIT=137", 10, POLL_S)
+        # An export no longer shows it streaming forever: the process is gone, so it is over.
+        from tests.support.cli import run_cli
+
+        exported = run_cli("export", "--format", "json", env=_env(isolated_home))
+        assert exported.returncode == 0, exported.stderr
+        assert '"interrupted"' in exported.stdout and '"streaming"' not in exported.stdout
+        _fresh_screen(tmux)
         tmux.keys(f"{sys.executable} -m tui.cli --resume; echo EXIT=$?", "Enter")
         tmux.wait_for("interrupted", 30, POLL_S)
         (reply,) = _replies(isolated_home)
@@ -206,8 +223,9 @@ def test_sigkill_of_a_four_pane_race_keeps_every_pane_and_resume_restores_the_pa
             (sent_before,) = _tokens_sent(mock_server, n, killed_ns - 1_000_000_000)
             assert len(reply["content"].split()) >= max(1, sent_before), (n, reply, sent_before)
         tmux.wait_for("EXIT=137", 10, POLL_S)
+        _fresh_screen(tmux)
         tmux.keys(f"{sys.executable} -m tui.cli --resume; echo EXIT=$?", "Enter")
-        _, screen = tmux.wait_for("compare", 30, POLL_S)
+        tmux.wait_for("interrupted", 30, POLL_S)
         time.sleep(1.0)
         screen = tmux.screen()
         assert "4 panes" in screen, screen

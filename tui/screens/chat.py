@@ -130,7 +130,7 @@ class ChatScreen(Screen[None]):
                     )
                 )
                 if t.error and t.status in ("error", "interrupted"):
-                    widgets.append(ErrorPanel(t.model or "?", "error", t.error))
+                    widgets.append(ErrorPanel(t.model or "?", t.status, t.error))
         return widgets
 
     def _update_earlier(self) -> None:

@@ -258,6 +258,8 @@ class CompareScreen(Screen[None]):
                     finished=True,
                 )
             )
+            if turn.error and turn.status in ("error", "interrupted"):
+                pane.messages.mount(ErrorPanel(turn.model or "?", turn.status, turn.error))
 
     def _check_width(self) -> None:
         if self.size.width and self.size.width / max(1, len(self.models)) < MIN_PANE_WIDTH:
