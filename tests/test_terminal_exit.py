@@ -236,6 +236,36 @@ def test_sigkill_of_a_four_pane_race_keeps_every_pane_and_resume_restores_the_pa
         tmux.close()
 
 
+@pytest.mark.parametrize("panes", [1, 2], ids=["chat", "compare"])
+def test_sigkill_during_a_pause_keeps_the_text_sent_before_it(
+    isolated_home: Path, mock_server: MockServerProcess, panes: int
+) -> None:
+    """Tokens, then the server goes quiet: the text must be saved without waiting for a next
+    batch (the first token at once, the rest by the frame clock)."""
+    names = []
+    for _ in range(panes):
+        name = f"pause-{uuid.uuid4().hex[:6]}"
+        mock_server.add_scenario(
+            name, {"n_tokens": 400, "ttft_ms": 50, "tps": 40, "silent_after_tokens": 20}
+        )
+        names.append(name)
+    tmux = _app(isolated_home, mock_server, " ".join(f"-m mock/{n}" for n in names))
+    try:
+        _send(tmux)
+        for n in names:
+            _wait_for_tokens(mock_server, n, 20)
+        time.sleep(1.5)  # the pause: no batch arrives
+        pid = _app_pid(tmux)
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid)
+        replies = _replies(isolated_home)
+        assert len(replies) == panes, replies
+        for reply in replies:
+            assert len(reply["content"].split()) == 20, reply
+    finally:
+        tmux.close()
+
+
 # --- items 8 and 10: SIGTERM and SIGHUP end the replies, log them, restore the terminal ------
 
 
