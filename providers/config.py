@@ -741,8 +741,14 @@ def add_endpoint(
 
     path = path if path is not None else paths.config_path()
     load_config(path)  # raises ConfigError for a broken file, which we then leave untouched
-    if name in RESERVED_NAMES or "/" in name or not name:
-        raise ConfigError(path, f"invalid endpoint name {name!r}", f"endpoints.{name}")
+    import re
+
+    if name in RESERVED_NAMES or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ConfigError(
+            None,
+            f"invalid endpoint name {name!r}: use letters, digits, '-' and '_' "
+            f"({', '.join(sorted(RESERVED_NAMES))} is reserved); nothing was written",
+        )
     source = path.read_text("utf-8") if path.exists() else ""
     doc = tomlkit.parse(source)
     endpoints = doc.get("endpoints")
@@ -759,8 +765,16 @@ def add_endpoint(
         table["models"] = models
     if protocol and protocol != "chat":
         table["protocol"] = protocol
+    table.add(tomlkit.nl())  # a blank line before whatever table follows
     endpoints[name] = table
-    new_source = tomlkit.dumps(doc)
-    parse_config(tomllib.loads(new_source), path=path, source=new_source)
+    new_source = tomlkit.dumps(doc).rstrip("\n") + "\n"
+    try:
+        parse_config(tomllib.loads(new_source), path=path, source=new_source)
+    except ConfigError as exc:
+        # The text that failed was never written: name the option, not a line of the file.
+        option = {"base_url": "--base-url", "api_key_env": "--key-env", "models": "--model"}
+        field = exc.key_path.rsplit(".", 1)[-1]
+        where = option.get(field, exc.key_path or "the new endpoint")
+        raise ConfigError(None, f"{where}: {exc.detail}; nothing was written") from None
     atomic_write_text(path, new_source)
     return path

@@ -797,7 +797,8 @@ class Engine:
             server_msg, code = _snippet(text, 200), ""
         server_msg = secrets.redact(server_msg)
         t = now_ns()
-        label = f"HTTP {status}" + (f" {code}" if code else "")
+        # Servers often repeat the status as the error's code ("429"): say it once.
+        label = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
         retry_after = parse_retry_after(response.headers)
 
         def fail(

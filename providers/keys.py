@@ -270,9 +270,15 @@ class KeyStore:
             return ResolvedKey(None, "none")
         try:
             stored = self.keyring.get(ep.name)
-        except KeyringUnavailable:
+        except KeyringUnavailable as exc:
             if ep.key_required:
-                raise
+                if not ep.api_key_env:
+                    raise
+                # Name the variable to set: this endpoint's, not "the endpoint's".
+                named = str(exc).replace(
+                    "set the endpoint's environment variable", f"set {ep.api_key_env}"
+                )
+                raise KeyringUnavailable(named) from None
             # A keyless local server does not need the keyring; a broken one is not an error.
             return ResolvedKey(None, "none", "keyring unavailable")
         if stored:

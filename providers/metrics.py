@@ -20,6 +20,7 @@ from providers.events import (
     Finished,
     ReasoningDelta,
     RequestSent,
+    ResponseHeaders,
     Retrying,
     StreamError,
     TextDelta,
@@ -109,11 +110,11 @@ def status_of(events: Sequence[Event]) -> Status:
         if isinstance(ev, Cancelled):
             return "cancelled"
         if isinstance(ev, StreamError):
-            return (
-                "interrupted"
-                if ev.kind == "interrupted"
-                else ("cancelled" if ev.kind == "cancelled" else "error")
-            )
+            # A stream that goes silent mid-reply ends like one that drops (DESIGN §5): the
+            # text so far is whole up to where it stopped, and a retry may finish it.
+            if ev.kind in ("interrupted", "timeout_idle"):
+                return "interrupted"
+            return "cancelled" if ev.kind == "cancelled" else "error"
         if isinstance(ev, Finished):
             if ev.reason == "length":
                 status = "length"
@@ -242,7 +243,18 @@ def compute_metrics(
     cache_write = usage.cache_write if usage is not None else None
     cost: float | None = None
     reported = False
-    if usage is not None and usage.cost_usd is not None:
+    # A request that never left (no key, a refused connection, a bad config) cost nothing and
+    # produced nothing: exact zeros, not estimates from the prompt's size.
+    never_sent = (
+        status != "streaming"
+        and t0 is None
+        and usage is None
+        and not tokens
+        and not any(isinstance(e, ResponseHeaders) for e in events)
+    )
+    if never_sent:
+        n, estimated, input_tokens, cost = 0, False, 0, 0.0
+    elif usage is not None and usage.cost_usd is not None:
         cost = usage.cost_usd
         reported = True
     elif price is not None and n is not None:

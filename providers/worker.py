@@ -198,6 +198,10 @@ def main() -> None:
 
     # Ctrl+C belongs to the UI, which cancels streams itself; the engine ends with its stdin.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # So does a closed terminal (SIGHUP reaches the whole job): the UI ends the replies as
+    # interrupted and then closes our stdin; pdeathsig covers a UI that dies outright.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _die_with_parent()
     read_fd = os.dup(0)
     write_fd = os.dup(1)

@@ -30,6 +30,7 @@ from tui.screens.model_picker import ModelPicker
 from tui.screens.pane_chooser import PaneChooser
 from tui.screens.summary import SummaryScreen
 from tui.session.race import project, summarise
+from tui.session.state import UiState
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 
@@ -357,3 +358,71 @@ async def test_compare_keys_are_in_help_and_the_palette(
             described = b.tooltip or b.description
             assert described in text, described
             assert described in palette, described
+
+
+def _reopened(app: Any) -> bool:
+    return isinstance(app.screen, CompareScreen) and len(app.screen.query(AssistantMessage)) == 3
+
+
+def _this_prompt(strip: str) -> str:
+    """Pane B's ``this prompt:`` figures in the strip."""
+    return strip.partition("B vs A")[2].partition("session")[0]
+
+
+async def test_a_race_reopens_with_its_panes_strip_and_verdict(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """#14 items 9 and 11: --resume (a new app given the stored conversation) and F4 reopen a
+    race as a race: every pane, the comparison strip with its figures, the verdict."""
+    from tui.launch import resume_conversation
+    from tui.session.store import Store
+
+    a = scenario(mock_server, text="Alpha answer here.", ttft_ms=10, tps=200)
+    b = scenario(mock_server, text="Beta answer, a bit slower.", ttft_ms=60, tps=100)
+    c = scenario(mock_server, text="Gamma.", ttft_ms=30, tps=100)
+    store = Store(isolated_home / "history.db")
+    state = UiState()
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=[a, b, c],
+        store=store,
+        state=state,
+        save_state=False,
+    )
+    async with app.run_test(size=(200, 40)) as pilot:
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: race_over(app), what="race")
+        live_strip = str(app.screen.query_one("#strip").render())
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser), what="chooser")
+        await pilot.press("b")
+        await wait_until(pilot, lambda: bool(screen(app).verdicts), what="verdict")
+        conv_id = screen(app).conv.id
+    store.flush()
+    for how in ("resume", "f4"):
+        conv = resume_conversation(store, state) if how == "resume" else None
+        app = make_app(
+            mock_config(mock_server),
+            isolated_home,
+            store=store,
+            state=state,
+            conversation=conv,
+            models=None if conv else [a],
+            save_state=False,
+        )
+        async with app.run_test(size=(200, 40)) as pilot:
+            if how == "f4":
+                app.open_conversation(conv_id)
+            await wait_until(pilot, lambda app=app: _reopened(app), what=how)
+            s = screen(app)
+            assert s.models == [a, b, c], how
+            assert [len(pane_replies(app, i)) for i in range(3)] == [1, 1, 1]
+            strip = str(s.query_one("#strip").render())
+            assert "this prompt: TTFT —" not in strip, (how, strip)
+            assert "session (1)" in strip and "finishing order 1. A" in strip, (how, strip)
+            assert "verdict: B best" in strip, (how, strip)
+            # The same figures as when the race had just run.
+            assert _this_prompt(strip) == _this_prompt(live_strip), (strip, live_strip)
+            assert s.verdicts and s.verdicts[0][1] == b
+    store.close()

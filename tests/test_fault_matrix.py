@@ -135,14 +135,14 @@ CASES: dict[str, Case] = {
     ),
     "silent-first-token": Case({"silent_after_headers": True}, "error", "first-token timeout"),
     "silent-idle": Case(
-        {**TOKENS, "silent_after_tokens": 5}, "error", "idle timeout", partial=True
+        {**TOKENS, "silent_after_tokens": 5}, "interrupted", "idle timeout", partial=True
     ),
     "keepalive-only": Case(
         {"keepalive_only": True, "keepalive_ms": 100}, "error", "first-token timeout"
     ),
     "keepalive-after-tokens": Case(
         {**TOKENS, "silent_after_tokens": 5, "keepalive_ms": 100},
-        "error",
+        "interrupted",
         "idle timeout",
         partial=True,
     ),

@@ -3,12 +3,16 @@
 An action id (``send``, ``pick_model`` …) is what users remap in config.toml::
 
     [keys]
-    pick_model = "ctrl+o"
-    copy_reply = "ctrl+y,f6"
+    pick_model = "f2,alt+m"
+    copy_reply = "alt+c,alt+y"
+
+A remap onto a key that is already bound is reported when the config loads
+(``remap_conflicts``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -95,3 +99,28 @@ def pretty_keys(keys: str) -> str:
         parts = k.split("+")
         out.append("+".join(p.capitalize() if len(p) > 1 else p.upper() for p in parts))
     return " / ".join(out)
+
+
+def remap_conflicts(
+    remaps: Mapping[str, str], others: Iterable[tuple[str, str, str]] = ()
+) -> list[str]:
+    """Remaps in ``[keys]`` that land on a key something else already uses, said plainly.
+
+    ``others`` are the keys screens and the prompt bind themselves: (key, what it does, where).
+    """
+    bound: list[tuple[str, str, str]] = []  # (key, who, action id or "")
+    for a in ACTIONS:
+        for key in remaps.get(a.id, a.keys).split(","):
+            bound.append((key.strip(), f"{a.description} ({a.id})", a.id))
+    for key, what, where in others:
+        bound.append((key, f"{what} ({where})", ""))
+    problems = []
+    for action_id, keys in remaps.items():
+        for key in (k.strip() for k in keys.split(",")):
+            user = next((who for k, who, aid in bound if k == key and aid != action_id), None)
+            if user is not None:
+                problems.append(
+                    f'[keys] {action_id} = "{keys}": {pretty_keys(key)} is already bound to '
+                    f"{user}; one of the two will not work, so pick a free key"
+                )
+    return problems

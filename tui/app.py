@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +46,11 @@ GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, 
 GC_MIDDLE_ANYWAY = 300  # while streaming without a pause (~30 s of two fast panes): freeze
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
 DISCOVERY_DELAY_S = 5.0
+# Closing the terminal (SIGHUP) or `kill` (SIGTERM): replies end as interrupted and are saved,
+# the terminal is restored, and the exit status is 128 + the signal, as if it had killed us.
+STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s
+)
 
 
 def _bindings() -> list[Binding]:
@@ -105,9 +111,13 @@ class TokenraceApp(App[None]):
         save_state: bool = True,
         start_engine: bool = True,
         discover_models: bool = True,
+        load_config: Callable[[], Config] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        # How to read config.toml again (F5 on the welcome page, the palette, a picker
+        # opening); the command line passes its own (it knows --local).
+        self.load_config = load_config
         self.engine = engine or EngineProcess(
             config, log_path=paths.data_dir() / "engine.log", on_died=self._engine_died
         )
@@ -132,6 +142,7 @@ class TokenraceApp(App[None]):
         self._gc_full_wanted = False
         self._gc_frozen = False
         self._theme_errors: list[str] = []
+        self.summary_workload: tuple[str, str] | None = None  # F6's monthly tokens, as typed
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
         wanted = config.theme or self.state.theme or DEFAULT_DARK
@@ -154,8 +165,10 @@ class TokenraceApp(App[None]):
         return semantic_variables(dark)
 
     def on_mount(self) -> None:
+        self._handle_stop_signals()
         if self.config.keys:
             self.set_keymap(dict(self.config.keys))
+            self._report_remap_conflicts()
         for err in self._theme_errors:
             self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
         # The engine starts, and models are discovered, once the first frame is out.
@@ -167,8 +180,7 @@ class TokenraceApp(App[None]):
         elif self.initial_models:
             self.push_screen(ChatScreen(self.initial_models[0], self.initial_conversation))
         elif self.initial_conversation is not None:
-            model = self._model_of(self.initial_conversation) or self.state.last_model
-            self.push_screen(ChatScreen(model, self.initial_conversation))
+            self.push_screen(self.screen_for(self.initial_conversation))
         elif self.state.last_model:
             self.push_screen(ChatScreen(self.state.last_model))
         else:
@@ -313,7 +325,73 @@ class TokenraceApp(App[None]):
             if isinstance(self.screen, ModelPicker):
                 self.screen.set_entries(self.catalog)
 
+    def reload_config(self, announce: bool = True) -> bool:
+        """Read config.toml again and use it from now on, keeping conversations, screens and
+        theme. A file that does not parse keeps the config in use and says where it is wrong.
+        Returns whether the config changed."""
+        if self.load_config is None:
+            return False
+        from providers.config import ConfigError
+
+        try:
+            new = self.load_config()
+        except ConfigError as exc:
+            self.notify(
+                f"config not reloaded: {exc}. The previous config stays in use.",
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+            return False
+        old = self.config
+        if new == old:
+            if announce:
+                self.notify("The config is unchanged.")
+            return False
+        self.config = new
+        self.engine.reconfigure(new)
+        if new.keys != old.keys:
+            self.set_keymap(dict(new.keys))
+            self._report_remap_conflicts()
+        kept = [e for e in self.catalog if e.endpoint in new.endpoints and e.source == "live"]
+        self.catalog = merge(static_catalog(new), kept)
+        self._discovered_at = None  # the next picker asks the endpoints again
+        added = sorted(set(new.endpoints) - set(old.endpoints))
+        removed = sorted(set(old.endpoints) - set(new.endpoints))
+        news = [f"added {', '.join(added)}"] if added else []
+        news += [f"removed {', '.join(removed)}"] if removed else []
+        self.notify(
+            "Config reloaded" + (f": endpoints {'; '.join(news)}." if news else "."),
+            markup=False,
+        )
+        return True
+
+    def _report_remap_conflicts(self) -> None:
+        """Say which ``[keys]`` remaps land on a key already bound (it keeps its old job)."""
+        from tui.actions import remap_conflicts
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+        from tui.widgets.prompt_box import PromptBox
+
+        others: list[tuple[str, str, str]] = []
+        for where, classes in (
+            ("the prompt", PromptBox.__mro__),
+            ("the chat screen", (ChatScreen,)),
+            ("the compare screen", (CompareScreen,)),
+        ):
+            for cls in classes:
+                for b in getattr(cls, "BINDINGS", []):
+                    if isinstance(b, Binding):
+                        what = b.tooltip or b.description or b.action
+                        others += [(k.strip(), what, where) for k in b.key.split(",")]
+        for problem in remap_conflicts(self.config.keys, others):
+            self.notify(problem, severity="warning", timeout=15, markup=False)
+
+    def action_reload_config(self) -> None:
+        self.reload_config()
+
     async def action_look_again(self) -> None:
+        self.reload_config(announce=False)
         model = await find_default_model(self.config, self.probe_loopback)
         if model is None:
             self.notify("Still no key and no local server. See the list above.", severity="warning")
@@ -352,14 +430,18 @@ class TokenraceApp(App[None]):
         # always False: before the app runs there is nothing to tell.
         if not self.is_running:
             return
+        # After the new theme's styles are applied: drawn now, replies kept the old colours.
+        self.call_after_refresh(self._redraw_replies)
+        if self.state.theme != theme:
+            self.state.theme = theme
+            self._save_state()
+
+    def _redraw_replies(self) -> None:
         from tui.widgets.streaming_markdown import StreamingMarkdown
 
         for screen in self.screen_stack:
             for view in screen.query(StreamingMarkdown):
                 view.theme_changed()
-        if self.state.theme != theme:
-            self.state.theme = theme
-            self._save_state()
 
     def prompt_history(self) -> list[str]:
         """Past prompts, newest first (store, then this session's)."""
@@ -432,6 +514,7 @@ class TokenraceApp(App[None]):
 
         if isinstance(self.screen, ModelPicker):
             return
+        self.reload_config(announce=False)  # an endpoint added since shows, and works
         per_pane = getattr(self.screen, "pick_model", None)
         if per_pane is not None:
             per_pane()
@@ -556,6 +639,7 @@ class TokenraceApp(App[None]):
         if chat is not None and chat.streaming:
             self.notify("A reply is still streaming: Esc cancels it.", severity="warning")
             return
+        self.reload_config(announce=False)
 
         def picked(ref: str | None) -> None:
             if ref and first is not None:
@@ -574,9 +658,6 @@ class TokenraceApp(App[None]):
 
     def open_conversation(self, conv_id: int) -> None:
         """Resume a stored conversation in the screen its mode needs."""
-        from tui.screens.chat import ChatScreen
-        from tui.screens.compare import CompareScreen
-
         if self.store is None:
             return
         conv = Conversation.load(self.store, conv_id)
@@ -584,25 +665,22 @@ class TokenraceApp(App[None]):
             self.notify("That conversation no longer exists.", severity="warning")
             return
         self.remember_conversation(conv.id)
-        screen: Screen[None]
-        if conv.mode == "compare" and len(conv.panes) > 1:
-            models = []
-            for pane in sorted(conv.panes):
-                model = next(
-                    (
-                        t.model
-                        for t in reversed(conv.panes[pane])
-                        if t.role == "assistant" and t.model
-                    ),
-                    None,
-                )
-                models.append(model or self.state.last_model or "")
-            screen = CompareScreen([m for m in models if m], conv)
-        else:
-            screen = ChatScreen(self._model_of(conv) or self.state.last_model, conv)
+        screen = self.screen_for(conv)
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(screen)
+
+    def screen_for(self, conv: Conversation) -> Screen[None]:
+        """The screen a stored conversation reopens in: compare (its panes) or chat."""
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+
+        if conv.mode == "compare":
+            fallback = self.state.last_model
+            models = [m or fallback for m in conv.pane_models()]
+            if len(models) > 1 and all(models):
+                return CompareScreen([m for m in models if m], conv)
+        return ChatScreen(self._model_of(conv) or self.state.last_model, conv)
 
     def action_history_search(self) -> None:
         from tui.screens.history_search import HistorySearch
@@ -659,6 +737,11 @@ class TokenraceApp(App[None]):
             keys = self.config.keys.get(a.id, a.keys)
             yield SystemCommand(a.description, f"{a.id} · {keys}", method)
         yield SystemCommand("Help: every key", "help · f1", self.action_show_help)
+        yield SystemCommand(
+            "Reload the config file",
+            f"config.toml: endpoints, prices, keys · {self.config.path or 'none'}",
+            self.action_reload_config,
+        )
         for keys, description, action in screen_actions(screen):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
 
@@ -673,7 +756,34 @@ class TokenraceApp(App[None]):
         await self.engine.close()
 
     async def on_unmount(self) -> None:
+        self._handle_stop_signals(False)
         await self.stop_engine()
+
+    def _handle_stop_signals(self, on: bool = True) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                if on:
+                    loop.add_signal_handler(sig, self.stop_on_signal, sig)
+                else:
+                    loop.remove_signal_handler(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # Windows, or not the main thread: the default action stays
+
+    def stop_on_signal(self, sig: int) -> None:
+        """SIGTERM or SIGHUP: end running replies as interrupted (saved, logged), then exit."""
+        name = signal.Signals(sig).name
+        message = (
+            f"tokenrace was stopped ({name}) before the reply finished; the text received is kept"
+        )
+        for screen in self.screen_stack:
+            interrupt = getattr(screen, "interrupt_replies", None)
+            if interrupt is not None:
+                try:
+                    interrupt(message)
+                except Exception:
+                    pass  # one broken screen must not keep the app (and the terminal) alive
+        self.exit(return_code=128 + sig)
 
 
 # --- helpers (no UI) -------------------------------------------------------------------------

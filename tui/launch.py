@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from providers import paths
 from providers.config import ConfigError, load_config
@@ -13,6 +13,38 @@ if TYPE_CHECKING:
     from tui.session.conversation import Conversation
     from tui.session.state import UiState
     from tui.session.store import Store
+
+
+class TerminalOutput:
+    """The terminal stream Textual writes to, surviving the terminal going away.
+
+    Textual's writer thread writes frames to ``sys.__stderr__`` and dies on the first error;
+    when the terminal is closed (SIGHUP) those writes fail with EIO, the thread's bounded queue
+    fills, and the app's next frame blocked forever, before the SIGHUP handler could save the
+    replies. Writes to a terminal that is gone are dropped instead.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._stream.write(text))
+            except OSError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except OSError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def resume_conversation(store: Store, state: UiState) -> Conversation | None:
@@ -87,12 +119,23 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         store = Store(paths.data_dir() / "history.db", on_error=on_store_error)
     except StoreError as exc:
         store, store_problem = None, str(exc)
+    if store is not None and store.recovered:
+        from tui.session.metrics_log import log_recovered
+
+        log_recovered(store.recovered, config)
     conversation = None
     if resume and store is not None:
         conversation = resume_conversation(store, state)
         if conversation is None:
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
-    app = TokenraceApp(config, store=store, state=state, models=models, conversation=conversation)
+    app = TokenraceApp(
+        config,
+        store=store,
+        state=state,
+        models=models,
+        conversation=conversation,
+        load_config=lambda: with_local(load_config(), local_gguf),
+    )
     app_holder.append(app)
     if store_problem:
         app.call_later(
@@ -101,9 +144,13 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             severity="error",
             timeout=15,
         )
+    terminal = sys.__stderr__
+    if terminal is not None:
+        sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc]
     try:
         app.run()
     finally:
+        sys.__stderr__ = terminal  # type: ignore[misc]
         if store is not None:
             store.close()
     return app.return_code or 0

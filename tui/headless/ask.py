@@ -14,7 +14,7 @@ from typing import Any
 from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, StartGate, messages_for, now_ns
-from providers.events import Cancelled, Event, ReasoningDelta, TextDelta, fold
+from providers.events import Cancelled, Event, ReasoningDelta, StreamError, TextDelta, fold
 from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
@@ -25,6 +25,7 @@ from tui.format import summary_line
 
 SCHEMA_VERSION = 1
 OK_STATUSES = ("complete", "length")
+STOP_SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGHUP")) if s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +198,8 @@ async def run_ask(
     printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
     gate = StartGate(len(runs)) if len(runs) > 1 else None
 
+    stopped_by: list[int] = []  # SIGTERM / SIGHUP: the replies end interrupted, not cancelled
+
     async def consume(run: Run) -> None:
         request = ChatRequest(model=run.model, messages=messages, params=params)
         try:
@@ -204,30 +207,43 @@ async def run_ask(
                 run.events.append(ev)
                 printer.on_event(run, ev)
         except asyncio.CancelledError:
-            run.events.append(Cancelled(t_ns=now_ns()))
+            if stopped_by:
+                name = signal.Signals(stopped_by[0]).name
+                message = f"stopped by {name} before the reply finished"
+                run.events.append(StreamError(t_ns=now_ns(), kind="interrupted", message=message))
+            else:
+                run.events.append(Cancelled(t_ns=now_ns()))
         finally:
             run.done = True
-            printer.on_done(run)
+            try:
+                printer.on_done(run)
+            except OSError:
+                pass  # the terminal is gone (SIGHUP): the record below still gets written
 
     loop = asyncio.get_running_loop()
     printer.t_submit = now_ns()
     tasks = [asyncio.create_task(consume(r)) for r in runs]
 
-    def cancel_all() -> None:
+    def cancel_all(sig: int = signal.SIGINT) -> None:
+        if sig != signal.SIGINT and not stopped_by:
+            stopped_by.append(sig)
         for task in tasks:
             task.cancel()
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, cancel_all)
-    except (NotImplementedError, RuntimeError):
-        pass
+    handled = [signal.SIGINT, *STOP_SIGNALS]
+    for sig in handled:
+        try:
+            loop.add_signal_handler(sig, cancel_all, sig)
+        except (NotImplementedError, RuntimeError):
+            pass
     try:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):
-            pass
+        for sig in handled:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
         await engine.aclose()
         await local.aclose()
     if config.metrics.log or config.metrics.prometheus_file:
@@ -246,6 +262,8 @@ async def run_ask(
         # JSON escapes C0 itself; C1, DEL and lone surrogates are escaped too (same values).
         sys.stdout.write(json_inert(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
+    if stopped_by:
+        return 128 + stopped_by[0]
     statuses = [printer.metrics(r).status for r in runs]
     if any(s == "cancelled" for s in statuses):
         return 130

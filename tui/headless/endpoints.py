@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from providers import paths, secrets
-from providers.config import add_endpoint, load_config
+from providers.config import ConfigError, add_endpoint, load_config
 from providers.local import with_local
 from providers.protocols import PROTOCOLS
 
@@ -26,11 +26,19 @@ def main(argv: list[str]) -> int:
         default="chat",
         help="wire protocol it speaks (default: chat, OpenAI chat completions)",
     )
+    sub.add_parser("list", help="list the endpoints (the same as no action)")
     ns = p.parse_args(argv)
     if ns.action == "add":
-        path = add_endpoint(
-            ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model, protocol=ns.protocol
-        )
+        try:
+            path = add_endpoint(
+                ns.name, ns.base_url, api_key_env=ns.key_env, models=ns.model, protocol=ns.protocol
+            )
+        except ConfigError as exc:
+            if exc.path is not None:  # the file itself is broken: say where
+                print(f"tokenrace: config error: {exc}", file=sys.stderr)
+            else:
+                print(f"tokenrace endpoints add: {exc.detail}", file=sys.stderr)
+            return 2
         print(f"Added [endpoints.{ns.name}] to {path}.")
         return 0
     config = with_local(load_config())

@@ -48,6 +48,14 @@ def main(argv: list[str]) -> int:
     except StoreError as exc:
         print(f"tokenrace export: {exc}", file=sys.stderr)
         return 1
+    if store.recovered:  # replies a killed tokenrace left streaming: log them as interrupted
+        from providers.config import ConfigError, load_config
+        from tui.session.metrics_log import log_recovered
+
+        try:
+            log_recovered(store.recovered, load_config())
+        except ConfigError:
+            log_recovered(store.recovered, None)
     try:
         if ns.list:
             for row in store.conversations():

@@ -34,7 +34,6 @@ from tui.widgets.user_message import UserMessage
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
 
-CHECKPOINT_S = 1.0
 # New text is drawn at most this often, one redraw for everything. 20 Hz: 4-5 tokens a frame
 # at 100 tok/s; at 25 Hz the UI took 11% more CPU (bench/README.md, CPU rows) for frames 10 ms
 # sooner (render lag p95 62 -> 73-80 ms at 200 tok/s).
@@ -132,7 +131,7 @@ class ChatScreen(Screen[None]):
                     )
                 )
                 if t.error and t.status in ("error", "interrupted"):
-                    widgets.append(ErrorPanel(t.model or "?", "error", t.error))
+                    widgets.append(ErrorPanel(t.model or "?", t.status, t.error))
         return widgets
 
     def _update_earlier(self) -> None:
@@ -417,7 +416,6 @@ class ChatScreen(Screen[None]):
             self._fail_locally(run, widget, f"the engine process could not start: {exc}")
             return
         self.handle = handle
-        last_checkpoint = time.monotonic()
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
             if delta.reasoning:
@@ -428,10 +426,7 @@ class ChatScreen(Screen[None]):
                 widget.add_notice(note)
             if delta.text or delta.reasoning:
                 messages.content_grew()
-            now = time.monotonic()
-            if now - last_checkpoint >= CHECKPOINT_S:
-                last_checkpoint = now
-                run.checkpoint(store, self.conv, params)
+            run.maybe_checkpoint(store, self.conv, params)  # the first token, then every second
             if run.done:
                 break
         self._finish(run, widget)
@@ -472,16 +467,28 @@ class ChatScreen(Screen[None]):
             return
         if self.reply is not None:
             self.reply.sync()
+        # Text that came just before a pause is saved without waiting for the next batch.
+        run.maybe_checkpoint(self.tapp.store, self.conv, self.conv.settings.to_dict())
         self._ticks += 1
         if self._ticks % FIGURES_EVERY:
             return  # figures change slower than text
         f = run.live(self.tapp.clock())
         self.query_one(StatusBar).show(f, run.spark_rates())
         if self.reply is not None and f.retry_until_ns is None:
-            self.reply.show_live(f"● streaming · {fmt.ms(f.elapsed_ms)}")
+            ep = self.tapp.config.endpoints.get(run.endpoint)
+            self.reply.show_live(run.live_label(self.tapp.clock(), ep.timeouts if ep else None))
         elif self.reply is not None:
             left = max(0.0, (f.retry_until_ns - self.tapp.clock()) / 1e9)
             self.reply.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
+
+    def interrupt_replies(self, message: str) -> None:
+        """The app is being stopped (SIGTERM, SIGHUP): end the reply as interrupted, saved."""
+        run, widget = self.run, self.reply
+        if run is None or widget is None or run.shown_final:
+            return
+        run.interrupt(message)
+        self.workers.cancel_group(self, "stream")
+        self._finish(run, widget)
 
     def cancel(self) -> bool:
         """Cancel the reply being streamed; True if there was one."""

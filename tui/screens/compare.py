@@ -73,7 +73,6 @@ EMPTY_METRICS = RunMetrics(
 )
 MAX_PANES = 4
 MIN_PANE_WIDTH = 30
-CHECKPOINT_S = 1.0
 CANCEL_GRACE_S = 1.0
 
 
@@ -182,8 +181,9 @@ class CompareScreen(Screen[None]):
         self.synced = True
         self._syncing = False
         self._history_pos = -1
-        self.verdicts: list[tuple[str, str]] = []
-        self._ticks = 0  # (race id, winning model or "tie")
+        self.verdicts: list[tuple[str, str]] = []  # (race id, winning model or "tie")
+        self.restored: dict[int, RunMetrics] = {}  # the last race's figures, when reopened
+        self._ticks = 0
 
     @property
     def tapp(self) -> TokenraceApp:
@@ -209,6 +209,7 @@ class CompareScreen(Screen[None]):
             self.tapp.warm(pane.model)
             for turn in self.conv.turns(pane.index):
                 self._show_turn(pane, turn)
+        self._restore_races()
         self._update_topbar()
         self._update_strip()
         # The frame clock runs only while something streams: an idle screen costs nothing.
@@ -216,6 +217,26 @@ class CompareScreen(Screen[None]):
         self._check_width()
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
+
+    def _restore_races(self) -> None:
+        """A reopened race: the session's deltas, the last race's figures and finishing
+        order, and the verdicts, from what the store kept."""
+        races: dict[str, dict[int, RunMetrics]] = {}
+        for index in range(len(self.models)):
+            for turn in self.conv.turns(index):
+                if turn.role == "assistant" and turn.race_id and turn.metrics is not None:
+                    races.setdefault(turn.race_id, {})[index] = turn.metrics
+        for race in races.values():  # in the order the races ran (dicts keep it)
+            self.race_log.add(race)
+        if races:
+            self.race_id, last = list(races.items())[-1]
+            self.restored = last
+            for index, m in last.items():
+                # Every pane of a race shares its submit time: overhead + e2e orders them.
+                done = m.status in ("complete", "length") and m.e2e_ms is not None
+                offset = (m.client_overhead_ms or 0.0) + (m.e2e_ms or 0.0)
+                self.finish_ns[index] = int(offset * 1e6) if done else None
+        self.verdicts = list(self.conv.verdicts)
 
     @property
     def panes(self) -> list[ComparePane]:
@@ -238,6 +259,8 @@ class CompareScreen(Screen[None]):
                     finished=True,
                 )
             )
+            if turn.error and turn.status in ("error", "interrupted"):
+                pane.messages.mount(ErrorPanel(turn.model or "?", turn.status, turn.error))
 
     def _check_width(self) -> None:
         if self.size.width and self.size.width / max(1, len(self.models)) < MIN_PANE_WIDTH:
@@ -437,6 +460,7 @@ class CompareScreen(Screen[None]):
     def _race(self, t_submit: int, only: tuple[int, ...] | None = None) -> None:
         self.race_id = uuid.uuid4().hex
         self.finish_ns = {}
+        self.restored = {}
         requests: list[ChatRequest] = []
         chosen = [p for p in self.panes if only is None or p.index in only]
         for pane in chosen:
@@ -486,7 +510,6 @@ class CompareScreen(Screen[None]):
         widget = self.widgets[pane.index]
         store = self.tapp.store
         params = self._pane_settings(pane.index)
-        last = time.monotonic()
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
             if delta.reasoning:
@@ -497,9 +520,8 @@ class CompareScreen(Screen[None]):
                 widget.add_notice(note)
             if delta.text or delta.reasoning:
                 pane.messages.content_grew()
-            if time.monotonic() - last >= CHECKPOINT_S:
-                last = time.monotonic()
-                run.checkpoint(store, self.conv, params, race_id=self.race_id)
+            # The first token, then every second (DESIGN §6).
+            run.maybe_checkpoint(store, self.conv, params, race_id=self.race_id)
             if run.done:
                 break
         self._finish(pane)
@@ -547,6 +569,10 @@ class CompareScreen(Screen[None]):
             widget = self.widgets.get(index)
             if widget is not None and not run.shown_final:
                 widget.sync()  # every pane's new text in the same frame
+                # Text that came just before a pause is saved without waiting for a batch.
+                run.maybe_checkpoint(
+                    self.tapp.store, self.conv, self._pane_settings(index), race_id=self.race_id
+                )
         self._ticks += 1
         if self._ticks % FIGURES_EVERY:
             return
@@ -566,14 +592,15 @@ class CompareScreen(Screen[None]):
                     left = max(0.0, (f.retry_until_ns - now) / 1e9)
                     widget.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
                 else:
-                    widget.show_live(f"● streaming · {fmt.ms(f.elapsed_ms)}")
+                    ep = self.tapp.config.endpoints.get(run.endpoint)
+                    widget.show_live(run.live_label(now, ep.timeouts if ep else None))
         self._update_strip()
 
     def _metrics_now(self, index: int) -> RunMetrics | None:
         """Final figures of a finished reply; running figures (cheap) while it streams."""
         run = self.runs.get(index)
         if run is None:
-            return None
+            return self.restored.get(index)
         if run.done:
             return run.final()
         f = run.live(self.tapp.clock())
@@ -618,6 +645,10 @@ class CompareScreen(Screen[None]):
                     if done
                     else f"{PANE_LETTERS[idx]} did not finish"
                 )
+            verdict = next((w for r, w in reversed(self.verdicts) if r == self.race_id), None)
+            if verdict is not None:
+                best = "tie" if verdict == "tie" else self._verdict_pane(verdict)
+                names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
         elif self.streaming:
             done = [i for i, t in self.finish_ns.items() if t is not None]
@@ -654,6 +685,15 @@ class CompareScreen(Screen[None]):
 
         self.set_timer(CANCEL_GRACE_S, fallback)
         return True
+
+    def interrupt_replies(self, message: str) -> None:
+        """The app is being stopped (SIGTERM, SIGHUP): end every pane's reply as interrupted."""
+        for index, run in list(self.runs.items()):
+            if run.shown_final:
+                continue
+            run.interrupt(message)
+            self.workers.cancel_group(self, f"pane-{index}")
+            self._finish(self.pane(index))
 
     def cancel_all(self) -> bool:
         """Esc: cancel every pane's stream at once."""
@@ -743,6 +783,12 @@ class CompareScreen(Screen[None]):
             return
         self.app.push_screen(DiffView(answers, self.models))
 
+    def _verdict_pane(self, model: str) -> str:
+        """``B best`` for a winning model (its pane's letter), or the model's name."""
+        if model in self.models:
+            return f"{PANE_LETTERS[self.models.index(model)]} best"
+        return f"{model} best"
+
     def action_verdict(self) -> None:
         from tui.screens.pane_chooser import PaneChooser
 
@@ -758,6 +804,7 @@ class CompareScreen(Screen[None]):
             if self.tapp.store is not None:
                 self.tapp.store.save_verdict(self.conv.id, race_id, winner, self.models)
             self.verdicts.append((race_id, winner))
+            self._update_strip()
             self.notify(
                 "Verdict: tie."
                 if winner == "tie"

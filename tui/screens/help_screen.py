@@ -65,7 +65,7 @@ class HelpScreen(ModalScreen[None]):
         rows += [
             "",
             "Every action is also in the command palette (Ctrl+P). Remap keys in "
-            'config.toml under [keys], e.g. pick_model = "ctrl+o". Esc closes.',
+            'config.toml under [keys], e.g. pick_model = "f2,alt+m". Esc closes.',
         ]
         with VerticalScroll():
             yield Static(Content("\n").join(Content(r) if isinstance(r, str) else r for r in rows))

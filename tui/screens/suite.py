@@ -18,7 +18,14 @@ from providers.events import Event
 from providers.inert import inert_label
 from providers.request import ChatRequest
 from tui import format as fmt
-from tui.session.replay import RunResult, SuiteError, load_suite, run_suite, summarize
+from tui.session.replay import (
+    RunResult,
+    SuiteError,
+    cost_text,
+    load_suite,
+    run_suite,
+    summarize,
+)
 
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
@@ -147,10 +154,11 @@ class SuiteScreen(ModalScreen[None]):
                 f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—",
                 f"{s.input_tokens:,}",
                 f"{s.output_tokens:,}",
-                fmt.usd(d["cost_usd"]) if d["cost_usd"] is not None else "—",
+                cost_text(d),
             ]
             for col, value in zip(COLUMNS[1:], values, strict=True):
-                table.update_cell(s.model, col, value)
+                # The columns were sized for "—": widen them, or "$0.000147" showed as "$0.0".
+                table.update_cell(s.model, col, value, update_width=True)
 
     def action_close(self) -> None:
         if self.running:

@@ -102,6 +102,8 @@ class SummaryScreen(ModalScreen[None]):
     SummaryScreen Label { padding: 1 1 0 2; }
     """
     BINDINGS = [Binding("escape,f6", "dismiss", "Close", show=False)]
+    # The scroll container would take focus first, and typed digits went nowhere.
+    AUTO_FOCUS = "#in-per-month"
 
     def __init__(self, conv_id: int | None = None, models: list[str] | None = None) -> None:
         super().__init__()
@@ -116,14 +118,22 @@ class SummaryScreen(ModalScreen[None]):
         assert isinstance(self.app, TokenraceApp)
         return self.app
 
+    @property
+    def _workload(self) -> tuple[str, str]:
+        """The monthly token counts last typed in this session (F6 keeps them)."""
+        return self.tapp.summary_workload or (
+            f"{DEFAULT_INPUT_PER_MONTH:,}",
+            f"{DEFAULT_OUTPUT_PER_MONTH:,}",
+        )
+
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("", id="summary")
             with Horizontal():
                 yield Label("input tokens / month")
-                yield Input(f"{DEFAULT_INPUT_PER_MONTH:,}", id="in-per-month")
+                yield Input(self._workload[0], id="in-per-month")
                 yield Label("output tokens / month")
-                yield Input(f"{DEFAULT_OUTPUT_PER_MONTH:,}", id="out-per-month")
+                yield Input(self._workload[1], id="out-per-month")
             yield Static("", id="projection")
             yield Static(
                 Content.styled(
@@ -153,6 +163,10 @@ class SummaryScreen(ModalScreen[None]):
         if inp is None or out is None:
             target.update("Type token counts like 50M, 2.5k or 1,000,000.")
             return
+        self.tapp.summary_workload = (
+            self.query_one("#in-per-month", Input).value,
+            self.query_one("#out-per-month", Input).value,
+        )
         models = list(dict.fromkeys([*(r.model for r in self.rows), *self.models]))
         target.update(
             projection_table(project(models, inp, out, self.tapp.config, self.rows), inp, out)

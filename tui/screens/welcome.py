@@ -140,6 +140,10 @@ class WelcomeScreen(Screen[None]):
             return self.local_model is not None  # hidden without the bundled model
         return True
 
+    def retry(self) -> None:
+        """F5 (the app's retry key, which has priority): read the config again and look."""
+        self.app.call_later(self.app.run_action, "look_again")
+
     def action_chat_local(self) -> None:
         if self.local_model is None:
             return

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.capabilities import ChatParams
-from providers.config import split_model_ref
+from providers.config import Timeouts, split_model_ref
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
@@ -27,6 +27,11 @@ from tui.session.store import Store, new_id
 
 TITLE_CHARS = 60
 SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
+# A streaming reply is saved at its first token and then at least this often while new text
+# comes (DESIGN §6: a kill loses at most the last second). Under a second because the frame
+# clock that also calls it ticks every 50 ms and the writer thread needs a moment.
+CHECKPOINT_S = 0.8
+WAITING_AFTER_S = 2.0  # silence before the live line says the reply is waiting
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Turn:
     status: str = "complete"
     error: str | None = None
     metrics: RunMetrics | None = None
+    race_id: str | None = None  # the race this reply ran in (compare mode)
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
@@ -91,6 +97,8 @@ class Conversation:
     settings: Settings = field(default_factory=Settings)
     panes: dict[int, list[Turn]] = field(default_factory=dict)
     saved: bool = False
+    run_models: dict[int, str] = field(default_factory=dict)  # each pane's latest run's model
+    verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -155,8 +163,24 @@ class Conversation:
                 run = store.run_for_message(turn.id)
                 if run is not None:
                     turn.metrics = metrics_from_row(run)
+                    turn.race_id = run["race_id"]
             conv.turns(int(m["pane"])).append(turn)
+        for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
+            conv.run_models[int(run["pane"])] = run["model"]
+        conv.verdicts = [(v["race_id"], v["winner"]) for v in store.verdicts(conv_id)]
         return conv
+
+    def pane_models(self) -> list[str | None]:
+        """The model of each pane, as a compare screen reopens it: its latest reply's, else
+        its latest request's (a race killed before the first token)."""
+        out: list[str | None] = []
+        for pane in sorted(set(self.panes) | set(self.run_models)):
+            model = next(
+                (t.model for t in reversed(self.turns(pane)) if t.role == "assistant" and t.model),
+                None,
+            )
+            out.append(model or self.run_models.get(pane))
+        return out
 
 
 def metrics_from_row(row: Any) -> RunMetrics:
@@ -202,7 +226,7 @@ class LiveFigures:
     decode_tps: float | None
     tokens: int
     tokens_estimated: bool
-    elapsed_ms: float
+    elapsed_ms: float | None
     cost_usd: float | None
     cost_estimated: bool
     retry_until_ns: int | None = None
@@ -257,6 +281,10 @@ class LiveRun:
         self.run_id = new_id()
         self._final: RunMetrics | None = None
         self.shown_final = False  # the UI has shown the final figures
+        self._saved_at: float | None = None  # time.monotonic() of the last checkpoint
+        self._saved_events = 0  # len(self.events) at the last checkpoint
+        self._saved_tokens = 0  # token events at the last checkpoint
+        self._created_at = time.monotonic()
 
     @property
     def text(self) -> str:
@@ -319,6 +347,12 @@ class LiveRun:
     def status(self) -> str:
         return status_of(self.events)
 
+    def interrupt(self, message: str) -> None:
+        """End the reply as ``interrupted`` (the app is being stopped), keeping its text."""
+        if not self.done:
+            now = time.perf_counter_ns()
+            self.feed([StreamError(t_ns=now, kind="interrupted", message=message)])
+
     def live(self, now_ns: int) -> LiveFigures:
         """Running figures in O(1): the final ones come from ``final``."""
         if self.done:
@@ -332,7 +366,7 @@ class LiveRun:
                 m.decode_tps,
                 m.output_tokens or 0,
                 m.output_tokens_estimated,
-                m.e2e_ms or 0.0,
+                m.e2e_ms,  # None (—) for a request that never left, not "0.0 ms"
                 m.cost_usd,
                 cost_is_estimated(m),
             )
@@ -365,6 +399,30 @@ class LiveRun:
             retry_until,
             msg,
         )
+
+    def live_label(self, now_ns: int, timeouts: Timeouts | None = None) -> str:
+        """The line under a streaming reply; says when it is waiting, for how long, and
+        against which timeout (``● streaming · 53 s`` alone read as progress)."""
+        from tui.format import ms
+
+        t = timeouts or Timeouts()
+        start = self.t0 or self.t_submit_ns
+        elapsed = ms((now_ns - start) / 1e6)
+        if self.t0 is not None and self.t_first is None:
+            waited = (now_ns - self.t0) / 1e9
+            if waited >= WAITING_AFTER_S:
+                return (
+                    f"● waiting for the first token · {waited:.0f} s of the "
+                    f"{t.first_token:g} s first-token timeout"
+                )
+        elif self.t_last is not None:
+            silent = (now_ns - self.t_last) / 1e9
+            if silent >= max(WAITING_AFTER_S, self.stall_s):
+                return (
+                    f"● streaming · {elapsed} · waiting: no token for {silent:.0f} s of the "
+                    f"{t.idle:g} s idle timeout"
+                )
+        return f"● streaming · {elapsed}"
 
     def spark_rates(self) -> list[float]:
         """Decode rate (tok/s) per bucket, for the sparkline.
@@ -413,6 +471,59 @@ class LiveRun:
             metrics=self.final() if self.done else None,
         )
 
+    def checkpoint_due(self, now: float | None = None) -> bool:
+        """Whether unsaved events should be saved now: the first token at once, then (and
+        before it, for a slow first token) at least every ``CHECKPOINT_S``."""
+        if len(self.events) == self._saved_events:
+            return False
+        if self.token_events and not self._saved_tokens:
+            return True
+        now = time.monotonic() if now is None else now
+        return now - (self._saved_at or self._created_at) >= CHECKPOINT_S
+
+    def maybe_checkpoint(
+        self,
+        store: Store | None,
+        conv: Conversation,
+        params: dict[str, Any],
+        race_id: str | None = None,
+    ) -> bool:
+        """Checkpoint when due (see ``checkpoint_due``); True if it did."""
+        if store is None or not self.checkpoint_due():
+            return False
+        self.checkpoint(store, conv, params, race_id)
+        return True
+
+    def partial_metrics(self) -> RunMetrics:
+        """The figures known so far, cheap (no pass over the events): saved with checkpoints,
+        so a reply whose process died still has its TTFT and tokens."""
+        f = self.live(time.perf_counter_ns())
+        return RunMetrics(
+            status="streaming",
+            ttft_ms=f.ttft_ms,
+            ttfo_ms=None,
+            decode_tps=f.decode_tps,
+            e2e_ms=(self.t_last - self.t0) / 1e6 if self.t_last and self.t0 else None,
+            client_overhead_ms=(self.t0 - self.t_submit_ns) / 1e6 if self.t0 else None,
+            connect_ms=None,
+            output_tokens=f.tokens if self.token_events else None,
+            output_tokens_estimated=True,
+            input_tokens=None,
+            cached_tokens=None,
+            reasoning_tokens=None,
+            itl_p50_ms=None,
+            itl_p95_ms=None,
+            itl_max_ms=None,
+            stalls=0,
+            retries=0,
+            retry_wait_ms=0.0,
+            cost_usd=f.cost_usd if self.token_events else None,
+            cost_reported=False,
+            overall_tps=None,
+            token_events=self.token_events,
+            finish_reason=None,
+        )
+
     def checkpoint(
         self,
         store: Store | None,
@@ -423,10 +534,14 @@ class LiveRun:
         """Save the reply and its run as they are now (the message row once text exists)."""
         if store is None:
             return
+        self._saved_at = time.monotonic()
+        self._saved_events = len(self.events)
+        self._saved_tokens = self.token_events
         conv.ensure_saved(store)
         status = self.status
         err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
-        if self.text_len or self._reasoning or self.done:
+        has_message = bool(self.text_len or self._reasoning or self.done)
+        if has_message:
             store.save_message(
                 self.message_id,
                 conv.id,
@@ -438,7 +553,7 @@ class LiveRun:
                 error=err.message if err else None,
                 pane=self.pane,
             )
-        m = self.final() if self.done else None
+        m = self.final() if self.done else self.partial_metrics()
         timings = None
         from providers.events import ServerTimings
 
@@ -447,7 +562,7 @@ class LiveRun:
             timings = dict(st.values)
         store.save_run(
             self.run_id,
-            message_id=self.message_id if (self.text_len or self.done) else None,
+            message_id=self.message_id if has_message else None,
             conv_id=conv.id,
             model=self.model,
             endpoint=self.endpoint,

@@ -307,6 +307,15 @@ def to_csv(results: Sequence[RunResult]) -> str:
     return buf.getvalue()
 
 
+def cost_text(d: dict[str, Any]) -> str:
+    """A model's suite cost: ``—`` when unknown, ``≥`` when some runs had no price."""
+    from tui import format as fmt
+
+    if d["cost_usd"] is None:
+        return "—"
+    return ("" if d["cost_complete"] else "≥") + fmt.usd(d["cost_usd"])
+
+
 def table(stats: Sequence[ModelStats]) -> str:
     """The per-model table printed by ``tokenrace replay``."""
     from tui import format as fmt
@@ -320,9 +329,7 @@ def table(stats: Sequence[ModelStats]) -> str:
         d = s.to_json()
         jv = f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—"
         rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
-        cost = fmt.usd(d["cost_usd"]) if d["cost_usd"] is not None else "—"
-        if d["cost_usd"] is not None and not d["cost_complete"]:
-            cost = "≥" + cost
+        cost = cost_text(d)
         lines.append(
             f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} "
             f"{fmt.ms(d['ttft_p50_ms']):>9} {fmt.ms(d['ttft_p95_ms']):>9} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -90,7 +91,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 2: the process that streams a run, so a reply left `streaming` by a process that is gone
+    # (killed, the terminal closed) is known to be over: it is then marked `interrupted`.
+    """
+    ALTER TABLE runs ADD COLUMN pid INTEGER
+    """,
 )
+
+INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
 METRIC_COLUMNS = (
     "ttft_ms",
@@ -199,6 +207,10 @@ class Store:
             raise StoreError(
                 f"cannot open the history database {path}: {exc.strerror or exc}"
             ) from exc
+        try:
+            self.recovered = recover_interrupted(self._read)
+        except sqlite3.Error:
+            self.recovered = []  # a locked database: the next start looks again
         self._thread = threading.Thread(target=self._run, name="tokenrace-store", daemon=True)
         self._thread.start()
 
@@ -386,6 +398,7 @@ class Store:
             "started_at": started_at,
             "finished_at": finished_at,
             "server_timings": json.dumps(dict(server_timings)) if server_timings else None,
+            "pid": os.getpid(),
             **values,
         }
         cols = ", ".join(row)
@@ -516,6 +529,67 @@ class Store:
                 "SELECT * FROM verdicts WHERE conversation_id = ? ORDER BY created_at", (conv_id,)
             )
         )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (this one included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge, so alive
+    except OSError:
+        return False
+    return True
+
+
+def recover_interrupted(
+    conn: sqlite3.Connection, alive: Callable[[int], bool] = process_alive
+) -> list[sqlite3.Row]:
+    """Mark replies left ``streaming`` by a process that is gone as ``interrupted``.
+
+    Their text is what the last checkpoint saved. Returns their runs (as rows, already
+    updated), so the caller can log them to the metrics log like any other finished run.
+    """
+    runs = conn.execute(
+        "SELECT id, message_id, pid FROM runs WHERE status = 'streaming'"
+    ).fetchall()
+    dead = [r for r in runs if r["pid"] is None or not alive(int(r["pid"]))]
+    live_messages = {r["message_id"] for r in runs if r not in dead and r["message_id"]}
+    orphans = [
+        r["id"]
+        for r in conn.execute("SELECT id FROM messages WHERE status = 'streaming'")
+        if r["id"] not in live_messages
+    ]
+    if not dead and not orphans:
+        return []
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for r in dead:
+            conn.execute(
+                "UPDATE runs SET status = 'interrupted', error_kind = 'interrupted', "
+                "finished_at = COALESCE(finished_at, ?) WHERE id = ? AND status = 'streaming'",
+                (now, r["id"]),
+            )
+        for msg_id in orphans:
+            conn.execute(
+                "UPDATE messages SET status = 'interrupted', error = COALESCE(error, ?) "
+                "WHERE id = ? AND status = 'streaming'",
+                (INTERRUPTED_MESSAGE, msg_id),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    ids = [r["id"] for r in dead]
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    return list(conn.execute(f"SELECT * FROM runs WHERE id IN ({marks})", ids))
 
 
 def _json(text: str | None) -> dict[str, Any]:

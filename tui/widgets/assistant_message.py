@@ -44,7 +44,9 @@ class AssistantMessage(UniformRows, Vertical):
         height: auto;
         margin: 1 0 0 0;
         padding: 0 1;
-        & > .header { color: $secondary; }
+        /* One line whatever the width: the status stays in sight, the model's name (also in
+           a pane's own header) is what the ellipsis takes. */
+        & > .header { color: $secondary; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
         & > .metrics { color: $text-muted; }
         & > .notices { color: $warning; }
         &.-cancelled > .metrics, &.-interrupted > .metrics { color: $warning; }
@@ -80,8 +82,8 @@ class AssistantMessage(UniformRows, Vertical):
     def _header_text(self, status: str) -> Content:
         # No border down the side: a border is redrawn on every frame while the reply grows.
         label = f"{self.pane_label} " if self.pane_label else ""
-        extra = "" if status in ("complete", "streaming") else f"  {STATUS_GLYPHS.get(status)}"
-        return Content.assemble("▍ ", (label, "bold"), (inert_label(self.model), "bold"), extra)
+        extra = "" if status in ("complete", "streaming") else f"{STATUS_GLYPHS.get(status)}  "
+        return Content.assemble("▍ ", (label, "bold"), extra, (inert_label(self.model), "bold"))
 
     def compose(self) -> ComposeResult:
         yield self.header

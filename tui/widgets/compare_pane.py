@@ -38,7 +38,7 @@ class ComparePane(UniformRows, Vertical):
         self.index = index
         self.model = model
         self.header = Static("", classes="pane-header", markup=False)
-        self.messages = MessageList(classes="pane-messages")
+        self.messages = MessageList(classes="pane-messages", top_aligned=True)
         self.status = StatusBar()
 
     @property

@@ -17,6 +17,12 @@ HINTS = {
 }
 
 
+def hint_for(kind: str, model: str) -> str:
+    """What to do about an error of ``kind``, naming the model's endpoint."""
+    endpoint = model.split("/", 1)[0]
+    return HINTS.get(kind, "F5 retry · F2 another model").replace("ENDPOINT", endpoint)
+
+
 class ErrorPanel(Static):
     """The error of one request; F5 retries it."""
 
@@ -33,7 +39,7 @@ class ErrorPanel(Static):
         self.model = model
         self.kind = kind
         self.message = message
-        hint = HINTS.get(kind, "F5 retry · F2 another model")
+        hint = hint_for(kind, model)
         super().__init__(
             Content.assemble(
                 ("✗ ", "bold"),

@@ -24,6 +24,15 @@ class MessageList(UniformRows, VerticalScroll):
     """
 
     new_below: reactive[bool] = reactive(False)
+    # Compare panes: while the turns fit, they start at the top, so every pane's prompt is on
+    # the same row. (Textual's anchor scrolls a short list to a negative offset: the turns sat
+    # at the bottom, each pane at its own height.) The anchor takes over once they overflow.
+    top_aligned = False
+
+    def __init__(self, *args: object, top_aligned: bool = False, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.top_aligned = top_aligned
+        self._fits = False  # top-aligned and everything fits: following needs no anchor
 
     def on_mount(self) -> None:
         self.anchor()
@@ -31,7 +40,27 @@ class MessageList(UniformRows, VerticalScroll):
     @property
     def follow(self) -> bool:
         """True while the view sticks to the newest text."""
-        return self.is_anchored and not self._anchor_released
+        return self._fits or (self.is_anchored and not self._anchor_released)
+
+    def watch_virtual_size(self) -> None:
+        self._align()
+
+    def on_resize(self) -> None:
+        self._align()
+
+    def _align(self) -> None:
+        if not self.top_aligned:
+            return
+        fits = self.virtual_size.height <= self.scrollable_content_region.height
+        if fits and (self._fits or self.follow):
+            self._fits = True
+            if self.is_anchored:
+                self.anchor(False)
+            if self.scroll_y != 0:
+                self.scroll_to(y=0, animate=False, immediate=True)
+        elif not fits and self._fits:
+            self._fits = False
+            self.anchor()  # it has just overflowed: follow the newest text from here
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -47,3 +76,4 @@ class MessageList(UniformRows, VerticalScroll):
         """Jump to the bottom and follow again."""
         self.anchor()
         self.new_below = False
+        self._align()

@@ -15,6 +15,10 @@ from tui.session.conversation import LiveFigures
 from tui.widgets.live_line import LiveLine
 
 SPARK_POINTS = 16
+MIN_SPARK = 4  # narrower than this, the sparkline says nothing: hidden
+# When the figures do not fit, they go in this order (indexes into TTFT, tok/s, tokens,
+# elapsed, cost): elapsed time first, TTFT last.
+DROP_ORDER = (3, 4, 2, 1)
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -66,12 +70,15 @@ class StatusBar(Horizontal):
         self.spark = RateSparkline()
         self.model = ""
         self.extra = ""
+        self._last: tuple[LiveFigures, list[float]] | None = None
+        self._spark_width = SPARK_POINTS
 
     def compose(self) -> ComposeResult:
         yield self.figures
         yield self.spark
 
     def show_idle(self, model: str, extra: str = "") -> None:
+        self._last = None
         self.model = model
         self.extra = extra
         text = Content.assemble(
@@ -101,8 +108,41 @@ class StatusBar(Horizontal):
             fmt.ms(f.elapsed_ms),
             fmt.usd(f.cost_usd, f.cost_estimated),
         ]
-        self.figures.show(
-            Content.assemble((inert_label(f.model), "bold"), f"  {status}  ", "  ".join(parts))
-        )
+        self._last = (f, spark)
+        text = self._fit(f.model, status, parts)
+        self.figures.show(text)
         if spark:
             self.spark.show(spark[-SPARK_POINTS:])
+
+    def _fit(self, model: str, status: str, parts: list[str]) -> Content:
+        """The figures that fit whole (never a value cut in half), the sparkline in what is
+        left: the model's name goes first (a pane's header shows it), then the least
+        telling figures from the end."""
+        width = self.size.width
+        candidates = [
+            Content.assemble((inert_label(model), "bold"), f"  {status}  ", "  ".join(parts))
+        ]
+        shown = list(parts)
+        candidates.append(Content(f"{status} " + "  ".join(shown)))
+        for index in DROP_ORDER:
+            shown[index] = ""
+            candidates.append(Content(f"{status} " + "  ".join(p for p in shown if p)))
+        chosen = candidates[-1]
+        if width <= 0:
+            chosen = candidates[0]
+        else:
+            for c in candidates:
+                if c.cell_length <= width:
+                    chosen = c
+                    break
+        left = width - chosen.cell_length - 1 if width > 0 else SPARK_POINTS
+        spark = min(SPARK_POINTS, left) if left >= MIN_SPARK else 0
+        if spark != self._spark_width:
+            self._spark_width = spark
+            self.spark.styles.width = spark
+            self.spark.display = spark > 0
+        return chosen
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)

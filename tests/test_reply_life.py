@@ -1,0 +1,80 @@
+"""A reply's life without a terminal: checkpoints from the first token, and recovery on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from providers.events import RequestSent, TextDelta
+from tui.session.conversation import CHECKPOINT_S, Conversation, LiveRun
+from tui.session.store import Store, connect, recover_interrupted
+
+
+def _run() -> LiveRun:
+    return LiveRun("mock/m", 0, None, 10)
+
+
+def test_the_first_token_is_saved_at_once_then_at_most_every_checkpoint_interval(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "h.db")
+    conv = Conversation()
+    run = _run()
+    run.feed([RequestSent(t_ns=1)])
+    assert not run.maybe_checkpoint(store, conv, {})  # nothing to show yet, and not due
+    run.feed([TextDelta(t_ns=2, text="one ")])
+    assert run.maybe_checkpoint(store, conv, {})  # the first token: at once
+    run.feed([TextDelta(t_ns=3, text="two ")])
+    assert not run.maybe_checkpoint(store, conv, {})  # a moment later: not yet
+    assert run.checkpoint_due(now=run._saved_at + CHECKPOINT_S + 1e-3)  # type: ignore[operator]
+    store.flush()
+    rows = store.messages(conv.id)
+    assert [(r["content"], r["status"]) for r in rows] == [("one ", "streaming")]
+    (saved,) = store.runs(conv.id)
+    assert saved["token_events"] == 1 and saved["pid"] is not None
+    store.close()
+
+
+def test_a_reply_left_streaming_is_interrupted_only_when_its_process_is_gone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.db"
+    store = Store(path)
+    conv = Conversation()
+    dead, alive = _run(), _run()
+    for run in (dead, alive):
+        run.feed([RequestSent(t_ns=1), TextDelta(t_ns=2, text="partial")])
+        run.checkpoint(store, conv, {})
+    store.flush()
+    store.close()
+    db = connect(path)
+    db.execute("UPDATE runs SET pid = 111 WHERE id = ?", (dead.run_id,))
+    db.execute("UPDATE runs SET pid = 222 WHERE id = ?", (alive.run_id,))
+    recovered = recover_interrupted(db, alive=lambda pid: pid == 222)
+    assert [r["id"] for r in recovered] == [dead.run_id]
+    status = dict(db.execute("SELECT id, status FROM messages").fetchall())
+    assert status == {dead.message_id: "interrupted", alive.message_id: "streaming"}
+    assert recover_interrupted(db, alive=lambda pid: pid == 222) == []  # once only
+    db.close()
+
+
+def test_opening_the_store_recovers_what_a_dead_process_left(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    store = Store(path)
+    conv = Conversation()
+    run = _run()
+    run.feed([RequestSent(t_ns=1), TextDelta(t_ns=2, text="kept text")])
+    run.checkpoint(store, conv, {})
+    store.flush()
+    store.close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE runs SET pid = 2147483000")  # no such process
+    raw.commit()
+    raw.close()
+    again = Store(path)
+    assert [r["status"] for r in again.recovered] == ["interrupted"]
+    loaded = Conversation.load(again, conv.id)
+    assert loaded is not None
+    (turn,) = loaded.turns(0)
+    assert (turn.content, turn.status) == ("kept text", "interrupted")
+    again.close()
