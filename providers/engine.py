@@ -21,7 +21,8 @@ import httpx
 
 from providers import secrets
 from providers.capabilities import Quirks, build_body, capabilities, rejected_field
-from providers.chunks import ChunkParser, error_text
+from providers.chunks import ChunkParser, error_text, well_formed
+from providers.chunks import loads as json_loads
 from providers.config import Config, Endpoint, split_model_ref
 from providers.events import (
     TOKEN_EVENTS,
@@ -535,7 +536,13 @@ class Engine:
     ) -> None:
         client = self.client_for(ep)
         url = f"{ep.base_url}/chat/completions"
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        # Well-formed even if some text holds a lone surrogate (pasted, or from an old reply):
+        # one bad character must never make every later request of a conversation fail.
+        text = json.dumps(body, ensure_ascii=False)
+        try:
+            content = text.encode("utf-8")
+        except UnicodeEncodeError:
+            content = well_formed(text).encode("utf-8")
         headers = self._headers(ep, key)
         loop = asyncio.get_running_loop()
         timeouts = ep.timeouts
@@ -689,7 +696,7 @@ class Engine:
         ctype = response.headers.get("content-type", "") or "no content type"
         t = now_ns()
         try:
-            obj = json.loads(text)
+            obj = json_loads(text)
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict) and isinstance(obj.get("choices"), list) and obj["choices"]:
@@ -729,7 +736,7 @@ class Engine:
         raw = await _read_capped(response)
         text = raw.decode("utf-8", errors="replace")
         try:
-            obj: Any = json.loads(text)
+            obj: Any = json_loads(text)
         except json.JSONDecodeError:
             obj = None
         if obj is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.chunks import well_formed
 from providers.metrics import RunMetrics
 
 BUSY_TIMEOUT_MS = 3000
@@ -227,9 +228,20 @@ class Store:
                     if self._stop_requested():
                         return
                     time.sleep(RETRY_DELAY_S)
-                except sqlite3.Error as exc:
+                except Exception as exc:
+                    # Any other failure (a constraint, a value SQLite cannot hold, a bug of
+                    # ours) skips this one write: the thread must live on, or nothing more
+                    # is saved this session.
                     self.failed_writes += 1
-                    self._report(f"a write to the history database failed and was skipped: {exc}")
+                    self._report(
+                        "a write to the history database failed and was skipped "
+                        f"({type(exc).__name__}: {exc}); later writes continue"
+                    )
+                    if self._write.in_transaction:
+                        try:
+                            self._write.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
                     break
             self._queue.task_done()
 
@@ -334,6 +346,10 @@ class Store:
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
+            # Text with a lone surrogate is stored with U+FFFD in its place (UTF-8 cannot
+            # hold it); done here, in the writer thread, off the UI's loop.
+            text, thought = well_formed(content), well_formed(reasoning)
+            why = well_formed(error) if error is not None else None
             c.execute("BEGIN IMMEDIATE")
             c.execute(
                 "INSERT INTO messages(id, conversation_id, pane, role, model, content, reasoning, "
@@ -341,7 +357,7 @@ class Store:
                 "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
                 "reasoning = excluded.reasoning, status = excluded.status, "
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
-                (msg_id, conv_id, pane, role, model, content, reasoning, status, error, now, now),
+                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
             )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             c.execute("COMMIT")
@@ -406,7 +422,7 @@ class Store:
             c.execute(
                 "INSERT INTO prompt_history(id, conversation_id, text, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                (new_id(), conv_id, text, now),
+                (new_id(), conv_id, well_formed(text), now),
             )
 
         self.submit(op)

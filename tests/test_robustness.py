@@ -1,0 +1,228 @@
+"""Hostile servers and broken state (issue 15): nothing gets through, nothing received is lost.
+
+Every test talks to a server over a real loopback socket: the byte-exact ``RawServer`` in the
+test's loop (Pilot tests and headless subprocesses alike).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from providers.capabilities import ChatParams
+from providers.config import parse_config
+from providers.engine import ChatRequest, Engine, collect
+from providers.events import TextDelta, Usage, fold
+from providers.keys import KeyStore
+from tests.support.raw_server import RawServer, Script
+from tests.support.tui import make_app, wait_until
+from tui.screens.chat import ChatScreen
+from tui.screens.compare import CompareScreen
+from tui.session.store import Store
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.prompt_box import PromptBox
+
+REPO = Path(__file__).resolve().parent.parent
+SSE = {"Content-Type": "text/event-stream"}
+HELLO = ({"role": "user", "content": "hi"},)
+LONE = "\ud800"  # a lone UTF-16 surrogate: JSON can spell it, UTF-8 cannot hold it
+
+
+def event(obj: dict[str, Any]) -> bytes:
+    # ensure_ascii keeps the lone surrogate as the escape "\ud800", as a hostile server sends it
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
+def delta(text: str, finish: str | None = None) -> bytes:
+    return event({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+
+
+def reply(*texts: str, usage: dict[str, Any] | None = None) -> Script:
+    chunks = [delta(t) for t in texts] + [delta("", "stop")]
+    if usage is not None:
+        chunks.append(event({"choices": [], "usage": usage}))
+    return Script(chunks=[*chunks, b"data: [DONE]\n\n"], headers=dict(SSE))
+
+
+def hostile() -> Script:
+    """A lone surrogate in a delta and a usage count no column can hold."""
+    return reply(
+        f"bad {LONE} char", " then more", usage={"prompt_tokens": 3, "completion_tokens": 1e20}
+    )
+
+
+def config_for(url: str, **extra: Any) -> Any:
+    return parse_config({"endpoints": {"srv": {"base_url": url, "models": ["m"]}}, **extra})
+
+
+async def send(pilot: Any, text: str) -> None:
+    prompt = pilot.app.screen.query_one(PromptBox)
+    prompt.focus()
+    prompt.set_prompt(text)
+    await pilot.press("enter")
+
+
+# --- item 2: one bad value ---------------------------------------------------------------
+
+
+async def test_lone_surrogate_and_huge_usage_decode_well_formed(raw_server: RawServer) -> None:
+    raw_server.push(hostile())
+    eng = Engine(config_for(raw_server.base_url), KeyStore(use_keyring=False))
+    try:
+        events = await collect(eng, ChatRequest("srv/m", HELLO, ChatParams()))
+        text = fold(events).text
+        assert text == "bad \ufffd char then more"
+        text.encode("utf-8")  # well-formed
+        usage = next(e for e in events if isinstance(e, Usage))
+        assert usage.completion is None and usage.prompt == 3  # 1e20 is no token count
+        # Even a history that still holds a lone surrogate goes out as well-formed UTF-8.
+        raw_server.push(reply("ok"))
+        history = ({"role": "user", "content": f"x{LONE}y"},)
+        events = await collect(eng, ChatRequest("srv/m", history, ChatParams()))
+        assert fold(events).text == "ok"
+        body = raw_server.requests[-1].body.decode("utf-8")  # strict: raises if ill-formed
+        assert "x\ufffdy" in body
+    finally:
+        await eng.aclose()
+    assert all(not isinstance(e, TextDelta) or LONE not in e.text for e in events)
+
+
+def test_store_writer_survives_any_value_and_says_so(isolated_home: Path) -> None:
+    errors: list[str] = []
+    store = Store(isolated_home / "h.db", on_error=errors.append)
+    try:
+        store.create_conversation(1, "t")
+
+        def boom(_c: sqlite3.Connection) -> None:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+        store.submit(boom)
+        store.save_message(2, 1, "assistant", f"kept {LONE} anyway")
+        store.submit(lambda c: c.execute("INSERT INTO messages(id) VALUES (1)"))  # constraint
+        store.save_message(3, 1, "user", "after the failures")
+        assert store.flush(5), "the writer thread died"
+        assert [r["content"] for r in store.messages(1)] == [
+            "kept \ufffd anyway",
+            "after the failures",
+        ]
+        assert any("OverflowError" in e and "skipped" in e for e in errors)
+        assert store._thread.is_alive()
+    finally:
+        store.close()
+
+
+async def _saves_continue(app: Any, raw_server: RawServer, over: Any, panes: int) -> None:
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "first")
+        await wait_until(pilot, lambda: over(app), timeout=20, what="the hostile reply")
+        raw_server.default = reply("second answer")
+        await send(pilot, "second")
+        await wait_until(
+            pilot,
+            lambda: over(app) and len(app.screen.query(AssistantMessage)) >= 2 * panes,
+            timeout=20,
+            what="the second reply",
+        )
+        shown = [m.body.source for m in app.screen.query(AssistantMessage)]
+        assert "bad \ufffd char then more" in shown and "second answer" in shown
+        assert app.store.flush(10)
+        conv_id = app.screen.conv.id
+        rows = app.store.messages(conv_id)
+        contents = [r["content"] for r in rows if r["pane"] == 0]
+        assert contents == ["first", "bad \ufffd char then more", "second", "second answer"]
+        runs = app.store.runs(conv_id)
+        assert len(runs) == 2 * panes and all(r["status"] == "complete" for r in runs)
+        # The second request carried the first reply back, as well-formed UTF-8.
+        last = raw_server.requests[-1].body.decode("utf-8")
+        assert "bad \ufffd char" in last
+        assert app.store._thread.is_alive()
+
+
+async def test_chat_saves_continue_after_a_bad_value(
+    isolated_home: Path, raw_server: RawServer
+) -> None:
+    raw_server.default = hostile()
+    errors: list[str] = []
+    store = Store(isolated_home / "history.db", on_error=errors.append)
+    app = make_app(config_for(raw_server.base_url), isolated_home, models=["srv/m"], store=store)
+
+    def over(a: Any) -> bool:
+        s = a.screen
+        return isinstance(s, ChatScreen) and s.run is not None and s.run.shown_final
+
+    await _saves_continue(app, raw_server, over, 1)
+    assert errors == []
+
+
+async def test_compare_saves_continue_after_a_bad_value(
+    isolated_home: Path, raw_server: RawServer
+) -> None:
+    raw_server.default = hostile()
+    errors: list[str] = []
+    store = Store(isolated_home / "history.db", on_error=errors.append)
+    app = make_app(
+        config_for(raw_server.base_url), isolated_home, models=["srv/m", "srv/m"], store=store
+    )
+
+    def over(a: Any) -> bool:
+        s = a.screen
+        return (
+            isinstance(s, CompareScreen)
+            and bool(s.runs)
+            and not s.streaming
+            and all(r.shown_final for r in s.runs.values())
+        )
+
+    await _saves_continue(app, raw_server, over, 2)
+    assert errors == []
+
+
+async def _cli(*args: str, wait_s: float = 60) -> tuple[int, str, str]:
+    """``tokenrace ARGS`` in a subprocess while this loop keeps serving the raw server."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tui.cli",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+        env=dict(os.environ),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), wait_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("utf-8"), err.decode("utf-8")
+
+
+def write_config(home: Path, url: str, extra: str = "") -> None:
+    (home / "config.toml").write_text(
+        f'[endpoints.srv]\nbase_url = "{url}"\nmodels = ["m"]\n{extra}'
+    )
+
+
+async def test_headless_ask_and_replay_survive_a_bad_value(
+    isolated_home: Path, raw_server: RawServer
+) -> None:
+    raw_server.default = hostile()
+    write_config(isolated_home, raw_server.base_url)
+    code, out, err = await _cli("ask", "-m", "srv/m", "hi")
+    assert code == 0, err
+    assert "bad \ufffd char then more" in out and "Traceback" not in err
+    code, out, err = await _cli("ask", "-m", "srv/m", "--json", "hi")
+    assert code == 0, err
+    assert json.loads(out)[0]["text"] == "bad \ufffd char then more"
+    suite = isolated_home / "suite.jsonl"
+    suite.write_text('{"prompt": "hi"}\n')
+    js, cs = isolated_home / "out.json", isolated_home / "out.csv"
+    code, out, err = await _cli(
+        "replay", str(suite), "-m", "srv/m", "--json", str(js), "--csv", str(cs)
+    )
+    assert code == 0, err
+    assert json.loads(js.read_text())["runs"][0]["text"] == "bad \ufffd char then more"
+    assert "bad \ufffd char" in cs.read_text("utf-8")
