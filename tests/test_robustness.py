@@ -226,3 +226,71 @@ async def test_headless_ask_and_replay_survive_a_bad_value(
     assert code == 0, err
     assert json.loads(js.read_text())["runs"][0]["text"] == "bad \ufffd char then more"
     assert "bad \ufffd char" in cs.read_text("utf-8")
+
+
+# --- item 11: one estimator; a failed pane is not "faster" --------------------------------
+
+
+async def test_live_and_final_estimates_agree_without_usage(raw_server: RawServer) -> None:
+    from tui.session.conversation import LiveRun
+
+    # Batched deltas (many characters each) and no usage: n is estimated from characters.
+    words = [f"{'word ' * 8}{i} " for i in range(14)]
+    script = reply(*words)
+    script.delays_s = [0.02] * len(script.chunks)
+    raw_server.push(script)
+    eng = Engine(config_for(raw_server.base_url), KeyStore(use_keyring=False))
+    try:
+        events = await collect(eng, ChatRequest("srv/m", HELLO, ChatParams()))
+    finally:
+        await eng.aclose()
+    last_token = max(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    run = LiveRun("srv/m", events[0].t_ns, None, 3)
+    run.feed(events[: last_token + 1])
+    live = run.live(events[last_token].t_ns)
+    run.feed(events[last_token + 1 :])
+    final = run.final()
+    assert final.output_tokens_estimated and final.output_tokens is not None
+    assert final.output_tokens > 14  # characters / 4, not 14 events
+    assert live.tokens == final.output_tokens
+    assert live.decode_tps is not None and final.decode_tps is not None
+    assert abs(live.decode_tps - final.decode_tps) < 1e-6 * final.decode_tps
+
+
+async def test_a_failed_pane_is_not_rated_faster(isolated_home: Path) -> None:
+    async with RawServer() as fast_fail, RawServer() as steady:
+        # A: steady decoding; B: a quick burst of tokens, then the connection drops.
+        a = reply(*[f"a{i} " for i in range(10)])
+        a.delays_s = [0.05] * len(a.chunks)
+        steady.default = a
+        b = Script(chunks=[delta(f"b{i} ") for i in range(10)], headers=dict(SSE), ending="abort")
+        fast_fail.default = b
+        config = parse_config(
+            {
+                "endpoints": {
+                    "a": {"base_url": steady.base_url, "models": ["m"]},
+                    "b": {"base_url": fast_fail.base_url, "models": ["m"]},
+                }
+            }
+        )
+        app = make_app(config, isolated_home, models=["a/m", "b/m"])
+        async with app.run_test(size=(160, 40)) as pilot:
+            await send(pilot, "race")
+
+            def over() -> bool:
+                s = app.screen
+                return (
+                    isinstance(s, CompareScreen)
+                    and len(s.runs) == 2
+                    and not s.streaming
+                    and all(r.shown_final for r in s.runs.values())
+                )
+
+            await wait_until(pilot, over, timeout=20, what="the race")
+            s = app.screen
+            assert isinstance(s, CompareScreen)
+            assert s.runs[1].final().status == "interrupted"
+            strip = str(s.query_one("#strip").render())
+            this_prompt = strip.split("session", maxsplit=1)[0]
+            assert "faster" not in this_prompt and "slower" not in this_prompt
+            assert "interrupted" in this_prompt and "not compared" in this_prompt
