@@ -294,3 +294,73 @@ async def test_a_failed_pane_is_not_rated_faster(isolated_home: Path) -> None:
             this_prompt = strip.split("session", maxsplit=1)[0]
             assert "faster" not in this_prompt and "slower" not in this_prompt
             assert "interrupted" in this_prompt and "not compared" in this_prompt
+
+
+# --- item 5: replay stops on Ctrl+C and plans lazily ----------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_replay_stops_on_ctrl_c_and_writes_what_finished(
+    isolated_home: Path, raw_server: RawServer
+) -> None:
+    import signal
+    import time
+
+    script = reply("an ", "answer")
+    script.delays_s = [0.05] * len(script.chunks)
+    raw_server.default = script
+    write_config(isolated_home, raw_server.base_url)
+    suite = isolated_home / "suite.jsonl"
+    suite.write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+    js, cs = isolated_home / "out.json", isolated_home / "out.csv"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tui.cli",
+        "replay",
+        str(suite),
+        "-m",
+        "srv/m",
+        "--runs",
+        "99999999999999999999",
+        "--concurrency",
+        "2",
+        "--json",
+        str(js),
+        "--csv",
+        str(cs),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(raw_server.requests) < 6:
+            assert time.monotonic() < deadline, f"only {len(raw_server.requests)} requests"
+            assert proc.returncode is None
+            await asyncio.sleep(0.05)
+        rss = _rss_mb(proc.pid)
+        assert rss < 200, f"{rss:.0f} MB: the plan was built in memory"
+        proc.send_signal(signal.SIGINT)
+        at_signal = len(raw_server.requests)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    await asyncio.sleep(0.3)
+    assert proc.returncode == 130, err.decode()
+    # At most the requests already being sent when the signal landed; none after.
+    assert len(raw_server.requests) <= at_signal + 2
+    assert b"interrupted" in err and b"Traceback" not in err
+    runs = json.loads(js.read_text())["runs"]
+    assert len(runs) >= 4 and all(r["status"] == "complete" for r in runs)
+    assert [r["prompt"] for r in runs[:2]] == ["one", "two"]
+    assert len(cs.read_text().splitlines()) == len(runs) + 1
