@@ -364,3 +364,101 @@ async def test_replay_stops_on_ctrl_c_and_writes_what_finished(
     assert len(runs) >= 4 and all(r["status"] == "complete" for r in runs)
     assert [r["prompt"] for r in runs[:2]] == ["one", "two"]
     assert len(cs.read_text().splitlines()) == len(runs) + 1
+
+
+# --- item 10: ids that cannot collide, and the migration to them -------------------------------
+
+_MAKE_IDS = (
+    "import sys, time\n"
+    "from tui.session.store import new_id\n"
+    "start = float(sys.argv[1])\n"
+    "while time.time() < start: pass\n"  # both processes make ids in the same instant
+    "print('\\n'.join(str(new_id()) for _ in range(150_000)))\n"
+)
+
+
+def test_ids_from_two_processes_never_collide() -> None:
+    import subprocess
+    import time
+
+    start = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MAKE_IDS, start], stdout=subprocess.PIPE, cwd=REPO, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    a, b = ({int(x) for x in out} for out in outs)
+    assert len(a) == len(b) == 150_000  # unique within each process
+    assert not a & b, f"{len(a & b)} ids made by both processes"
+    assert [int(x) for x in outs[0]] == sorted(int(x) for x in outs[0])  # time-ordered
+
+
+def _old_id(us: int, seq: int) -> int:
+    """An id of schema 1: microseconds since the epoch × 1000 + a per-process counter."""
+    return us * 1000 + seq % 1000
+
+
+def test_migration_2_maps_every_id_and_keeps_the_order(isolated_home: Path) -> None:
+    from tui.session.conversation import Conversation
+    from tui.session.store import MIGRATIONS, connect, migrate, new_id
+
+    db = isolated_home / "history.db"
+    conn = connect(db)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("PRAGMA user_version = 1")
+    us = 1_764_000_000_000_000  # late 2025
+    conv = _old_id(us, 0)
+    ids = [_old_id(us + 1, 1), _old_id(us + 1, 2), _old_id(us + 2_000, 3)]
+    conn.execute(
+        "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (?, 't', 0, 0)",
+        (conv,),
+    )
+    for i, mid in enumerate(ids):
+        conn.execute(
+            "INSERT INTO messages(id, conversation_id, role, content, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 0, 0)",
+            (mid, conv, "user" if i % 2 == 0 else "assistant", f"m{i}"),
+        )
+    conn.execute(
+        "INSERT INTO runs(id, message_id, conversation_id, model, endpoint, status, started_at) "
+        "VALUES (?, ?, ?, 'srv/m', 'srv', 'complete', 0)",
+        (_old_id(us + 3, 4), ids[1], conv),
+    )
+    conn.execute(
+        "INSERT INTO prompt_history(id, conversation_id, text, created_at) VALUES (?, ?, 'm0', 0)",
+        (_old_id(us + 4, 5), conv),
+    )
+    conn.execute(
+        "INSERT INTO verdicts(id, conversation_id, race_id, winner, models, created_at) "
+        "VALUES (?, ?, 'r', 'tie', '[]', 0)",
+        (_old_id(us + 5, 6), conv),
+    )
+    conn.close()
+
+    conn = connect(db)
+    assert migrate(conn) == len(MIGRATIONS) >= 2
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    new_conv = conn.execute("SELECT id FROM conversations").fetchone()[0]
+    assert new_conv != conv and new_conv < new_id()
+    rows = conn.execute("SELECT id, content FROM messages ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == ["m0", "m1", "m2"]  # same order
+    assert len({r[0] for r in rows}) == 3
+    run = conn.execute("SELECT message_id, conversation_id FROM runs").fetchone()
+    assert (run[0], run[1]) == (rows[1][0], new_conv)
+    for table in ("prompt_history", "verdicts"):
+        assert conn.execute(f"SELECT conversation_id FROM {table}").fetchone()[0] == new_conv
+    conn.close()
+
+    store = Store(db)
+    try:
+        loaded = Conversation.load(store, new_conv)
+        assert loaded is not None
+        assert [t.content for t in loaded.turns(0)] == ["m0", "m1", "m2"]
+        assert loaded.turns(0)[1].metrics is not None  # the run still belongs to its reply
+        loaded.add_user("a new prompt", store)  # sorts after the migrated messages
+        assert store.flush()
+        assert [r["content"] for r in store.messages(new_conv)][-1] == "a new prompt"
+    finally:
+        store.close()

@@ -4,13 +4,14 @@ One writer thread owns every write, so the UI never waits on the disk; reads use
 connection (WAL mode lets them run beside the writer). A write that fails (full disk, a
 database locked past ``busy_timeout``) is reported through ``on_error`` and retried, and the
 conversation stays on screen: the UI holds its own copy. Ids are made by the caller (time-ordered
-integers), so an insert never has to wait for the database to answer.
+integers that carry the process id, see ``new_id``), so an insert never has to wait for the
+database to answer and two processes sharing the database never make the same id.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -25,6 +26,14 @@ from providers.metrics import RunMetrics
 
 BUSY_TIMEOUT_MS = 3000
 RETRY_DELAY_S = 1.0
+
+ID_EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC
+PID_BITS = 22  # Linux pids are below 2**22 (PID_MAX_LIMIT); macOS's below 100,000
+# Migration 2's mapping of an id of the first scheme (any id from 10**18 up) to the second.
+_OLD_ID = (
+    "(CASE WHEN {c} >= 1000000000000000000 THEN "
+    f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -91,6 +100,20 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 2: ids that cannot collide across processes (see new_id); old ids, microseconds × 1000 +
+    # a per-process counter, become (milliseconds since ID_EPOCH) << 22 | their sub-millisecond
+    # part: unique, in the same order, and below every id made from now on.
+    "PRAGMA defer_foreign_keys = ON;"
+    + "".join(
+        f"UPDATE {table} SET {', '.join(f'{c} = {_OLD_ID.format(c=c)}' for c in cols)};"
+        for table, cols in (
+            ("conversations", ("id",)),
+            ("messages", ("id", "conversation_id")),
+            ("runs", ("id", "message_id", "conversation_id")),
+            ("prompt_history", ("id", "conversation_id")),
+            ("verdicts", ("id", "conversation_id")),
+        )
+    ),
 )
 
 METRIC_COLUMNS = (
@@ -119,13 +142,21 @@ METRIC_COLUMNS = (
 )
 
 _id_lock = threading.Lock()
-_id_seq = itertools.count()
+_last_ms = 0
 
 
 def new_id() -> int:
-    """A time-ordered id: microseconds since the epoch × 1000 + a per-process counter."""
+    """A time-ordered id no other process can make: milliseconds since 2020 << 22 | the pid.
+
+    Two processes alive at once have different pids, so their ids differ; within a process the
+    millisecond part only goes up (a burst of ids runs ahead of the clock by a millisecond
+    each, and the clock catches up).
+    """
+    global _last_ms
     with _id_lock:
-        return time.time_ns() // 1000 * 1000 + next(_id_seq) % 1000
+        ms = max(time.time_ns() // 1_000_000 - ID_EPOCH_MS, _last_ms + 1)
+        _last_ms = ms
+        return ms << PID_BITS | (os.getpid() & (2**PID_BITS - 1))
 
 
 class StoreError(Exception):
