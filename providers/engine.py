@@ -68,15 +68,21 @@ _YIELD_ALONE_NS = 4_000_000
 _WAITED_NS = 200_000
 
 
+# How long requests that are ready wait at a start gate for the others: a cold TLS handshake
+# takes well under a second; a connection that hangs must not hold the ready ones for long.
+GATE_HOLD_S = 2.0
+
+
 class StartGate:
     """Holds concurrent requests just before their first byte, so they leave together.
 
     Each request takes a ticket; its trace hook calls ``arrive`` when its connection is ready
     (connected, TLS done) and it is about to write the request headers. When every ticket has
-    arrived or withdrawn (failed to connect), all are released at once.
+    arrived or withdrawn (failed to connect, or queued behind its endpoint's max_concurrency),
+    all are released at once; or after ``timeout_s`` if one is still not ready.
     """
 
-    def __init__(self, parties: int, timeout_s: float = 15.0):
+    def __init__(self, parties: int, timeout_s: float = GATE_HOLD_S):
         self._waiting = parties
         self._event = asyncio.Event()
         self._timeout_s = timeout_s
@@ -91,14 +97,17 @@ class StartGate:
         if self._waiting <= 0:
             self._event.set()
 
-    async def _wait(self) -> None:
+    async def _wait(self) -> bool:
+        """Wait for the others; False when they were not all ready in time."""
         if self._event.is_set():
-            return  # the last to arrive goes at once, without a trip round the event loop
+            return True  # the last to arrive goes at once, without a trip round the event loop
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._event.wait()
         except TimeoutError:
             self._event.set()
+            return False
+        return True
 
 
 class GateTicket:
@@ -108,11 +117,12 @@ class GateTicket:
         self._gate = gate
         self._done = False
 
-    async def arrive(self) -> None:
+    async def arrive(self) -> bool:
+        """Wait at the gate; False when it let this request go before the others were ready."""
         if not self._done:
             self._done = True
             self._gate._leave()
-        await self._gate._wait()
+        return await self._gate._wait()
 
     def withdraw(self) -> None:
         if not self._done:
@@ -140,8 +150,14 @@ class _Attempt:
         elif name.endswith("send_request_headers.started"):
             if self.connect_start is not None:
                 self.pending.append(Connected(t_ns=t, connect_ns=t - self.connect_start))
-            if self.ticket is not None:
-                await self.ticket.arrive()
+            if self.ticket is not None and not await self.ticket.arrive():
+                self.pending.append(
+                    Notice(
+                        t_ns=now_ns(),
+                        message="this request left without the others: their connections were "
+                        f"not ready after {GATE_HOLD_S:g} s, so the start was not simultaneous",
+                    )
+                )
             LAST_WRITE_NS.set(None)
         elif name.endswith("send_request_body.complete"):
             # The moment the last request byte went to the kernel (see providers.transport);
@@ -420,6 +436,19 @@ class Engine:
             got_token = False
             try:
                 if sem is not None:
+                    if sem.locked():
+                        # This request cannot start yet: the others at the gate must not wait
+                        # for it (they may hold the very slot it waits for), and the wait is
+                        # said, as it counts in the client overhead, not in TTFT.
+                        if state.ticket is not None:
+                            state.ticket.withdraw()
+                            state.ticket = None
+                        yield Notice(
+                            t_ns=now_ns(),
+                            message=f"{ep.name} takes {ep.max_concurrency} request"
+                            f"{'s' if ep.max_concurrency != 1 else ''} at a time "
+                            "(max_concurrency): this one waits for a free slot",
+                        )
                     await sem.acquire()
                 try:
                     async for ev in self._attempt(ep, model, key, body, state):

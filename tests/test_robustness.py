@@ -462,3 +462,80 @@ def test_migration_2_maps_every_id_and_keeps_the_order(isolated_home: Path) -> N
         assert [r["content"] for r in store.messages(new_conv)][-1] == "a new prompt"
     finally:
         store.close()
+
+
+# --- item 6: the start gate never waits for a request that cannot start ----------------------
+
+
+async def test_max_concurrency_below_the_panes_does_not_stall(raw_server: RawServer) -> None:
+    import time
+
+    from providers.engine import StartGate
+    from providers.events import Notice
+
+    raw_server.default = reply("one ", "answer")
+    cfg = parse_config(
+        {"endpoints": {"srv": {"base_url": raw_server.base_url, "max_concurrency": 1}}}
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    gate = StartGate(2)
+    t = time.monotonic()
+    try:
+        both = await asyncio.gather(
+            *(collect(eng, ChatRequest("srv/m", HELLO, ChatParams()), gate=gate) for _ in range(2))
+        )
+    finally:
+        await eng.aclose()
+    took = time.monotonic() - t
+    assert all(fold(evs).text == "one answer" for evs in both)
+    assert took < 3, f"{took:.1f} s: the gate waited for a request that could not start"
+    waits = [e for evs in both for e in evs if isinstance(e, Notice) and "free slot" in e.message]
+    assert len(waits) == 1 and "max_concurrency" in waits[0].message
+
+
+async def test_a_hanging_tls_handshake_does_not_hold_the_other_pane(
+    raw_server: RawServer,
+) -> None:
+    import time
+
+    from providers.engine import GATE_HOLD_S, StartGate
+    from providers.events import Notice
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # accepts TCP, never answers the TLS ClientHello
+
+    hang = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = hang.sockets[0].getsockname()[1]
+    raw_server.default = reply("ready")
+    cfg = parse_config(
+        {
+            "endpoints": {
+                "ok": {"base_url": raw_server.base_url},
+                "tls": {"base_url": f"https://127.0.0.1:{port}/v1", "timeouts": {"connect": 8}},
+            }
+        }
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    gate = StartGate(2)
+    t = time.monotonic()
+    try:
+        ok_task = asyncio.create_task(
+            collect(eng, ChatRequest("ok/m", HELLO, ChatParams()), gate=gate)
+        )
+        tls_task = asyncio.create_task(
+            collect(eng, ChatRequest("tls/m", HELLO, ChatParams()), gate=gate)
+        )
+        ok = await asyncio.wait_for(ok_task, 20)
+        ok_took = time.monotonic() - t
+        tls_task.cancel()
+        await asyncio.gather(tls_task, return_exceptions=True)
+    finally:
+        await eng.aclose()
+        for w in accepted:
+            w.transport.abort()
+        hang.close()
+    assert fold(ok).text == "ready"
+    assert ok_took < GATE_HOLD_S + 1.5, f"the ready pane was held {ok_took:.1f} s"
+    assert any(isinstance(e, Notice) and "not simultaneous" in e.message for e in ok)
