@@ -32,12 +32,14 @@ from providers.events import (
     Event,
     Finished,
     Notice,
+    ReasoningDelta,
     RequestSent,
     ResponseHeaders,
     Retrying,
     StreamError,
     TextDelta,
     TokenCount,
+    ToolCallDelta,
     Usage,
 )
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
@@ -579,6 +581,7 @@ class Engine:
         stats = DecodeStats()
         got_token = False
         saw_usage = False
+        reply_bytes, cap = 0, self.config.max_reply_bytes
         output: list[str] | None = [] if ep.managed else None  # text to count tokens of
         phase = "first_token"
         try:
@@ -629,6 +632,23 @@ class Engine:
                             if isinstance(ev, TOKEN_EVENTS):
                                 got_token = True
                                 progressed = True
+                                size = _reply_bytes(ev)
+                                if reply_bytes + size > cap:
+                                    cut = _cut_to(ev, cap - reply_bytes)
+                                    if cut is not None:
+                                        emit(cut)
+                                    emit(
+                                        StreamError(
+                                            t_ns=t,
+                                            kind="reply_cap",
+                                            message=f"{ep.name}/{model}: the reply reached "
+                                            f"{cap:,} bytes (max_reply_bytes) and was cut "
+                                            "there; the text so far is kept (raise [engine] "
+                                            "max_reply_bytes for longer replies)",
+                                        )
+                                    )
+                                    return
+                                reply_bytes += size
                                 if output is not None:
                                     output.append(getattr(ev, "text", ""))
                             elif isinstance(ev, Usage):
@@ -926,6 +946,25 @@ class Engine:
             return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
         except Exception:
             return []
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
+def _reply_bytes(ev: Event) -> int:
+    """What a token event adds to the reply, in UTF-8 bytes (``max_reply_bytes``)."""
+    if isinstance(ev, ToolCallDelta):
+        return _utf8_len(ev.arguments) + _utf8_len(ev.name or "")
+    return _utf8_len(getattr(ev, "text", ""))
+
+
+def _cut_to(ev: Event, room: int) -> Event | None:
+    """The part of a text or reasoning event that fits in ``room`` bytes; None if nothing."""
+    if room <= 0 or not isinstance(ev, (TextDelta, ReasoningDelta)):
+        return None
+    part = ev.text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+    return dc_replace(ev, text=part) if part else None
 
 
 def _http_error_text(exc: BaseException) -> str:

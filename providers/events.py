@@ -29,6 +29,7 @@ ErrorKind = Literal[
     "keyring",  # the OS keyring is missing, locked or hangs
     "config",  # the endpoint's configuration cannot be used
     "cancelled",
+    "reply_cap",  # the reply reached [engine] max_reply_bytes: cut there, its text kept
     "internal",  # a bug in tokenrace: reported, never raised into the UI
 ]
 

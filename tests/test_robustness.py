@@ -539,3 +539,173 @@ async def test_a_hanging_tls_handshake_does_not_hold_the_other_pane(
     assert fold(ok).text == "ready"
     assert ok_took < GATE_HOLD_S + 1.5, f"the ready pane was held {ok_took:.1f} s"
     assert any(isinstance(e, Notice) and "not simultaneous" in e.message for e in ok)
+
+
+# --- item 4: a cap on a reply; a long paragraph's cost bounded; keys work under any stream ------
+
+
+def _endless_script(kb: int) -> Script:
+    from tests.support.hostile_stream import words_kb
+
+    return Script(chunks=[delta(words_kb(i)) for i in range(kb)], headers=dict(SSE))
+
+
+def test_max_reply_bytes_is_a_config_key(isolated_home: Path) -> None:
+    import pytest
+
+    from providers.config import DEFAULT_MAX_REPLY_BYTES, ConfigError
+
+    assert parse_config({}).max_reply_bytes == DEFAULT_MAX_REPLY_BYTES >= 1_000_000
+    assert parse_config({"engine": {"max_reply_bytes": 5000}}).max_reply_bytes == 5000
+    with pytest.raises(ConfigError, match="max_reply_bytes"):
+        parse_config({"engine": {"max_reply_bytes": 0}})
+
+
+async def test_a_reply_stops_at_the_cap_and_keeps_its_text(raw_server: RawServer) -> None:
+    from providers.metrics import compute_metrics
+
+    raw_server.push(_endless_script(3000))  # 3 MB, no newline
+    cfg = parse_config(
+        {
+            "endpoints": {"srv": {"base_url": raw_server.base_url}},
+            "engine": {"max_reply_bytes": 100_000},
+        }
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    try:
+        events = await asyncio.wait_for(collect(eng, ChatRequest("srv/m", HELLO, ChatParams())), 20)
+    finally:
+        await eng.aclose()
+    t = fold(events)
+    assert t.error is not None and t.error.kind == "reply_cap"
+    assert "max_reply_bytes" in t.error.message
+    assert len(t.text.encode()) == 100_000  # kept, up to the cap exactly
+    assert compute_metrics(events).status == "error"
+
+
+async def test_headless_ask_ends_an_endless_reply_at_the_cap(isolated_home: Path) -> None:
+    from tests.support.hostile_stream import HostileServer
+
+    with HostileServer() as srv:
+        write_config(isolated_home, srv.base_url, "[engine]\nmax_reply_bytes = 300000\n")
+        code, out, _err = await _cli("ask", "-m", "srv/endless", "--json", "go", wait_s=60)
+    doc = json.loads(out)[0]
+    assert code == 1 and doc["status"] == "error" and doc["error_kind"] == "reply_cap"
+    assert len(doc["text"].encode()) == 300_000
+
+
+async def test_a_huge_open_paragraph_costs_a_bounded_frame() -> None:
+    from textual.app import App, ComposeResult
+
+    from tests.support.hostile_stream import words_kb
+    from tui.widgets import streaming_markdown as sm
+    from tui.widgets.streaming_markdown import StreamingMarkdown, render_markdown
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StreamingMarkdown("", driven=True)
+
+    app = Host()
+    async with app.run_test(size=(100, 40)) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        sm_budget_lines = 2 * sm.PARAGRAPH_FRAME_CHARS // 90 + 20
+        text = "".join(words_kb(i) for i in range(600))  # 600 KB in one paragraph
+        for i in range(0, len(text), 100_000):  # arriving far faster than it can be drawn
+            before = view.rendered_lines
+            view.append(text[i : i + 100_000])
+            view.sync()
+            assert view.rendered_lines - before <= sm_budget_lines  # not the 100 KB that came
+        # It catches up by itself, a frame's worth at a time, and ends exactly right.
+        await wait_until(pilot, lambda: view._paragraph.behind == 0, timeout=60, what="catch-up")
+        view.finish()
+        shown = [s.text.rstrip() for s in view._closed_lines]
+        whole = view._render(render_markdown(text[:60_000], True), view._width)
+        assert shown[: len(whole) - 3] == [s.text.rstrip() for s in whole][:-3]
+        assert len(shown) > 6000
+
+
+def _hostile_config(url: str, cap: int) -> Any:
+    return parse_config(
+        {
+            "endpoints": {"srv": {"base_url": url, "models": ["endless", "fine"]}},
+            "engine": {"max_reply_bytes": cap},
+        }
+    )
+
+
+def _runs(app: Any) -> list[Any]:
+    s = app.screen
+    if isinstance(s, CompareScreen):
+        return list(s.runs.values())
+    return [s.run] if isinstance(s, ChatScreen) and s.run is not None else []
+
+
+async def _endless_reply_ends_at_the_cap(isolated_home: Path, models: list[str]) -> None:
+    from tests.support.hostile_stream import HostileServer
+
+    with HostileServer() as srv:
+        app = make_app(_hostile_config(srv.base_url, 400_000), isolated_home, models=models)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await send(pilot, "go on forever")
+            await wait_until(
+                pilot,
+                lambda: len(_runs(app)) == len(models) and all(r.done for r in _runs(app)),
+                timeout=30,
+                what="the cap",
+            )
+            for run in _runs(app):
+                assert run.status == "error" and run.final().status == "error"
+                assert len(run.text.encode()) == 400_000  # the text up to the cap is kept
+            await wait_until(
+                pilot, lambda: all(r.shown_final for r in _runs(app)), timeout=60, what="drawn"
+            )
+            shown = [m.body.source for m in app.screen.query(AssistantMessage)]
+            assert [len(t) for t in shown] == [400_000] * len(models)
+            assert app.store is not None and app.store.flush(10)
+            rows = app.store.runs(app.screen.conv.id)
+            assert [r["error_kind"] for r in rows] == ["reply_cap"] * len(models)
+
+
+async def test_chat_endless_reply_ends_at_the_cap(isolated_home: Path) -> None:
+    await _endless_reply_ends_at_the_cap(isolated_home, ["srv/endless"])
+
+
+async def test_compare_endless_reply_ends_at_the_cap(isolated_home: Path) -> None:
+    await _endless_reply_ends_at_the_cap(isolated_home, ["srv/endless", "srv/endless"])
+
+
+async def _esc_during_an_endless_stream(isolated_home: Path, models: list[str]) -> None:
+    import time
+
+    from tests.support.hostile_stream import HostileServer
+
+    with HostileServer() as srv:
+        # A cap far beyond what arrives in the test: the stream is endless here.
+        app = make_app(_hostile_config(srv.base_url, 1 << 30), isolated_home, models=models)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await send(pilot, "go on forever")
+            await wait_until(
+                pilot,
+                lambda: (
+                    len(_runs(app)) == len(models)
+                    and all(r.text_len > 1_500_000 for r in _runs(app))
+                ),
+                timeout=30,
+                what="1.5 MB streamed",
+            )
+            t = time.monotonic()
+            await pilot.press("escape")
+            await wait_until(
+                pilot, lambda: all(r.done for r in _runs(app)), timeout=20, what="Esc to cancel"
+            )
+            took = time.monotonic() - t
+            assert all(r.status == "cancelled" for r in _runs(app))
+            assert took < 3, f"Esc took {took:.1f} s under an endless stream"
+
+
+async def test_chat_esc_works_during_an_endless_stream(isolated_home: Path) -> None:
+    await _esc_during_an_endless_stream(isolated_home, ["srv/endless"])
+
+
+async def test_compare_esc_works_during_an_endless_stream(isolated_home: Path) -> None:
+    await _esc_during_an_endless_stream(isolated_home, ["srv/endless", "srv/endless"])
