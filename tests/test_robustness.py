@@ -709,3 +709,157 @@ async def test_chat_esc_works_during_an_endless_stream(isolated_home: Path) -> N
 
 async def test_compare_esc_works_during_an_endless_stream(isolated_home: Path) -> None:
     await _esc_during_an_endless_stream(isolated_home, ["srv/endless", "srv/endless"])
+
+
+# --- item 7: a damaged database is salvaged; a locked one loses nothing at quit ---------------
+
+
+def _fill(db: Path, conversations: int = 20, per: int = 60) -> dict[int, list[str]]:
+    """A history with many small messages (they span many pages); returns what was saved."""
+    from tui.session.conversation import Conversation
+
+    store = Store(db)
+    saved: dict[int, list[str]] = {}
+    for c in range(conversations):
+        conv = Conversation()
+        conv.title = f"conversation {c}"
+        conv.ensure_saved(store)
+        texts = [f"MARK-{c}-{i} " + "words " * 20 for i in range(per)]
+        for i, text in enumerate(texts):
+            store.save_message(c * 1000 + i + 1, conv.id, "user", text)
+        saved[conv.id] = texts
+    assert store.close() is None
+    return saved
+
+
+def _damage(db: Path, marker: str) -> None:
+    """Break the b-tree page that holds ``marker`` (its page type byte), as a bad disk would."""
+    con = sqlite3.connect(db)
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = bytearray(db.read_bytes())
+    at = data.find(marker.encode())
+    assert at > 0
+    page = at // page_size
+    data[page * page_size] = 0x2A  # not a b-tree page type
+    db.write_bytes(bytes(data))
+
+
+def test_a_damaged_database_is_salvaged_and_both_paths_are_said(isolated_home: Path) -> None:
+    db = isolated_home / "data" / "history.db"
+    db.parent.mkdir(parents=True)
+    saved = _fill(db)
+    _damage(db, "MARK-10-30 ")
+    told: list[str] = []
+    store = Store(db, on_error=told.append)
+    try:
+        # Found at open, or by the first read that touches the page: salvaged either way.
+        kept = sum(len(store.messages(cid)) for cid in saved)
+        assert store.salvaged is not None
+        damaged = store.salvaged.damaged
+        assert damaged.exists() and damaged.name.startswith("history.db.corrupt-")
+        assert any(str(db) in m and str(damaged) in m and "damaged" in m for m in told)
+        rows = {c.id: c for c in store.conversations()}
+        assert set(rows) == set(saved)  # every conversation row was readable
+        total = sum(len(t) for t in saved.values())
+        assert total - 60 <= kept < total  # one page of messages lost, the rest saved
+        # It keeps working: writes go to the fresh file.
+        store.save_message(999_999, next(iter(saved)), "user", "after the salvage")
+        assert store.flush()
+        assert store.messages(next(iter(saved)))[-1]["content"] == "after the salvage"
+    finally:
+        store.close()
+
+
+def test_export_and_resume_on_a_damaged_database(isolated_home: Path) -> None:
+    from tests.support.cli import run_cli
+    from tui.launch import resume_conversation
+    from tui.session.state import UiState
+
+    db = isolated_home / "data" / "history.db"
+    db.parent.mkdir(parents=True)
+    saved = _fill(db, conversations=6)
+    _damage(db, "MARK-3-30 ")
+    damaged_conv = list(saved)[3]
+    r = run_cli("export", str(damaged_conv), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "corrupt-" in r.stderr and str(db) in r.stderr
+    assert 0 < len(json.loads(r.stdout)["messages"]) < len(saved[damaged_conv])
+    r = run_cli("export", "--list")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == len(saved)
+    store = Store(db)
+    try:
+        conv = resume_conversation(store, UiState())
+        assert conv is not None and conv.turns(0)
+    finally:
+        store.close()
+
+
+async def test_f4_on_a_damaged_database(isolated_home: Path) -> None:
+    from textual.widgets import OptionList
+
+    from tui.screens.conversations import ConversationsScreen
+
+    db = isolated_home / "history.db"
+    saved = _fill(db, conversations=5)
+    damaged_conv = list(saved)[2]
+    _damage(db, "MARK-2-30 ")
+    told: list[str] = []
+    store = Store(db, on_error=told.append)
+    app = make_app(
+        config_for("http://127.0.0.1:9/v1"), isolated_home, store=store, models=["srv/m"]
+    )
+    store.on_error = lambda m: (told.append(m), app.store_error(m))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat")
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConversationsScreen), what="F4")
+        screen = app.screen
+        assert isinstance(screen, ConversationsScreen)
+        assert len(screen.rows) == len(saved)
+        options = screen.query_one(OptionList)
+        options.highlighted = [r.id for r in screen.rows].index(damaged_conv)
+        options.focus()
+        await pilot.press("enter")  # resume the conversation whose page is damaged
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ChatScreen) and app.screen.conv.id == damaged_conv,
+            what="the damaged conversation, resumed",
+        )
+        turns = app.screen.conv.turns(0)
+        assert 0 < len(turns) < len(saved[damaged_conv])
+        await wait_until(
+            pilot,
+            lambda: any("corrupt-" in n.message for n in app._notifications),
+            what="the notice",
+        )
+    assert any("corrupt-" in m and str(db) in m for m in told)
+
+
+def test_quit_while_locked_saves_elsewhere_and_merges_next_time(isolated_home: Path) -> None:
+    db = isolated_home / "history.db"
+    told: list[str] = []
+    store = Store(db, on_error=told.append)
+    store.create_conversation(1, "t")
+    assert store.flush()
+    other = sqlite3.connect(db, timeout=0, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
+    try:
+        store.save_message(2, 1, "user", "written while locked")
+        store.save_message(3, 1, "assistant", "the reply, also while locked")
+        message = store.close(wait_s=1.0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert message is not None and "history-unsaved-" in message
+    unsaved = list(isolated_home.glob("history-unsaved-*.db"))
+    assert len(unsaved) == 1 and str(unsaved[0]) in message
+    store = Store(db, on_error=told.append)  # the next start merges them
+    try:
+        contents = [r["content"] for r in store.messages(1)]
+        assert contents == ["written while locked", "the reply, also while locked"]
+        assert not list(isolated_home.glob("history-unsaved-*.db"))
+        assert any("merged 1 file" in m for m in told)
+    finally:
+        store.close()

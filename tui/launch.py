@@ -76,10 +76,14 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
 
     state = UiState.load()
     app_holder: list[TokenraceApp] = []
+    early: list[str] = []  # said before the app exists (a salvage at start-up, --resume)
 
     def on_store_error(message: str) -> None:
         if app_holder:
             app_holder[0].store_error(message)
+        else:
+            early.append(message)
+            print(f"tokenrace: {message}", file=sys.stderr)
 
     store: Store | None
     store_problem = None
@@ -94,6 +98,8 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
     app = TokenraceApp(config, store=store, state=state, models=models, conversation=conversation)
     app_holder.append(app)
+    for message in early:
+        app.call_later(app.notify, message, severity="error", timeout=30)
     if store_problem:
         app.call_later(
             app.notify,
@@ -105,5 +111,7 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         app.run()
     finally:
         if store is not None:
+            # Waits for the writes still queued; what the database refuses is saved elsewhere.
+            app_holder.clear()
             store.close()
     return app.return_code or 0

@@ -10,6 +10,7 @@ database to answer and two processes sharing the database never make the same id
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -19,10 +20,20 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from providers.chunks import well_formed
 from providers.metrics import RunMetrics
+from tui.session.salvage import (
+    TABLES,
+    Salvaged,
+    is_corruption,
+    merge_unsaved,
+    salvage,
+    save_elsewhere,
+)
+
+_T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS = 3000
 RETRY_DELAY_S = 1.0
@@ -154,9 +165,9 @@ def new_id() -> int:
     """
     global _last_ms
     with _id_lock:
-        ms = max(time.time_ns() // 1_000_000 - ID_EPOCH_MS, _last_ms + 1)
+        ms: int = max(time.time_ns() // 1_000_000 - ID_EPOCH_MS, _last_ms + 1)
         _last_ms = ms
-        return ms << PID_BITS | (os.getpid() & (2**PID_BITS - 1))
+        return ms << PID_BITS | (os.getpid() & ((1 << PID_BITS) - 1))
 
 
 class StoreError(Exception):
@@ -174,14 +185,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date with the numbered migrations; returns the version."""
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Bring the schema up to date (or to version ``upto``) with the numbered migrations;
+    returns the version."""
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
         raise StoreError(f"the history database is from a newer tokenrace (schema {version})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    last = len(MIGRATIONS) if upto is None else min(upto, len(MIGRATIONS))
+    for number, script in enumerate(MIGRATIONS[version:last], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in script.split(";"):
@@ -192,7 +205,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
+    return max(version, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +233,19 @@ class Store:
         self._queue: queue.Queue[Op | None] = queue.Queue()
         self._error_shown: str | None = None
         self.failed_writes = 0
+        # Held by the writer while it runs a write, and by a salvage while it swaps files.
+        self._lock = threading.RLock()
+        self._current: Op | None = None  # the write being tried (kept if quitting stops it)
+        self.salvaged: Salvaged | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._read = connect(path)
-            migrate(self._read)
-            self._write = connect(path)
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+                self._salvage(exc)
+            self._merge_unsaved()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the history database {path}: {exc}") from exc
         except OSError as exc:
@@ -234,6 +255,49 @@ class Store:
         self._thread = threading.Thread(target=self._run, name="tokenrace-store", daemon=True)
         self._thread.start()
 
+    def _open(self) -> None:
+        self._read = connect(self.path)
+        migrate(self._read)
+        # A damaged page is often found only by a read: look at every table once, now.
+        for table in TABLES:
+            self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        self._write = connect(self.path)
+
+    # --- damage and refusal --------------------------------------------------------------
+
+    def _salvage(self, cause: sqlite3.DatabaseError) -> None:
+        """Replace a damaged file by a fresh one holding every readable row; say so."""
+        with self._lock:
+            for name in ("_read", "_write"):
+                conn = getattr(self, name, None)
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+            self.salvaged = salvage(self.path, _at_version)
+            self._open()
+        self._report(self.salvaged.message(str(cause)))
+
+    def _merge_unsaved(self) -> None:
+        """Merge the writes an earlier session could not save (see ``close``)."""
+        merged, problems = merge_unsaved(self._read, self.path)
+        if merged:
+            self._report(
+                f"merged {len(merged)} file(s) of writes an earlier session could not save "
+                f"into {self.path}"
+            )
+        for problem in problems:
+            self._report(f"could not merge unsaved history {problem}; the file is kept")
+
+    def _read_safely(self, read: Callable[[], _T]) -> _T:
+        """Run a read; if it finds the file damaged, salvage it and read again."""
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            self._salvage(exc)
+            return read()
+
     # --- the writer ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -241,9 +305,22 @@ class Store:
             op = self._queue.get()
             if op is None:
                 return
+            self._current = op
+            salvaged = False
             while True:
                 try:
-                    op(self._write)
+                    try:
+                        with self._lock:
+                            op(self._write)
+                    except sqlite3.DatabaseError as exc:
+                        if salvaged or not is_corruption(exc):
+                            raise
+                        # The file is damaged: salvage it; this write goes to the fresh one.
+                        salvaged = True
+                        with contextlib.suppress(sqlite3.Error):
+                            self._write.execute("ROLLBACK")
+                        self._salvage(exc)
+                        continue
                     if self._error_shown is not None:
                         self._error_shown = None
                         self._report("saving works again; nothing was lost")
@@ -257,7 +334,7 @@ class Store:
                     except sqlite3.Error:
                         pass
                     if self._stop_requested():
-                        return
+                        return  # ``close`` saves this write (``_current``) elsewhere
                     time.sleep(RETRY_DELAY_S)
                 except Exception as exc:
                     # Any other failure (a constraint, a value SQLite cannot hold, a bug of
@@ -274,6 +351,7 @@ class Store:
                         except sqlite3.Error:
                             pass
                     break
+            self._current = None
             self._queue.task_done()
 
     def _stop_requested(self) -> bool:
@@ -301,17 +379,46 @@ class Store:
         self._queue.put(lambda _conn: done.set())
         return done.wait(timeout)
 
-    def close(self) -> None:
-        """Finish queued writes (briefly) and close."""
-        self.flush(3.0)
+    def close(self, wait_s: float = 10.0) -> str | None:
+        """Finish queued writes and close. Writes the database still refuses after ``wait_s``
+        (another program holds its lock) are saved to a file beside it, merged back at the
+        next start; returns what the user must be told about that, or None."""
+        drained = self.flush(wait_s)
         self._closing = True
         self._queue.put(None)
-        self._thread.join(3.0)
+        self._thread.join(3.0 + BUSY_TIMEOUT_MS / 1000)
+        unsaved: list[Op] = []
+        if not drained:
+            if self._current is not None:
+                unsaved.append(self._current)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    unsaved.append(item)
         for conn in (self._read, self._write):
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
+        if not unsaved:
+            return None
+        why = self._error_shown or "the history database did not answer"
+        try:
+            target, failures = save_elsewhere(self.path, unsaved, lambda c: _at_version(c, None))
+        except (sqlite3.Error, OSError) as exc:
+            message = f"{len(unsaved)} writes could not be saved ({why}), nor elsewhere: {exc}"
+        else:
+            lost = f" ({failures} of them failed there too)" if failures else ""
+            message = (
+                f"{len(unsaved)} writes could not be saved to {self.path} ({why}); they were "
+                f"saved to {target}{lost} and are merged into the history the next time "
+                "tokenrace starts"
+            )
+        self._report(message)
+        return message
 
     # --- writes --------------------------------------------------------------------------
 
@@ -477,6 +584,10 @@ class Store:
 
     def conversations(self, search: str | None = None, limit: int = 500) -> list[ConversationRow]:
         """Conversations, newest first; ``search`` matches titles and message text."""
+        return self._read_safely(lambda: self._conversations(search, limit))
+
+    def _conversations(self, search: str | None, limit: int) -> list[ConversationRow]:
+        """Conversations, newest first; ``search`` matches titles and message text."""
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
             "AS n FROM conversations c"
@@ -505,6 +616,9 @@ class Store:
         ]
 
     def conversation(self, conv_id: int) -> ConversationRow | None:
+        return self._read_safely(lambda: self._conversation(conv_id))
+
+    def _conversation(self, conv_id: int) -> ConversationRow | None:
         r = self._read.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
         if r is None:
             return None
@@ -513,19 +627,27 @@ class Store:
         )
 
     def latest_conversation(self) -> int | None:
-        r = self._read.execute(
-            "SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1"
-        ).fetchone()
+        r = self._read_safely(
+            lambda: self._read.execute(
+                "SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1"
+            ).fetchone()
+        )
         return int(r["id"]) if r else None
 
     def messages(self, conv_id: int) -> list[sqlite3.Row]:
-        return list(
-            self._read.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY pane, id", (conv_id,)
+        return self._read_safely(
+            lambda: list(
+                self._read.execute(
+                    "SELECT * FROM messages WHERE conversation_id = ? ORDER BY pane, id",
+                    (conv_id,),
+                )
             )
         )
 
     def runs(self, conv_id: int | None = None, model: str | None = None) -> list[sqlite3.Row]:
+        return self._read_safely(lambda: self._runs(conv_id, model))
+
+    def _runs(self, conv_id: int | None, model: str | None) -> list[sqlite3.Row]:
         sql = "SELECT * FROM runs"
         clauses: list[str] = []
         args: list[Any] = []
@@ -540,22 +662,31 @@ class Store:
         return list(self._read.execute(sql + " ORDER BY started_at", args))
 
     def run_for_message(self, message_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._read.execute(
-            "SELECT * FROM runs WHERE message_id = ? ORDER BY started_at DESC LIMIT 1",
-            (message_id,),
-        ).fetchone()
+        row: sqlite3.Row | None = self._read_safely(
+            lambda: self._read.execute(
+                "SELECT * FROM runs WHERE message_id = ? ORDER BY started_at DESC LIMIT 1",
+                (message_id,),
+            ).fetchone()
+        )
         return row
 
     def prompts(self, limit: int = 5000) -> list[str]:
         """Past prompts across conversations, newest first, without repeats."""
-        rows = self._read.execute(
-            "SELECT text, MAX(created_at) AS t FROM prompt_history GROUP BY text "
-            "ORDER BY t DESC LIMIT ?",
-            (limit,),
+        return self._read_safely(
+            lambda: [
+                r["text"]
+                for r in self._read.execute(
+                    "SELECT text, MAX(created_at) AS t FROM prompt_history GROUP BY text "
+                    "ORDER BY t DESC LIMIT ?",
+                    (limit,),
+                )
+            ]
         )
-        return [r["text"] for r in rows]
 
     def verdicts(self, conv_id: int | None = None) -> list[sqlite3.Row]:
+        return self._read_safely(lambda: self._verdicts(conv_id))
+
+    def _verdicts(self, conv_id: int | None) -> list[sqlite3.Row]:
         if conv_id is None:
             return list(self._read.execute("SELECT * FROM verdicts ORDER BY created_at"))
         return list(
@@ -563,6 +694,11 @@ class Store:
                 "SELECT * FROM verdicts WHERE conversation_id = ? ORDER BY created_at", (conv_id,)
             )
         )
+
+
+def _at_version(conn: sqlite3.Connection, version: int | None) -> None:
+    """The schema as it was at ``version`` (all of it for None), on a fresh file."""
+    migrate(conn, upto=version)
 
 
 def _json(text: str | None) -> dict[str, Any]:
