@@ -863,3 +863,40 @@ def test_quit_while_locked_saves_elsewhere_and_merges_next_time(isolated_home: P
         assert any("merged 1 file" in m for m in told)
     finally:
         store.close()
+
+
+async def test_compare_two_panes_on_one_slot_race_without_a_stall(
+    isolated_home: Path, raw_server: RawServer
+) -> None:
+    import time
+
+    raw_server.default = reply("same ", "endpoint")
+    config = parse_config(
+        {
+            "endpoints": {
+                "srv": {"base_url": raw_server.base_url, "models": ["m"], "max_concurrency": 1}
+            }
+        }
+    )
+    app = make_app(config, isolated_home, models=["srv/m", "srv/m"])
+    async with app.run_test(size=(160, 40)) as pilot:
+        t = time.monotonic()
+        await send(pilot, "race")
+
+        def over() -> bool:
+            s = app.screen
+            return (
+                isinstance(s, CompareScreen)
+                and len(s.runs) == 2
+                and not s.streaming
+                and all(r.shown_final for r in s.runs.values())
+            )
+
+        await wait_until(pilot, over, timeout=20, what="the race")
+        took = time.monotonic() - t
+        assert took < 5, f"the race took {took:.1f} s"
+        s = app.screen
+        assert isinstance(s, CompareScreen)
+        assert all(r.status == "complete" for r in s.runs.values())
+        notes = [str(m.notices.render()) for m in s.query(AssistantMessage)]
+        assert sum("free slot" in n for n in notes) == 1  # the wait is said where it happened
