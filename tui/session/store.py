@@ -383,7 +383,14 @@ class Store:
         """Finish queued writes and close. Writes the database still refuses after ``wait_s``
         (another program holds its lock) are saved to a file beside it, merged back at the
         next start; returns what the user must be told about that, or None."""
-        drained = self.flush(wait_s)
+        drained = self.flush(min(0.5, wait_s))
+        if not drained:
+            # The terminal is back to the shell by now: say why quitting takes a while.
+            self._report(
+                f"saving the last {self._queue.qsize()} writes to {self.path} "
+                f"({self._error_shown or 'the database is busy'}); waiting up to {wait_s:g} s"
+            )
+            drained = self.flush(wait_s)
         self._closing = True
         self._queue.put(None)
         self._thread.join(3.0 + BUSY_TIMEOUT_MS / 1000)
