@@ -98,3 +98,36 @@ def test_esc_works_during_an_endless_stream_in_a_real_terminal(isolated_home: Pa
             assert time.monotonic() - t < 10
         finally:
             tmux.close()
+
+
+def test_quit_while_another_program_locks_the_history(isolated_home: Path) -> None:
+    from tui.session.store import Store
+
+    with HostileServer() as srv:
+        _config(isolated_home, srv.base_url)
+        db = isolated_home / "data" / "history.db"
+        db.parent.mkdir(parents=True)
+        Store(db).close()  # the file exists, so another program can lock it
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/fine", _env(isolated_home))
+        try:
+            tmux.wait_for("Message…", 20, POLL_S)
+            other.execute("BEGIN EXCLUSIVE")  # from now on every write waits
+            tmux.keys("kept while locked", "Enter")
+            tmux.wait_for("fine, thank you", 30, POLL_S)
+            tmux.wait_for("locked", 30, POLL_S)  # the notice promises to keep the turns
+            tmux.keys("C-q")
+            _, screen = tmux.wait_for(r"history-unsaved-", 40, POLL_S)
+        finally:
+            tmux.close()
+            other.execute("ROLLBACK")
+            other.close()
+    assert "merged into the history the next time" in screen.replace("\n", "")
+    told: list[str] = []
+    store = Store(db, on_error=told.append)
+    try:
+        contents = [r[0] for r in store._read.execute("SELECT content FROM messages ORDER BY id")]
+    finally:
+        store.close()
+    assert contents == ["kept while locked", "fine, thank you"]
+    assert any("merged" in m for m in told)
