@@ -65,6 +65,9 @@ _BACKOFF_CAP_S = 8.0
 # two events means the stream waited for its socket and the loop ran the others meanwhile.
 # (Counting from the last yield instead made a stream at 100 tok/s yield at every event, a
 # second task step per event: a fifth of the engine's CPU.)
+# Each token event counts at least this much against max_reply_bytes: a server sending
+# one-byte deltas must not hold millions of event objects (a hundred bytes each) under the cap.
+_EVENT_BYTES = 8
 _YIELD_SHARED_NS = 250_000
 _YIELD_ALONE_NS = 4_000_000
 _WAITED_NS = 200_000
@@ -581,7 +584,7 @@ class Engine:
         stats = DecodeStats()
         got_token = False
         saw_usage = False
-        reply_bytes, cap = 0, self.config.max_reply_bytes
+        reply_bytes, reply_events, cap = 0, 0, self.config.max_reply_bytes
         output: list[str] | None = [] if ep.managed else None  # text to count tokens of
         phase = "first_token"
         try:
@@ -633,8 +636,10 @@ class Engine:
                                 got_token = True
                                 progressed = True
                                 size = _reply_bytes(ev)
-                                if reply_bytes + size > cap:
-                                    cut = _cut_to(ev, cap - reply_bytes)
+                                reply_events += 1
+                                many = reply_events * _EVENT_BYTES > cap
+                                if reply_bytes + size > cap or many:
+                                    cut = None if many else _cut_to(ev, cap - reply_bytes)
                                     if cut is not None:
                                         emit(cut)
                                     emit(
@@ -642,7 +647,8 @@ class Engine:
                                             t_ns=t,
                                             kind="reply_cap",
                                             message=f"{ep.name}/{model}: the reply reached "
-                                            f"{cap:,} bytes (max_reply_bytes) and was cut "
+                                            f"{cap:,} bytes (max_reply_bytes; each token "
+                                            f"event counts at least {_EVENT_BYTES}) and was cut "
                                             "there; the text so far is kept (raise [engine] "
                                             "max_reply_bytes for longer replies)",
                                         )

@@ -900,3 +900,22 @@ async def test_compare_two_panes_on_one_slot_race_without_a_stall(
         assert all(r.status == "complete" for r in s.runs.values())
         notes = [str(m.notices.render()) for m in s.query(AssistantMessage)]
         assert sum("free slot" in n for n in notes) == 1  # the wait is said where it happened
+
+
+async def test_tiny_deltas_count_against_the_cap(raw_server: RawServer) -> None:
+    # One character a delta: the cap bounds the events held, not only the text's bytes.
+    raw_server.push(Script(chunks=[delta("x") for _ in range(5000)], headers=dict(SSE)))
+    cfg = parse_config(
+        {
+            "endpoints": {"srv": {"base_url": raw_server.base_url}},
+            "engine": {"max_reply_bytes": 8000},
+        }
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    try:
+        events = await asyncio.wait_for(collect(eng, ChatRequest("srv/m", HELLO, ChatParams())), 30)
+    finally:
+        await eng.aclose()
+    t = fold(events)
+    assert t.error is not None and t.error.kind == "reply_cap"
+    assert len(t.text) == 1000  # 8000 bytes / 8 a token event
