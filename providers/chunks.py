@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from providers.events import (
@@ -24,6 +25,42 @@ from providers.events import (
 )
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
+# JSON may spell a lone UTF-16 surrogate ("\\ud800"); Python keeps it in the str, and it then
+# fails every UTF-8 encode downstream (the database, the next request, stdout).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A count outside this range is not a token count (a hostile or broken server): ignored.
+_MAX_COUNT = 2**53
+
+
+def well_formed(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so it encodes as UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def _clean(obj: Any) -> Any:
+    """Every string in a decoded JSON value made well-formed."""
+    if isinstance(obj, str):
+        return well_formed(obj)
+    if isinstance(obj, dict):
+        return {well_formed(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def loads(text: str) -> Any:
+    """``json.loads``, with lone surrogates in strings replaced by U+FFFD."""
+    obj = json.loads(text)
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        obj = _clean(obj)
+    return obj
 
 # Beyond these a figure is not a figure: a billion tokens in one reply, $10,000 for one request.
 MAX_TOKENS = 10**9
@@ -57,8 +94,8 @@ def _int(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
+        return v if -_MAX_COUNT <= v <= _MAX_COUNT else None
+    if isinstance(v, float) and v.is_integer() and -_MAX_COUNT <= v <= _MAX_COUNT:
         return int(v)
     return None
 
@@ -126,7 +163,7 @@ class ChunkParser:
         stripped = data.strip()
         if event == "error":
             try:
-                obj: Any = json.loads(stripped) if stripped else {}
+                obj: Any = loads(stripped) if stripped else {}
             except json.JSONDecodeError:
                 obj = stripped
             msg, code = error_text(obj)
@@ -141,7 +178,7 @@ class ChunkParser:
             return out
         self.data_events += 1
         try:
-            obj = json.loads(stripped)
+            obj = loads(stripped)
         except json.JSONDecodeError as exc:
             snippet = stripped[:120] + ("…" if len(stripped) > 120 else "")
             err = StreamError(

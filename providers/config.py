@@ -27,6 +27,7 @@ from providers.protocols import PROTOCOLS
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
 DEFAULT_IDLE_S = 60.0
+DEFAULT_MAX_REPLY_BYTES = 2_000_000  # [engine] max_reply_bytes
 
 
 class ConfigError(Exception):
@@ -129,6 +130,9 @@ class Config:
     retries: int = 2
     max_retry_wait_s: float = 300.0
     max_event_bytes: int = 1 << 20
+    # What one reply may hold (text, reasoning, tool calls; UTF-8 bytes): a 10,000-token reply
+    # is about 50 KB. A server that never stops must not grow the app without bound.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     stall_s: float = 1.0
     keyring_timeout_s: float = 3.0
     theme: str | None = None
@@ -257,6 +261,7 @@ _ENGINE_KEYS: dict[str, tuple[type, ...]] = {
     "retries": (int,),
     "max_retry_wait": _NUM,
     "max_event_bytes": (int,),
+    "max_reply_bytes": (int,),
     "stall_threshold": _NUM,
     "keyring_timeout": _NUM,
     "max_tokens": (int,),
@@ -270,6 +275,7 @@ _LIMITS: dict[str, float] = {
     "retries": 10,
     "max_retry_wait": 86400,
     "max_event_bytes": 1 << 30,
+    "max_reply_bytes": 1 << 31,
     "stall_threshold": 3600,
     "keyring_timeout": 600,
     "connect": _MAX_SECONDS,
@@ -545,6 +551,8 @@ def parse_config(
             raise chk.fail(["engine", k], "must not be negative")
     if "max_tokens" in engine and engine["max_tokens"] < 1:
         raise chk.fail(["engine", "max_tokens"], "must be at least 1")
+    if "max_reply_bytes" in engine and engine["max_reply_bytes"] < 1:
+        raise chk.fail(["engine", "max_reply_bytes"], "must be at least 1")
 
     default_model = data.get("default_model")
     if default_model is not None and "/" not in default_model:
@@ -566,6 +574,7 @@ def parse_config(
         retries=engine.get("retries", 2),
         max_retry_wait_s=float(engine.get("max_retry_wait", 300.0)),
         max_event_bytes=engine.get("max_event_bytes", 1 << 20),
+        max_reply_bytes=engine.get("max_reply_bytes", DEFAULT_MAX_REPLY_BYTES),
         stall_s=float(engine.get("stall_threshold", 1.0)),
         keyring_timeout_s=float(engine.get("keyring_timeout", 3.0)),
         theme=data.get("theme"),

@@ -23,7 +23,8 @@ import httpx
 
 from providers import secrets
 from providers.capabilities import Quirks, capabilities, rejected_field
-from providers.chunks import ChunkParser, error_text
+from providers.chunks import ChunkParser, error_text, well_formed
+from providers.chunks import loads as json_loads
 from providers.config import Config, Endpoint, split_model_ref
 from providers.events import (
     TOKEN_EVENTS,
@@ -33,12 +34,14 @@ from providers.events import (
     Event,
     Finished,
     Notice,
+    ReasoningDelta,
     RequestSent,
     ResponseHeaders,
     Retrying,
     StreamError,
     TextDelta,
     TokenCount,
+    ToolCallDelta,
     Usage,
 )
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
@@ -65,9 +68,17 @@ _BACKOFF_CAP_S = 8.0
 # two events means the stream waited for its socket and the loop ran the others meanwhile.
 # (Counting from the last yield instead made a stream at 100 tok/s yield at every event, a
 # second task step per event: a fifth of the engine's CPU.)
+# Each token event counts at least this much against max_reply_bytes: a server sending
+# one-byte deltas must not hold millions of event objects (a hundred bytes each) under the cap.
+_EVENT_BYTES = 8
 _YIELD_SHARED_NS = 250_000
 _YIELD_ALONE_NS = 4_000_000
 _WAITED_NS = 200_000
+
+
+# How long requests that are ready wait at a start gate for the others: a cold TLS handshake
+# takes well under a second; a connection that hangs must not hold the ready ones for long.
+GATE_HOLD_S = 2.0
 
 
 class StartGate:
@@ -75,10 +86,11 @@ class StartGate:
 
     Each request takes a ticket; its trace hook calls ``arrive`` when its connection is ready
     (connected, TLS done) and it is about to write the request headers. When every ticket has
-    arrived or withdrawn (failed to connect), all are released at once.
+    arrived or withdrawn (failed to connect, or queued behind its endpoint's max_concurrency),
+    all are released at once; or after ``timeout_s`` if one is still not ready.
     """
 
-    def __init__(self, parties: int, timeout_s: float = 15.0):
+    def __init__(self, parties: int, timeout_s: float = GATE_HOLD_S):
         self._waiting = parties
         self._event = asyncio.Event()
         self._timeout_s = timeout_s
@@ -93,14 +105,17 @@ class StartGate:
         if self._waiting <= 0:
             self._event.set()
 
-    async def _wait(self) -> None:
+    async def _wait(self) -> bool:
+        """Wait for the others; False when they were not all ready in time."""
         if self._event.is_set():
-            return  # the last to arrive goes at once, without a trip round the event loop
+            return True  # the last to arrive goes at once, without a trip round the event loop
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._event.wait()
         except TimeoutError:
             self._event.set()
+            return False
+        return True
 
 
 class GateTicket:
@@ -110,11 +125,12 @@ class GateTicket:
         self._gate = gate
         self._done = False
 
-    async def arrive(self) -> None:
+    async def arrive(self) -> bool:
+        """Wait at the gate; False when it let this request go before the others were ready."""
         if not self._done:
             self._done = True
             self._gate._leave()
-        await self._gate._wait()
+        return await self._gate._wait()
 
     def withdraw(self) -> None:
         if not self._done:
@@ -142,8 +158,14 @@ class _Attempt:
         elif name.endswith("send_request_headers.started"):
             if self.connect_start is not None:
                 self.pending.append(Connected(t_ns=t, connect_ns=t - self.connect_start))
-            if self.ticket is not None:
-                await self.ticket.arrive()
+            if self.ticket is not None and not await self.ticket.arrive():
+                self.pending.append(
+                    Notice(
+                        t_ns=now_ns(),
+                        message="this request left without the others: their connections were "
+                        f"not ready after {GATE_HOLD_S:g} s, so the start was not simultaneous",
+                    )
+                )
             LAST_WRITE_NS.set(None)
         elif name.endswith("send_request_body.complete"):
             # The moment the last request byte went to the kernel (see providers.transport);
@@ -466,6 +488,19 @@ class Engine:
             got_token = False
             try:
                 if sem is not None:
+                    if sem.locked():
+                        # This request cannot start yet: the others at the gate must not wait
+                        # for it (they may hold the very slot it waits for), and the wait is
+                        # said, as it counts in the client overhead, not in TTFT.
+                        if state.ticket is not None:
+                            state.ticket.withdraw()
+                            state.ticket = None
+                        yield Notice(
+                            t_ns=now_ns(),
+                            message=f"{ep.name} takes {ep.max_concurrency} request"
+                            f"{'s' if ep.max_concurrency != 1 else ''} at a time "
+                            "(max_concurrency): this one waits for a free slot",
+                        )
                     await sem.acquire()
                 try:
                     async for ev in self._attempt(ep, model, key, body, state):
@@ -583,7 +618,13 @@ class Engine:
         client = self.client_for(ep)
         protocol = protocol_for(ep.protocol)
         url = f"{ep.base_url}{protocol.path(model)}"
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        # Well-formed even if some text holds a lone surrogate (pasted, or from an old reply):
+        # one bad character must never make every later request of a conversation fail.
+        text = json.dumps(body, ensure_ascii=False)
+        try:
+            content = text.encode("utf-8")
+        except UnicodeEncodeError:
+            content = well_formed(text).encode("utf-8")
         headers = self._headers(ep, key)
         loop = asyncio.get_running_loop()
         timeouts = ep.timeouts
@@ -591,6 +632,7 @@ class Engine:
         stats = DecodeStats()
         got_token = False
         saw_usage = False
+        reply_bytes, reply_events, cap = 0, 0, self.config.max_reply_bytes
         output: list[str] | None = [] if ep.managed else None  # text to count tokens of
         phase = "first_token"
         try:
@@ -641,6 +683,26 @@ class Engine:
                             if isinstance(ev, TOKEN_EVENTS):
                                 got_token = True
                                 progressed = True
+                                size = _reply_bytes(ev)
+                                reply_events += 1
+                                many = reply_events * _EVENT_BYTES > cap
+                                if reply_bytes + size > cap or many:
+                                    cut = None if many else _cut_to(ev, cap - reply_bytes)
+                                    if cut is not None:
+                                        emit(cut)
+                                    emit(
+                                        StreamError(
+                                            t_ns=t,
+                                            kind="reply_cap",
+                                            message=f"{ep.name}/{model}: the reply reached "
+                                            f"{cap:,} bytes (max_reply_bytes; each token "
+                                            f"event counts at least {_EVENT_BYTES}) and was cut "
+                                            "there; the text so far is kept (raise [engine] "
+                                            "max_reply_bytes for longer replies)",
+                                        )
+                                    )
+                                    return
+                                reply_bytes += size
                                 if output is not None:
                                     output.append(getattr(ev, "text", ""))
                             elif isinstance(ev, Usage):
@@ -737,7 +799,7 @@ class Engine:
         ctype = response.headers.get("content-type", "") or "no content type"
         t = now_ns()
         try:
-            obj = json.loads(text)
+            obj = json_loads(text)
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict) and isinstance(obj.get("choices"), list) and obj["choices"]:
@@ -788,7 +850,7 @@ class Engine:
         raw = await _read_capped(response)
         text = raw.decode("utf-8", errors="replace")
         try:
-            obj: Any = json.loads(text)
+            obj: Any = json_loads(text)
         except json.JSONDecodeError:
             obj = None
         if obj is not None:
@@ -961,6 +1023,25 @@ def ev_may_be_a_crash(ev: Event) -> bool:
     return isinstance(ev, (StreamError, Retrying)) and ev.kind in _CRASH_KINDS and not (
         isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
     )
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
+def _reply_bytes(ev: Event) -> int:
+    """What a token event adds to the reply, in UTF-8 bytes (``max_reply_bytes``)."""
+    if isinstance(ev, ToolCallDelta):
+        return _utf8_len(ev.arguments) + _utf8_len(ev.name or "")
+    return _utf8_len(getattr(ev, "text", ""))
+
+
+def _cut_to(ev: Event, room: int) -> Event | None:
+    """The part of a text or reasoning event that fits in ``room`` bytes; None if nothing."""
+    if room <= 0 or not isinstance(ev, (TextDelta, ReasoningDelta)):
+        return None
+    part = ev.text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+    return dc_replace(ev, text=part) if part else None
 
 
 def _http_error_text(exc: BaseException) -> str:

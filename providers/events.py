@@ -30,6 +30,7 @@ ErrorKind = Literal[
     "config",  # the endpoint's configuration cannot be used
     "redirect",  # a 3xx: never followed, so credentials never reach another address
     "cancelled",
+    "reply_cap",  # the reply reached [engine] max_reply_bytes: cut there, its text kept
     "internal",  # a bug in tokenrace: reported, never raised into the UI
 ]
 

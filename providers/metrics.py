@@ -208,6 +208,7 @@ def compute_metrics(
         overhead = max(0.0, overhead - _ms(retry_wait_ns))
 
     # --- output tokens n, and n₁ (tokens in the first token event) ---------------------------
+    tally = _tally(tokens)
     streamed_reasoning = any(isinstance(e, ReasoningDelta) for e in tokens)
     reasoning_reported = usage.reasoning if usage is not None else None
     estimated = False
@@ -219,18 +220,15 @@ def compute_metrics(
     elif counted is not None:
         n = counted.completion
     elif tokens:
-        n = _estimate_tokens(tokens)
+        n = tally.estimate()
         estimated = True
     else:
         n = 0 if status != "streaming" else None
         estimated = usage is None
 
-    n_first = _first_event_tokens(tokens, n)
     decode: float | None = None
-    if len(tokens) >= 2 and n is not None and t_first is not None and t_last is not None:
-        span = t_last - t_first
-        if span > 0:
-            decode = (n - n_first) / (span / 1e9)
+    if t_first is not None and t_last is not None:
+        decode = tally.decode_rate(n, t_last - t_first)
     overall = None
     if n is not None and t0 is not None and t_last is not None and t_last > t0:
         overall = n / ((t_last - t0) / 1e9)
@@ -294,37 +292,74 @@ def compute_metrics(
     )
 
 
-def _estimate_tokens(tokens: Sequence[Event]) -> int:
-    """Token events, or characters / 4 when events are batches of tokens (DESIGN §4)."""
-    exact = [getattr(e, "tokens", None) for e in tokens]
-    if all(isinstance(x, int) for x in exact):
-        return sum(x for x in exact if isinstance(x, int))
-    chars = sum(_chars(e) for e in tokens)
-    if chars / len(tokens) > _BATCHED_CHARS_PER_EVENT:
-        return max(len(tokens), round(chars / _CHARS_PER_TOKEN))
-    return len(tokens)
+class TokenTally:
+    """Running counts of a reply's token events: the one estimator of n and n₁ (DESIGN §4).
 
-
-def _first_event_tokens(tokens: Sequence[Event], n: int | None) -> int:
-    """n₁: tokens that arrived in the first token event, so a batched first chunk is excluded.
-
-    Exact when the server said how many tokens each chunk held. Otherwise: when the later
-    events look like one token each (the common case of a batched first chunk), n₁ is what is
-    left over, n − (k − 1); when every event is a batch, n₁ is the first event's share of the
-    characters.
+    Fed one event at a time, it answers in O(1), so the live status bar and the final figures
+    estimate the same way and agree.
     """
-    if not tokens or n is None:
-        return 0
-    first = tokens[0]
-    exact = getattr(first, "tokens", None)
-    if isinstance(exact, int):
-        return exact
-    k = len(tokens)
-    if n <= k:
-        return min(1, n)  # at most one token per event: the first event held one
-    total = sum(_chars(e) for e in tokens)
-    share = n * _chars(first) / total if total > 0 else 1.0
-    leftover = n - (k - 1)
-    if k > 1 and (n - share) / (k - 1) < 1.5:
-        return leftover
-    return max(1, min(round(share), leftover))
+
+    __slots__ = ("chars", "events", "exact", "first_chars", "first_exact")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.chars = 0
+        self.exact: int | None = 0  # sum of the servers' per-chunk counts while every one has it
+        self.first_chars = 0
+        self.first_exact: int | None = None
+
+    def add(self, ev: Event) -> None:
+        """Count one token event."""
+        chars = _chars(ev)
+        exact = getattr(ev, "tokens", None)
+        if self.events == 0:
+            self.first_chars = chars
+            self.first_exact = exact if isinstance(exact, int) else None
+        self.events += 1
+        self.chars += chars
+        if self.exact is not None:
+            self.exact = self.exact + exact if isinstance(exact, int) else None
+
+    def estimate(self) -> int:
+        """Token events, or characters / 4 when events are batches of tokens."""
+        if self.events == 0:
+            return 0
+        if self.exact is not None:
+            return self.exact
+        if self.chars / self.events > _BATCHED_CHARS_PER_EVENT:
+            return max(self.events, round(self.chars / _CHARS_PER_TOKEN))
+        return self.events
+
+    def first_event_tokens(self, n: int | None) -> int:
+        """n₁: tokens that arrived in the first token event, so a batched first chunk is excluded.
+
+        Exact when the server said how many tokens each chunk held. Otherwise: when the later
+        events look like one token each (the common case of a batched first chunk), n₁ is what
+        is left over, n − (k − 1); when every event is a batch, n₁ is the first event's share of
+        the characters.
+        """
+        if self.events == 0 or n is None:
+            return 0
+        if self.first_exact is not None:
+            return self.first_exact
+        k = self.events
+        if n <= k:
+            return min(1, n)  # at most one token per event: the first event held one
+        share = n * self.first_chars / self.chars if self.chars > 0 else 1.0
+        leftover = n - (k - 1)
+        if k > 1 and (n - share) / (k - 1) < 1.5:
+            return leftover
+        return max(1, min(round(share), leftover))
+
+    def decode_rate(self, n: int | None, span_ns: int) -> float | None:
+        """(n − n₁) / (tL − tF) in tok/s; None under two events or with no time between."""
+        if self.events < 2 or n is None or span_ns <= 0:
+            return None
+        return (n - self.first_event_tokens(n)) / (span_ns / 1e9)
+
+
+def _tally(tokens: Sequence[Event]) -> TokenTally:
+    tally = TokenTally()
+    for ev in tokens:
+        tally.add(ev)
+    return tally

@@ -78,3 +78,34 @@ def test_opening_the_store_recovers_what_a_dead_process_left(tmp_path: Path) -> 
     (turn,) = loaded.turns(0)
     assert (turn.content, turn.status) == ("kept text", "interrupted")
     again.close()
+
+
+def test_migration_2_adds_the_streaming_pid_and_old_streaming_replies_read_interrupted(
+    tmp_path: Path,
+) -> None:
+    from tui.session.store import migrate
+
+    db = tmp_path / "h.db"
+    conn = connect(db)
+    assert migrate(conn, upto=1) == 1  # the schema before the pid column
+    conn.execute(
+        "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (1, 't', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO messages(id, conversation_id, role, content, status, created_at, "
+        "updated_at) VALUES (2, 1, 'assistant', 'half a repl', 'streaming', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO runs(id, message_id, conversation_id, model, endpoint, status, started_at) "
+        "VALUES (3, 2, 1, 'srv/m', 'srv', 'streaming', 0)"
+    )
+    conn.commit()
+    assert migrate(conn, upto=2) == 2
+    conn.row_factory = sqlite3.Row
+    assert conn.execute("SELECT pid FROM runs WHERE id = 3").fetchone()["pid"] is None
+    # A run from before the column has no process that could still own it.
+    (row,) = recover_interrupted(conn, alive=lambda pid: True)
+    assert row["status"] == "interrupted"
+    msg = conn.execute("SELECT status, content FROM messages WHERE id = 2").fetchone()
+    assert (msg["status"], msg["content"]) == ("interrupted", "half a repl")
+    conn.close()

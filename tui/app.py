@@ -485,8 +485,11 @@ class TokenraceApp(App[None]):
         self.open_suite()
 
     def store_error(self, message: str) -> None:
-        """Called from the store's writer thread."""
-        self.call_from_thread(self.notify, message, severity="error", timeout=10)
+        """Called from the store's writer thread, or from a read here that found damage."""
+        try:
+            self.call_from_thread(self.notify, message, severity="error", timeout=15)
+        except RuntimeError:  # on the app's own thread
+            self.notify(message, severity="error", timeout=15)
 
     # --- actions -------------------------------------------------------------------------
 

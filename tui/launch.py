@@ -108,10 +108,14 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
 
     state = UiState.load()
     app_holder: list[TokenraceApp] = []
+    early: list[str] = []  # said before the app exists (a salvage at start-up, --resume)
 
     def on_store_error(message: str) -> None:
         if app_holder:
             app_holder[0].store_error(message)
+        else:
+            early.append(message)
+            print(f"tokenrace: {message}", file=sys.stderr)
 
     store: Store | None
     store_problem = None
@@ -137,6 +141,8 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         load_config=lambda: with_local(load_config(), local_gguf),
     )
     app_holder.append(app)
+    for message in early:
+        app.call_later(app.notify, message, severity="error", timeout=30)
     if store_problem:
         app.call_later(
             app.notify,
@@ -152,5 +158,7 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
     finally:
         sys.__stderr__ = terminal  # type: ignore[misc]
         if store is not None:
+            # Waits for the writes still queued; what the database refuses is saved elsewhere.
+            app_holder.clear()
             store.close()
     return app.return_code or 0

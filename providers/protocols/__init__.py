@@ -157,8 +157,10 @@ def parse_object(
     """The JSON object of an event's data, or the malformed-event error."""
     import json
 
+    from providers.chunks import loads
+
     try:
-        obj = json.loads(data)
+        obj = loads(data)  # lone surrogates become U+FFFD: the text must encode as UTF-8
     except json.JSONDecodeError as exc:
         return None, malformed(endpoint, data, exc, t_ns)
     if not isinstance(obj, dict):

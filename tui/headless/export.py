@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         return 1
     register_known_keys()
     try:
-        store = Store(db)
+        store = Store(db, on_error=lambda m: print(f"tokenrace export: {m}", file=sys.stderr))
     except StoreError as exc:
         print(f"tokenrace export: {exc}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tui.session.replay import (
 )
 
 BAR = 30
+MAX_CONCURRENCY = 1000
 
 
 def progress(result: RunResult, done: int, total: int, failures: list[int]) -> None:
@@ -59,6 +61,9 @@ def main(argv: list[str]) -> int:
     if ns.runs < 1 or ns.concurrency < 1:
         print("tokenrace replay: --runs and --concurrency must be at least 1", file=sys.stderr)
         return 2
+    if ns.concurrency > MAX_CONCURRENCY:
+        print(f"tokenrace replay: --concurrency must be at most {MAX_CONCURRENCY}", file=sys.stderr)
+        return 2
     for m in ns.model:
         try:
             split_model_ref(m)
@@ -72,10 +77,28 @@ def main(argv: list[str]) -> int:
         return 2
     config = with_local(load_config())
     failures = [0]
+    interrupted = [False]
 
     async def go() -> list[RunResult]:
         local = LocalPool(on_status=lambda text, _level: print(text, file=sys.stderr))
         engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)), local=local)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            # The first Ctrl+C stops sending and drops what is in flight; what finished is
+            # still written. A second one (while writing) gets Python's default: it aborts.
+            interrupted[0] = True
+            stop.set()
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        except (NotImplementedError, RuntimeError):
+            pass
 
         async def stream(request: ChatRequest, t_submit: int) -> list[Event]:
             return await collect(engine, request, t_submit_ns=t_submit)
@@ -89,12 +112,24 @@ def main(argv: list[str]) -> int:
                 runs=ns.runs,
                 concurrency=ns.concurrency,
                 on_result=lambda r, d, t: progress(r, d, t, failures),
+                stop=stop,
             )
         finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
             await engine.aclose()
             await local.aclose()
 
     results = asyncio.run(go())
+    if interrupted[0]:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        print(
+            f"tokenrace replay: interrupted; {len(results)} finished runs are kept",
+            file=sys.stderr,
+        )
     stats = summarize(results, ns.model)
     print(table(stats))
     if config.metrics.log or config.metrics.prometheus_file:
@@ -116,4 +151,6 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"tokenrace replay: cannot write output: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if interrupted[0]:
+        return 130
     return 0 if failures[0] == 0 else 1

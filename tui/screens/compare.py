@@ -84,6 +84,10 @@ def _signed_ms(v: float | None) -> str:
 
 def describe(d: Delta) -> Content:
     """``TTFT +212 ms ▲ slower · tok/s ×1.85 ▲ faster · cost ×0.25 ▼ cheaper`` with colours."""
+    if d.failed is not None:
+        side, status = d.failed
+        who = "A's reply" if side == "A" else "this reply"
+        return Content.assemble((f"✗ {who} {status}", "$bad"), ": not compared")
     parts: list[Content] = []
     if d.ttft_ms is not None:
         better = d.ttft_ms < 0

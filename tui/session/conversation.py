@@ -21,7 +21,7 @@ from providers.events import (
     TextDelta,
     Usage,
 )
-from providers.metrics import RunMetrics, compute_metrics, status_of
+from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
 from providers.prices import Price
 from tui.session.store import Store, new_id
 
@@ -272,6 +272,7 @@ class LiveRun:
         self.t_first: int | None = None
         self.t_last: int | None = None
         self.token_events = 0
+        self.tally = TokenTally()  # the estimator the final figures use too
         self.usage: Usage | None = None
         self.retry: Retrying | None = None
         self.done = False
@@ -310,6 +311,7 @@ class LiveRun:
                     self.t_first = ev.t_ns
                 self.t_last = ev.t_ns
                 self.token_events += 1
+                self.tally.add(ev)
                 bucket = (ev.t_ns - self.t_first) // SPARK_BUCKET_NS
                 while len(self.spark) <= bucket:
                     self.spark.append(0)
@@ -371,12 +373,12 @@ class LiveRun:
                 cost_is_estimated(m),
             )
         ttft = (self.t_first - self.t0) / 1e6 if self.t_first and self.t0 else None
+        # The same estimate of n and n₁ as the final figures (compute_metrics), counted as the
+        # events arrive: live and final agree when the server sends no usage.
+        tokens = self.tally.estimate()
         rate = None
-        if self.t_first is not None and self.t_last is not None and self.token_events >= 2:
-            span = (self.t_last - self.t_first) / 1e9
-            if span > 0:
-                rate = (self.token_events - 1) / span
-        tokens = self.token_events
+        if self.t_first is not None and self.t_last is not None:
+            rate = self.tally.decode_rate(tokens, self.t_last - self.t_first)
         cost = None
         if self.price is not None:
             cost = self.price.cost(self.prompt_estimate, tokens)

@@ -27,12 +27,22 @@ class Delta:
     ttft_ms: float | None  # positive: slower first token than A
     tps_ratio: float | None  # above 1: faster decoding than A
     cost_ratio: float | None  # above 1: dearer than A
+    # Set when a side's reply failed or was cancelled: (side, status); nothing is compared then.
+    failed: tuple[str, str] | None = None
+
+
+FAILED_STATUSES = ("error", "interrupted", "cancelled")
 
 
 def compare(base: RunMetrics | None, other: RunMetrics | None) -> Delta:
-    """``other`` against ``base`` for one prompt."""
+    """``other`` against ``base`` for one prompt; a failed reply is rated neither way."""
     if base is None or other is None:
         return Delta(None, None, None)
+    # A reply that failed after a few quick tokens would otherwise read "faster" or "cheaper".
+    if other.status in FAILED_STATUSES:
+        return Delta(None, None, None, ("other", other.status))
+    if base.status in FAILED_STATUSES:
+        return Delta(None, None, None, ("A", base.status))
     ttft = (
         other.ttft_ms - base.ttft_ms
         if other.ttft_ms is not None and base.ttft_ms is not None

@@ -218,28 +218,31 @@ async def run_suite(
     runs: int = 1,
     concurrency: int = 1,
     on_result: Callable[[RunResult, int, int], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[RunResult]:
-    """Run every item on every model ``runs`` times, at most ``concurrency`` at once."""
-    plan = [
+    """Run every item on every model ``runs`` times, at most ``concurrency`` at once.
+
+    The plan is walked lazily (``--runs`` may be astronomically large) by ``concurrency``
+    workers. When ``stop`` is set, no further request starts and those in flight are dropped:
+    the results are the runs that finished, in plan order.
+    """
+    total = runs * len(items) * len(models)
+    plan = enumerate(
         (run, i, item, model)
         for run in range(1, runs + 1)
         for i, item in enumerate(items)
         for model in models
-    ]
-    sem = asyncio.Semaphore(max(1, concurrency))
-    results: list[RunResult | None] = [None] * len(plan)
-    done = 0
+    )
+    finished: list[tuple[int, RunResult]] = []
 
     async def one(slot: int, run: int, index: int, item: SuiteItem, model: str) -> None:
-        nonlocal done
         messages = messages_for([{"role": "user", "content": item.prompt}], item.system)
         params = ChatParams(
             temperature=item.temperature, max_tokens=item.max_tokens, json_mode=item.json_mode
         )
         request = ChatRequest(model=model, messages=messages, params=params)
-        async with sem:
-            t_submit = now_ns()
-            events = await stream(request, t_submit)
+        t_submit = now_ns()
+        events = await stream(request, t_submit)
         info = model_info(model, config)
         m = compute_metrics(
             events,
@@ -261,13 +264,37 @@ async def run_suite(
             m,
             t.error.message if t.error else None,
         )
-        results[slot] = result
-        done += 1
+        finished.append((slot, result))
         if on_result is not None:
-            on_result(result, done, len(plan))
+            on_result(result, len(finished), total)
 
-    await asyncio.gather(*(one(slot, *p) for slot, p in enumerate(plan)))
-    return [r for r in results if r is not None]
+    async def worker() -> None:
+        # One shared iterator: each worker takes the next planned run when it is free.
+        for slot, (run, index, item, model) in plan:
+            if stop is not None and stop.is_set():
+                return
+            await one(slot, run, index, item, model)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, total)))]
+    stopper = asyncio.create_task(stop.wait()) if stop is not None else None
+    try:
+        pending: set[asyncio.Task[Any]] = set(workers)
+        while pending:
+            waiting = pending | ({stopper} if stopper is not None else set())
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+            if stopper is not None and stopper in done:
+                break
+        for task in workers:
+            exc = task.exception() if task.done() and not task.cancelled() else None
+            if exc is not None:
+                raise exc
+    finally:
+        for task in [*workers, *([stopper] if stopper is not None else [])]:
+            task.cancel()
+        await asyncio.gather(*workers, *([stopper] if stopper else []), return_exceptions=True)
+    finished.sort(key=lambda pair: pair[0])
+    return [r for _, r in finished]
 
 
 CSV_FIELDS = (

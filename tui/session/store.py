@@ -4,12 +4,13 @@ One writer thread owns every write, so the UI never waits on the disk; reads use
 connection (WAL mode lets them run beside the writer). A write that fails (full disk, a
 database locked past ``busy_timeout``) is reported through ``on_error`` and retried, and the
 conversation stays on screen: the UI holds its own copy. Ids are made by the caller (time-ordered
-integers), so an insert never has to wait for the database to answer.
+integers that carry the process id, see ``new_id``), so an insert never has to wait for the
+database to answer and two processes sharing the database never make the same id.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import os
 import queue
@@ -19,12 +20,31 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from providers.chunks import well_formed
 from providers.metrics import RunMetrics
+from tui.session.salvage import (
+    TABLES,
+    Salvaged,
+    is_corruption,
+    merge_unsaved,
+    salvage,
+    save_elsewhere,
+)
+
+_T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS = 3000
 RETRY_DELAY_S = 1.0
+
+ID_EPOCH_MS = 1_577_836_800_000  # 2020-01-01 UTC
+PID_BITS = 22  # Linux pids are below 2**22 (PID_MAX_LIMIT); macOS's below 100,000
+# Migration 2's mapping of an id of the first scheme (any id from 10**18 up) to the second.
+_OLD_ID = (
+    "(CASE WHEN {c} >= 1000000000000000000 THEN "
+    f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -96,6 +116,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE runs ADD COLUMN pid INTEGER
     """,
+    # 3: ids that cannot collide across processes (see new_id); old ids, microseconds × 1000 +
+    # a per-process counter, become (milliseconds since ID_EPOCH) << 22 | their sub-millisecond
+    # part: unique, in the same order, and below every id made from now on.
+    "PRAGMA defer_foreign_keys = ON;"
+    + "".join(
+        f"UPDATE {table} SET {', '.join(f'{c} = {_OLD_ID.format(c=c)}' for c in cols)};"
+        for table, cols in (
+            ("conversations", ("id",)),
+            ("messages", ("id", "conversation_id")),
+            ("runs", ("id", "message_id", "conversation_id")),
+            ("prompt_history", ("id", "conversation_id")),
+            ("verdicts", ("id", "conversation_id")),
+        )
+    ),
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
@@ -126,13 +160,21 @@ METRIC_COLUMNS = (
 )
 
 _id_lock = threading.Lock()
-_id_seq = itertools.count()
+_last_ms = 0
 
 
 def new_id() -> int:
-    """A time-ordered id: microseconds since the epoch × 1000 + a per-process counter."""
+    """A time-ordered id no other process can make: milliseconds since 2020 << 22 | the pid.
+
+    Two processes alive at once have different pids, so their ids differ; within a process the
+    millisecond part only goes up (a burst of ids runs ahead of the clock by a millisecond
+    each, and the clock catches up).
+    """
+    global _last_ms
     with _id_lock:
-        return time.time_ns() // 1000 * 1000 + next(_id_seq) % 1000
+        ms: int = max(time.time_ns() // 1_000_000 - ID_EPOCH_MS, _last_ms + 1)
+        _last_ms = ms
+        return ms << PID_BITS | (os.getpid() & ((1 << PID_BITS) - 1))
 
 
 class StoreError(Exception):
@@ -150,14 +192,16 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date with the numbered migrations; returns the version."""
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Bring the schema up to date (or to version ``upto``) with the numbered migrations;
+    returns the version."""
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
         raise StoreError(f"the history database is from a newer tokenrace (schema {version})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    last = len(MIGRATIONS) if upto is None else min(upto, len(MIGRATIONS))
+    for number, script in enumerate(MIGRATIONS[version:last], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in script.split(";"):
@@ -168,7 +212,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)
+    return max(version, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +240,19 @@ class Store:
         self._queue: queue.Queue[Op | None] = queue.Queue()
         self._error_shown: str | None = None
         self.failed_writes = 0
+        # Held by the writer while it runs a write, and by a salvage while it swaps files.
+        self._lock = threading.RLock()
+        self._current: Op | None = None  # the write being tried (kept if quitting stops it)
+        self.salvaged: Salvaged | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._read = connect(path)
-            migrate(self._read)
-            self._write = connect(path)
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+                self._salvage(exc)
+            self._merge_unsaved()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the history database {path}: {exc}") from exc
         except OSError as exc:
@@ -214,6 +266,49 @@ class Store:
         self._thread = threading.Thread(target=self._run, name="tokenrace-store", daemon=True)
         self._thread.start()
 
+    def _open(self) -> None:
+        self._read = connect(self.path)
+        migrate(self._read)
+        # A damaged page is often found only by a read: look at every table once, now.
+        for table in TABLES:
+            self._read.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        self._write = connect(self.path)
+
+    # --- damage and refusal --------------------------------------------------------------
+
+    def _salvage(self, cause: sqlite3.DatabaseError) -> None:
+        """Replace a damaged file by a fresh one holding every readable row; say so."""
+        with self._lock:
+            for name in ("_read", "_write"):
+                conn = getattr(self, name, None)
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+            self.salvaged = salvage(self.path, _at_version)
+            self._open()
+        self._report(self.salvaged.message(str(cause)))
+
+    def _merge_unsaved(self) -> None:
+        """Merge the writes an earlier session could not save (see ``close``)."""
+        merged, problems = merge_unsaved(self._read, self.path)
+        if merged:
+            self._report(
+                f"merged {len(merged)} file(s) of writes an earlier session could not save "
+                f"into {self.path}"
+            )
+        for problem in problems:
+            self._report(f"could not merge unsaved history {problem}; the file is kept")
+
+    def _read_safely(self, read: Callable[[], _T]) -> _T:
+        """Run a read; if it finds the file damaged, salvage it and read again."""
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            self._salvage(exc)
+            return read()
+
     # --- the writer ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -221,9 +316,22 @@ class Store:
             op = self._queue.get()
             if op is None:
                 return
+            self._current = op
+            salvaged = False
             while True:
                 try:
-                    op(self._write)
+                    try:
+                        with self._lock:
+                            op(self._write)
+                    except sqlite3.DatabaseError as exc:
+                        if salvaged or not is_corruption(exc):
+                            raise
+                        # The file is damaged: salvage it; this write goes to the fresh one.
+                        salvaged = True
+                        with contextlib.suppress(sqlite3.Error):
+                            self._write.execute("ROLLBACK")
+                        self._salvage(exc)
+                        continue
                     if self._error_shown is not None:
                         self._error_shown = None
                         self._report("saving works again; nothing was lost")
@@ -237,12 +345,24 @@ class Store:
                     except sqlite3.Error:
                         pass
                     if self._stop_requested():
-                        return
+                        return  # ``close`` saves this write (``_current``) elsewhere
                     time.sleep(RETRY_DELAY_S)
-                except sqlite3.Error as exc:
+                except Exception as exc:
+                    # Any other failure (a constraint, a value SQLite cannot hold, a bug of
+                    # ours) skips this one write: the thread must live on, or nothing more
+                    # is saved this session.
                     self.failed_writes += 1
-                    self._report(f"a write to the history database failed and was skipped: {exc}")
+                    self._report(
+                        "a write to the history database failed and was skipped "
+                        f"({type(exc).__name__}: {exc}); later writes continue"
+                    )
+                    if self._write.in_transaction:
+                        try:
+                            self._write.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
                     break
+            self._current = None
             self._queue.task_done()
 
     def _stop_requested(self) -> bool:
@@ -270,17 +390,53 @@ class Store:
         self._queue.put(lambda _conn: done.set())
         return done.wait(timeout)
 
-    def close(self) -> None:
-        """Finish queued writes (briefly) and close."""
-        self.flush(3.0)
+    def close(self, wait_s: float = 10.0) -> str | None:
+        """Finish queued writes and close. Writes the database still refuses after ``wait_s``
+        (another program holds its lock) are saved to a file beside it, merged back at the
+        next start; returns what the user must be told about that, or None."""
+        drained = self.flush(min(0.5, wait_s))
+        if not drained:
+            # The terminal is back to the shell by now: say why quitting takes a while.
+            self._report(
+                f"saving the last {self._queue.qsize()} writes to {self.path} "
+                f"({self._error_shown or 'the database is busy'}); waiting up to {wait_s:g} s"
+            )
+            drained = self.flush(wait_s)
         self._closing = True
         self._queue.put(None)
-        self._thread.join(3.0)
+        self._thread.join(3.0 + BUSY_TIMEOUT_MS / 1000)
+        unsaved: list[Op] = []
+        if not drained:
+            if self._current is not None:
+                unsaved.append(self._current)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    unsaved.append(item)
         for conn in (self._read, self._write):
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
+        if not unsaved:
+            return None
+        why = self._error_shown or "the history database did not answer"
+        try:
+            target, failures = save_elsewhere(self.path, unsaved, lambda c: _at_version(c, None))
+        except (sqlite3.Error, OSError) as exc:
+            message = f"{len(unsaved)} writes could not be saved ({why}), nor elsewhere: {exc}"
+        else:
+            lost = f" ({failures} of them failed there too)" if failures else ""
+            message = (
+                f"{len(unsaved)} writes could not be saved to {self.path} ({why}); they were "
+                f"saved to {target}{lost} and are merged into the history the next time "
+                "tokenrace starts"
+            )
+        self._report(message)
+        return message
 
     # --- writes --------------------------------------------------------------------------
 
@@ -346,6 +502,10 @@ class Store:
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
+            # Text with a lone surrogate is stored with U+FFFD in its place (UTF-8 cannot
+            # hold it); done here, in the writer thread, off the UI's loop.
+            text, thought = well_formed(content), well_formed(reasoning)
+            why = well_formed(error) if error is not None else None
             c.execute("BEGIN IMMEDIATE")
             c.execute(
                 "INSERT INTO messages(id, conversation_id, pane, role, model, content, reasoning, "
@@ -353,7 +513,7 @@ class Store:
                 "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
                 "reasoning = excluded.reasoning, status = excluded.status, "
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
-                (msg_id, conv_id, pane, role, model, content, reasoning, status, error, now, now),
+                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
             )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             c.execute("COMMIT")
@@ -419,7 +579,7 @@ class Store:
             c.execute(
                 "INSERT INTO prompt_history(id, conversation_id, text, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                (new_id(), conv_id, text, now),
+                (new_id(), conv_id, well_formed(text), now),
             )
 
         self.submit(op)
@@ -442,6 +602,10 @@ class Store:
     # --- reads ---------------------------------------------------------------------------
 
     def conversations(self, search: str | None = None, limit: int = 500) -> list[ConversationRow]:
+        """Conversations, newest first; ``search`` matches titles and message text."""
+        return self._read_safely(lambda: self._conversations(search, limit))
+
+    def _conversations(self, search: str | None, limit: int) -> list[ConversationRow]:
         """Conversations, newest first; ``search`` matches titles and message text."""
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) "
@@ -471,6 +635,9 @@ class Store:
         ]
 
     def conversation(self, conv_id: int) -> ConversationRow | None:
+        return self._read_safely(lambda: self._conversation(conv_id))
+
+    def _conversation(self, conv_id: int) -> ConversationRow | None:
         r = self._read.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
         if r is None:
             return None
@@ -479,19 +646,27 @@ class Store:
         )
 
     def latest_conversation(self) -> int | None:
-        r = self._read.execute(
-            "SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1"
-        ).fetchone()
+        r = self._read_safely(
+            lambda: self._read.execute(
+                "SELECT id FROM conversations ORDER BY updated_at DESC LIMIT 1"
+            ).fetchone()
+        )
         return int(r["id"]) if r else None
 
     def messages(self, conv_id: int) -> list[sqlite3.Row]:
-        return list(
-            self._read.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY pane, id", (conv_id,)
+        return self._read_safely(
+            lambda: list(
+                self._read.execute(
+                    "SELECT * FROM messages WHERE conversation_id = ? ORDER BY pane, id",
+                    (conv_id,),
+                )
             )
         )
 
     def runs(self, conv_id: int | None = None, model: str | None = None) -> list[sqlite3.Row]:
+        return self._read_safely(lambda: self._runs(conv_id, model))
+
+    def _runs(self, conv_id: int | None, model: str | None) -> list[sqlite3.Row]:
         sql = "SELECT * FROM runs"
         clauses: list[str] = []
         args: list[Any] = []
@@ -506,22 +681,31 @@ class Store:
         return list(self._read.execute(sql + " ORDER BY started_at", args))
 
     def run_for_message(self, message_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._read.execute(
-            "SELECT * FROM runs WHERE message_id = ? ORDER BY started_at DESC LIMIT 1",
-            (message_id,),
-        ).fetchone()
+        row: sqlite3.Row | None = self._read_safely(
+            lambda: self._read.execute(
+                "SELECT * FROM runs WHERE message_id = ? ORDER BY started_at DESC LIMIT 1",
+                (message_id,),
+            ).fetchone()
+        )
         return row
 
     def prompts(self, limit: int = 5000) -> list[str]:
         """Past prompts across conversations, newest first, without repeats."""
-        rows = self._read.execute(
-            "SELECT text, MAX(created_at) AS t FROM prompt_history GROUP BY text "
-            "ORDER BY t DESC LIMIT ?",
-            (limit,),
+        return self._read_safely(
+            lambda: [
+                r["text"]
+                for r in self._read.execute(
+                    "SELECT text, MAX(created_at) AS t FROM prompt_history GROUP BY text "
+                    "ORDER BY t DESC LIMIT ?",
+                    (limit,),
+                )
+            ]
         )
-        return [r["text"] for r in rows]
 
     def verdicts(self, conv_id: int | None = None) -> list[sqlite3.Row]:
+        return self._read_safely(lambda: self._verdicts(conv_id))
+
+    def _verdicts(self, conv_id: int | None) -> list[sqlite3.Row]:
         if conv_id is None:
             return list(self._read.execute("SELECT * FROM verdicts ORDER BY created_at"))
         return list(
@@ -590,6 +774,11 @@ def recover_interrupted(
         return []
     marks = ", ".join("?" for _ in ids)
     return list(conn.execute(f"SELECT * FROM runs WHERE id IN ({marks})", ids))
+
+
+def _at_version(conn: sqlite3.Connection, version: int | None) -> None:
+    """The schema as it was at ``version`` (all of it for None), on a fresh file."""
+    migrate(conn, upto=version)
 
 
 def _json(text: str | None) -> dict[str, Any]:

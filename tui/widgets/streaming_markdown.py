@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
@@ -48,7 +48,14 @@ OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
 SETTLED_LINE_CHARS = 12  # a line this long has shown what kind of block it starts
 PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can still rewrap
+# An open paragraph draws at most this many characters past its frozen lines in one frame
+# (~15 ms): text that pours in faster than it can be drawn is shown a frame later, and a frame
+# never costs what arrived since the last one (a server streaming without end took every
+# frame longer than the last, and the keys with it).
+PARAGRAPH_FRAME_CHARS = 12_000
+LONG_PARAGRAPH_CHARS = 4 * PARAGRAPH_FRAME_CHARS  # a closed paragraph longer is drawn in steps
 _UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9 .,;:?'\"()/-]")
 _FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*$")
 _BLOCK_OPEN = (
     "paragraph_open",
@@ -148,6 +155,12 @@ def lexer_for(language: str) -> Any:
 def render_markdown(source: str, dark: bool) -> Trimmed:
     """One piece of markdown as Rich draws it, with code coloured for the app's mode."""
     return Trimmed(markdown_class()(source, code_theme(dark)))
+
+
+def render_paragraph(source: str, dark: bool) -> RenderableType:
+    """One paragraph as Rich draws it: no blank lines around it to trim, so it is drawn once
+    (``Trimmed`` draws twice: 40% of a long paragraph's cost)."""
+    return cast("RenderableType", markdown_class()(source, code_theme(dark)))
 
 
 def block_parser() -> MarkdownIt:
@@ -293,6 +306,11 @@ class StreamingMarkdown(Widget):
 
     def _render_block(self, source: str, width: int) -> list[Strip]:
         self.rendered_blocks += 1
+        if len(source) > LONG_PARAGRAPH_CHARS:
+            starts = block_starts(self._md.parse(source))
+            if len(starts) == 1 and starts[0][1].type == "paragraph_open":
+                lines = _OpenParagraph().whole(0, source, self, width)
+                return [*lines, Strip.blank(width, self._style)] if lines else []
         lines = self._render_strips(render_markdown(source.rstrip("\n"), bool(self._dark)), width)
         return [*lines, Strip.blank(width, self._style)] if lines else []
 
@@ -327,9 +345,13 @@ class StreamingMarkdown(Widget):
 
     def _sync(self, refresh: bool = True) -> None:
         source = self.source
-        if len(source) == self._synced_len and not (self._finished and self._open):
+        behind = self._paragraph.behind
+        if len(source) == self._synced_len and not (self._finished and self._open) and not behind:
             return
         if self._hold_until and not self._finished and _now() < self._hold_until:
+            if behind and not self._scheduled and self.is_mounted:
+                self._scheduled = True
+                self.set_timer(self._hold_until - _now(), self._scheduled_sync)
             return  # the last frame's open block was costly: this one waits (OPEN_DUTY)
         if not self._width:
             if not self.content_region.width:
@@ -343,7 +365,11 @@ class StreamingMarkdown(Widget):
         changed_from = len(self._closed_lines)  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
-        if self._finished:
+        # A long paragraph still being drawn in frame-sized steps finishes drawing first.
+        finishing = self._finished and not (
+            behind and self._open_first is not None and self._open_first.type == "paragraph_open"
+        )
+        if finishing:
             closing, open_text = tail, ""
         elif self._same_blocks(tail):
             # Text added to a line whose block is already settled: no new block can start.
@@ -361,14 +387,16 @@ class StreamingMarkdown(Widget):
             open_first = starts[-1][1] if starts else None
         self._open_first = open_first
         if closing:
+            key = self._closed_upto
             self._closed_upto += len(closing)
-            for block in split_blocks(closing, self._md):
-                rendered = self._render_block(block, self._width)
+            for i, block in enumerate(split_blocks(closing, self._md)):
+                rendered = self._closed_paragraph(key, block) if i == 0 else []
+                rendered = rendered or self._render_block(block, self._width)
                 self._blocks.append(block)
                 self._block_lines.append(rendered)
                 self._closed_lines.extend(rendered)
             self._fence = None
-        if open_text != self._open or closing:
+        if open_text != self._open or closing or behind:
             before = self._open_lines
             self._open = open_text
             started = _perf()
@@ -383,6 +411,9 @@ class StreamingMarkdown(Widget):
                 changed_from += _common_prefix(before, self._open_lines)
         self._grow()
         new_height = self._height()
+        if self._paragraph.behind and not self._scheduled and self.is_mounted:
+            self._scheduled = True  # the rest of a long paragraph is drawn in the next frames
+            self.set_timer(1.0 / self.fps, self._scheduled_sync)
         if not refresh:
             return
         # Only the lines from the old open block down changed: redraw just those (a new
@@ -390,6 +421,20 @@ class StreamingMarkdown(Widget):
         width = self.size.width or self._width
         changed = Region(0, changed_from, width, max(1, max(new_height, height) - changed_from))
         self.refresh(changed, layout=new_height != height)
+
+    def _closed_paragraph(self, key: int, block: str) -> list[Strip]:
+        """A long paragraph that just closed, from its frozen lines (``_OpenParagraph``); empty
+        when it was not one (a paragraph can still become a heading: ``text`` + ``===``)."""
+        if not self._paragraph.active(key):
+            return []
+        starts = block_starts(self._md.parse(block))
+        if not starts or starts[0][1].type != "paragraph_open" or len(starts) > 1:
+            return []
+        lines = self._paragraph.closed_lines(key, block, self, self._width)
+        if not lines:
+            return []
+        self.rendered_blocks += 1
+        return [*lines, Strip.blank(self._width, self._style)]
 
     def _same_blocks(self, tail: str) -> bool:
         """True when ``tail`` is the open block plus text on its last line that cannot change
@@ -498,7 +543,7 @@ class StreamingMarkdown(Widget):
         return self._height()
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
-        # Textual's own reads ``self._render()``, which a line-API widget has no text in:
+        # Textual's own reads ``self._render_strips()``, which a line-API widget has no text in:
         # the selection is taken from the lines as drawn, so a copy gives what was seen.
         text = "\n".join(line.text.rstrip() for line in (*self._closed_lines, *self._open_lines))
         return selection.extract(text), "\n"
@@ -545,13 +590,23 @@ class _OpenParagraph:
         self._frozen: list[Strip] = []
         self._chars = 0  # characters of the paragraph's source behind the frozen lines
         self._retry_at = PARAGRAPH_FREEZE_LINES
+        self.behind = 0  # characters of the paragraph not drawn yet (PARAGRAPH_FRAME_CHARS)
+
+    def active(self, key: int) -> bool:
+        """Whether the paragraph at ``key`` has frozen lines to build on."""
+        return key == self._key and bool(self._frozen)
 
     def lines(self, key: int, text: str, view: StreamingMarkdown, width: int) -> list[Strip]:
         if key != self._key:
             self.reset(key)
         dark = bool(view._dark)
         body = text[self._chars :]
-        lines = view._render_strips(render_markdown(body.rstrip("\n"), dark), width)
+        if len(body) > PARAGRAPH_FRAME_CHARS:
+            # Draw a frame's worth, ending at a space when there is one: the rest waits.
+            end = body.rfind(" ", PARAGRAPH_FRAME_CHARS // 2, PARAGRAPH_FRAME_CHARS)
+            body = body[: end if end > 0 else PARAGRAPH_FRAME_CHARS]
+        self.behind = len(text) - self._chars - len(body)
+        lines = view._render_strips(render_paragraph(body.rstrip("\n"), dark), width)
         if len(lines) >= self._retry_at:
             # A line that starts inside a code span or a link cannot be cut at: try a few.
             offset = 0
@@ -569,6 +624,31 @@ class _OpenParagraph:
                 self._retry_at = len(lines) + PARAGRAPH_FREEZE_LINES
         return [*self._frozen, *lines] if self._frozen else lines
 
+    def closed_lines(
+        self, key: int, block: str, view: StreamingMarkdown, width: int
+    ) -> list[Strip]:
+        """The paragraph at ``key``, now closed as ``block``, drawn from its frozen lines and
+        the rest in frame-sized steps: exact (each freeze was checked), and never one render
+        of a whole long paragraph. Empty when nothing of it was frozen."""
+        if key != self._key or not self._frozen:
+            return []
+        return self.whole(key, block, view, width)
+
+    def whole(self, key: int, block: str, view: StreamingMarkdown, width: int) -> list[Strip]:
+        """Every line of the paragraph ``block``, drawn in frame-sized steps (linear: Rich
+        wraps one huge paragraph in superlinear time, 32 s for 6 MB here)."""
+        text = block.rstrip("\n")
+        while True:
+            before = self._chars
+            out = self.lines(key, text, view, width)
+            if not self.behind:
+                return out
+            if self._chars == before:  # no cut is possible here: the rest is drawn whole
+                rest = view._render_strips(
+                    render_paragraph(text[self._chars :], bool(view._dark)), width
+                )
+                return [*self._frozen, *rest]
+
     @staticmethod
     def _cut(
         body: str, lines: list[Strip], cut: int, view: StreamingMarkdown, width: int, dark: bool
@@ -577,6 +657,9 @@ class _OpenParagraph:
         head_text = "".join(line.text for line in lines[:cut])
         if _UNCLOSED.search(head_text):
             return 0  # an unmatched `*` or backtick may still be closed, restyling the lines
+        plain = _plain_cut(body, head_text)
+        if plain:
+            return plain
         visible = sum(ch.isalnum() for ch in head_text)
         seen, at = 0, 0
         while at < len(body) and seen < visible:
@@ -595,13 +678,37 @@ class _OpenParagraph:
         for offset in candidates:
             if not 0 < offset < len(body):
                 continue
-            head = view._render_strips(render_markdown(body[:offset], dark), width)
+            head = view._render_strips(render_paragraph(body[:offset], dark), width)
             if head != lines[:cut]:
                 continue
-            tail = view._render_strips(render_markdown(body[offset:].rstrip("\n"), dark), width)
+            tail = view._render_strips(render_paragraph(body[offset:].rstrip("\n"), dark), width)
             if tail == lines[cut:]:
                 return offset
         return 0
+
+
+def _plain_cut(body: str, head_text: str) -> int:
+    """Where the line after ``head_text`` starts in ``body`` when that part of ``body`` is plain
+    words (nothing markdown could restyle, spaces as the only blanks); 0 otherwise.
+
+    Then the rendered lines are the source wrapped greedily at spaces, so the head holds as
+    many non-space characters as the source up to the break, and no check render is needed
+    (counted with C-speed ``str.count``: a character loop here was half of a long paragraph's
+    cost)."""
+    drawn = len(head_text) - head_text.count(" ")
+    lo, hi = 0, len(body)
+    while lo < hi:  # the shortest prefix of body with as many non-space characters
+        mid = (lo + hi) // 2
+        if mid - body.count(" ", 0, mid) < drawn:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo >= len(body) or body[lo] != " " or _NOT_PLAIN.search(body, 0, lo):
+        return 0  # a word folded across lines, or text markdown may draw differently
+    end = lo
+    while end < len(body) and body[end] == " ":
+        end += 1
+    return end if end < len(body) else 0
 
 
 class _OpenFence:
