@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from providers.events import StreamError
 from tests.support.mock_server import MockServerProcess
 from tests.support.tui import (
     make_app,
@@ -283,7 +284,9 @@ async def _measure_slow(
         else:
             await wait_until(pilot, lambda: race_over(app), timeout=30)
             m = screen(app).runs[1].final()
-            assert screen(app).runs[0].final().status == "complete"
+            a = screen(app).runs[0].final()
+            errors = [e for e in screen(app).runs[0].events if isinstance(e, StreamError)]
+            assert a.status == "complete", errors
     record = [r for r in mock.log() if r["model"] == slow_name][-1]
     srv_ttft, srv_rate = server_figures(record)
     assert m.ttft_ms is not None and m.decode_tps is not None
