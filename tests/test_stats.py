@@ -11,6 +11,7 @@ import pytest
 
 from providers import paths
 from tests.support.cli import run_cli
+from tests.support.mock_server import MockServerProcess
 from tui.session.stats import bradley_terry, leaderboard, pairwise, parse_verdict, wilson_interval
 from tui.session.store import Store
 
@@ -120,3 +121,33 @@ def test_stats_with_no_history(isolated_home: Path) -> None:
     r = run_cli("stats", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["models"] == []
+
+
+async def test_the_leaderboard_screen_opens_from_the_palette(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from textual.command import CommandPalette
+
+    from tests.support.tui import make_app, mock_config, wait_for_screen
+    from tui.screens.stats import StatsScreen
+
+    store = Store(isolated_home / "history.db")
+    for i in range(10):
+        store.save_verdict(
+            None, f"r{i}", "mock/x" if i < 8 else "mock/[bold]y", ["mock/x", "mock/[bold]y"]
+        )
+    store.flush()
+    app = make_app(mock_config(mock_server), isolated_home, store=store, models=["mock/x"])
+    async with app.run_test(size=(120, 30)) as pilot:
+        from tui.screens.chat import ChatScreen
+
+        await wait_for_screen(pilot, ChatScreen)
+        app.action_command_palette()
+        await wait_for_screen(pilot, CommandPalette)
+        await pilot.press(*"leaderboard")
+        await pilot.pause(0.5)
+        await pilot.press("down", "enter")
+        screen = await wait_for_screen(pilot, StatsScreen)
+        text = str(screen.query_one("#leaderboard").render())
+        assert "0.80 [0.49, 0.94]" in text and "+0.69" in text
+        assert "mock/[bold]y" in text  # a name is text, never markup

@@ -647,6 +647,11 @@ class TokenraceApp(App[None]):
             models.append(model)
         self.push_screen(SummaryScreen(conv.id if conv is not None else None, models))
 
+    def action_stats(self) -> None:
+        from tui.screens.stats import StatsScreen
+
+        self.push_screen(StatsScreen())
+
     # --- command palette -----------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -659,6 +664,9 @@ class TokenraceApp(App[None]):
             keys = self.config.keys.get(a.id, a.keys)
             yield SystemCommand(a.description, f"{a.id} · {keys}", method)
         yield SystemCommand("Help: every key", "help · f1", self.action_show_help)
+        yield SystemCommand(
+            "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
+        )
         for keys, description, action in screen_actions(screen):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
 

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from providers.inert import inert_label
+
 Z95 = 1.959963984540054
 OK_STATUSES = ("complete", "length")
 
@@ -266,3 +268,59 @@ def leaderboard(
         key=lambda s: (s.rating is None, -(s.rating or 0.0), -(s.win_rate or 0.0), s.model)
     )
     return Leaderboard(standings, len(verdicts), regularised, iters)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def leaderboard_text(board: Leaderboard) -> str:
+    """The leaderboard as aligned plain text."""
+    head = [
+        "model",
+        "races",
+        "W",
+        "T",
+        "L",
+        "win rate (95% CI)",
+        "rating",
+        "TTFT p50",
+        "tok/s p50",
+        "$/reply",
+    ]
+    rows = [head]
+    for s in board.standings:
+        rate = (
+            "—"
+            if s.win_rate is None
+            else f"{s.win_rate:.2f} [{s.win_rate_low:.2f}, {s.win_rate_high:.2f}]"
+        )
+        rows.append(
+            [
+                inert_label(s.model),
+                str(s.races),
+                str(s.wins),
+                str(s.ties),
+                str(s.losses),
+                rate,
+                _num(s.rating, "+.2f"),
+                "—" if s.ttft_p50_ms is None else f"{s.ttft_p50_ms:.0f} ms",
+                _num(s.decode_p50_tps, ".1f"),
+                "—" if s.cost_per_reply_usd is None else f"${s.cost_per_reply_usd:.5f}",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    note = f"{board.verdicts} verdicts (all sighted: verdicts carry no blind flag yet)."
+    if board.bt_regularised:
+        note += (
+            " Ratings regularised: a model never won or never lost, so each compared pair"
+            " got one virtual tie."
+        )
+    return "\n".join([*lines, "", note]) + "\n"
