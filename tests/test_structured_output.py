@@ -132,7 +132,11 @@ def test_ask_schema_says_valid_or_invalid(
     doc = json.loads(js.stdout)
     assert [d["schema_valid"] for d in doc] == [True, False]
     assert doc[1]["schema_error"] == "schema invalid at $.name: 7 is not of type 'string'"
-    sent = [r["body"] for r in mock_server.log() if r["path"] == "/v1/chat/completions"]
+    sent = [
+        r["body"]
+        for r in mock_server.log()
+        if r["path"] == "/v1/chat/completions" and f"mock/{r['model']}" in (good, bad)
+    ]
     assert sent and all(b["response_format"]["type"] == "json_schema" for b in sent)
     schema.write_text('{"type": 12}')
     broken = run_cli("ask", "-m", good, "--schema", str(schema), "hi")
