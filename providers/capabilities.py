@@ -8,6 +8,7 @@ given endpoint and model accept. Fields a server rejected at run time are rememb
 from __future__ import annotations
 
 import fnmatch
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -105,6 +106,30 @@ class ChatParams:
     max_tokens: int | None = None
     json_mode: bool = False
     thinking: bool | None = None  # stream the model's thinking; None: the endpoint's default
+    # A JSON Schema the reply must follow: sent in each protocol's structured-output form
+    # (it supersedes ``json_mode``); where there is none, asked for in the system prompt.
+    json_schema: dict[str, Any] | None = None
+
+
+SCHEMA_NAME = "reply"
+
+
+def schema_instruction(schema: Mapping[str, Any]) -> str:
+    """The system-prompt request for a reply that follows ``schema`` (no native form)."""
+    return (
+        "Reply with only a JSON value, no prose and no code fences, that validates against "
+        "this JSON Schema:\n" + json.dumps(schema, ensure_ascii=False)
+    )
+
+
+def with_instruction(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``messages`` with ``text`` appended to the system message (one is added if none)."""
+    out = [dict(m) for m in messages]
+    for m in out:
+        if m.get("role") == "system" and isinstance(m.get("content"), str):
+            m["content"] = f"{m['content']}\n\n{text}"
+            return out
+    return [{"role": "system", "content": text}, *out]
 
 
 # Fields that can be dropped (or translated) when a server rejects them.
@@ -143,7 +168,16 @@ def build_body(
         if fld == "max_completion_tokens" and "max_completion_tokens" in rejected:
             fld = "max_tokens"
         body[fld] = params.max_tokens
-    if params.json_mode:
+    if params.json_schema is not None:
+        if caps.json_mode and "response_format" not in rejected:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": SCHEMA_NAME, "schema": params.json_schema},
+            }
+        else:
+            body["messages"] = with_instruction(messages, schema_instruction(params.json_schema))
+            notes.append("structured output is not supported here; asked in the prompt instead")
+    elif params.json_mode:
         if caps.json_mode and "response_format" not in rejected:
             body["response_format"] = {"type": "json_object"}
         else:

@@ -76,6 +76,9 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         (["export", "--list"], ()),
         (["export", "--format", "md"], ()),
         (["export", "--format", "json"], ()),
+        (["export", "--format", "html"], ()),
+        (["stats"], ()),
+        (["stats", "--json"], ()),
     ],
 )
 def test_headless_commands_never_import_textual_or_rich(

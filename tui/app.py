@@ -728,6 +728,11 @@ class TokenraceApp(App[None]):
             models.append(model)
         self.push_screen(SummaryScreen(conv.id if conv is not None else None, models))
 
+    def action_stats(self) -> None:
+        from tui.screens.stats import StatsScreen
+
+        self.push_screen(StatsScreen())
+
     # --- command palette -----------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -744,6 +749,9 @@ class TokenraceApp(App[None]):
             "Reload the config file",
             f"config.toml: endpoints, prices, keys · {self.config.path or 'none'}",
             self.action_reload_config,
+        )
+        yield SystemCommand(
+            "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
         )
         for keys, description, action in screen_actions(screen):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]

@@ -1,8 +1,8 @@
 """The ``tokenrace`` command: the TUI by default, and headless subcommands.
 
-Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``export``) never
-import textual or rich; a test enforces it. Imports are deferred to the branch that needs them
-so every command starts fast.
+Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``export``,
+``stats``) never import textual or rich; a test enforces it. Imports are deferred to the branch
+that needs them so every command starts fast.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "export")
+HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "export", "stats")
 
 
 def _tui_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.capabilities import schema_instruction
 from providers.chunks import error_text
 from providers.events import (
     Event,
@@ -108,7 +109,13 @@ class AnthropicProtocol:
                     notes.append(f"Anthropic's temperature range is 0–1; sent 1 instead of {t:g}")
                     t = 1.0
                 body["temperature"] = t
-        if params.json_mode:
+        if params.json_schema is not None:
+            # The Messages API has no JSON-schema reply mode outside tool use: ask in the system
+            # prompt, and the reply is checked against the schema when it arrives.
+            ask = schema_instruction(params.json_schema)
+            body["system"] = f"{body['system']}\n\n{ask}" if body.get("system") else ask
+            notes.append("structured output: Anthropic has no schema mode; asked in the prompt")
+        elif params.json_mode:
             notes.append("JSON mode is not supported here; asked in the prompt instead")
         if settings.extra_body:
             body.update(settings.extra_body)

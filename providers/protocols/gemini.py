@@ -90,8 +90,12 @@ class GeminiProtocol:
         thinking = settings.thinking if params.thinking is None else params.thinking
         if thinking:
             config["thinkingConfig"] = {"includeThoughts": True}
-        if params.json_mode:
+        if params.json_mode or params.json_schema is not None:
             config["responseMimeType"] = "application/json"
+        if params.json_schema is not None:
+            # responseJsonSchema takes JSON Schema as is; responseSchema is an OpenAPI subset
+            # that rejects common keywords (additionalProperties, type arrays).
+            config["responseJsonSchema"] = params.json_schema
         if config:
             body["generationConfig"] = config
         if settings.extra_body:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.capabilities import SCHEMA_NAME
 from providers.chunks import error_text
 from providers.events import (
     Event,
@@ -71,7 +72,11 @@ class ResponsesProtocol:
             notes.append("this endpoint rejected reasoning earlier; no summary asked for")
         elif thinking:
             body["reasoning"] = {"summary": "auto"}
-        if params.json_mode:
+        if params.json_schema is not None:
+            body["text"] = {
+                "format": {"type": "json_schema", "name": SCHEMA_NAME, "schema": params.json_schema}
+            }
+        elif params.json_mode:
             body["text"] = {"format": {"type": "json_object"}}
         if settings.extra_body:
             body.update(settings.extra_body)

@@ -23,6 +23,8 @@ def dispatch(command: str, argv: Sequence[str]) -> int:
             from tui.headless.replay import main as run
         elif command == "export":
             from tui.headless.export import main as run
+        elif command == "stats":
+            from tui.headless.stats import main as run
         else:
             print(f"tokenrace: unknown command {command!r}", file=sys.stderr)
             return 2

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
@@ -22,6 +22,9 @@ from providers.metrics import compute_metrics
 from providers.prices import model_info
 from providers.tokens import estimate_prompt_tokens
 from tui.format import summary_line
+
+if TYPE_CHECKING:
+    from tui.session.structured import SchemaCheck
 
 SCHEMA_VERSION = 1
 OK_STATUSES = ("complete", "length")
@@ -46,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, metavar="X")
     p.add_argument("--max-tokens", type=int, metavar="N")
     p.add_argument("--json-mode", action="store_true", help="ask for a JSON object reply")
+    p.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="JSON Schema the reply must follow: sent as the protocol's structured-output form, "
+        "and the reply is checked against it",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
         "--local", metavar="PATH.gguf", help="serve this GGUF as the local endpoint (local/NAME)"
@@ -85,6 +94,7 @@ class Printer:
         self.prompt_estimate = prompt_estimate
         self.t_submit = 0
         self.show_reasoning = sys.stderr.isatty()
+        self.schema: dict[str, Any] | None = None
         self._started = False
         self._ended_newline = True
 
@@ -145,7 +155,22 @@ class Printer:
             print(f"note: {inert(note)}", file=sys.stderr)
         if t.error is not None:
             print(f"error: {inert(t.error.message)}", file=sys.stderr)
-        print(summary_line(inert_label(run.model), m), file=sys.stderr, flush=True)
+        line = summary_line(inert_label(run.model), m)
+        check = self.schema_check(run)
+        if check is not None:
+            line += f" · {inert(check.describe())}"
+        print(line, file=sys.stderr, flush=True)
+
+    def schema_check(self, run: Run) -> SchemaCheck | None:
+        """The reply checked against ``--schema`` (None without one, or with no reply)."""
+        if self.schema is None:
+            return None
+        from tui.session.structured import validate_reply
+
+        t = fold(run.events)
+        if t.error is not None and not t.text:
+            return None
+        return validate_reply(t.text, self.schema)
 
     def metrics(self, run: Run) -> Any:
         info = model_info(run.model, self.config)
@@ -156,6 +181,13 @@ class Printer:
             stall_s=self.config.stall_s,
             prompt_estimate=self.prompt_estimate,
         )
+
+
+def _schema_fields(check: SchemaCheck | None) -> dict[str, Any]:
+    """``schema_valid`` and ``schema_error`` of ``ask --json`` (present with ``--schema``)."""
+    if check is None:
+        return {"schema_valid": None, "schema_error": None}
+    return {"schema_valid": check.valid, "schema_error": None if check.valid else check.describe()}
 
 
 def result_json(run: Run, printer: Printer) -> dict[str, Any]:
@@ -178,6 +210,7 @@ def result_json(run: Run, printer: Printer) -> dict[str, Any]:
             {"id": c.id, "name": c.name, "arguments": c.arguments} for c in t.tool_calls
         ],
         "notices": t.notices,
+        **(_schema_fields(printer.schema_check(run)) if printer.schema is not None else {}),
         "metrics": m.to_json(),
     }
 
@@ -196,6 +229,7 @@ async def run_ask(
     messages = messages_for([{"role": "user", "content": prompt}], system)
     runs = [Run(model=m) for m in models]
     printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
+    printer.schema = params.json_schema
     gate = StartGate(len(runs)) if len(runs) > 1 else None
 
     stopped_by: list[int] = []  # SIGTERM / SIGHUP: the replies end interrupted, not cancelled
@@ -290,8 +324,22 @@ def main(argv: list[str]) -> int:
     if ns.max_tokens is not None and ns.max_tokens < 1:
         print("tokenrace ask: --max-tokens must be at least 1", file=sys.stderr)
         return 2
+    schema = None
+    if ns.schema is not None:
+        from pathlib import Path
+
+        from tui.session.structured import SchemaError, load_schema
+
+        try:
+            schema = load_schema(Path(ns.schema))
+        except SchemaError as exc:
+            print(f"tokenrace ask: {exc}", file=sys.stderr)
+            return 2
     config = with_local(load_config(), ns.local)
     params = ChatParams(
-        temperature=ns.temperature, max_tokens=ns.max_tokens, json_mode=ns.json_mode
+        temperature=ns.temperature,
+        max_tokens=ns.max_tokens,
+        json_mode=ns.json_mode,
+        json_schema=schema,
     )
     return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json))

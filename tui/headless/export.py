@@ -1,4 +1,4 @@
-"""``tokenrace export [ID] --format md|json``: a conversation with its models and metrics."""
+"""``tokenrace export [ID] --format md|json|html``: a conversation with its models and metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from providers import paths
 from providers.inert import inert_label
-from tui.session.export import ExportError, export_json, export_markdown
+from tui.session.export import ExportError, export_text
 from tui.session.store import Store, StoreError
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         prog="tokenrace export", description="Export a conversation (the latest by default)."
     )
     p.add_argument("id", nargs="?", type=int, help="conversation id (tokenrace export --list)")
-    p.add_argument("--format", choices=("md", "json"), default="md")
+    p.add_argument("--format", choices=("md", "json", "html"), default="md")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     p.add_argument("--list", action="store_true", help="list conversations and their ids")
     ns = p.parse_args(argv)
@@ -66,11 +66,7 @@ def main(argv: list[str]) -> int:
             print("tokenrace export: no conversations yet", file=sys.stderr)
             return 1
         try:
-            text = (
-                export_markdown(store, conv_id)
-                if ns.format == "md"
-                else export_json(store, conv_id)
-            )
+            text = export_text(store, conv_id, ns.format)
         except ExportError as exc:
             print(f"tokenrace export: {exc}", file=sys.stderr)
             return 1

@@ -1,4 +1,4 @@
-"""Choose the export format: m for Markdown, j for JSON."""
+"""Choose the export format: m for Markdown, j for JSON, h for a shareable HTML page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 
 class ExportDialog(ModalScreen[str | None]):
-    """Returns "md" or "json"."""
+    """Returns "md", "json" or "html"."""
 
     DEFAULT_CSS = """
     ExportDialog { align: center middle; }
@@ -25,10 +25,11 @@ class ExportDialog(ModalScreen[str | None]):
         with Vertical():
             yield Static(
                 "Export this conversation with every reply's model and figures:\n\n"
-                "  m   Markdown\n  j   JSON\n\nEsc closes. Exports never contain keys."
+                "  m   Markdown\n  j   JSON\n  h   HTML page to share\n\n"
+                "Esc closes. Exports never contain keys."
             )
 
     def on_key(self, event: events.Key) -> None:
-        if event.key in ("m", "j"):
+        if event.key in ("m", "j", "h"):
             event.stop()
-            self.dismiss("md" if event.key == "m" else "json")
+            self.dismiss({"m": "md", "j": "json", "h": "html"}[event.key])

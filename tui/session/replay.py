@@ -1,7 +1,10 @@
 """Replay suites: every prompt of a JSONL file on every model, N times, with a table per model.
 
 A suite line is ``{"prompt": "...", "system": "...", "json_mode": true, "expect": "json"}``;
-only ``prompt`` is required, and ``expect: "json"`` means the reply must parse as JSON. The same
+only ``prompt`` is required, and ``expect: "json"`` means the reply must parse as JSON. A line
+may carry a JSON Schema, inline (``"schema": {...}``) or as ``"schema_file"`` (relative to the
+suite file): it is sent in each protocol's structured-output form, and each reply is checked
+against it (``schema_valid``); a schema implies ``expect: "json"``. The same
 runner serves ``tokenrace replay`` (engine in-process) and the TUI (engine process): it takes a
 function that streams one request and returns its events.
 """
@@ -29,7 +32,10 @@ from providers.tokens import estimate_prompt_tokens
 
 now_ns = time.perf_counter_ns
 OK_STATUSES = ("complete", "length")
-_ALLOWED_KEYS = {"prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name"}
+_ALLOWED_KEYS = {
+    "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
+    "schema_file",
+}  # fmt: skip
 
 
 class SuiteError(ValueError):
@@ -46,6 +52,26 @@ class SuiteItem:
     expect: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    schema: dict[str, Any] | None = None
+
+
+def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | None:
+    """The line's JSON Schema, inline or from ``schema_file`` (relative to the suite)."""
+    from tui.session.structured import SchemaError, check_schema, load_schema
+
+    if "schema" in obj and "schema_file" in obj:
+        raise SuiteError(f'{path}:{no}: give "schema" or "schema_file", not both')
+    try:
+        if "schema" in obj:
+            return check_schema(obj["schema"], f"{path}:{no}")
+        if "schema_file" in obj:
+            name = obj["schema_file"]
+            if not isinstance(name, str) or not name:
+                raise SuiteError(f'{path}:{no}: "schema_file" must be a file name')
+            return load_schema(path.parent / name)
+    except SchemaError as exc:
+        raise SuiteError(str(exc) if "schema_file" not in obj else f"{path}:{no}: {exc}") from None
+    return None
 
 
 def load_suite(path: Path) -> list[SuiteItem]:
@@ -95,6 +121,7 @@ def load_suite(path: Path) -> list[SuiteItem]:
                 expect=expect,
                 temperature=float(temperature) if temperature is not None else None,
                 max_tokens=max_tokens,
+                schema=_item_schema(obj, path, no),
             )
         )
     if not items:
@@ -124,6 +151,8 @@ class RunResult:
     json_valid: bool | None
     metrics: RunMetrics
     error: str | None = None
+    schema_valid: bool | None = None  # None: the prompt had no schema
+    schema_error: str | None = None  # where and why the first check failed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +163,8 @@ class RunResult:
             "status": self.status,
             "text": self.text,
             "json_valid": self.json_valid,
+            "schema_valid": self.schema_valid,
+            "schema_error": self.schema_error,
             "error": self.error,
             "metrics": self.metrics.to_json(),
         }
@@ -148,6 +179,8 @@ class ModelStats:
     failures: int = 0
     json_expected: int = 0
     json_valid: int = 0
+    schema_expected: int = 0
+    schema_valid: int = 0
     ttft: list[float] = field(default_factory=list)
     decode: list[float] = field(default_factory=list)
     input_tokens: int = 0
@@ -168,6 +201,9 @@ class ModelStats:
         if r.json_valid is not None:
             self.json_expected += 1
             self.json_valid += int(r.json_valid)
+        if r.schema_valid is not None:
+            self.schema_expected += 1
+            self.schema_valid += int(r.schema_valid)
         self.input_tokens += m.input_tokens or 0
         self.output_tokens += m.output_tokens or 0
         if m.cost_usd is None:
@@ -182,6 +218,8 @@ class ModelStats:
             "failures": self.failures,
             "json_expected": self.json_expected,
             "json_valid": self.json_valid,
+            "schema_expected": self.schema_expected,
+            "schema_valid": self.schema_valid,
             "ttft_p50_ms": _r(percentile(self.ttft, 50)),
             "ttft_p95_ms": _r(percentile(self.ttft, 95)),
             "decode_p50_tps": _r(percentile(self.decode, 50)),
@@ -238,7 +276,10 @@ async def run_suite(
     async def one(slot: int, run: int, index: int, item: SuiteItem, model: str) -> None:
         messages = messages_for([{"role": "user", "content": item.prompt}], item.system)
         params = ChatParams(
-            temperature=item.temperature, max_tokens=item.max_tokens, json_mode=item.json_mode
+            temperature=item.temperature,
+            max_tokens=item.max_tokens,
+            json_mode=item.json_mode,
+            json_schema=item.schema,
         )
         request = ChatRequest(model=model, messages=messages, params=params)
         t_submit = now_ns()
@@ -252,7 +293,12 @@ async def run_suite(
             prompt_estimate=estimate_prompt_tokens(messages),
         )
         t = fold(events)
-        valid = json_valid(t.text) if item.expect == "json" else None
+        valid = json_valid(t.text) if item.expect == "json" or item.schema is not None else None
+        check = None
+        if item.schema is not None:
+            from tui.session.structured import validate_reply
+
+            check = validate_reply(t.text, item.schema)
         result = RunResult(
             index,
             item.prompt,
@@ -263,6 +309,8 @@ async def run_suite(
             valid,
             m,
             t.error.message if t.error else None,
+            schema_valid=None if check is None else check.valid,
+            schema_error=None if check is None or check.valid else check.describe(),
         )
         finished.append((slot, result))
         if on_result is not None:
@@ -304,6 +352,7 @@ CSV_FIELDS = (
     "run",
     "status",
     "json_valid",
+    "schema_valid",
     "error",
     *JSON_KEYS,
     "text",
@@ -323,6 +372,7 @@ def to_csv(results: Sequence[RunResult]) -> str:
             "run": r.run,
             "status": r.status,
             "json_valid": "" if r.json_valid is None else str(r.json_valid).lower(),
+            "schema_valid": "" if r.schema_valid is None else str(r.schema_valid).lower(),
             "error": r.error or "",
             "text": r.text,
         }
@@ -348,17 +398,18 @@ def table(stats: Sequence[ModelStats]) -> str:
     from tui import format as fmt
 
     head = (
-        f"{'model':<38} {'replies':>7} {'fail':>4} {'JSON ok':>8} {'TTFT p50':>9} "
+        f"{'model':<38} {'replies':>7} {'fail':>4} {'JSON ok':>8} {'schema ok':>9} {'TTFT p50':>9} "
         f"{'TTFT p95':>9} {'tok/s p50':>9} {'in tok':>9} {'out tok':>9} {'cost':>11}"
     )
     lines = [head, "-" * len(head)]
     for s in stats:
         d = s.to_json()
         jv = f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—"
+        sv = f"{s.schema_valid}/{s.schema_expected}" if s.schema_expected else "—"
         rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
         cost = cost_text(d)
         lines.append(
-            f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} "
+            f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} {sv:>9} "
             f"{fmt.ms(d['ttft_p50_ms']):>9} {fmt.ms(d['ttft_p95_ms']):>9} "
             f"{rate:>9} {s.input_tokens:>9,} {s.output_tokens:>9,} {cost:>11}"
         )
