@@ -101,6 +101,9 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             severity="error",
             timeout=15,
         )
+    from tui import terminal_input
+
+    terminal_input.install()  # keys and pastes as real terminals send them
     try:
         app.run()
     finally:
