@@ -94,6 +94,7 @@ class Session:
     mock: MockServerProcess
     models: dict[str, str]  # short name → scenario name on the mock server
     typed: list[tuple[str, Form]] = field(default_factory=list)
+    toasts: dict[str, list[float]] = field(default_factory=dict)  # pattern → when shown
 
     def press(self, key: str, form: Form | None = None, pause: float = 0.0) -> None:
         """Type ``key`` (its first form unless ``form`` is given)."""
@@ -210,12 +211,19 @@ def check(s: Session, key: str, effect: Effect) -> None:
             s.press(effect.close)
             s.term.wait_gone(effect.pattern, 10)
         elif isinstance(effect, Toast):
+            # A notification stays 5 s: counting "one more" is safe only while none of those
+            # on screen can expire meanwhile, so older ones are let go first.
+            shown = s.toasts.setdefault(effect.pattern, [])
+            if shown and time.monotonic() - shown[0] > 2.5:
+                s.term.wait_gone(effect.pattern, 10)
+                shown.clear()
             before = s.count(effect.pattern)
             s.press(key, form)
             try:
                 s.wait_count(effect.pattern, before + 1, 10)
             except TimeoutError as exc:
                 raise AssertionError(f"{key} as {form!r} did nothing") from exc
+            shown.append(time.monotonic())
         else:
             effect(s, form)
 
@@ -302,16 +310,22 @@ def test_every_chat_key_through_tmux(mock_server: MockServerProcess, isolated_ho
         def left() -> list[str]:
             return [line[:40].rstrip() for line in s.term.screen().splitlines()[1:-6]]
 
+        def scrolls(key: str, to_bottom: bool) -> None:
+            s.press(key)
+            deadline = time.monotonic() + 5  # scrolling is animated
+            while (left() == bottom) != to_bottom:
+                assert time.monotonic() < deadline, f"{key} did not scroll"
+                time.sleep(0.1)
+            seen: list[str] = []
+            while seen != (seen := left()):  # until the animation ends
+                time.sleep(0.2)
+
         time.sleep(0.5)
         bottom = left()
-        s.press("PageUp", pause=0.6)
-        assert left() != bottom
-        s.press("PageDown", pause=0.6)
-        assert left() == bottom
-        s.press("PageUp", pause=0.6)
-        assert left() != bottom
-        s.press("Ctrl+End", pause=0.6)
-        assert left() == bottom
+        scrolls("PageUp", to_bottom=False)
+        scrolls("PageDown", to_bottom=True)
+        scrolls("PageUp", to_bottom=False)
+        scrolls("Ctrl+End", to_bottom=True)
 
         # Esc cancels a streaming reply, and so does Ctrl+C; resizing meanwhile is harmless.
         s.text(f"/model mock/{s.models['slow']}")
@@ -341,7 +355,9 @@ def test_every_chat_key_through_tmux(mock_server: MockServerProcess, isolated_ho
         # F4: Ctrl+E renames, Delete twice deletes.
         s.press("F4")
         s.term.wait_for("Conversations · Enter resumes")
-        s.press("Ctrl+E", pause=0.3)
+        s.term.wait_for(r"▊ hello ")  # the list is filled
+        s.press("Ctrl+E")
+        s.term.wait_for(r"▊  hello +▎", 5)  # the title, in the rename box
         s.text("-renamed")
         s.press("Enter")
         s.term.wait_for("Renamed to")
@@ -425,12 +441,7 @@ def test_every_compare_key_through_tmux(
         for key, effect in COMPARE_DIALOGS.items():
             check(s, key, effect)
 
-        def toggles_sync(s: Session, form: Form) -> None:
-            before = s.count("Panes scroll on their own") + s.count("Synced scrolling on")
-            s.press("F7", form)
-            s.wait_count("Panes scroll on their own|Synced scrolling on", before + 1)
-
-        check(s, "F7", toggles_sync)
+        check(s, "F7", Toast("Panes scroll on their own|Synced scrolling on"))
 
         def verdict(s: Session, form: Form) -> None:
             before = s.count("Verdict: tie")
