@@ -166,3 +166,19 @@ def test_undecodable_bytes_arrive_as_replacement_characters() -> None:
     decoder = linux_driver.getincrementaldecoder("utf-8")()  # type: ignore[attr-defined]
     assert decoder.decode(b"ok \xff then \xe2\x84") == "ok \ufffd then "
     assert decoder.decode(b"\xa2") == "™"  # a character split across reads still decodes
+
+
+def test_every_action_has_a_key_tmux_and_alt_less_terminals_pass_on() -> None:
+    from tui.actions import ACTIONS
+    from tui.screens.compare import CompareScreen
+
+    # tmux keeps Ctrl+B (its prefix); Ctrl+H/I/M/[ are Backspace, Tab, Enter and Esc.
+    taken = {"ctrl+b", "ctrl+h", "ctrl+i", "ctrl+m", "ctrl+left_square_bracket"}
+    for a in ACTIONS:
+        keys = [k.strip() for k in a.keys.split(",")]
+        assert not taken & set(keys), a.id
+        # Where Alt or Option sends no ESC, an Alt-only action would be out of reach.
+        assert any(not k.startswith("alt+") for k in keys), a.id
+    compare = {b.key: b.action for b in CompareScreen.BINDINGS if hasattr(b, "key")}
+    assert compare["f10"] == "cancel_one"  # per-pane cancel without Alt
+    assert not taken & set(compare)
