@@ -146,6 +146,8 @@ def test_alt_keys_are_keys_in_both_byte_forms_and_alt_digits_are_not_macos_chara
         esc_prefix = _parse("\x1b" + char)
         csi_u = _parse(f"\x1b[{ord(char)};3u")
         assert esc_prefix == csi_u == [(f"alt+{char}", None)], char
+    # Alt+Enter inserts a newline in the prompt: ESC Enter must not lose its Alt and send.
+    assert _parse("\x1b\r") == _parse("\x1b[13;3u") == [("alt+enter", None)]
     # Plain keys, escape and F-keys are as Textual reads them.
     assert _parse("g") == [("g", "g")]
     assert _parse("\x1b") == [("escape", "\x1b")]

@@ -10,8 +10,9 @@ own parser and driver, so an upgrade that moves them fails a test, not a user):
   UTF-8 now arrive as U+FFFD, the way terminals show them.
 - **Alt+key is a key, not a character.** ``ESC g`` became ``alt+g`` carrying the character
   ``g``, so the prompt (a text area) typed ``g`` and the Alt+G binding never ran; the same key
-  under the kitty keyboard protocol (``CSI 103;3u``) carries no character and worked. Both
-  forms now arrive alike, as a key the bindings see.
+  under the kitty keyboard protocol (``CSI 103;3u``) carries no character and worked; and
+  ``ESC Enter`` lost its Alt and sent the prompt. Both forms now arrive alike, as a key the
+  bindings see.
 - **ESC followed by a digit is Alt+digit.** Textual maps ``ESC 1`` … ``ESC 0`` (and ``ESC -``,
   ``ESC =``, ``ESC §``) to the characters macOS composes for Option+key under WezTerm (``™``
   for ``ESC 2``). xterm, VTE, the Linux console, screen and tmux send exactly those bytes for
@@ -55,7 +56,12 @@ def install() -> None:
         self: XTermParser, sequence: str, alt: bool = False
     ) -> Iterator[events.Key]:
         for key in to_keys(self, sequence, alt):
-            yield events.Key(key.key, None) if alt and key.key.startswith("alt+") else key
+            if not alt or key.key == "escape":
+                yield key
+            elif key.key.startswith("alt+"):
+                yield events.Key(key.key, None)
+            else:  # ESC Enter came out as plain Enter (sending the prompt), ESC Tab as Tab
+                yield events.Key(f"alt+{key.key}", None)
 
     XTermParser._sequence_to_key_events = sequence_to_key_events  # type: ignore[method-assign]
     setattr(linux_driver, "getincrementaldecoder", tolerant_decoder)  # noqa: B010
