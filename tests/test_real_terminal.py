@@ -369,7 +369,10 @@ def test_every_chat_key_through_tmux(mock_server: MockServerProcess, isolated_ho
         s.term.wait_gone("Conversations · Enter resumes")
 
         # ? is help too, when the prompt does not have focus (there it is a character).
-        s.term.type(b"\t", pause=0.3)
+        # Tab moves focus off the prompt; given time, as the closed dialog hands focus back
+        # to the prompt a moment after it goes.
+        time.sleep(1.0)
+        s.term.type(b"\t", pause=1.0)
         check(s, "?", Opens(r"\[pick_model\]", close="?"))
 
         # Ctrl+C when nothing streams quits.
