@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -429,3 +430,41 @@ async def test_a_race_reopens_with_its_panes_strip_and_verdict(
             assert _this_prompt(strip) == _this_prompt(live_strip), (strip, live_strip)
             assert s.verdicts and s.verdicts[0][1] == b
     store.close()
+
+
+async def test_compare_keys_are_remappable_and_help_shows_the_remap(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from textual.widgets import Static
+
+    from tui.screens.help_screen import HelpScreen
+
+    slow = scenario(mock_server, n_tokens=400, ttft_ms=10, tps=40)
+    config = mock_config(mock_server, keys={"cancel_pane_b": "ctrl+f"})
+    app = make_app(config, isolated_home, models=[slow, slow])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = "\n".join(str(s.render()) for s in app.screen.query(Static))
+        assert re.search(r"Ctrl\+F +Cancel pane B +\[cancel_pane_b\]", text), text
+        assert re.search(r"F10 +Cancel one pane's reply \(press its letter\)", text), text
+        await pilot.press("escape")
+        await send(pilot, "go")
+        await wait_until(
+            pilot,
+            lambda: all(
+                screen(app).runs.get(i) and screen(app).runs[i].text_len > 10 for i in (0, 1)
+            ),
+            what="both streaming",
+        )
+        await pilot.press("alt+2")  # the default no longer cancels pane B
+        await pilot.pause(0.3)
+        assert not screen(app).runs[1].done
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: screen(app).runs[1].done, timeout=3, what="B cancelled")
+        assert screen(app).runs[1].status == "cancelled" and not screen(app).runs[0].done
+        await pilot.press("f10")
+        await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser), what="chooser")
+        await pilot.press("a")
+        await wait_until(pilot, lambda: race_over(app), timeout=3, what="A cancelled")
+        assert screen(app).runs[0].status == "cancelled"

@@ -1,10 +1,16 @@
 """Every user action in one table: bindings, help, the command palette and keymaps come from it.
 
-An action id (``send``, ``pick_model`` …) is what users remap in config.toml::
+An action id (``pick_model``, ``copy_code`` …) is what users remap in config.toml::
 
     [keys]
-    pick_model = "f2,alt+m"
-    copy_reply = "alt+c,alt+y"
+    pick_model = "ctrl+l"
+    copy_code = "ctrl+f,shift+f12"
+
+Every action has a key that reaches the app through tmux with its default configuration
+(``tests/test_real_terminal.py`` types each one): Alt+key arrives as ESC then the key, which
+tmux passes on (``tui/terminal_input.py`` makes it a key, not a character); each Alt key also
+has an F-key form, for terminals where Option/Alt does not send ESC; Ctrl+B is tmux's prefix and
+is left alone.
 
 A remap onto a key that is already bound is reported when the config loads
 (``remap_conflicts``).
@@ -64,13 +70,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True, label="Quit"),
     ActionSpec("new_chat", "ctrl+n", "app.new_chat", "New conversation"),
-    ActionSpec("copy_reply", "alt+c", "app.copy_reply", "Copy the last reply"),
-    ActionSpec("copy_code", "ctrl+b", "app.copy_code", "Copy the last code block"),
+    ActionSpec("copy_reply", "alt+c,f12", "app.copy_reply", "Copy the last reply"),
+    ActionSpec("copy_code", "alt+k,shift+f12", "app.copy_code", "Copy the last code block"),
     ActionSpec("theme", "ctrl+t", "app.change_theme", "Change theme"),
     ActionSpec("history_search", "ctrl+r", "app.history_search", "Search past prompts"),
     ActionSpec("replay", "ctrl+g", "app.replay", "Replay the last prompt"),
-    ActionSpec("replay_n", "alt+g", "app.replay_n", "Replay the last prompt N times"),
-    ActionSpec("suite", "alt+s", "app.suite", "Run a replay suite (JSONL) with a live table"),
+    ActionSpec("replay_n", "alt+g,shift+f5", "app.replay_n", "Replay the last prompt N times"),
+    ActionSpec(
+        "suite", "alt+s,shift+f6", "app.suite", "Run a replay suite (JSONL) with a live table"
+    ),
     ActionSpec("export", "ctrl+s", "app.export", "Export this conversation"),
     ActionSpec("follow", "ctrl+end", "app.follow", "Jump to the bottom and follow the stream"),
     ActionSpec("summary", "f6", "app.summary", "Session summary and monthly projection"),

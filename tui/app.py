@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from textual.app import App, SystemCommand
@@ -53,6 +53,15 @@ STOP_SIGNALS = tuple(
 )
 
 
+def has_function_key(keys: str) -> bool:
+    """``alt+g,shift+f5`` → True: one of the keys is an F-key (``f1``, ``shift+f12`` …)."""
+    for key in keys.split(","):
+        name = key.strip().rsplit("+", 1)[-1]
+        if name[:1] == "f" and name[1:].isdigit():
+            return True
+    return False
+
+
 def _bindings() -> list[Binding]:
     return [
         Binding(
@@ -62,7 +71,7 @@ def _bindings() -> list[Binding]:
             show=a.footer,
             tooltip=a.description,
             # F-keys act from the prompt too: TextArea binds F6/F7 for selection.
-            priority=a.priority or a.keys.startswith("f"),
+            priority=a.priority or has_function_key(a.keys),
             id=a.id,
         )
         for a in ACTIONS
@@ -510,7 +519,7 @@ class TokenraceApp(App[None]):
             bound[a.id] = self.config.keys.get(a.id, a.keys)
         screen = self.screen
         name = type(screen).__name__.removesuffix("Screen").lower()
-        self.push_screen(HelpScreen(bound, screen_keys(screen), name))
+        self.push_screen(HelpScreen(bound, screen_keys(screen, self.config.keys), name))
 
     def action_pick_model(self, query: str = "") -> None:
         from tui.screens.model_picker import ModelPicker
@@ -753,7 +762,7 @@ class TokenraceApp(App[None]):
         yield SystemCommand(
             "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
         )
-        for keys, description, action in screen_actions(screen):
+        for keys, description, action in screen_actions(screen, self.config.keys):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
 
     # --- shutdown ------------------------------------------------------------------------
@@ -800,17 +809,25 @@ class TokenraceApp(App[None]):
 # --- helpers (no UI) -------------------------------------------------------------------------
 
 
-def screen_actions(screen: Screen[Any]) -> list[tuple[str, str, str]]:
-    """(keys, description, action) of a screen's own bindings, for help and the palette."""
+def screen_actions(
+    screen: Screen[Any], keymap: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(keys, description, action) of a screen's own bindings (remaps in ``keymap`` applied),
+    for help and the palette."""
     out = []
     for b in getattr(type(screen), "BINDINGS", []):
         if isinstance(b, Binding) and b.description:
-            out.append((b.key, b.tooltip or b.description, b.action))
+            keys = (keymap or {}).get(b.id, b.key) if b.id else b.key
+            out.append((keys, b.tooltip or b.description, b.action))
     return out
 
 
-def screen_keys(screen: Screen[Any]) -> list[tuple[str, str]]:
-    return [(k, d) for k, d, _ in screen_actions(screen)]
+def screen_keys(
+    screen: Screen[Any], keymap: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(keys, description, id to remap it by, or "") of a screen's own bindings, for help."""
+    ids = {b.action: b.id or "" for b in getattr(type(screen), "BINDINGS", [])}
+    return [(k, d, ids.get(a, "")) for k, d, a in screen_actions(screen, keymap)]
 
 
 async def find_default_model(config: Config, probe_loopback: bool = True) -> str | None:

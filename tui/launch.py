@@ -153,6 +153,9 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
     terminal = sys.__stderr__
     if terminal is not None:
         sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc]
+    from tui import terminal_input
+
+    terminal_input.install()  # keys and pastes as real terminals send them
     try:
         app.run()
     finally:

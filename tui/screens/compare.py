@@ -136,10 +136,25 @@ class CompareScreen(Screen[None]):
 
     AUTO_FOCUS = "PromptBox"
     BINDINGS = [
-        Binding("alt+1", "cancel_pane(0)", "Cancel pane A", show=False),
-        Binding("alt+2", "cancel_pane(1)", "Cancel pane B", show=False),
-        Binding("alt+3", "cancel_pane(2)", "Cancel pane C", show=False),
-        Binding("alt+4", "cancel_pane(3)", "Cancel pane D", show=False),
+        *(
+            Binding(
+                f"alt+{n + 1}",
+                f"cancel_pane({n})",
+                f"Cancel pane {letter}",
+                show=False,
+                id=f"cancel_pane_{letter.lower()}",
+            )
+            for n, letter in enumerate("ABCD")
+        ),
+        Binding(
+            "f10",
+            "cancel_one",
+            "Cancel one pane",
+            show=False,
+            priority=True,
+            tooltip="Cancel one pane's reply (press its letter)",
+            id="cancel_one_pane",
+        ),
         Binding(
             "f7",
             "toggle_sync",
@@ -147,6 +162,7 @@ class CompareScreen(Screen[None]):
             show=True,
             priority=True,
             tooltip="Synced scrolling on or off",
+            id="sync_scroll",
         ),
         Binding(
             "f8",
@@ -155,6 +171,7 @@ class CompareScreen(Screen[None]):
             show=True,
             priority=True,
             tooltip="Diff pane A's latest answer with another pane's",
+            id="diff",
         ),
         Binding(
             "f9",
@@ -163,6 +180,7 @@ class CompareScreen(Screen[None]):
             show=True,
             priority=True,
             tooltip="Verdict: which pane answered best (or a tie)",
+            id="verdict",
         ),
         Binding("pageup", "scroll_panes(-1)", "Scroll the panes up", show=False, priority=True),
         Binding("pagedown", "scroll_panes(1)", "Scroll the panes down", show=False, priority=True),
@@ -708,6 +726,20 @@ class CompareScreen(Screen[None]):
             return
         if not self._cancel(index):
             self.notify(f"Pane {PANE_LETTERS[index]} is not streaming.")
+
+    def action_cancel_one(self) -> None:
+        """F10: cancel the pane whose letter is pressed next (Alt+1 … Alt+4 without Alt)."""
+        from tui.screens.pane_chooser import PaneChooser
+
+        if not any(not run.done for run in self.runs.values()):
+            self.notify("No pane is streaming.")
+            return
+
+        def chosen(index: int | None) -> None:
+            if index is not None:
+                self.action_cancel_pane(index)
+
+        self.app.push_screen(PaneChooser(self.models, "Cancel which pane's reply?"), chosen)
 
     def retry(self) -> None:
         """F5: run the last prompt again on every pane."""

@@ -35,7 +35,7 @@ class HelpScreen(ModalScreen[None]):
     def __init__(
         self,
         bound: dict[str, str] | None = None,
-        screen_keys: list[tuple[str, str]] | None = None,
+        screen_keys: list[tuple[str, str, str]] | None = None,
         screen_name: str = "",
     ) -> None:
         super().__init__()
@@ -54,8 +54,9 @@ class HelpScreen(ModalScreen[None]):
             )
         if self.screen_keys:
             rows += ["", Content.styled(f"On the {self.screen_name} screen", "bold"), ""]
-            for keys, what in self.screen_keys:
-                rows.append(Content.assemble((f"{pretty_keys(keys):<24}", "bold"), what))
+            for keys, what, binding_id in self.screen_keys:
+                remap = (f"   [{binding_id}]", "dim") if binding_id else ""
+                rows.append(Content.assemble((f"{pretty_keys(keys):<24}", "bold"), what, remap))
         rows += ["", Content.styled("In the prompt", "bold"), ""]
         for keys, what in PROMPT_KEYS:
             rows.append(Content.assemble((f"{keys:<24}", "bold"), what))
@@ -65,7 +66,8 @@ class HelpScreen(ModalScreen[None]):
         rows += [
             "",
             "Every action is also in the command palette (Ctrl+P). Remap keys in "
-            'config.toml under [keys], e.g. pick_model = "f2,alt+m". Esc closes.',
+            'config.toml under [keys] by the id in brackets, e.g. copy_code = "ctrl+l". '
+            "Esc closes.",
         ]
         with VerticalScroll():
             yield Static(Content("\n").join(Content(r) if isinstance(r, str) else r for r in rows))

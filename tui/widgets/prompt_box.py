@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+from textual.widgets.text_area import EditResult, Location
 
 PASTE_COLLAPSE_CHARS = 2000
 PASTE_COLLAPSE_LINES = 20
 _PLACEHOLDER = re.compile(r"\[paste #(\d+): [^\]]*\]")
+
+
+def one_newline_style(text: str) -> str:
+    """CRLF and CR line ends (tmux, xterm and VTE paste lines with CR) as LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def human_size(n_bytes: int) -> str:
@@ -112,12 +118,45 @@ class PromptBox(TextArea):
         return f"[paste #{number}: {human_size(len(text.encode('utf-8')))}, {lines:,} lines]"
 
     async def _on_paste(self, event: events.Paste) -> None:
-        if self._is_big(event.text):
-            event.prevent_default()
-            event.stop()
-            self.insert(self._fold(event.text))
+        # Textual runs ``TextArea._on_paste`` itself after this handler (a message goes to the
+        # handler of every class in the MRO unless the default is prevented): calling it here
+        # as well inserted every paste twice.
+        event.prevent_default()
+        event.stop()
+        if self.read_only:
             return
-        await super()._on_paste(event)
+        text = one_newline_style(event.text)
+        if self._is_big(text):
+            text = self._fold(text)
+        if result := self._replace_via_keyboard(text, *self.selection):
+            self.move_cursor(result.end_location)
+
+    # A folded paste is one unit: every keyboard edit (Backspace, Delete, Ctrl+W, Ctrl+K, cut,
+    # typing) that touches part of a placeholder takes all of it, or lands after it. Both
+    # TextArea methods below are where its keyboard actions edit the document.
+
+    def _delete_via_keyboard(self, start: Location, end: Location) -> EditResult | None:
+        return super()._delete_via_keyboard(*self._whole_pastes(start, end))
+
+    def _replace_via_keyboard(
+        self, insert: str, start: Location, end: Location
+    ) -> EditResult | None:
+        return super()._replace_via_keyboard(insert, *self._whole_pastes(start, end))
+
+    def _whole_pastes(self, start: Location, end: Location) -> tuple[Location, Location]:
+        """``start``..``end`` widened to every placeholder it cuts into (or, for an insertion
+        point inside one, moved to its end)."""
+        start, end = sorted((start, end))
+        for row in sorted({start[0], end[0]}):
+            for m in _PLACEHOLDER.finditer(self.document[row]):
+                if int(m.group(1)) not in self.pastes:
+                    continue
+                p0, p1 = (row, m.start()), (row, m.end())
+                if start == end and p0 < start < p1:
+                    start = end = p1
+                elif start < p1 and end > p0:
+                    start, end = min(start, p0), max(end, p1)
+        return start, end
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
