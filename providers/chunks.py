@@ -62,6 +62,7 @@ def loads(text: str) -> Any:
         obj = _clean(obj)
     return obj
 
+
 # Beyond these a figure is not a figure: a billion tokens in one reply, $10,000 for one request.
 MAX_TOKENS = 10**9
 MAX_COST_USD = 10_000.0

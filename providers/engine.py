@@ -1020,8 +1020,12 @@ _CRASH_KINDS = frozenset({"interrupted", "connect", "server", "timeout_connect"}
 
 def ev_may_be_a_crash(ev: Event) -> bool:
     """Whether ``ev`` may come from a dead local server (worth asking if it is alive)."""
-    return isinstance(ev, (StreamError, Retrying)) and ev.kind in _CRASH_KINDS and not (
-        isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
+    return (
+        isinstance(ev, (StreamError, Retrying))
+        and ev.kind in _CRASH_KINDS
+        and not (
+            isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
+        )
     )
 
 

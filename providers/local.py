@@ -355,9 +355,7 @@ def what_to_do(code: int) -> str:
     """Advice for a server that ended by itself."""
     if code == -signal.SIGILL:
         extra = (
-            f" and unset {EXTRA_BUFFERS_ENV}"
-            if os.environ.get(EXTRA_BUFFERS_ENV) == "1"
-            else ""
+            f" and unset {EXTRA_BUFFERS_ENV}" if os.environ.get(EXTRA_BUFFERS_ENV) == "1" else ""
         )
         return (
             "llama.cpp ran a CPU instruction this machine does not allow (a build for another "

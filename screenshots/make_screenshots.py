@@ -138,10 +138,12 @@ async def chat_done(server: MockServerProcess, theme: str, out: Path) -> None:
 
 
 async def race(server: MockServerProcess, theme: str, out: Path, *, done: bool) -> None:
-    server.add_scenario("fast-model", {"text": REPLY, "ttft_ms": 180, "tps": 90,
-                                       "prompt_tokens": 40})
-    server.add_scenario("slow-model", {"text": REPLY, "ttft_ms": 650, "tps": 35,
-                                       "prompt_tokens": 40})
+    server.add_scenario(
+        "fast-model", {"text": REPLY, "ttft_ms": 180, "tps": 90, "prompt_tokens": 40}
+    )
+    server.add_scenario(
+        "slow-model", {"text": REPLY, "ttft_ms": 650, "tps": 35, "prompt_tokens": 40}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         app = make_app(server, theme, Path(tmp), ["demo/fast-model", "demo/slow-model"])
         async with app.run_test(size=(150, 40)) as pilot:
