@@ -95,9 +95,21 @@ def test_headless_commands_never_import_textual_or_rich(
     assert run_probe(args, isolated_home, allowed) == "LEAKED []"
 
 
-def test_ruff_is_clean() -> None:
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command: list[str]) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "providers", "tui", "themes", "tests", "bench"],
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            *command,
+            "providers",
+            "tui",
+            "themes",
+            "tests",
+            "bench",
+            "screenshots",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
