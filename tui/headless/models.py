@@ -51,8 +51,8 @@ async def survey(config: Config, names: list[str], store: KeyStore) -> list[Endp
     async def one(name: str) -> EndpointReport:
         ep = config.endpoint(name)
         if ep.managed:  # tokenrace starts its server on first use: nothing to ask now
-            listing = ModelListing(ep.name, "ok", ep.models)
-            return EndpointReport(ep, None, None, listing, [(m, "local") for m in ep.models])
+            local = ModelListing(ep.name, "ok", ep.models)
+            return EndpointReport(ep, None, None, local, [(m, "local") for m in ep.models])
         key: ResolvedKey | None = None
         key_error: str | None = None
         try:

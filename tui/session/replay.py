@@ -338,8 +338,8 @@ async def run_suite(
             if exc is not None:
                 raise exc
     finally:
-        for task in [*workers, *([stopper] if stopper is not None else [])]:
-            task.cancel()
+        for started in [*workers, *([stopper] if stopper is not None else [])]:
+            started.cancel()
         await asyncio.gather(*workers, *([stopper] if stopper else []), return_exceptions=True)
     finished.sort(key=lambda pair: pair[0])
     return [r for _, r in finished]

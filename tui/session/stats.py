@@ -26,12 +26,18 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from providers.inert import inert_label
 
 Z95 = 1.959963984540054
 OK_STATUSES = ("complete", "length")
+
+
+class Row(Protocol):
+    """A stored row read by column name: a ``sqlite3.Row`` or a plain dict."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ class Verdict:
     winner: str | None
 
 
-def parse_verdict(row: Mapping[str, Any]) -> Verdict | None:
+def parse_verdict(row: Row) -> Verdict | None:
     """A stored verdict row as a ``Verdict``; ``None`` when it judges fewer than two models."""
     raw = row["models"]
     try:
@@ -214,9 +220,7 @@ def bradley_terry(
     return {m: math.log(strength[m]) for m in models}, regularised, iters
 
 
-def leaderboard(
-    verdict_rows: Iterable[Mapping[str, Any]], run_rows: Iterable[Mapping[str, Any]] = ()
-) -> Leaderboard:
+def leaderboard(verdict_rows: Iterable[Row], run_rows: Iterable[Row] = ()) -> Leaderboard:
     """Per model: races, wins, ties, losses, Wilson win rate, BT rating, and run figures."""
     verdicts = [v for v in (parse_verdict(r) for r in verdict_rows) if v is not None]
     races: dict[str, int] = {}
@@ -230,7 +234,7 @@ def leaderboard(
             elif v.winner == m:
                 wins[m] = wins.get(m, 0) + 1
     ratings, regularised, iters = bradley_terry(pairwise(verdicts)) if verdicts else ({}, False, 0)
-    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    by_model: dict[str, list[Row]] = {}
     for r in run_rows:
         if r["status"] != "cancelled":
             by_model.setdefault(str(r["model"]), []).append(r)
