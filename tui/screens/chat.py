@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TextArea
 
-from providers.events import Cancelled
+from providers.events import Cancelled, StreamError
 from providers.inert import inert_label
 from providers.prices import format_context, model_info
 from providers.remote import StreamHandle
@@ -432,8 +432,6 @@ class ChatScreen(Screen[None]):
         self._finish(run, widget)
 
     def _fail_locally(self, run: LiveRun, widget: AssistantMessage, message: str) -> None:
-        from providers.events import StreamError
-
         run.feed([StreamError(t_ns=time.perf_counter_ns(), kind="internal", message=message)])
         self._finish(run, widget)
 
@@ -452,7 +450,7 @@ class ChatScreen(Screen[None]):
         messages = self.query_one(MessageList)
         if turn.error and turn.status in ("error", "interrupted"):
             err_kind = next(
-                (e.kind for e in reversed(run.events) if type(e).__name__ == "StreamError"), "error"
+                (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )
             messages.mount(ErrorPanel(run.model, str(err_kind), turn.error))
         messages.content_grew()
@@ -474,10 +472,12 @@ class ChatScreen(Screen[None]):
             return  # figures change slower than text
         f = run.live(self.tapp.clock())
         self.query_one(StatusBar).show(f, run.spark_rates())
-        if self.reply is not None and f.retry_until_ns is None:
+        if self.reply is None:
+            return
+        if f.retry_until_ns is None:
             ep = self.tapp.config.endpoints.get(run.endpoint)
             self.reply.show_live(run.live_label(self.tapp.clock(), ep.timeouts if ep else None))
-        elif self.reply is not None:
+        else:
             left = max(0.0, (f.retry_until_ns - self.tapp.clock()) / 1e9)
             self.reply.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
 

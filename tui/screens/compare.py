@@ -673,7 +673,7 @@ class CompareScreen(Screen[None]):
                 names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
         elif self.streaming:
-            done = [i for i, t in self.finish_ns.items() if t is not None]
+            finished = [i for i, t in self.finish_ns.items() if t is not None]
             rows.append(
                 Content.assemble(
                     ("racing… ", "bold"),
@@ -681,10 +681,10 @@ class CompareScreen(Screen[None]):
                         "finished: "
                         + ", ".join(
                             PANE_LETTERS[i]
-                            for i in sorted(done, key=lambda i: self.finish_ns[i] or 0)
+                            for i in sorted(finished, key=lambda i: self.finish_ns[i] or 0)
                         )
                     )
-                    if done
+                    if finished
                     else "",
                 )
             )
