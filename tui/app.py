@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
@@ -62,7 +62,7 @@ def has_function_key(keys: str) -> bool:
     return False
 
 
-def _bindings() -> list[Binding]:
+def _bindings() -> list[BindingType]:
     return [
         Binding(
             a.keys,
@@ -210,13 +210,17 @@ class TokenraceApp(App[None]):
         gc.enable()  # the command line switched it off for start-up (tui/cli.py)
         self._gc_screens = {id(s) for s in self.screen_stack}
         self.set_interval(GC_CHECK_S, self._collect)
-        self.engine.on_idle = lambda: self.set_timer(GC_AFTER_REPLY_S, self._collect_after_reply)
+        self.engine.on_idle = self._replies_ended
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
             # `tokenrace models` imports the openai SDK in its own process: half a second of
             # CPU we keep away from start-up (the picker starts it at once if opened sooner).
             self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
+
+    def _replies_ended(self) -> None:
+        """No reply streams any more: collect a little later, once its objects are garbage."""
+        self.set_timer(GC_AFTER_REPLY_S, self._collect_after_reply)
 
     def _collect_after_reply(self) -> None:
         # Quiet as far as the collector is concerned, even when the next request has just
@@ -763,7 +767,7 @@ class TokenraceApp(App[None]):
             "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
         )
         for keys, description, action in screen_actions(screen, self.config.keys):
-            yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))  # type: ignore[misc]
+            yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))
 
     # --- shutdown ------------------------------------------------------------------------
 

@@ -152,7 +152,9 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         )
     terminal = sys.__stderr__
     if terminal is not None:
-        sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc]
+        # typeshed declares sys.__stderr__ a Final TextIOWrapper; Textual's writer thread
+        # writes to whatever it is, so it is replaced on purpose with a stream-like wrapper.
+        sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc,assignment]
     from tui import terminal_input
 
     terminal_input.install()  # keys and pastes as real terminals send them
