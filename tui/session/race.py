@@ -10,11 +10,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from providers.config import Config
 from providers.metrics import RunMetrics, percentile
 from providers.prices import model_info
+from tui.session.stats import Row
 
 OK_STATUSES = ("complete", "length")
 PANE_LETTERS = "ABCD"
@@ -117,14 +117,12 @@ class ModelSummary:
     ties: int
 
 
-def summarise(
-    runs: Iterable[Mapping[str, Any]], verdicts: Iterable[Mapping[str, Any]] = ()
-) -> list[ModelSummary]:
+def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSummary]:
     """Per model: replies, median / p95 TTFT, median decode rate, tokens, cost, verdicts.
 
     ``runs`` are stored run rows; cancelled runs stay out of the statistics (DESIGN §5).
     """
-    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    by_model: dict[str, list[Row]] = {}
     for r in runs:
         if r["status"] == "cancelled":
             continue

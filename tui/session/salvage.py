@@ -26,7 +26,8 @@ _INDEXES = {
 _CORRUPT, _NOTADB = 11, 26  # SQLite's primary result codes
 UNSAVED_GLOB = "history-unsaved-*.db"
 
-Op = Callable[[sqlite3.Connection], None]
+# A queued write, as tui.session.store has it; what it returns is dropped.
+Op = Callable[[sqlite3.Connection], object]
 
 
 def is_corruption(exc: BaseException) -> bool:

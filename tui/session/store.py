@@ -228,7 +228,8 @@ class ConversationRow:
     messages: int = 0
 
 
-Op = Callable[[sqlite3.Connection], None]
+# A queued write; what it returns (a cursor, say) is dropped.
+Op = Callable[[sqlite3.Connection], object]
 
 
 class Store:
