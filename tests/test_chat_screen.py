@@ -17,6 +17,7 @@ from tests.support.tui import (
     mock_config,
     replies,
     scenario,
+    screen_of,
     send,
     wait_for_screen,
     wait_until,
@@ -58,6 +59,13 @@ def chat_requests(mock: MockServerProcess, model: str) -> list[dict[str, Any]]:
     return [r for r in mock.log() if r["path"].endswith("/chat/completions") and r["model"] == name]
 
 
+def follows(messages: MessageList) -> bool:
+    """Whether the list follows the stream now."""
+    # A call, not the attribute: mypy keeps an asserted attribute narrowed across the awaits
+    # (key presses) that change it.
+    return messages.follow
+
+
 def done(w: AssistantMessage) -> bool:
     return w.status != "streaming"
 
@@ -83,7 +91,8 @@ async def test_default_model_is_a_local_server_that_answers(
             lambda: isinstance(app.screen, ChatScreen) and app.screen.model is not None,
             what="a default model",
         )
-        assert app.screen.model is not None and app.screen.model.startswith("mylab/")
+        model = screen_of(app, ChatScreen).model
+        assert model is not None and model.startswith("mylab/")
 
 
 async def test_streamed_reply_equals_the_scenario_text(
@@ -103,7 +112,7 @@ async def test_streamed_reply_equals_the_scenario_text(
         # Saved as it went: the store holds what was shown, with the run's figures.
         assert app.store is not None
         app.store.flush()
-        conv_id = app.screen.conv.id
+        conv_id = screen_of(app, ChatScreen).conv.id
         rows = app.store.messages(conv_id)
         assert [(r["role"], r["content"]) for r in rows] == [
             ("user", "Show me markdown"),
@@ -111,7 +120,7 @@ async def test_streamed_reply_equals_the_scenario_text(
         ]
         run = app.store.run_for_message(rows[1]["id"])
         assert run is not None and run["status"] == "complete"
-        m = app.screen.conv.turns(0)[-1].metrics
+        m = screen_of(app, ChatScreen).conv.turns(0)[-1].metrics
         assert m is not None and run["ttft_ms"] == pytest.approx(m.ttft_ms)
         assert run["output_tokens"] == m.output_tokens
 
@@ -151,15 +160,15 @@ async def test_follow_and_scrolled_up_modes(
         assert messages.scroll_y >= messages.max_scroll_y - 1  # following the stream
         await pilot.press("pageup")
         await pilot.pause(0.1)
-        assert not messages.follow
+        assert not follows(messages)
         held = messages.scroll_y
         await wait_until(pilot, lambda: messages.new_below, what="new-text indicator")
         assert app.screen.query_one("#new-below").display
         assert messages.scroll_y == held  # the view stays where the user put it
         await pilot.press("ctrl+end")
         await pilot.pause(0.2)
-        assert messages.follow and not messages.new_below
-        app.screen.cancel()
+        assert follows(messages) and not messages.new_below
+        screen_of(app, ChatScreen).cancel()
 
 
 async def test_cancel_keeps_partial_text(
@@ -177,9 +186,9 @@ async def test_cancel_keeps_partial_text(
         reply = replies(app)[0]
         assert reply.status == "cancelled"
         assert reply.body.source and "cancelled" in str(reply.metrics_line.render())
-        assert app.screen.conv.turns(0)[-1].status == "cancelled"
+        assert screen_of(app, ChatScreen).conv.turns(0)[-1].status == "cancelled"
         assert app.store is not None and app.store.flush()
-        rows = app.store.messages(app.screen.conv.id)
+        rows = app.store.messages(screen_of(app, ChatScreen).conv.id)
         assert rows[-1]["status"] == "cancelled" and rows[-1]["content"] == reply.body.source
 
 
@@ -235,7 +244,7 @@ async def test_switching_model_mid_conversation_keeps_history(
         await send(pilot, "question one")
         await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
         await send(pilot, f"/model {second}")
-        await wait_until(pilot, lambda: app.screen.model == second, what="model switch")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.model == second, what="model switch")
         await send(pilot, "question two")
         await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
         assert [r.model for r in replies(app)] == [first, second]
@@ -259,7 +268,7 @@ async def test_model_picker(isolated_home: Path, mock_server: MockServerProcess)
         await pilot.pause(0.1)
         await pilot.press("enter")
         await wait_for_screen(pilot, ChatScreen)
-        assert app.screen.model == "mock/mock-slow"
+        assert screen_of(app, ChatScreen).model == "mock/mock-slow"
 
 
 async def test_picker_asks_the_endpoints_again_when_opened_later(
@@ -332,7 +341,7 @@ async def test_slash_commands_change_the_next_request(
         await send(pilot, "/temperature hot")  # a bad value: a warning, nothing changes
         await send(pilot, "/nosuch")
         await pilot.pause(0.05)
-        assert app.screen.conv.settings.temperature == 0.3
+        assert screen_of(app, ChatScreen).conv.settings.temperature == 0.3
         await send(pilot, "Reply in JSON")
         await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
         (req,) = chat_requests(mock_server, model)
@@ -340,7 +349,7 @@ async def test_slash_commands_change_the_next_request(
         assert body["messages"][0] == {"role": "system", "content": "Be terse."}
         assert body["temperature"] == 0.3 and body["max_tokens"] == 64
         assert body["response_format"] == {"type": "json_object"}
-        old = app.screen.conv.id
+        old = screen_of(app, ChatScreen).conv.id
         await send(pilot, "/clear")
         await wait_until(
             pilot,

@@ -9,7 +9,7 @@ from typing import Any
 
 from providers.config import load_config
 from tests.support.mock_server import MockServerProcess
-from tests.support.tui import make_app, wait_until
+from tests.support.tui import make_app, screen_of, wait_until
 from tui.screens.chat import ChatScreen
 from tui.screens.model_picker import ModelPicker
 from tui.screens.welcome import WelcomeScreen
@@ -47,7 +47,7 @@ async def test_f5_on_the_welcome_page_reads_the_edited_config(
         path.write_text(f'default_model = "mock/{name}"\n{endpoint}')
         await pilot.press("f5")
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="chat")
-        assert app.screen.model == f"mock/{name}"
+        assert screen_of(app, ChatScreen).model == f"mock/{name}"
         await _send(pilot, "hi")
         await wait_until(
             pilot,
@@ -55,7 +55,8 @@ async def test_f5_on_the_welcome_page_reads_the_edited_config(
             timeout=20,
             what="reply",
         )
-        assert app.screen.last_reply().content == "Hello from the new endpoint."
+        last = screen_of(app, ChatScreen).last_reply()
+        assert last is not None and last.content == "Hello from the new endpoint."
 
 
 async def test_an_endpoint_added_while_running_works_after_the_picker_opens(

@@ -24,6 +24,7 @@ from tests.support.tui import (
     mock_config,
     replies,
     scenario,
+    screen_of,
     send,
     wait_for_screen,
     wait_until,
@@ -94,7 +95,7 @@ async def test_resume_reopens_the_last_conversation(
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "remember me")
         await wait_until(pilot, lambda: idle(app))
-        conv_id = app.screen.conv.id
+        conv_id = screen_of(app, ChatScreen).conv.id
     assert app.store is not None
     app.store.close()
     store = Store(db)
@@ -354,10 +355,11 @@ async def test_metrics_log_and_prometheus_file(
         for _ in range(2):
             await send(pilot, "count")
             await wait_until(pilot, lambda: idle(app))
-        app.screen.set_model(b)
+        chat = screen_of(app, ChatScreen)
+        chat.set_model(b)
         await send(pilot, "fail")
-        await wait_until(pilot, lambda: idle(app) and app.screen.run.model == b)
-        conv_id = app.screen.conv.id
+        await wait_until(pilot, lambda: idle(app) and chat.run is not None and chat.run.model == b)
+        conv_id = chat.conv.id
     assert app.store is not None and app.store.flush()
     runs = app.store.runs(conv_id)
     log_lines = (isolated_home / "data" / "runs.jsonl").read_text().splitlines()

@@ -20,7 +20,7 @@ from providers.engine import ChatRequest, Engine, collect
 from providers.events import TextDelta, Usage, fold
 from providers.keys import KeyStore
 from tests.support.raw_server import RawServer, Script
-from tests.support.tui import make_app, wait_until
+from tests.support.tui import make_app, screen_of, wait_until
 from tui.screens.chat import ChatScreen
 from tui.screens.compare import CompareScreen
 from tui.session.store import Store
@@ -662,7 +662,9 @@ async def _endless_reply_ends_at_the_cap(isolated_home: Path, models: list[str])
             shown = [m.body.source for m in app.screen.query(AssistantMessage)]
             assert [len(t) for t in shown] == [400_000] * len(models)
             assert app.store is not None and app.store.flush(10)
-            rows = app.store.runs(app.screen.conv.id)
+            screen = app.screen
+            assert isinstance(screen, (ChatScreen, CompareScreen))
+            rows = app.store.runs(screen.conv.id)
             assert [r["error_kind"] for r in rows] == ["reply_cap"] * len(models)
 
 
@@ -810,7 +812,12 @@ async def test_f4_on_a_damaged_database(isolated_home: Path) -> None:
     app = make_app(
         config_for("http://127.0.0.1:9/v1"), isolated_home, store=store, models=["srv/m"]
     )
-    store.on_error = lambda m: (told.append(m), app.store_error(m))
+
+    def on_error(message: str) -> None:
+        told.append(message)
+        app.store_error(message)
+
+    store.on_error = on_error
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat")
         await pilot.press("f4")
@@ -827,7 +834,7 @@ async def test_f4_on_a_damaged_database(isolated_home: Path) -> None:
             lambda: isinstance(app.screen, ChatScreen) and app.screen.conv.id == damaged_conv,
             what="the damaged conversation, resumed",
         )
-        turns = app.screen.conv.turns(0)
+        turns = screen_of(app, ChatScreen).conv.turns(0)
         assert 0 < len(turns) < len(saved[damaged_conv])
         await wait_until(
             pilot,

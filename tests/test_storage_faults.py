@@ -35,7 +35,12 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
     # SQLite's own limit stands in for a full disk: writes fail with SQLITE_FULL.
     store.submit(lambda c: c.execute(f"PRAGMA max_page_count = {pages + 2}"))
     app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"], store=store)
-    store.on_error = lambda m: (errors.append(m), app.store_error(m))
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        app.store_error(message)
+
+    store.on_error = on_error
     async with app.run_test(size=(100, 30)) as pilot:
         await _send(pilot, "a long answer please")
         screen = app.screen
@@ -63,7 +68,8 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
         assert store.flush(30)
         rows = store.messages(screen.conv.id)
         assert rows[-1]["content"] == reply.body.source
-        assert store.run_for_message(rows[-1]["id"])["status"] == "complete"
+        run = store.run_for_message(rows[-1]["id"])
+        assert run is not None and run["status"] == "complete"
 
 
 async def test_locked_database(isolated_home: Path, mock_server: MockServerProcess) -> None:
@@ -75,7 +81,12 @@ async def test_locked_database(isolated_home: Path, mock_server: MockServerProce
     db = isolated_home / "history.db"
     store = Store(db, on_error=errors.append)
     app = make_app(mock_config(mock_server), isolated_home, models=[f"mock/{name}"], store=store)
-    store.on_error = lambda m: (errors.append(m), app.store_error(m))
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        app.store_error(message)
+
+    store.on_error = on_error
     other = sqlite3.connect(db, timeout=0, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
     try:

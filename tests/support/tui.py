@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
 
@@ -91,6 +92,13 @@ async def wait_for_screen(
     )
     screen = app.screen
     assert isinstance(screen, kind)
+    return screen
+
+
+def screen_of(app: App[Any], kind: type[S]) -> S:
+    """The current screen, which must be a ``kind``."""
+    screen = app.screen
+    assert isinstance(screen, kind), f"{type(screen).__name__} on screen, not {kind.__name__}"
     return screen
 
 
