@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -418,7 +419,7 @@ async def test_a_race_reopens_with_its_panes_strip_and_verdict(
         async with app.run_test(size=(200, 40)) as pilot:
             if how == "f4":
                 app.open_conversation(conv_id)
-            await wait_until(pilot, lambda app=app: _reopened(app), what=how)
+            await wait_until(pilot, partial(_reopened, app), what=how)
             s = screen(app)
             assert s.models == [a, b, c], how
             assert [len(pane_replies(app, i)) for i in range(3)] == [1, 1, 1]

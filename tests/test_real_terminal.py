@@ -81,8 +81,8 @@ KEY_FORMS: dict[str, list[Form]] = {
     "Shift+F5": [*shift_fkey(5), send_keys("S-F5")],
     "Shift+F6": [*shift_fkey(6), send_keys("S-F6")],
     "Shift+F12": [*shift_fkey(12), send_keys("S-F12")],
-    **{f"Alt+{c.upper()}": alt(c) for c in "cgks"},
-    **{f"Alt+{n}": alt(str(n)) for n in range(1, 5)},
+    **{f"Alt+{c.upper()}": [*alt(c)] for c in "cgks"},
+    **{f"Alt+{n}": [*alt(str(n))] for n in range(1, 5)},
 }
 
 

@@ -18,7 +18,7 @@ from providers.sse import BytesSource, EventTooLarge, aiter_sse
 
 # Field values never contain line breaks (SSE has no escaping for them).
 text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\x00"),
     max_size=40,
 )
 event = st.fixed_dictionaries(

@@ -18,7 +18,7 @@ from keyring.errors import KeyringLocked, NoKeyringError, PasswordDeleteError
 class FileKeyring(KeyringBackend):
     """A keyring in a JSON file (tests only: plaintext on purpose)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def _path(self) -> Path:
         return Path(os.environ["TOKENRACE_FAKE_KEYRING"])
@@ -49,7 +49,7 @@ class FileKeyring(KeyringBackend):
 class NoBackendKeyring(KeyringBackend):
     """Behaves like headless Linux with no Secret Service: every call raises NoKeyringError."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def get_password(self, service: str, username: str) -> str | None:
         raise NoKeyringError("No recommended backend was available.")
@@ -64,7 +64,7 @@ class NoBackendKeyring(KeyringBackend):
 class LockedKeyring(KeyringBackend):
     """A locked keyring that the user did not unlock."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def get_password(self, service: str, username: str) -> str | None:
         raise KeyringLocked("Failed to unlock the collection!")
@@ -79,7 +79,7 @@ class LockedKeyring(KeyringBackend):
 class HangingKeyring(KeyringBackend):
     """A keyring stuck on a D-Bus call or an unanswered password prompt."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def get_password(self, service: str, username: str) -> str | None:
         time.sleep(3600)

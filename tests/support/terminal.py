@@ -15,6 +15,7 @@ from this checkout on the shared venv's Python with ``TOKENRACE_HOME`` set.
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import os
 import re
@@ -252,7 +253,7 @@ class RealTerminal:
 
     def __exit__(
         self,
-        exc_type: type[BaseException] | None,
+        exc_type: builtins.type[BaseException] | None,  # .type is the method below
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
