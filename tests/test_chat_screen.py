@@ -244,7 +244,11 @@ async def test_switching_model_mid_conversation_keeps_history(
         await send(pilot, "question one")
         await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
         await send(pilot, f"/model {second}")
-        await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.model == second, what="model switch")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ChatScreen) and app.screen.model == second,
+            what="model switch",
+        )
         await send(pilot, "question two")
         await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
         assert [r.model for r in replies(app)] == [first, second]

@@ -146,7 +146,8 @@ async def test_two_local_models_race_at_once(cache_env: Path, isolated_home: Pat
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 @pytest.mark.parametrize("how", ["ctrl-q", "ctrl-c", "sigkill"])
 def test_no_local_server_outlives_the_app(how: str, cache_env: Path, isolated_home: Path) -> None:
-    from tests.test_tmux import POLL_S, Tmux
+    from bench.common import Tmux
+    from tests.test_tmux import POLL_S
 
     env = {
         "TOKENRACE_HOME": str(isolated_home),
@@ -319,7 +320,7 @@ async def test_enter_on_the_welcome_page_then_a_question_gets_an_answer(
     config = local.with_local(parse_config({}))
     app = make_app(config, isolated_home)
     finals: list[object] = []
-    app.run_completed_metrics = lambda _model, m: finals.append(m)  # type: ignore[method-assign]
+    app.run_completed_metrics = lambda model, metrics: finals.append(metrics)  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, WelcomeScreen), what="welcome")
         text = str(app.screen.query_one("#welcome").render())

@@ -136,7 +136,8 @@ def test_no_orphan_after_sigkill_of_the_app(
 def test_no_orphan_after_quitting_from_the_keyboard(
     keys: list[str], isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.test_tmux import POLL_S, Tmux
+    from bench.common import Tmux
+    from tests.test_tmux import POLL_S
 
     (isolated_home / "config.toml").write_text(
         f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'

@@ -20,8 +20,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tests.support.mock_server import MockServerProcess, builtin_scenarios
-from tests.support.tui import make_app, mock_config, wait_until
-from tests.test_compare_screen import scenario, screen, send
+from tests.support.tui import make_app, mock_config, scenario, send, wait_until
+from tests.test_compare_screen import screen
 from tui.compositor import CroppingCompositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane

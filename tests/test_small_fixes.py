@@ -145,7 +145,8 @@ def test_the_live_line_says_when_a_reply_is_waiting_and_against_which_timeout() 
 async def test_a_stalled_reply_says_it_is_waiting_on_screen(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.support.tui import make_app, mock_config, wait_until
+    from tests.support.tui import make_app, mock_config, screen_of, wait_until
+    from tui.screens.chat import ChatScreen
     from tui.widgets.assistant_message import AssistantMessage
     from tui.widgets.prompt_box import PromptBox
 
@@ -164,7 +165,7 @@ async def test_a_stalled_reply_says_it_is_waiting_on_screen(
             )
 
         await wait_until(pilot, says_waiting, timeout=15, what="the waiting line")
-        app.screen.cancel()
+        screen_of(app, ChatScreen).cancel()
 
 
 async def test_f6_takes_typed_digits_and_keeps_the_workload(
@@ -197,8 +198,8 @@ async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
 ) -> None:
     import re
 
-    from tests.support.tui import make_app, mock_config, wait_until
-    from tests.test_compare_screen import race_over, scenario, send
+    from tests.support.tui import make_app, mock_config, scenario, send, wait_until
+    from tests.test_compare_screen import race_over, screen
 
     models = [scenario(mock_server, n_tokens=60, ttft_ms=5, tps=150) for _ in range(4)]
     app = make_app(mock_config(mock_server), isolated_home, models=models)
@@ -206,7 +207,7 @@ async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
         await send(pilot, "race")
         await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
         await pilot.pause(0.2)
-        for pane in app.screen.panes:
+        for pane in screen(app).panes:
             bar = pane.status
             text = str(bar.figures.render()).rstrip()
             assert re.search(r"TTFT [\d.]+ (ms|s)\b", text), text
@@ -221,8 +222,7 @@ async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
 ) -> None:
     from textual.widgets import DataTable
 
-    from tests.support.tui import make_app, mock_config, wait_until
-    from tests.test_compare_screen import scenario, send
+    from tests.support.tui import make_app, mock_config, scenario, send, wait_until
     from tests.test_history_replay import write_suite
     from tui.screens.suite import COLUMNS, SuiteScreen
     from tui.session.replay import cost_text, summarize
@@ -286,15 +286,17 @@ async def test_a_remap_onto_a_bound_key_is_reported_and_the_documented_ones_are_
 async def test_switching_theme_redraws_earlier_replies_in_the_new_colours(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.support.tui import make_app, mock_config, wait_until
-    from tests.test_compare_screen import scenario, send
+    from tests.support.tui import make_app, mock_config, scenario, screen_of, send, wait_until
+    from tui.screens.chat import ChatScreen
     from tui.widgets.streaming_markdown import StreamingMarkdown
 
     model = scenario(mock_server, text="Plain words of an earlier reply.", ttft_ms=3)
     app = make_app(mock_config(mock_server), isolated_home, models=[model], save_state=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "hi")
-        await wait_until(pilot, lambda: app.screen.last_reply() is not None, what="reply")
+        await wait_until(
+            pilot, lambda: screen_of(app, ChatScreen).last_reply() is not None, what="reply"
+        )
         await pilot.pause(0.2)
         view = app.screen.query_one(StreamingMarkdown)
 
@@ -312,8 +314,8 @@ async def test_switching_theme_redraws_earlier_replies_in_the_new_colours(
 async def test_compare_panes_start_at_the_top_and_reply_headers_stay_one_line(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.support.tui import make_app, mock_config, wait_until
-    from tests.test_compare_screen import race_over, scenario, send
+    from tests.support.tui import make_app, mock_config, scenario, send, wait_until
+    from tests.test_compare_screen import race_over, screen
     from tui.widgets.assistant_message import AssistantMessage
     from tui.widgets.user_message import UserMessage
 
@@ -328,12 +330,12 @@ async def test_compare_panes_start_at_the_top_and_reply_headers_stay_one_line(
         await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
         await pilot.pause(0.3)
         tops = []
-        for pane in app.screen.panes:
+        for pane in screen(app).panes:
             assert pane.messages.max_scroll_y == 0  # everything fits
             first = pane.messages.query(UserMessage).first()
             tops.append(first.region.y - pane.messages.region.y)
         assert len(set(tops)) == 1 and tops[0] <= 1, tops  # at the top (after its margin)
-        cut = app.screen.pane(2).query_one(AssistantMessage)
+        cut = screen(app).pane(2).query_one(AssistantMessage)
         assert cut.status == "interrupted"
         assert cut.header.region.height == 1
         assert "interrupted" in str(cut.header.render())
