@@ -51,7 +51,7 @@ def run(quick: bool = False) -> list[Row]:
             open_ms = (seen - tmux.started_ns) / 1e6
             tmux.wait_for("Message…", 10)
             time.sleep(1.0)
-            echoes = []
+            echoes: list[float] = []
             for ch in "typingspeed"[: 4 if quick else 11]:
                 t = now_ns()
                 tmux.keys(ch, literal=True)

@@ -273,7 +273,7 @@ class Tmux:
     def bench_cpu_seconds(self, extra_pids: Sequence[int]) -> float:
         """CPU time of the measuring side: tmux, the client, this process (and reaped children)."""
         own = psutil.Process().cpu_times()
-        total = own.user + own.system + own.children_user + own.children_system
+        total: float = own.user + own.system + own.children_user + own.children_system
         pids = [self.server_pid, *extra_pids]
         if self._control is not None:
             pids.append(self._control.pid)
@@ -349,13 +349,14 @@ class LagSample:
 def _busy_seconds() -> float:
     """System-wide busy CPU seconds so far (all cores)."""
     t = psutil.cpu_times()
-    return (
+    busy: float = (
         sum(t)
         - t.idle
         - getattr(t, "iowait", 0.0)
         - getattr(t, "guest", 0.0)
         - getattr(t, "guest_nice", 0.0)
     )
+    return busy
 
 
 def _chat_record(log: list[dict[str, Any]], model: str) -> dict[str, Any] | None:

@@ -101,8 +101,8 @@ def main() -> int:
     ns = p.parse_args()
     names = ns.only or list(SUITE)
     if ns.rows_json is not None:  # one script for a parallel quick run: rows only
-        rows = [r for name in names for r in _run_one(name, ns.quick)]
-        ns.rows_json.write_text(json.dumps([asdict(r) for r in rows]))
+        ran = [r for name in names for r in _run_one(name, ns.quick)]
+        ns.rows_json.write_text(json.dumps([asdict(r) for r in ran]))
         return 0
     rows: list[Row] = []
     timings: dict[str, float] = {}

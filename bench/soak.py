@@ -43,7 +43,8 @@ def rss_mb(pid: int | None) -> float:
     if pid is None:
         return 0.0
     try:
-        return psutil.Process(pid).memory_info().rss / 1e6
+        rss: int = psutil.Process(pid).memory_info().rss
+        return rss / 1e6
     except psutil.Error:
         return 0.0
 
@@ -72,7 +73,7 @@ def slope_per_100(samples: list[dict[str, Any]], key: str) -> float | None:
     den = sum((x - mx) ** 2 for x, _ in pts)
     if den == 0:
         return None
-    return 100 * sum((x - mx) * (y - my) for x, y in pts) / den
+    return float(100 * sum((x - mx) * (y - my) for x, y in pts) / den)
 
 
 async def soak(minutes: float, sample_s: float, warmup_s: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from typing import Any
 
 from bench.common import REPO, Row, app_env, median, pct, temp_home
 from providers.config import parse_config
@@ -24,12 +25,12 @@ from tests.support.mock_server import MockServerProcess
 MODEL = "script:ttft=300,tps=100,n=10"
 
 
-def server_ttft_ms(record: dict) -> float:  # type: ignore[type-arg]
+def server_ttft_ms(record: dict[str, Any]) -> float:
     first = next(s for s in record["sends"] if s["kind"] in ("token", "reasoning"))
-    return (int(first.get("t_start_ns") or first["t_ns"]) - record["received_ns"]) / 1e6
+    return (int(first.get("t_start_ns") or first["t_ns"]) - int(record["received_ns"])) / 1e6
 
 
-def last_record(server: MockServerProcess) -> dict:  # type: ignore[type-arg]
+def last_record(server: MockServerProcess) -> dict[str, Any]:
     return [r for r in server.log() if r["path"].endswith("/chat/completions")][-1]
 
 
