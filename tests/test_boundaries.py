@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -119,9 +120,20 @@ def test_ruff_is_clean(command: list[str]) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_mypy_strict_is_clean_on_providers() -> None:
+# Every package of the tree, each checked on its own (a package is clean by itself, not only
+# as imported by another); pyproject's [tool.mypy] packages lists the same.
+MYPY_STRICT_PACKAGES = ["providers", "tui", "themes", "tests", "bench", "screenshots"]
+
+
+def test_pyproject_mypy_packages_are_the_checked_ones() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert config["tool"]["mypy"]["packages"] == MYPY_STRICT_PACKAGES
+
+
+@pytest.mark.parametrize("package", MYPY_STRICT_PACKAGES)
+def test_mypy_strict_is_clean(package: str) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "-p", "providers"],
+        [sys.executable, "-m", "mypy", "--strict", "-p", package],
         capture_output=True,
         text=True,
         cwd=REPO,
