@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -48,6 +51,9 @@ GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
 DISCOVERY_DELAY_S = 5.0
 # Closing the terminal (SIGHUP) or `kill` (SIGTERM): replies end as interrupted and are saved,
 # the terminal is restored, and the exit status is 128 + the signal, as if it had killed us.
+# A stop by signal that has not finished in this long is forced (the database waits 10 s for a
+# lock before it saves elsewhere, so this is longer).
+STOP_GRACE_S = 15.0
 STOP_SIGNALS = tuple(
     s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s
 )
@@ -807,7 +813,21 @@ class TokenraceApp(App[None]):
                     interrupt(message)
                 except Exception:
                     pass  # one broken screen must not keep the app (and the terminal) alive
+        # The terminal may already be gone (SIGHUP): Textual's shutdown can then block for ever
+        # on its writer thread's full queue (seen: the main thread parked in
+        # WriterThread.stop). The replies are saved above, so a stuck shutdown is cut short.
+        threading.Thread(
+            target=_exit_after, args=(STOP_GRACE_S, 128 + sig), daemon=True, name="stop-watchdog"
+        ).start()
         self.exit(return_code=128 + sig)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with ``code`` if it is still alive after ``seconds``."""
+    time.sleep(seconds)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os._exit(code)
 
 
 # --- helpers (no UI) -------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from providers import paths
@@ -166,4 +169,27 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             # Waits for the writes still queued; what the database refuses is saved elsewhere.
             app_holder.clear()
             store.close()
-    return app.return_code or 0
+    code = app.return_code or 0
+    _exit_if_threads_linger(code)
+    return code
+
+
+def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
+    """Exit now if a thread would keep the process alive after the app has ended.
+
+    Everything is saved by now. Textual's input thread, once its terminal is gone, can spin on
+    a descriptor that always reads empty, and the interpreter would wait for it at exit for
+    ever, at 40% of a core (seen after a closed tmux window).
+    """
+    import threading
+
+    main = threading.main_thread()
+    deadline = time.monotonic() + wait_s
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
