@@ -12,9 +12,14 @@ Like ``framing``, this module imports no httpx: the UI process loads it.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from operator import attrgetter
+from typing import Any, get_args
 
+from providers.capabilities import ChatParams
 from providers.config import Config
 from providers.events import Event
 from providers.request import ChatRequest
@@ -129,3 +134,24 @@ class Status:
 
 
 FromEngine = Ready | Events | Done | Status
+
+
+def _positional_reducer(cls: type[Any]) -> Callable[[Any], tuple[type[Any], tuple[Any, ...]]]:
+    """Pickle ``cls`` as ``cls(*fields)``: a C attrgetter instead of the slots dataclass's
+    Python-level ``__getstate__``/``__setstate__``, which cost more than twice as much."""
+    fields = dataclasses.fields(cls)
+    # cls(*values) must rebuild the instance: every field is a positional ``__init__`` argument.
+    assert all(f.init and not f.kw_only for f in fields), cls
+    if len(fields) == 1:
+        name = fields[0].name
+        return lambda obj: (cls, (getattr(obj, name),))
+    get = attrgetter(*(f.name for f in fields))
+    return lambda obj: (cls, get(obj))
+
+
+# Events make up nearly all of the pipe's traffic (thousands a second in a race); pickling
+# them positionally halves what a batch costs at both ends, and a request's start likewise.
+# Registered in both processes, as each imports this module.
+POSITIONAL: tuple[type[Any], ...] = (*get_args(Event), ChatRequest, ChatParams)
+for _cls in POSITIONAL:
+    copyreg.pickle(_cls, _positional_reducer(_cls))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pickle
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 
 from providers import wire
 from providers.config import parse_config
-from providers.events import Finished, TextDelta, TokenCount
+from providers.events import Event, Finished, TextDelta, TokenCount
 from providers.framing import encode, read_frame
 from providers.remote import EngineProcess
 from providers.request import ChatRequest
@@ -35,6 +37,10 @@ MESSAGES: list[object] = [
 ]
 
 
+def test_every_event_is_pickled_positionally() -> None:
+    assert set(get_args(Event)) <= set(wire.POSITIONAL)
+
+
 def test_every_message_class_is_covered() -> None:
     classes = {
         obj
@@ -54,6 +60,18 @@ async def test_a_message_survives_a_frame(msg: object) -> None:
     got = await read_frame(reader)
     assert type(got) is type(msg)
     assert got == msg
+
+
+@pytest.mark.parametrize("cls", wire.POSITIONAL, ids=lambda c: c.__name__)
+def test_every_event_and_request_survives_its_positional_pickle(cls: type[Any]) -> None:
+    # A distinct value in every field (dataclasses do not check types), so that a reducer
+    # which drops, swaps or misses a field cannot pass.
+    fields = dataclasses.fields(cls)
+    ev = cls(*(f"{cls.__name__}.{f.name}" for f in fields))
+    got = pickle.loads(pickle.dumps(ev, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(got) is cls
+    assert got == ev
+    assert [getattr(got, f.name) for f in fields] == [f"{cls.__name__}.{f.name}" for f in fields]
 
 
 async def test_concurrent_streams_each_get_their_own_events_in_order(
