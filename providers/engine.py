@@ -50,6 +50,7 @@ from providers.local import Lease, LocalError, LocalPool, count_root
 from providers.protocols import BuildSettings, protocol_for
 from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
+from providers.start_gate import GATE_HOLD_S, GateTicket, StartGate
 from providers.transport import LAST_WRITE_NS, make_transport
 
 now_ns = time.perf_counter_ns
@@ -74,68 +75,6 @@ _EVENT_BYTES = 8
 _YIELD_SHARED_NS = 250_000
 _YIELD_ALONE_NS = 4_000_000
 _WAITED_NS = 200_000
-
-
-# How long requests that are ready wait at a start gate for the others: a cold TLS handshake
-# takes well under a second; a connection that hangs must not hold the ready ones for long.
-GATE_HOLD_S = 2.0
-
-
-class StartGate:
-    """Holds concurrent requests just before their first byte, so they leave together.
-
-    Each request takes a ticket; its trace hook calls ``arrive`` when its connection is ready
-    (connected, TLS done) and it is about to write the request headers. When every ticket has
-    arrived or withdrawn (failed to connect, or queued behind its endpoint's max_concurrency),
-    all are released at once; or after ``timeout_s`` if one is still not ready.
-    """
-
-    def __init__(self, parties: int, timeout_s: float = GATE_HOLD_S):
-        self._waiting = parties
-        self._event = asyncio.Event()
-        self._timeout_s = timeout_s
-        if parties <= 0:
-            self._event.set()
-
-    def ticket(self) -> GateTicket:
-        return GateTicket(self)
-
-    def _leave(self) -> None:
-        self._waiting -= 1
-        if self._waiting <= 0:
-            self._event.set()
-
-    async def _wait(self) -> bool:
-        """Wait for the others; False when they were not all ready in time."""
-        if self._event.is_set():
-            return True  # the last to arrive goes at once, without a trip round the event loop
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._event.wait()
-        except TimeoutError:
-            self._event.set()
-            return False
-        return True
-
-
-class GateTicket:
-    """One request's place at a ``StartGate``; arriving or withdrawing twice is harmless."""
-
-    def __init__(self, gate: StartGate):
-        self._gate = gate
-        self._done = False
-
-    async def arrive(self) -> bool:
-        """Wait at the gate; False when it let this request go before the others were ready."""
-        if not self._done:
-            self._done = True
-            self._gate._leave()
-        return await self._gate._wait()
-
-    def withdraw(self) -> None:
-        if not self._done:
-            self._done = True
-            self._gate._leave()
 
 
 @dataclass

@@ -23,12 +23,13 @@ import sys
 from typing import Any
 
 from providers.config import Config
-from providers.engine import Engine, StartGate, now_ns
+from providers.engine import Engine, now_ns
 from providers.events import Cancelled, Event, StreamError
 from providers.framing import MAX_FRAME, encode, read_frame
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool
 from providers.request import ChatRequest
+from providers.start_gate import StartGate
 from providers.wire import (
     Cancel,
     CancelAll,
