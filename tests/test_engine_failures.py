@@ -557,3 +557,31 @@ async def test_event_over_the_cap_in_a_single_read(raw_server: RawServer) -> Non
     events = await run(raw_server.base_url, engine={"max_event_bytes": 4096})
     assert fold(events).text == "kept"
     assert error_of(events).kind == "too_large"
+
+
+# --- the mapping on its own (providers.failures): no socket needed ---------------------------
+
+
+async def test_the_failure_mapping_asks_for_the_models_only_on_a_404() -> None:
+    from providers.failures import http_failure, transport_failure
+
+    ep = parse_config({"endpoints": {"x": {"base_url": "http://127.0.0.1:9/v1"}}}).endpoints["x"]
+    asked: list[int] = []
+
+    async def served() -> list[str]:
+        asked.append(1)
+        return ["m-a", "m-b"]
+
+    body = json.dumps({"error": {"message": "nope", "code": "c1"}})
+    hdrs = httpx.Headers({"retry-after": "7"})
+    gone = await http_failure(ep, "m-z", 404, hdrs, body, {}, served)
+    assert gone.error.kind == "not_found" and "it serves: m-a, m-b" in gone.error.message
+    assert asked == [1]
+    busy = await http_failure(ep, "m-z", 429, hdrs, body, {}, served)
+    assert (busy.error.kind, busy.retryable, busy.error.retry_after_s) == ("rate_limit", True, 7.0)
+    assert asked == [1]
+    # A drop before the whole request left is worth another try; a timeout after it is not.
+    unsent = transport_failure(ep, httpx.ReadTimeout("slow"), sent=False)
+    late = transport_failure(ep, httpx.ReadTimeout("slow"), sent=True)
+    assert (unsent.error.kind, unsent.retryable) == ("server", True)
+    assert (late.error.kind, late.retryable) == ("connect", False)
