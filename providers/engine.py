@@ -23,6 +23,7 @@ from providers.capabilities import Quirks, capabilities
 from providers.chunks import ChunkParser, error_text, well_formed
 from providers.chunks import loads as json_loads
 from providers.config import Config, Endpoint, split_model_ref
+from providers.discovery import get_models, served_model_ids
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
@@ -242,15 +243,7 @@ class Engine:
                 await self.local.warm(ep, model_ref.split("/", 1)[1])
                 return
             key = await self.key_for(ep)
-            client = self.client_for(ep)
-            headers = self._headers(ep, key)
-            headers["Accept"] = "application/json"
-            await client.get(
-                f"{ep.base_url}/models",
-                headers=headers,
-                params=dict(ep.query),
-                timeout=ep.timeouts.connect,
-            )
+            await get_models(self.client_for(ep), ep, self._headers(ep, key), ep.timeouts.connect)
         except Exception:  # warming is best effort; the real request reports real errors
             return
 
@@ -743,14 +736,10 @@ class Engine:
     async def _list_model_ids(self, ep: Endpoint) -> list[str]:
         try:
             key = await self.key_for(ep)
-            headers = self._headers(ep, key)
-            headers["Accept"] = "application/json"
-            r = await self.client_for(ep).get(
-                f"{ep.base_url}/models", headers=headers, params=dict(ep.query), timeout=5.0
-            )
-            return protocol_for(ep.protocol).model_ids(r.json()) if r.status_code == 200 else []
+            client, headers = self.client_for(ep), self._headers(ep, key)
         except Exception:
             return []
+        return await served_model_ids(client, ep, headers)
 
 
 def _utf8_len(text: str) -> int:
