@@ -585,3 +585,19 @@ async def test_the_failure_mapping_asks_for_the_models_only_on_a_404() -> None:
     late = transport_failure(ep, httpx.ReadTimeout("slow"), sent=True)
     assert (unsent.error.kind, unsent.retryable) == ("server", True)
     assert (late.error.kind, late.retryable) == ("connect", False)
+
+
+async def test_warming_up_asks_for_the_models_with_the_endpoints_key_and_query(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRV_KEY", "sk-warm-123456")
+    raw_server.push(Script(chunks=[b'{"data": []}'], headers=JSON_CT))
+    eng = make_engine(raw_server.base_url, api_key_env="SRV_KEY", query={"api-version": "7"})
+    try:
+        await eng.warm("srv/m")
+    finally:
+        await eng.aclose()
+    (req,) = raw_server.requests
+    assert (req.method, req.path) == ("GET", "/v1/models?api-version=7")
+    assert req.headers.get("accept") == "application/json"
+    assert req.headers.get("authorization") == "Bearer sk-warm-123456"
