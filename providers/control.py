@@ -96,7 +96,7 @@ async def list_models(ep: Endpoint, key: str | None, timeout_s: float = 10.0) ->
         )
     except openai.APIStatusError as exc:
         if 300 <= exc.status_code < 400:
-            from providers.engine import redirect_message
+            from providers.failures import redirect_message
 
             where = exc.response.headers.get("location")
             text = redirect_message(ep.name, exc.status_code, where, str(exc.response.url))

@@ -8,29 +8,26 @@ message, after any text already received. Retries happen only before the first t
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 
 from providers import secrets
-from providers.capabilities import Quirks, capabilities, rejected_field
+from providers.capabilities import Quirks, capabilities
 from providers.chunks import ChunkParser, error_text, well_formed
 from providers.chunks import loads as json_loads
 from providers.config import Config, Endpoint, split_model_ref
+from providers.discovery import get_models, served_model_ids
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
     Connected,
-    ErrorKind,
     Event,
     Finished,
     Notice,
@@ -44,12 +41,23 @@ from providers.events import (
     ToolCallDelta,
     Usage,
 )
+from providers.failures import (
+    Failure,
+    ev_may_be_a_crash,
+    fmt_s,
+    http_error_text,
+    http_failure,
+    redirect_failure,
+    snippet,
+    transport_failure,
+)
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
 from providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from providers.local import Lease, LocalError, LocalPool, count_root
 from providers.protocols import BuildSettings, protocol_for
 from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
+from providers.start_gate import GATE_HOLD_S, GateTicket, StartGate
 from providers.transport import LAST_WRITE_NS, make_transport
 
 now_ns = time.perf_counter_ns
@@ -74,68 +82,6 @@ _EVENT_BYTES = 8
 _YIELD_SHARED_NS = 250_000
 _YIELD_ALONE_NS = 4_000_000
 _WAITED_NS = 200_000
-
-
-# How long requests that are ready wait at a start gate for the others: a cold TLS handshake
-# takes well under a second; a connection that hangs must not hold the ready ones for long.
-GATE_HOLD_S = 2.0
-
-
-class StartGate:
-    """Holds concurrent requests just before their first byte, so they leave together.
-
-    Each request takes a ticket; its trace hook calls ``arrive`` when its connection is ready
-    (connected, TLS done) and it is about to write the request headers. When every ticket has
-    arrived or withdrawn (failed to connect, or queued behind its endpoint's max_concurrency),
-    all are released at once; or after ``timeout_s`` if one is still not ready.
-    """
-
-    def __init__(self, parties: int, timeout_s: float = GATE_HOLD_S):
-        self._waiting = parties
-        self._event = asyncio.Event()
-        self._timeout_s = timeout_s
-        if parties <= 0:
-            self._event.set()
-
-    def ticket(self) -> GateTicket:
-        return GateTicket(self)
-
-    def _leave(self) -> None:
-        self._waiting -= 1
-        if self._waiting <= 0:
-            self._event.set()
-
-    async def _wait(self) -> bool:
-        """Wait for the others; False when they were not all ready in time."""
-        if self._event.is_set():
-            return True  # the last to arrive goes at once, without a trip round the event loop
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._event.wait()
-        except TimeoutError:
-            self._event.set()
-            return False
-        return True
-
-
-class GateTicket:
-    """One request's place at a ``StartGate``; arriving or withdrawing twice is harmless."""
-
-    def __init__(self, gate: StartGate):
-        self._gate = gate
-        self._done = False
-
-    async def arrive(self) -> bool:
-        """Wait at the gate; False when it let this request go before the others were ready."""
-        if not self._done:
-            self._done = True
-            self._gate._leave()
-        return await self._gate._wait()
-
-    def withdraw(self) -> None:
-        if not self._done:
-            self._done = True
-            self._gate._leave()
 
 
 @dataclass
@@ -182,73 +128,7 @@ class _Attempt:
 class _End:
     """The producer finished; ``failure`` is set when the attempt may be retried."""
 
-    failure: _Failure | None = None
-
-
-class _Failure(Exception):
-    """An attempt failed; ``retryable`` says whether another attempt may help."""
-
-    def __init__(self, error: StreamError, retryable: bool = False, learned: str | None = None):
-        # Every failure's words pass here: no key, and no base URL's userinfo, gets out.
-        error = dc_replace(
-            error, message=secrets.redact(error.message), detail=secrets.redact(error.detail)
-        )
-        super().__init__(error.message)
-        self.error = error
-        self.retryable = retryable
-        self.learned = learned
-
-
-def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            value = float(ms) / 1000.0
-            # NaN and infinities are no wait at all: ignored, the usual backoff applies.
-            return max(0.0, value) if math.isfinite(value) else None
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if not ra:
-        return None
-    try:
-        value = float(ra)
-        return max(0.0, value) if math.isfinite(value) else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(ra)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def redirect_message(name: str, status: int, location: str | None, url: str) -> str:
-    """What to say when an endpoint answers with a redirect (never followed: the request's
-    key, configured headers and query would go along to whatever address it names)."""
-    # The query is left out: it may carry the endpoint's configured secrets back.
-    where = urljoin(url, location).split("?", 1)[0] if location else "an address it did not give"
-    return secrets.redact(
-        f"{name} redirected to {where} (HTTP {status}); tokenrace does not follow redirects"
-        ", so credentials never reach another address: if the API moved, set the "
-        "endpoint's base_url to it"
-    )
-
-
-def _snippet(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return secrets.redact(text[:limit] + ("…" if len(text) > limit else ""))
-
-
-def _fmt_s(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds >= 365 * 86400:
-        return "over a year"
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.0f} days"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.3g} s"
+    failure: Failure | None = None
 
 
 class Engine:
@@ -363,15 +243,7 @@ class Engine:
                 await self.local.warm(ep, model_ref.split("/", 1)[1])
                 return
             key = await self.key_for(ep)
-            client = self.client_for(ep)
-            headers = self._headers(ep, key)
-            headers["Accept"] = "application/json"
-            await client.get(
-                f"{ep.base_url}/models",
-                headers=headers,
-                params=dict(ep.query),
-                timeout=ep.timeouts.connect,
-            )
+            await get_models(self.client_for(ep), ep, self._headers(ep, key), ep.timeouts.connect)
         except Exception:  # warming is best effort; the real request reports real errors
             return
 
@@ -511,7 +383,7 @@ class Engine:
                     if sem is not None:
                         sem.release()
                 return
-            except _Failure as failure:
+            except Failure as failure:
                 err = failure.error
                 if failure.learned and not field_retry_used and not got_token:
                     field_retry_used = True
@@ -543,8 +415,8 @@ class Engine:
                         kind=err.kind,
                         status=err.status,
                         retry_after_s=err.retry_after_s,
-                        message=f"{err.message}; the server asks to wait {_fmt_s(delay)}, longer "
-                        f"than max_retry_wait ({_fmt_s(self.config.max_retry_wait_s)}): "
+                        message=f"{err.message}; the server asks to wait {fmt_s(delay)}, longer "
+                        f"than max_retry_wait ({fmt_s(self.config.max_retry_wait_s)}): "
                         "try again later",
                     )
                 yield err
@@ -585,7 +457,7 @@ class Engine:
         self._reading += 1  # in flight: a stream still waiting counts as another for yielding
         try:
             await self._read(ep, model, key, body, state, emit)
-        except _Failure as failure:
+        except Failure as failure:
             emit(_End(failure))
             return
         except asyncio.CancelledError:
@@ -729,12 +601,12 @@ class Engine:
             for ev in state.pending:
                 emit(ev)
             if phase == "first_token":
-                raise _Failure(
+                raise Failure(
                     StreamError(
                         t_ns=now_ns(),
                         kind="timeout_first_token",
                         message=f"{ep.name}/{model} sent no token within "
-                        f"{_fmt_s(timeouts.first_token)} (first-token timeout); a reasoning model "
+                        f"{fmt_s(timeouts.first_token)} (first-token timeout); a reasoning model "
                         "may need a longer timeouts.first_token",
                     )
                 ) from None
@@ -742,7 +614,7 @@ class Engine:
                 StreamError(
                     t_ns=now_ns(),
                     kind="timeout_idle",
-                    message=f"{ep.name}/{model} went silent for {_fmt_s(timeouts.idle)} mid-reply "
+                    message=f"{ep.name}/{model} went silent for {fmt_s(timeouts.idle)} mid-reply "
                     "(idle timeout); the text so far is kept",
                 )
             )
@@ -765,11 +637,11 @@ class Engine:
                         t_ns=now_ns(),
                         kind="interrupted",
                         message=f"the connection to {ep.name} dropped mid-reply "
-                        f"({_http_error_text(exc)}); the text so far is kept",
+                        f"({http_error_text(exc)}); the text so far is kept",
                     )
                 )
                 return
-            raise self._transport_failure(ep, exc, state) from None
+            raise transport_failure(ep, exc, sent=state.t0 is not None) from None
         if parser.error is not None:
             return
         if stats.replaced_bytes:
@@ -823,7 +695,7 @@ class Engine:
             msg_text, code = error_text(obj)
             detail = f"{msg_text} ({code})" if code else msg_text
         else:
-            detail = _snippet(text)
+            detail = snippet(text)
         yield StreamError(
             t_ns=t,
             kind="not_sse",
@@ -834,160 +706,20 @@ class Engine:
 
     async def _http_failure(
         self, ep: Endpoint, model: str, response: httpx.Response, sent: Mapping[str, Any]
-    ) -> _Failure:
+    ) -> Failure:
         status = response.status_code
         if 300 <= status < 400:
-            return _Failure(
-                StreamError(
-                    t_ns=now_ns(),
-                    kind="redirect",
-                    status=status,
-                    message=redirect_message(
-                        ep.name, status, response.headers.get("location"), str(response.url)
-                    ),
-                )
-            )
+            # Not followed, and its body is not read.
+            return redirect_failure(ep, status, response.headers.get("location"), str(response.url))
         raw = await _read_capped(response)
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            obj: Any = json_loads(text)
-        except json.JSONDecodeError:
-            obj = None
-        if obj is not None:
-            server_msg, code = error_text(obj)
-        else:
-            server_msg, code = _snippet(text, 200), ""
-        server_msg = secrets.redact(server_msg)
-        t = now_ns()
-        # Servers often repeat the status as the error's code ("429"): say it once.
-        label = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
-        retry_after = parse_retry_after(response.headers)
-
-        def fail(
-            kind: ErrorKind, message: str, retryable: bool = False, learned: str | None = None
-        ) -> _Failure:
-            return _Failure(
-                StreamError(
-                    t_ns=t,
-                    kind=kind,
-                    message=message,
-                    status=status,
-                    retry_after_s=retry_after,
-                    detail=server_msg,
-                ),
-                retryable=retryable,
-                learned=learned,
-            )
-
-        protocol = protocol_for(ep.protocol)
-        if status in (401, 403) or protocol.auth_failure(status, obj):
-            env = f"set {ep.api_key_env} or " if ep.api_key_env else ""
-            what = "refused access (403)" if status == 403 else "rejected the API key"
-            return fail(
-                "auth",
-                f"{ep.name} {what} ({label}: {server_msg}); the key is sent in the "
-                f"{protocol.key_header} header; {env}run `tokenrace keys set {ep.name}`",
-            )
-        if status == 404:
-            models = await self._list_model_ids(ep)
-            listing = (
-                f"; it serves: {', '.join(models[:12])}" + ("…" if len(models) > 12 else "")
-                if models
-                else ""
-            )
-            return fail(
-                "not_found", f"{ep.name} has no model {model!r} ({label}: {server_msg}){listing}"
-            )
-        if status == 429:
-            quota = "insufficient_quota" in f"{code} {server_msg} {text[:2000]}"
-            if quota:
-                return fail(
-                    "quota",
-                    f"{ep.name}: quota exhausted ({label}: {server_msg}); "
-                    "check the account's billing — retrying will not help",
-                )
-            return fail(
-                "rate_limit",
-                f"{ep.name} is rate limiting this key ({label}: {server_msg})",
-                retryable=True,
-            )
-        if status >= 500:
-            return fail(
-                "server", f"{ep.name} had a server error ({label}: {server_msg})", retryable=True
-            )
-        learned = rejected_field(status, text, sent)
-        return fail(
-            "bad_request",
-            f"{ep.name} rejected the request ({label}: {server_msg})",
-            learned=learned,
-        )
-
-    def _transport_failure(self, ep: Endpoint, exc: httpx.HTTPError, state: _Attempt) -> _Failure:
-        t = now_ns()
-        detail = _http_error_text(exc)
-        if isinstance(exc, httpx.ConnectTimeout):
-            return _Failure(
-                StreamError(
-                    t_ns=t,
-                    kind="timeout_connect",
-                    message=f"connecting to {ep.name} ({ep.base_url}) timed out after "
-                    f"{_fmt_s(ep.timeouts.connect)}",
-                ),
-                retryable=not ep.is_loopback,
-            )
-        if isinstance(exc, httpx.ConnectError):
-            low = detail.lower()
-            if "certificate" in low or "ssl" in low:
-                return _Failure(
-                    StreamError(
-                        t_ns=t,
-                        kind="connect",
-                        message=f"TLS with {ep.name} ({ep.base_url}) failed: {detail}; set "
-                        "ca_bundle or verify in its config if it uses a private CA",
-                    )
-                )
-            if ep.is_loopback:
-                return _Failure(
-                    StreamError(
-                        t_ns=t,
-                        kind="connect",
-                        message=f"nothing is listening at {ep.base_url} ({detail}): is the local "
-                        f"{ep.name} server running?",
-                    )
-                )
-            name_error = (
-                "name or service not known" in low
-                or "nodename" in low
-                or ("getaddrinfo" in low or "temporary failure in name resolution" in low)
-            )
-            if name_error:
-                return _Failure(
-                    StreamError(
-                        t_ns=t,
-                        kind="connect",
-                        message=f"cannot resolve the host of {ep.name} ({ep.base_url}): {detail}",
-                    )
-                )
-            return _Failure(
-                StreamError(
-                    t_ns=t,
-                    kind="connect",
-                    message=f"cannot connect to {ep.name} ({ep.base_url}): {detail}",
-                ),
-                retryable=True,
-            )
-        if state.t0 is None or isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-            # Dropped before any answer (often a stale pooled connection): worth another try.
-            return _Failure(
-                StreamError(
-                    t_ns=t,
-                    kind="server",
-                    message=f"{ep.name} closed the connection before answering ({detail})",
-                ),
-                retryable=True,
-            )
-        return _Failure(
-            StreamError(t_ns=t, kind="connect", message=f"request to {ep.name} failed: {detail}")
+        return await http_failure(
+            ep,
+            model,
+            status,
+            response.headers,
+            raw.decode("utf-8", errors="replace"),
+            sent,
+            lambda: self._list_model_ids(ep),
         )
 
     async def _count_tokens(self, client: httpx.AsyncClient, ep: Endpoint, text: str) -> int | None:
@@ -1004,29 +736,10 @@ class Engine:
     async def _list_model_ids(self, ep: Endpoint) -> list[str]:
         try:
             key = await self.key_for(ep)
-            headers = self._headers(ep, key)
-            headers["Accept"] = "application/json"
-            r = await self.client_for(ep).get(
-                f"{ep.base_url}/models", headers=headers, params=dict(ep.query), timeout=5.0
-            )
-            return protocol_for(ep.protocol).model_ids(r.json()) if r.status_code == 200 else []
+            client, headers = self.client_for(ep), self._headers(ep, key)
         except Exception:
             return []
-
-
-# Failures a server that died can cause: a dropped stream, a refused or reset connection.
-_CRASH_KINDS = frozenset({"interrupted", "connect", "server", "timeout_connect"})
-
-
-def ev_may_be_a_crash(ev: Event) -> bool:
-    """Whether ``ev`` may come from a dead local server (worth asking if it is alive)."""
-    return (
-        isinstance(ev, (StreamError, Retrying))
-        and ev.kind in _CRASH_KINDS
-        and not (
-            isinstance(ev, StreamError) and ev.status is not None  # it answered with an HTTP status
-        )
-    )
+        return await served_model_ids(client, ep, headers)
 
 
 def _utf8_len(text: str) -> int:
@@ -1046,14 +759,6 @@ def _cut_to(ev: Event, room: int) -> Event | None:
         return None
     part = ev.text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
     return dc_replace(ev, text=part) if part else None
-
-
-def _http_error_text(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {cause}"
-    return secrets.redact(text)
 
 
 async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -> bytes:

@@ -23,6 +23,19 @@ from providers.config import Config
 from providers.events import Event, StreamError
 from providers.framing import encode, read_frame
 from providers.request import ChatRequest
+from providers.wire import (
+    Cancel,
+    CancelAll,
+    Configure,
+    Done,
+    Events,
+    Ready,
+    Shutdown,
+    Start,
+    Status,
+    ToEngine,
+    Warm,
+)
 
 now_ns = time.perf_counter_ns
 
@@ -133,16 +146,16 @@ class EngineProcess:
                 log_file.close()
         assert self._proc.stdout is not None
         ready = await asyncio.wait_for(read_frame(self._proc.stdout), 30)
-        if ready[0] != "ready":
-            raise RuntimeError(f"engine process said {ready[0]!r} instead of ready")
-        self.pid = int(ready[1])
-        self._send(("config", self.config))
+        if not isinstance(ready, Ready):
+            raise RuntimeError(f"engine process said {ready!r} instead of ready")
+        self.pid = ready.pid
+        self._send(Configure(self.config))
         pending, self._warm_pending = self._warm_pending, []
         for model_ref in pending:
-            self._send(("warm", model_ref))
+            self._send(Warm(model_ref))
         self._reader_task = asyncio.create_task(self._read_loop(self._proc))
 
-    def _send(self, msg: object) -> None:
+    def _send(self, msg: ToEngine) -> None:
         if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
             raise ConnectionError("the engine process is not running")
         self._proc.stdin.write(encode(msg))
@@ -152,24 +165,21 @@ class EngineProcess:
         try:
             while True:
                 msg = await read_frame(proc.stdout)
-                kind = msg[0]
-                if kind == "events":
-                    grouped: dict[int, list[Event]] = {}
-                    for sid, ev in msg[1]:
-                        grouped.setdefault(sid, []).append(ev)
-                    for sid, evs in grouped.items():
-                        handle = self._streams.get(sid)
+                match msg:
+                    case Events(by_stream):
+                        for sid, evs in by_stream.items():
+                            handle = self._streams.get(sid)
+                            if handle is not None:
+                                handle._push(evs)
+                    case Status(text, level):
+                        if self.on_status is not None:
+                            self.on_status(text, level)
+                    case Done(sid):
+                        handle = self._streams.pop(sid, None)
                         if handle is not None:
-                            handle._push(evs)
-                elif kind == "status":
-                    if self.on_status is not None:
-                        self.on_status(str(msg[1]), str(msg[2]))
-                elif kind == "done":
-                    handle = self._streams.pop(msg[1], None)
-                    if handle is not None:
-                        handle._finish()
-                        if not self._streams and self.on_idle is not None:
-                            self.on_idle()
+                            handle._finish()
+                            if not self._streams and self.on_idle is not None:
+                                self.on_idle()
         except (asyncio.IncompleteReadError, ConnectionError, EOFError, ValueError):
             pass
         except asyncio.CancelledError:
@@ -223,7 +233,7 @@ class EngineProcess:
         handle = StreamHandle(sid)
         self._streams[sid] = handle
         key, size = gate if gate is not None else (None, 1)
-        self._send(("start", sid, request, t_submit_ns or now_ns(), key, size))
+        self._send(Start(sid, request, t_submit_ns or now_ns(), key, size))
         return handle
 
     async def submit_many(
@@ -237,18 +247,18 @@ class EngineProcess:
     def cancel(self, handle: StreamHandle) -> None:
         """Cancel one stream; its handle receives ``Cancelled`` and ends."""
         if self.running and not handle.done:
-            self._send(("cancel", handle.sid))
+            self._send(Cancel(handle.sid))
 
     def cancel_all(self) -> None:
         """Cancel every running stream at once."""
         if self.running:
-            self._send(("cancel_all",))
+            self._send(CancelAll())
 
     def warm(self, model_ref: str) -> None:
         """Open a connection to the model's endpoint (start the local server) in advance; before
         the worker is ready, the request waits and is sent right after the config."""
         if self.running and self._starting is not None and self._starting.done():
-            self._send(("warm", model_ref))
+            self._send(Warm(model_ref))
         elif model_ref not in self._warm_pending:
             self._warm_pending.append(model_ref)
 
@@ -256,7 +266,7 @@ class EngineProcess:
         """Send a new config (after the user edits endpoints)."""
         self.config = config
         if self.running:
-            self._send(("config", config))
+            self._send(Configure(config))
 
     def kill(self) -> None:
         """Kill the worker (tests of the restart path)."""
@@ -270,7 +280,7 @@ class EngineProcess:
         if proc is None:
             return
         try:
-            self._send(("shutdown",))
+            self._send(Shutdown())
             if proc.stdin is not None:
                 proc.stdin.close()
         except (ConnectionError, RuntimeError):

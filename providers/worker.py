@@ -2,13 +2,10 @@
 
 Rendering markdown blocks the UI's event loop for hundreds of milliseconds, and a thread does
 not escape the GIL, so the TUI runs the engine here, in its own process (DESIGN §3). The UI
-talks to it over two pipes with length-prefixed pickle frames (``providers.remote``):
-
-UI → engine: ``("config", Config)`` first, then ``("start", sid, ChatRequest, t_submit_ns,
-gate_key, gate_size)``, ``("cancel", sid)``, ``("cancel_all",)``, ``("warm", model_ref)``,
-``("shutdown",)``.
-engine → UI: ``("ready", pid)``, ``("events", [(sid, event), …])``, ``("done", sid)``,
-``("log", text)``, ``("status", text, level)`` (the local model's start-up news).
+talks to it over two pipes with length-prefixed pickle frames (``providers.remote``); the
+messages are the dataclasses of ``providers.wire``: ``Configure`` first, then ``Start``,
+``Cancel``, ``CancelAll``, ``Warm`` and ``Shutdown`` from the UI; ``Ready``, ``Events``,
+``Done`` and ``Status`` (the local model's start-up news) back.
 
 Events are flushed every few milliseconds (``FLUSH_INTERVAL_S``) in one frame: a fast stream
 reaches the UI as a few batches per displayed frame instead of one per network read, and the
@@ -26,12 +23,26 @@ import sys
 from typing import Any
 
 from providers.config import Config
-from providers.engine import Engine, StartGate, now_ns
+from providers.engine import Engine, now_ns
 from providers.events import Cancelled, Event, StreamError
 from providers.framing import MAX_FRAME, encode, read_frame
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool
 from providers.request import ChatRequest
+from providers.start_gate import StartGate
+from providers.wire import (
+    Cancel,
+    CancelAll,
+    Configure,
+    Done,
+    Events,
+    FromEngine,
+    Ready,
+    Shutdown,
+    Start,
+    Status,
+    Warm,
+)
 
 FLUSH_INTERVAL_S = 0.008
 
@@ -59,12 +70,13 @@ class Worker:
         self.engine: Engine | None = None
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.gates: dict[str, tuple[StartGate, int]] = {}
-        self._batch: list[tuple[int, Event]] = []
+        # Each stream's events since the last flush, in order; sent as one ``Events``.
+        self._batch: dict[int, list[Event]] = {}
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self._background: set[asyncio.Task[None]] = set()
         # The local model's servers outlive config changes; they stop with the engine.
-        self.local = LocalPool(on_status=lambda text, level: self.send(("status", text, level)))
+        self.local = LocalPool(on_status=lambda text, level: self.send(Status(text, level)))
 
     def background(self, coro: Any) -> None:
         """Run ``coro`` without awaiting it, keeping a reference until it ends."""
@@ -72,12 +84,16 @@ class Worker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def send(self, obj: Any) -> None:
+    def send(self, msg: FromEngine) -> None:
         if not self.writer.is_closing():
-            self.writer.write(encode(obj))
+            self.writer.write(encode(msg))
 
     def emit(self, sid: int, ev: Event) -> None:
-        self._batch.append((sid, ev))
+        batch = self._batch.get(sid)
+        if batch is None:
+            self._batch[sid] = [ev]
+        else:
+            batch.append(ev)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # Timestamps are taken at decode; delivery can wait a little, so that a fast
@@ -87,8 +103,8 @@ class Worker:
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._batch:
-            batch, self._batch = self._batch, []
-            self.send(("events", batch))
+            batch, self._batch = self._batch, {}
+            self.send(Events(batch))
 
     def configure(self, config: Config) -> None:
         old = self.engine
@@ -130,7 +146,7 @@ class Worker:
         finally:
             self.tasks.pop(sid, None)
             self._flush()
-            self.send(("done", sid))
+            self.send(Done(sid))
 
     def cancel(self, sid: int) -> None:
         task = self.tasks.get(sid)
@@ -162,27 +178,27 @@ async def serve(read_fd: int, write_fd: int) -> None:
     )
     writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
     worker = Worker(writer)
-    worker.send(("ready", os.getpid()))
+    worker.send(Ready(os.getpid()))
     try:
         while True:
             try:
                 msg = await read_frame(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 break
-            kind = msg[0]
-            if kind == "config":
-                worker.configure(msg[1])
-            elif kind == "start":
-                worker.start(*msg[1:])
-            elif kind == "cancel":
-                worker.cancel(msg[1])
-            elif kind == "cancel_all":
-                worker.cancel_all()
-            elif kind == "warm":
-                if worker.engine is not None:
-                    worker.background(worker.engine.warm(msg[1]))
-            elif kind == "shutdown":
-                break
+            match msg:
+                case Configure(config):
+                    worker.configure(config)
+                case Start(sid, request, t_submit_ns, gate_key, gate_size):
+                    worker.start(sid, request, t_submit_ns, gate_key, gate_size)
+                case Cancel(sid):
+                    worker.cancel(sid)
+                case CancelAll():
+                    worker.cancel_all()
+                case Warm(model_ref):
+                    if worker.engine is not None:
+                        worker.background(worker.engine.warm(model_ref))
+                case Shutdown():
+                    break
     finally:
         await worker.shutdown()
         try:

@@ -154,4 +154,40 @@ def test_import_contracts_hold() -> None:
         check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "2 kept, 0 broken" in r.stdout
+    assert "3 kept, 0 broken" in r.stdout
+
+
+# The modules that make requests or open sockets; the UI asks providers instead (DESIGN §1).
+_NETWORK_MODULES = ("httpx", "httpcore", "openai", "socket", "http.client", "urllib.request")
+
+
+def _network_uses(source: str) -> list[str]:
+    import ast
+
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Attribute) and node.attr in (
+            "open_connection",
+            "create_connection",
+        ):
+            found.append(f"line {node.lineno}: {node.attr}")
+        found += [
+            f"line {node.lineno}: import {n}"
+            for n in names
+            if any(n == m or n.startswith(m + ".") for m in _NETWORK_MODULES)
+        ]
+    return found
+
+
+def test_the_ui_never_talks_http_itself() -> None:
+    uses = {
+        str(path.relative_to(REPO)): found
+        for path in sorted((REPO / "tui").rglob("*.py"))
+        if (found := _network_uses(path.read_text(encoding="utf-8")))
+    }
+    assert uses == {}

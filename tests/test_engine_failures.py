@@ -15,8 +15,9 @@ import pytest
 from providers import engine as engine_mod
 from providers.capabilities import ChatParams
 from providers.config import parse_config
-from providers.engine import ChatRequest, Engine, collect, parse_retry_after
+from providers.engine import ChatRequest, Engine, collect
 from providers.events import Event, Notice, Retrying, StreamError, fold
+from providers.failures import parse_retry_after
 from providers.keys import KeyStore
 from providers.metrics import compute_metrics
 from tests.support.raw_server import RawServer, Script
@@ -556,3 +557,47 @@ async def test_event_over_the_cap_in_a_single_read(raw_server: RawServer) -> Non
     events = await run(raw_server.base_url, engine={"max_event_bytes": 4096})
     assert fold(events).text == "kept"
     assert error_of(events).kind == "too_large"
+
+
+# --- the mapping on its own (providers.failures): no socket needed ---------------------------
+
+
+async def test_the_failure_mapping_asks_for_the_models_only_on_a_404() -> None:
+    from providers.failures import http_failure, transport_failure
+
+    ep = parse_config({"endpoints": {"x": {"base_url": "http://127.0.0.1:9/v1"}}}).endpoints["x"]
+    asked: list[int] = []
+
+    async def served() -> list[str]:
+        asked.append(1)
+        return ["m-a", "m-b"]
+
+    body = json.dumps({"error": {"message": "nope", "code": "c1"}})
+    hdrs = httpx.Headers({"retry-after": "7"})
+    gone = await http_failure(ep, "m-z", 404, hdrs, body, {}, served)
+    assert gone.error.kind == "not_found" and "it serves: m-a, m-b" in gone.error.message
+    assert asked == [1]
+    busy = await http_failure(ep, "m-z", 429, hdrs, body, {}, served)
+    assert (busy.error.kind, busy.retryable, busy.error.retry_after_s) == ("rate_limit", True, 7.0)
+    assert asked == [1]
+    # A drop before the whole request left is worth another try; a timeout after it is not.
+    unsent = transport_failure(ep, httpx.ReadTimeout("slow"), sent=False)
+    late = transport_failure(ep, httpx.ReadTimeout("slow"), sent=True)
+    assert (unsent.error.kind, unsent.retryable) == ("server", True)
+    assert (late.error.kind, late.retryable) == ("connect", False)
+
+
+async def test_warming_up_asks_for_the_models_with_the_endpoints_key_and_query(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRV_KEY", "sk-warm-123456")
+    raw_server.push(Script(chunks=[b'{"data": []}'], headers=JSON_CT))
+    eng = make_engine(raw_server.base_url, api_key_env="SRV_KEY", query={"api-version": "7"})
+    try:
+        await eng.warm("srv/m")
+    finally:
+        await eng.aclose()
+    (req,) = raw_server.requests
+    assert (req.method, req.path) == ("GET", "/v1/models?api-version=7")
+    assert req.headers.get("accept") == "application/json"
+    assert req.headers.get("authorization") == "Bearer sk-warm-123456"

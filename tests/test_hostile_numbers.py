@@ -15,8 +15,9 @@ import pytest
 
 from providers.capabilities import ChatParams
 from providers.config import parse_config
-from providers.engine import ChatRequest, Engine, collect, parse_retry_after
+from providers.engine import ChatRequest, Engine, collect
 from providers.events import Event, Notice, StreamError, fold
+from providers.failures import parse_retry_after
 from providers.keys import KeyStore
 from providers.metrics import compute_metrics
 from providers.prices import Price

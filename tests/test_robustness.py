@@ -470,8 +470,8 @@ def test_migration_3_maps_every_id_and_keeps_the_order(isolated_home: Path) -> N
 async def test_max_concurrency_below_the_panes_does_not_stall(raw_server: RawServer) -> None:
     import time
 
-    from providers.engine import StartGate
     from providers.events import Notice
+    from providers.start_gate import StartGate
 
     raw_server.default = reply("one ", "answer")
     cfg = parse_config(
@@ -498,8 +498,8 @@ async def test_a_hanging_tls_handshake_does_not_hold_the_other_pane(
 ) -> None:
     import time
 
-    from providers.engine import GATE_HOLD_S, StartGate
     from providers.events import Notice
+    from providers.start_gate import GATE_HOLD_S, StartGate
 
     accepted: list[asyncio.StreamWriter] = []
 

@@ -22,6 +22,7 @@ from textual.screen import Screen
 
 from providers import paths
 from providers.config import Config, split_model_ref
+from providers.discovery import find_default_model
 from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
@@ -38,7 +39,6 @@ from tui.session.conversation import Conversation, LiveRun
 from tui.session.state import UiState
 from tui.session.store import Store
 
-LOOPBACK_PROBE_S = 0.4
 # The collector (see _after_first_frame): only young passes run by themselves (10,000
 # objects, about 2 ms); the app collects the older generations when the last reply ends (just
 # after its final frame); a one-second check freezes what long replies promote meanwhile.
@@ -852,75 +852,6 @@ def screen_keys(
     """(keys, description, id to remap it by, or "") of a screen's own bindings, for help."""
     ids = {b.action: b.id or "" for b in getattr(type(screen), "BINDINGS", [])}
     return [(k, d, ids.get(a, "")) for k, d, a in screen_actions(screen, keymap)]
-
-
-async def find_default_model(config: Config, probe_loopback: bool = True) -> str | None:
-    """The first endpoint with a key, a local server that answers, or the bundled model."""
-    from providers.keys import KeyLookupError, Keyring, KeyStore
-
-    if config.default_model:
-        return config.default_model
-    store = KeyStore(Keyring(config.keyring_timeout_s))
-    for ep in config.endpoints.values():
-        if not ep.key_required:
-            continue
-        try:
-            resolved = await asyncio.to_thread(store.resolve, ep)
-        except KeyLookupError:
-            continue
-        if resolved.value:
-            model = ep.models[0] if ep.models else _first_priced(ep.name)
-            if model:
-                return f"{ep.name}/{model}"
-    local = config.endpoints.get("local")
-    bundled = f"local/{local.models[0]}" if local is not None and local.models else None
-    if not probe_loopback:
-        return bundled
-    loopback = [ep for ep in config.endpoints.values() if ep.is_loopback and not ep.managed]
-    answers = await asyncio.gather(*(_answers(ep.base_url) for ep in loopback))
-    for ep, ok in zip(loopback, answers, strict=True):
-        if ok:
-            if ep.models:
-                return f"{ep.name}/{ep.models[0]}"
-            listed = await _first_listed_model(ep.base_url)
-            if listed:
-                return f"{ep.name}/{listed}"
-    return bundled  # the bundled local model, when tokenrace[local] is installed
-
-
-def _first_priced(endpoint: str) -> str | None:
-    from providers.prices import builtin_models
-
-    refs = builtin_models(endpoint)
-    return refs[0].split("/", 1)[1] if refs else None
-
-
-async def _answers(base_url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _r, w = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, port), LOOPBACK_PROBE_S
-        )
-    except (OSError, TimeoutError):
-        return False
-    w.close()
-    return True
-
-
-async def _first_listed_model(base_url: str) -> str | None:
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-            r = await client.get(f"{base_url}/models")
-            data = r.json().get("data", [])
-            ids = [m["id"] for m in data if isinstance(m, dict) and "id" in m]
-            return str(ids[0]) if ids else None
-    except Exception:
-        return None
 
 
 def last_code_block(markdown: str) -> str | None:

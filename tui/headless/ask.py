@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
-from providers.engine import ChatRequest, Engine, StartGate, messages_for, now_ns
+from providers.engine import ChatRequest, Engine, messages_for, now_ns
 from providers.events import Cancelled, Event, ReasoningDelta, StreamError, TextDelta, fold
 from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
 from providers.metrics import compute_metrics
 from providers.prices import model_info
+from providers.start_gate import StartGate
 from providers.tokens import estimate_prompt_tokens
 from tui.format import summary_line
 
