@@ -12,15 +12,15 @@ import timeit
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from providers.events import TextDelta
+from providers.events import Event, TextDelta
 from providers.request import ChatRequest
 from providers.wire import POSITIONAL, Done, Events, Start
 
 P = pickle.HIGHEST_PROTOCOL
 
 
-def _events(n: int, sid: int) -> list[TextDelta]:
-    out: list[TextDelta] = []
+def _events(n: int, sid: int) -> list[Event]:
+    out: list[Event] = []
     for i in range(n):
         out.append(TextDelta(t_ns=10**12 + i * 1000 + sid, text=f" tok{i}"))
     return out

@@ -177,7 +177,7 @@ def _network_uses(source: str) -> list[str]:
         ):
             found.append(f"line {node.lineno}: {node.attr}")
         found += [
-            f"line {node.lineno}: import {n}"
+            f"line {getattr(node, 'lineno', '?')}: import {n}"
             for n in names
             if any(n == m or n.startswith(m + ".") for m in _NETWORK_MODULES)
         ]
