@@ -148,7 +148,10 @@ def test_ask_json_escapes_c1_del_and_surrogates(
     assert r.returncode == 0, r.stderr
     _assert_terminal_safe(r.stdout, "ask --json")
     (doc,) = json.loads(r.stdout)
-    assert doc["text"] == text + "half \ud800 a pair"  # the exact value, escaped on the wire
+    # C1 and DEL are the exact values, escaped on the wire; a lone surrogate is not text at all
+    # and arrives as U+FFFD (issue 15 item 2: stored and sent well-formed).
+    assert doc["text"] == text + "half \ufffd a pair"
+    assert "\\u0085" in r.stdout.decode() and "\\u009b" in r.stdout.decode()
     r = _run("ask", "-m", "hostile/m", "hi")  # text mode: the surrogate must not crash it
     assert r.returncode == 0, r.stderr
     _assert_terminal_safe(r.stdout, "ask with a surrogate")
