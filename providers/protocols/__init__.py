@@ -84,6 +84,13 @@ class WireProtocol(Protocol):
         ...
 
 
+def data_model_ids(listing: Any) -> list[str]:
+    """Model ids from an OpenAI-shaped ``GET /models`` answer (``{"data": [{"id": …}]}``),
+    which chat completions, Responses and Anthropic all give."""
+    data = listing.get("data", []) if isinstance(listing, dict) else []
+    return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+
+
 def protocol_for(name: str) -> WireProtocol:
     """The protocol called ``name`` (``chat`` for anything unknown is a bug: raises)."""
     if name == "chat":

@@ -6,7 +6,7 @@ from typing import Any
 
 from providers.capabilities import build_body
 from providers.chunks import ChunkParser
-from providers.protocols import BuildSettings, Decoder, ProtocolName
+from providers.protocols import BuildSettings, Decoder, ProtocolName, data_model_ids
 
 
 class ChatProtocol:
@@ -40,8 +40,7 @@ class ChatProtocol:
         return ChunkParser(endpoint)
 
     def model_ids(self, listing: Any) -> list[str]:
-        data = listing.get("data", []) if isinstance(listing, dict) else []
-        return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+        return data_model_ids(listing)
 
     def auth_failure(self, status: int, body: Any) -> bool:
         return False

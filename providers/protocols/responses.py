@@ -24,6 +24,7 @@ from providers.protocols import (
     Decoder,
     ProtocolName,
     as_int,
+    data_model_ids,
     parse_object,
     remote_error,
 )
@@ -86,8 +87,7 @@ class ResponsesProtocol:
         return ResponsesDecoder(endpoint)
 
     def model_ids(self, listing: Any) -> list[str]:
-        data = listing.get("data", []) if isinstance(listing, dict) else []
-        return sorted(str(m["id"]) for m in data if isinstance(m, dict) and "id" in m)
+        return data_model_ids(listing)
 
     def auth_failure(self, status: int, body: Any) -> bool:
         return False
