@@ -104,8 +104,12 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
             Content(""),
             Content.styled("Offline, with no key at all:", "bold"),
             Content(
-                "  pip install 'tokenrace[local]' bundles a small local model (it compiles "
-                "llama-cpp-python: about 20 minutes)"
+                '  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" '
+                "pip install 'tokenrace[local]'"
+            ),
+            Content(
+                "  bundles two small local models (it compiles llama-cpp-python once: about "
+                "10 minutes on 2 cores)"
             ),
         ]
     return Content("\n").join(rows)
