@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from providers.events import StreamError
+from providers.events import RequestSent, StreamError
 from tests.support.mock_server import MockServerProcess
 from tests.support.tui import (
     make_app,
@@ -78,8 +78,13 @@ async def test_panes_stream_side_by_side(
             if r["path"].endswith("/chat/completions")
             and r["model"] in (a.split("/")[1], b.split("/")[1])
         ]
-        assert abs(reqs[0]["received_ns"] - reqs[1]["received_ns"]) < 5_000_000
         s = screen(app)
+        # Left together: the engine's own t0 stamps (the moment each request's last byte went to
+        # the socket) within 5 ms; bench/ holds the 1 ms target. The server's receipt adds its
+        # own scheduling (6.7 ms apart once at load average 8), so it gets a busy machine's margin.
+        t0 = [next(e.t_ns for e in s.runs[i].events if isinstance(e, RequestSent)) for i in (0, 1)]
+        assert abs(t0[0] - t0[1]) < 5_000_000, t0
+        assert abs(reqs[0]["received_ns"] - reqs[1]["received_ns"]) < 25_000_000
         assert [t.content for t in s.conv.turns(1)] == ["race", "Beta answer, a bit slower."]
 
 
