@@ -122,8 +122,9 @@ def test_quit_while_another_program_locks_the_history(isolated_home: Path) -> No
             tmux.close()
             other.execute("ROLLBACK")
             other.close()
-    # The terminal wraps the message where the path's length puts it, between any two words.
-    assert "merged into the history the next time" in " ".join(screen.split())
+    # Printed to the shell after the app's exit, the message wraps at the terminal's width, in
+    # the middle of a word or between two, wherever the path's length puts it.
+    assert "mergedintothehistorythenexttime" in "".join(screen.split())
     told: list[str] = []
     store = Store(db, on_error=told.append)
     try:
