@@ -79,12 +79,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         if not body.get("stream"):  # tokenrace's warm-up: one token, whole
             if self.mode == "sigill-warmup":
-                os.kill(os.getpid(), signal.SIGILL)
+                _die_by_sigill()
             self._json({"choices": [{"index": 0, "message": {"content": "Hi"}}]})
             return
         if self.mode == "sigill-early":  # killed before a byte of the answer
             print("ggml_compute_forward: illegal instruction ahead", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGILL)
+            _die_by_sigill()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -93,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk("Paris is")
             self._chunk(" the")
             print("ggml_compute_forward: illegal instruction ahead", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGILL)
+            _die_by_sigill()
             return
         for word in ("This", " is", f" {self.alias}", " speaking."):
             self._chunk(word)
@@ -101,6 +101,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
+
+
+def _die_by_sigill() -> None:
+    """SIGILL to this process, and nothing more from this thread: the signal may be taken by
+    another thread, and until it is, this one would go on answering (a CI run saw the headers
+    of a reply that was meant never to start)."""
+    os.kill(os.getpid(), signal.SIGILL)
+    threading.Event().wait()
 
 
 def main() -> None:
