@@ -192,6 +192,7 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
 
     async def run_before(pilot: Any) -> None:
         from tui.screens.chat import ChatScreen
+        from tui.screens.pane_reply import PaneReply
         from tui.widgets.assistant_message import AssistantMessage
         from tui.widgets.message_list import MessageList
         from tui.widgets.status_bar import StatusBar
@@ -209,7 +210,7 @@ def chat_midstream_app(home: Path, theme: str = "tokenrace-dark") -> tuple[Token
         widget.append_reasoning(delta.reasoning)
         widget.append_text(delta.text)
         widget.sync()  # what the screen's frame tick does
-        screen.run, screen.reply = run, widget
+        screen.replies[0] = PaneReply(screen, 0, run, widget, {})
         await pilot.pause(0.3)
         screen.query_one(StatusBar).show(run.live(clock()), run.spark_rates())
         widget.show_live("● streaming · 1.23 s")
@@ -323,8 +324,8 @@ def compare_app(home: Path, theme: str = "tokenrace-dark") -> tuple[TokenraceApp
     )
 
     async def run_before(pilot: Any, mid: bool = False, races: int = 2) -> None:
-        from tui.screens.chat import FIGURES_EVERY
         from tui.screens.compare import CompareScreen
+        from tui.screens.race_screen import FIGURES_EVERY
 
         screen = app.screen
         assert isinstance(screen, CompareScreen)

@@ -61,8 +61,8 @@ class HelpScreen(ModalScreen[None]):
         for keys, what in PROMPT_KEYS:
             rows.append(Content.assemble((f"{keys:<24}", "bold"), what))
         rows += ["", Content.styled("Commands", "bold"), ""]
-        for name, what in COMMANDS.items():
-            rows.append(Content.assemble((f"{name:<24}", "bold"), what))
+        for spec in COMMANDS.values():
+            rows.append(Content.assemble((f"{spec.name:<24}", "bold"), spec.help))
         rows += [
             "",
             "Every action is also in the command palette (Ctrl+P). Remap keys in "

@@ -1,20 +1,18 @@
-"""Slash commands typed in the prompt: parsing and completion (no textual)."""
+"""Slash commands typed in the prompt: one table of name → handler (no textual).
+
+A command is a pure function of (settings, argument, number of panes) that returns an
+``Outcome``: new settings, a notice, and at most one ``Effect`` that only the screen can carry
+out (switching a model, opening a screen). The screen applies the outcome; Tab completion and
+the help screen read the same table. Adding a command is one ``@command`` function here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-COMMANDS: dict[str, str] = {
-    "/model": "switch model: /model ENDPOINT/MODEL (or part of a name)",
-    "/system": "set the system prompt: /system TEXT (empty clears it)",
-    "/temperature": "set the temperature: /temperature X (empty resets); in compare, "
-    "/temperature B X sets one pane's",
-    "/max-tokens": "cap the reply length: /max-tokens N (empty removes the cap)",
-    "/json": "JSON mode: /json on|off",
-    "/suite": "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]",
-    "/clear": "start a new conversation",
-    "/help": "show every key and command",
-}
+from tui.session.conversation import Settings
+from tui.session.race import PANE_LETTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +25,77 @@ class Command:
 
 class CommandError(ValueError):
     """A slash command with a bad argument; the message says what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchModel:
+    """Continue with the model named ``query`` (resolved by the screen) in ``pane``."""
+
+    query: str
+    pane: int | None = None  # None: the screen's one pane (chat)
+
+
+@dataclass(frozen=True, slots=True)
+class SetPaneTemperature:
+    """One pane's own temperature; ``pane`` None drops every pane's own."""
+
+    pane: int | None
+    temperature: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    """Start a new conversation on the same model(s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowHelp:
+    """Open the help screen."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSuite:
+    """Run a replay suite on the screen's model(s)."""
+
+    path: str
+    runs: int
+
+
+Effect = SwitchModel | SetPaneTemperature | NewConversation | ShowHelp | RunSuite
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command changed: new settings (the screen saves them), a notice, an effect."""
+
+    settings: Settings | None = None
+    notice: str = ""
+    effect: Effect | None = None
+
+
+Handler = Callable[[Settings, str, int], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One command: its name, the help line Tab completion and F1 show, its handler."""
+
+    name: str
+    help: str
+    handler: Handler
+
+
+COMMANDS: dict[str, CommandSpec] = {}
+
+
+def command(name: str, help: str) -> Callable[[Handler], Handler]:
+    """Register ``handler(settings, arg, panes) -> Outcome`` as the slash command ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = CommandSpec(name, help, handler)
+        return handler
+
+    return register
 
 
 def parse(text: str) -> Command | None:
@@ -42,11 +111,24 @@ def parse(text: str) -> Command | None:
     return Command(name, arg.strip())
 
 
+def run(settings: Settings, cmd: Command, panes: int = 1) -> Outcome:
+    """What ``cmd`` does on a screen of ``panes`` panes; raises CommandError for a bad argument."""
+    return COMMANDS[cmd.name].handler(settings, cmd.arg, panes)
+
+
 def completions(prefix: str) -> list[str]:
     """Commands that start with what was typed."""
     if not prefix.startswith("/") or " " in prefix:
         return []
     return [c for c in COMMANDS if c.startswith(prefix)]
+
+
+def pane_and_rest(arg: str, panes: int) -> tuple[int | None, str]:
+    """``B rest`` → (1, "rest") when B names one of ``panes`` panes; else (None, arg)."""
+    letter, _, rest = arg.partition(" ")
+    if panes > 1 and len(letter) == 1 and letter.upper() in PANE_LETTERS[:panes]:
+        return PANE_LETTERS.index(letter.upper()), rest.strip()
+    return None, arg
 
 
 def parse_temperature(arg: str) -> float | None:
@@ -85,3 +167,77 @@ def parse_on_off(arg: str) -> bool:
     if low in ("off", "false", "no", "0"):
         return False
     raise CommandError(f"/json expects on or off, got {arg!r}")
+
+
+def _every_pane(panes: int) -> str:
+    return " Every pane uses it from the next prompt." if panes > 1 else ""
+
+
+@command("/model", "switch model: /model ENDPOINT/MODEL (or part of a name)")
+def _model(settings: Settings, arg: str, panes: int) -> Outcome:
+    if panes == 1:
+        return Outcome(effect=SwitchModel(arg))
+    pane, name = pane_and_rest(arg, panes)
+    if pane is None or not name:
+        raise CommandError(
+            "In compare mode: /model PANE NAME, e.g. /model B openai/gpt-4o-mini "
+            "(F2 picks with a list)"
+        )
+    return Outcome(effect=SwitchModel(name, pane))
+
+
+@command("/system", "set the system prompt: /system TEXT (empty clears it)")
+def _system(settings: Settings, arg: str, panes: int) -> Outcome:
+    said = "System prompt set." if arg else "System prompt cleared."
+    return Outcome(replace(settings, system=arg or None), said + _every_pane(panes))
+
+
+@command(
+    "/temperature",
+    "set the temperature: /temperature X (empty resets); in compare, /temperature B X sets "
+    "one pane's",
+)
+def _temperature(settings: Settings, arg: str, panes: int) -> Outcome:
+    pane, value = pane_and_rest(arg, panes)
+    if pane is not None:
+        t = parse_temperature(value)
+        shown = "the default" if t is None else f"{t:g}"
+        return Outcome(
+            notice=f"Pane {PANE_LETTERS[pane]}: temperature {shown} from the next prompt.",
+            effect=SetPaneTemperature(pane, t),
+        )
+    t = parse_temperature(arg)
+    return Outcome(
+        replace(settings, temperature=t),
+        f"Temperature: {t if t is not None else 'default'}" + _every_pane(panes),
+        SetPaneTemperature(None, t) if panes > 1 else None,
+    )
+
+
+@command("/max-tokens", "cap the reply length: /max-tokens N (empty removes the cap)")
+def _max_tokens(settings: Settings, arg: str, panes: int) -> Outcome:
+    n = parse_max_tokens(arg)
+    return Outcome(replace(settings, max_tokens=n), f"Max tokens: {n or 'no cap'}")
+
+
+@command("/json", "JSON mode: /json on|off")
+def _json(settings: Settings, arg: str, panes: int) -> Outcome:
+    on = parse_on_off(arg)
+    return Outcome(replace(settings, json_mode=on), f"JSON mode {'on' if on else 'off'}.")
+
+
+@command("/suite", "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]")
+def _suite(settings: Settings, arg: str, panes: int) -> Outcome:
+    path, _, runs = arg.partition(" ")
+    n = parse_positive(runs.strip(), "/suite RUNS")
+    return Outcome(effect=RunSuite(path, n or 1))
+
+
+@command("/clear", "start a new conversation")
+def _clear(settings: Settings, arg: str, panes: int) -> Outcome:
+    return Outcome(effect=NewConversation())
+
+
+@command("/help", "show every key and command")
+def _help(settings: Settings, arg: str, panes: int) -> Outcome:
+    return Outcome(effect=ShowHelp())

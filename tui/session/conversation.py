@@ -496,10 +496,10 @@ class LiveRun:
         self.checkpoint(store, conv, params, race_id)
         return True
 
-    def partial_metrics(self) -> RunMetrics:
+    def partial_metrics(self, now_ns: int | None = None) -> RunMetrics:
         """The figures known so far, cheap (no pass over the events): saved with checkpoints,
         so a reply whose process died still has its TTFT and tokens."""
-        f = self.live(time.perf_counter_ns())
+        f = self.live(time.perf_counter_ns() if now_ns is None else now_ns)
         return RunMetrics(
             status="streaming",
             ttft_ms=f.ttft_ms,

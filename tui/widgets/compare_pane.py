@@ -38,7 +38,10 @@ class ComparePane(UniformRows, Vertical):
         self.index = index
         self.model = model
         self.header = Static("", classes="pane-header", markup=False)
-        self.messages = MessageList(classes="pane-messages", top_aligned=True)
+        # The first child says how many older turns are not drawn yet (RaceScreen fills it).
+        self.messages = MessageList(
+            Static("", classes="earlier", markup=False), classes="pane-messages", top_aligned=True
+        )
         self.status = StatusBar()
 
     @property

@@ -1,0 +1,149 @@
+"""One reply's life in one pane: consume, checkpoint, finish, fail, tick, cancel, interrupt."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from providers.events import Cancelled, StreamError
+from providers.remote import StreamHandle
+from tui.session.conversation import LiveRun
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.error_panel import ErrorPanel
+
+if TYPE_CHECKING:
+    from tui.screens.race_screen import RaceScreen
+
+# The engine did not confirm a cancel within this (it may have died): the reply ends here,
+# keeping its text.
+CANCEL_GRACE_S = 1.0
+
+
+class PaneReply:
+    """The reply streaming into pane ``pane`` of ``screen``; the screen draws the pane."""
+
+    def __init__(
+        self,
+        screen: RaceScreen,
+        pane: int,
+        run: LiveRun,
+        widget: AssistantMessage,
+        settings: dict[str, Any],
+        race_id: str | None = None,
+    ) -> None:
+        self.screen = screen
+        self.pane = pane
+        self.run = run
+        self.widget = widget
+        self.settings = settings  # stored with the run: the conversation's, and the pane's own
+        self.race_id = race_id
+        self.handle: StreamHandle | None = None
+
+    @property
+    def group(self) -> str:
+        """The worker group of this pane's stream: cancelling it touches no other pane."""
+        return f"pane-{self.pane}"
+
+    def consume(self, handle: StreamHandle) -> None:
+        """Read the engine's batches for this reply in the pane's own worker."""
+        self.handle = handle
+        self.screen.run_worker(self._consume(handle), group=self.group, exit_on_error=False)
+
+    async def _consume(self, handle: StreamHandle) -> None:
+        run, widget = self.run, self.widget
+        messages = self.screen.messages_of(self.pane)
+        while (batch := await handle.next_batch()) is not None:
+            delta = run.feed(batch)
+            if delta.reasoning:
+                widget.append_reasoning(delta.reasoning)
+            if delta.text:
+                widget.append_text(delta.text)
+            for note in delta.notices:
+                widget.add_notice(note)
+            if delta.text or delta.reasoning:
+                messages.content_grew()
+            self.checkpoint_if_due()  # the first token, then every CHECKPOINT_S (DESIGN §6)
+            if run.done:
+                break
+        self.finish()
+
+    def checkpoint_if_due(self) -> None:
+        self.run.maybe_checkpoint(
+            self.screen.tapp.store, self.screen.conv, self.settings, race_id=self.race_id
+        )
+
+    def fail_locally(self, message: str) -> None:
+        """A failure on this side of the engine (it could not start): the reply ends in error."""
+        t = time.perf_counter_ns()
+        self.run.feed([StreamError(t_ns=t, kind="internal", message=message)])
+        self.finish()
+
+    def finish(self) -> None:
+        """Show the final figures, keep the turn, save it, log the run (once)."""
+        run, screen = self.run, self.screen
+        if run.shown_final:
+            return
+        run.shown_final = True
+        if not run.done:
+            run.feed([Cancelled(t_ns=time.perf_counter_ns())])
+        m = run.final()
+        self.widget.finish(m)
+        turn = run.turn()
+        screen.conv.turns(self.pane).append(turn)
+        run.checkpoint(screen.tapp.store, screen.conv, self.settings, race_id=self.race_id)
+        screen.tapp.run_completed(run, m)
+        messages = screen.messages_of(self.pane)
+        if turn.error and turn.status in ("error", "interrupted"):
+            kind = next(
+                (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
+            )
+            messages.mount(ErrorPanel(run.model, kind, turn.error))
+        messages.content_grew()
+        screen.status_of(self.pane).show(run.live(time.perf_counter_ns()), run.spark_rates())
+        self.handle = None
+        screen.reply_finished(self)
+
+    def frame(self) -> None:
+        """The frame clock: new text drawn; text that came before a pause saved."""
+        if self.run.shown_final:
+            return
+        self.widget.sync()
+        self.checkpoint_if_due()
+
+    def show_figures(self, now_ns: int) -> None:
+        """Live figures on the pane's status bar and the reply's live line."""
+        run = self.run
+        if run.done:
+            return
+        f = run.live(now_ns)
+        self.screen.status_of(self.pane).show(f, run.spark_rates())
+        if f.retry_until_ns is None:
+            ep = self.screen.tapp.config.endpoints.get(run.endpoint)
+            self.widget.show_live(run.live_label(now_ns, ep.timeouts if ep else None))
+        else:
+            left = max(0.0, (f.retry_until_ns - now_ns) / 1e9)
+            self.widget.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
+
+    def cancel(self) -> bool:
+        """Ask the engine to cancel this stream; True if it was running."""
+        run, screen = self.run, self.screen
+        if run.done:
+            return False
+        if self.handle is not None:
+            screen.tapp.engine.cancel(self.handle)
+
+        def fallback() -> None:
+            if not run.done and not run.shown_final:
+                screen.workers.cancel_group(screen, self.group)
+                self.finish()
+
+        screen.set_timer(CANCEL_GRACE_S, fallback)
+        return True
+
+    def interrupt(self, message: str) -> None:
+        """The app is being stopped (SIGTERM, SIGHUP): end the reply as interrupted, saved."""
+        if self.run.shown_final:
+            return
+        self.run.interrupt(message)
+        self.screen.workers.cancel_group(self.screen, self.group)
+        self.finish()

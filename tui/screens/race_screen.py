@@ -1,0 +1,597 @@
+"""What the chat and compare screens share: panes racing on one prompt (chat is one pane).
+
+The base owns the prompt (submit, slash commands, Tab completion, history, the estimate line),
+the top bar's settings, each pane's history window, starting a race, the frame clock, cancel,
+retry, replay, export and ``fill_prompt``. Each reply's own life is a ``PaneReply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Static, TextArea
+
+from providers.capabilities import ChatParams
+from providers.metrics import RunMetrics
+from providers.prices import format_context, model_info
+from providers.request import ChatRequest
+from providers.tokens import estimate_prompt_tokens, estimate_tokens
+from tui import format as fmt
+from tui.compositor import CroppingCompositor
+from tui.screens.pane_reply import PaneReply
+from tui.session import commands
+from tui.session.conversation import Conversation, LiveRun, Turn
+from tui.session.race import PANE_LETTERS, summarise
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.error_panel import ErrorPanel
+from tui.widgets.message_list import MessageList
+from tui.widgets.prompt_box import PromptBox
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.user_message import UserMessage
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+# New text is drawn at most this often, one redraw for everything. 20 Hz: 4-5 tokens a frame
+# at 100 tok/s; at 25 Hz the UI took 11% more CPU (bench/README.md, CPU rows) for frames 10 ms
+# sooner (render lag p95 62 -> 73-80 ms at 200 tok/s).
+FRAME_HZ = 20
+FIGURES_EVERY = 3  # live figures every third frame: about 7 times a second
+HISTORY_WINDOW = 30  # turns rendered per pane when a conversation opens; older ones on demand
+
+
+class RaceScreen(Screen[None]):
+    """A conversation whose panes (one in chat) answer the same prompt, each its own model."""
+
+    AUTO_FOCUS = "PromptBox"
+    BUSY: ClassVar[str] = "A reply is still streaming: Esc cancels it."
+    # Compare: every reply of one prompt shares a race id (stored, for the session's deltas).
+    RACE: ClassVar[bool] = False
+
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__()
+        self._compositor = CroppingCompositor()
+        self.conv = conversation
+        self.replies: dict[int, PaneReply] = {}
+        self.race_id: str | None = None
+        self._history_pos = -1
+        self._draft = ""
+        self._estimate_timer: Timer | None = None
+        self._frame_timer: Timer | None = None
+        self._hidden: dict[int, int] = {}  # per pane: older turns not mounted yet
+        self._ticks = 0
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    # --- what each screen says -----------------------------------------------------------
+
+    def pane_models(self) -> list[str | None]:
+        """Each pane's model (None while chat has none yet)."""
+        raise NotImplementedError
+
+    def messages_of(self, pane: int) -> MessageList:
+        raise NotImplementedError
+
+    def status_of(self, pane: int) -> StatusBar:
+        raise NotImplementedError
+
+    def pane_label(self, pane: int) -> str:
+        """The pane's letter and glyph on its replies ("" in chat)."""
+        return ""
+
+    def topbar(self, settings_bits: list[str]) -> Content:
+        raise NotImplementedError
+
+    def switch_model(self, query: str, pane: int | None) -> None:
+        """``/model``: resolve ``query`` and continue with it (in ``pane``)."""
+        raise NotImplementedError
+
+    def new_conversation(self) -> None:
+        raise NotImplementedError
+
+    def pane_params(self, pane: int) -> ChatParams:
+        return self.conv.settings.params()
+
+    def pane_settings(self, pane: int) -> dict[str, Any]:
+        """The settings stored with a pane's reply."""
+        return self.conv.settings.to_dict()
+
+    def prepare(self) -> None:
+        """Screen-specific set-up at mount, before the history is drawn."""
+
+    def race_changed(self) -> None:
+        """A reply started, moved on or finished: screens with a comparison redraw it."""
+
+    def set_pane_temperature(self, pane: int | None, temperature: float | None) -> None:
+        """``/temperature B X`` (compare only)."""
+
+    def focused_pane(self) -> int:
+        return 0
+
+    # --- layout --------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.prepare()
+        for index in range(len(self.pane_models())):
+            self._render_history(index)
+        self._update_topbar()
+        # The frame clock runs only while something streams: an idle screen costs nothing.
+        self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
+        self._update_estimate()
+        for model in self.pane_models():
+            if model:
+                self.tapp.warm(model)
+        self.race_changed()
+
+    def _render_history(self, pane: int) -> None:
+        turns = self.conv.turns(pane)
+        self._hidden[pane] = max(0, len(turns) - HISTORY_WINDOW)
+        widgets = self._turn_widgets(turns[self._hidden[pane] :])
+        if widgets:
+            self.messages_of(pane).mount_all(widgets)
+        self._update_earlier(pane)
+
+    def _turn_widgets(self, turns: list[Turn]) -> list[Widget]:
+        widgets: list[Widget] = []
+        for t in turns:
+            if t.role == "user":
+                widgets.append(UserMessage(t.content))
+                continue
+            widgets.append(
+                AssistantMessage(
+                    t.model or "?",
+                    text=t.content,
+                    reasoning=t.reasoning,
+                    status=t.status,
+                    metrics=t.metrics,
+                    finished=True,
+                )
+            )
+            if t.error and t.status in ("error", "interrupted"):
+                widgets.append(ErrorPanel(t.model or "?", t.status, t.error))
+        return widgets
+
+    def _update_earlier(self, pane: int) -> None:
+        hidden = self._hidden.get(pane, 0)
+        earlier = self.messages_of(pane).query_one(".earlier", Static)
+        earlier.display = hidden > 0
+        if hidden:
+            earlier.update(
+                f"▲ {hidden} earlier messages — PageUp at the top (or Ctrl+Home) shows more"
+            )
+
+    def load_earlier(self, pane: int = 0) -> bool:
+        """Mount the next window of older turns above the first one shown."""
+        hidden = self._hidden.get(pane, 0)
+        if not hidden:
+            return False
+        messages = self.messages_of(pane)
+        start = max(0, hidden - HISTORY_WINDOW)
+        widgets = self._turn_widgets(self.conv.turns(pane)[start:hidden])
+        self._hidden[pane] = start
+        first = next((c for c in messages.children if not c.has_class("earlier")), None)
+        if widgets:
+            messages.mount_all(widgets, before=first)
+        self._update_earlier(pane)
+        return True
+
+    def _update_topbar(self) -> None:
+        s = self.conv.settings
+        bits = []
+        if s.system:
+            bits.append("system ✓")
+        if s.temperature is not None:
+            bits.append(f"T={s.temperature:g}")
+        if s.max_tokens is not None:
+            bits.append(f"max {s.max_tokens}")
+        if s.json_mode:
+            bits.append("JSON")
+        self.query_one("#topbar", Static).update(self.topbar(bits))
+
+    @property
+    def runs(self) -> dict[int, LiveRun]:
+        """The latest reply's run of each pane."""
+        return {i: r.run for i, r in self.replies.items()}
+
+    @property
+    def streaming(self) -> bool:
+        return any(not r.run.done for r in self.replies.values())
+
+    def on_screen_resume(self) -> None:
+        self.query_one(PromptBox).focus()
+
+    # --- prompt --------------------------------------------------------------------------
+
+    @on(PromptBox.Submitted)
+    def _submitted(self, event: PromptBox.Submitted) -> None:
+        t_submit = time.perf_counter_ns()
+        text = event.text
+        if not text.strip():
+            return
+        try:
+            cmd = commands.parse(text)
+        except commands.CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if cmd is not None:
+            event.prompt.clear_prompt()
+            self.run_command(cmd)
+            return
+        if self.streaming:
+            self.notify(self.BUSY, severity="warning")
+            return
+        if not self._has_models():
+            return
+        event.prompt.clear_prompt()
+        self._history_pos = -1
+        self.send(text, t_submit)
+
+    def _has_models(self) -> bool:
+        if all(self.pane_models()):
+            return True
+        self.notify("No model yet: F2 picks one.", severity="warning")
+        return False
+
+    def run_command(self, cmd: commands.Command) -> None:
+        """Apply what a slash command says: its settings, its notice, its effect."""
+        try:
+            out = commands.run(self.conv.settings, cmd, len(self.pane_models()))
+        except commands.CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if out.settings is not None:
+            self.conv.settings = out.settings
+            if self.conv.saved and self.tapp.store is not None:
+                self.tapp.store.update_conversation(self.conv.id, settings=out.settings.to_dict())
+            self._update_topbar()
+            self._update_estimate()
+        if out.notice:
+            self.notify(out.notice)
+        match out.effect:
+            case commands.SwitchModel(query, pane):
+                self.switch_model(query, pane)
+            case commands.SetPaneTemperature(pane, temperature):
+                self.set_pane_temperature(pane, temperature)
+            case commands.NewConversation():
+                self.new_conversation()
+            case commands.ShowHelp():
+                self.tapp.action_show_help()
+            case commands.RunSuite(path, runs):
+                self.tapp.open_suite(path, runs)
+            case None:
+                pass
+
+    @on(TextArea.Changed, "#prompt")
+    def _prompt_changed(self) -> None:
+        if self._estimate_timer is None:
+            self._estimate_timer = self.set_timer(0.15, self._update_estimate_now)
+
+    def _update_estimate_now(self) -> None:
+        self._estimate_timer = None
+        self._update_estimate()
+
+    def _update_estimate(self) -> None:
+        """Estimated tokens and cost of the next request before it is sent, and a context
+        warning, for each pane's model."""
+        info = self.query_one("#prompt-info", Static)
+        prompt = self.query_one(PromptBox)
+        if prompt.text.startswith("/"):
+            info.update(self._completion_hint(prompt.text))
+            return
+        full = prompt.full_text
+        models = self.pane_models()
+        panes: list[Content] = []
+        too_long = False
+        most = 0  # the panes' histories differ: the line says the largest request
+        for index, model in enumerate(models):
+            history = [*self.conv.request_messages(index), {"role": "user", "content": full}]
+            tokens = estimate_prompt_tokens(history)
+            most = max(most, tokens)
+            if not model:
+                info.update(f"≈{tokens:,} tok")
+                return
+            parts, over = self._estimate_parts(model, tokens, full)
+            too_long = too_long or over
+            label = f"{PANE_LETTERS[index]}: " if len(models) > 1 else ""
+            panes.append(Content(label + " · ".join(parts)))
+        line = Content(" · ").join(panes)
+        if len(models) > 1:
+            line = Content.assemble(f"next request ≈{most:,} tok in · ", line)
+        if too_long:
+            line = Content.assemble(("⚠ exceeds the model's context window: ", "bold"), line)
+        info.update(line)
+
+    def _estimate_parts(self, model: str, tokens: int, full: str) -> tuple[list[str], bool]:
+        """What the next request costs on ``model`` before output, and whether it fits."""
+        mi = model_info(model, self.tapp.config)
+        one = len(self.pane_models()) == 1
+        parts = [f"next request ≈{tokens:,} tok in"] if one else []
+        if mi.price is not None:
+            cost = mi.price.cost(tokens, 0)
+            parts.append(f"{'≈' if cost else ''}{fmt.usd(cost)} before output")
+        if mi.context is not None:
+            parts.append(f"context {format_context(mi.context)} ({100 * tokens / mi.context:.0f}%)")
+            if tokens > mi.context:
+                return parts, True
+        if one and full and estimate_tokens(full) > 2000:
+            parts.insert(1, f"prompt ≈{estimate_tokens(full):,} tok")
+        return parts, False
+
+    def _model_matches(self, text: str) -> tuple[str, list[str]]:
+        """For ``/model [PANE] PART``: the completed prefix, and catalog models matching PART."""
+        _, _, arg = text.partition(" ")
+        pane, query = commands.pane_and_rest(arg, len(self.pane_models()))
+        prefix = "/model " if pane is None else f"/model {PANE_LETTERS[pane]} "
+        found = [e.ref for e in self.tapp.catalog if query.lower() in e.ref.lower()]
+        return prefix, found
+
+    def _completion_hint(self, text: str) -> str:
+        if " " not in text:
+            matches = commands.completions(text)
+            if not matches:
+                return f"unknown command {text}"
+            return "  ".join(f"{m} — {commands.COMMANDS[m].help}" for m in matches[:3]) + (
+                "   (Tab completes)" if len(matches) == 1 else ""
+            )
+        name = text.partition(" ")[0]
+        if name == "/model":
+            found = self._model_matches(text)[1][:6]
+            return "  ".join(found) + ("   (Tab completes)" if found else "   no match")
+        spec = commands.COMMANDS.get(name)
+        return spec.help if spec is not None else ""
+
+    @on(PromptBox.CompletionRequested)
+    def _complete(self, event: PromptBox.CompletionRequested) -> None:
+        text = event.prompt.text
+        if " " not in text:
+            matches = commands.completions(text)
+            if matches:
+                event.prompt.set_prompt(matches[0] + " ")
+                event.prompt.move_cursor(event.prompt.document.end)
+            return
+        if text.partition(" ")[0] == "/model":
+            prefix, found = self._model_matches(text)
+            if found:
+                event.prompt.set_prompt(prefix + found[0])
+                event.prompt.move_cursor(event.prompt.document.end)
+
+    @on(PromptBox.HistoryRequested)
+    def _history(self, event: PromptBox.HistoryRequested) -> None:
+        prompts = self.tapp.prompt_history()
+        if not prompts:
+            return
+        if self._history_pos == -1:
+            self._draft = event.prompt.text
+        pos = self._history_pos - event.direction  # up = older = larger index
+        if pos < -1:
+            return
+        pos = min(pos, len(prompts) - 1)
+        self._history_pos = pos
+        if pos == -1:
+            event.prompt.set_prompt(self._draft)
+        else:
+            event.prompt.set_prompt(prompts[pos], recalled=True)
+        event.prompt.move_cursor(event.prompt.document.end)
+
+    def fill_prompt(self, text: str, send_now: bool = False) -> None:
+        """Put ``text`` in the prompt (from the history search), or send it at once."""
+        prompt = self.query_one(PromptBox)
+        if send_now:
+            if not self.streaming and all(self.pane_models()):
+                self.send(text)
+                return
+            self.notify("Not sent: a reply is streaming or no model is set.")
+        prompt.set_prompt(text)
+        prompt.move_cursor(prompt.document.end)
+        prompt.focus()
+
+    # --- racing --------------------------------------------------------------------------
+
+    def send(self, text: str, t_submit_ns: int | None = None) -> None:
+        """Send ``text`` as the next user turn to every pane; the requests leave together."""
+        t_submit = t_submit_ns or time.perf_counter_ns()
+        panes = tuple(range(len(self.pane_models())))
+        self.conv.add_user(text, self.tapp.store, panes=panes)
+        self.tapp.remember_conversation(self.conv.id)
+        self.tapp.history_added(text)
+        for index in panes:
+            self.messages_of(index).mount(UserMessage(text))
+        self.race(t_submit)
+        self._update_topbar()
+
+    def race(self, t_submit: int) -> None:
+        """Start every pane's reply to the conversation as it stands."""
+        self.race_id = uuid.uuid4().hex if self.RACE else None
+        requests: list[ChatRequest] = []
+        started: list[PaneReply] = []
+        config = self.tapp.config
+        for index, model in enumerate(self.pane_models()):
+            assert model is not None
+            request = ChatRequest(
+                model=model,
+                messages=self.conv.request_messages(index),
+                params=self.pane_params(index),
+            )
+            price = model_info(model, config).price
+            estimate = estimate_prompt_tokens(request.messages)
+            run = LiveRun(model, t_submit, price, estimate, config.stall_s, pane=index)
+            widget = AssistantMessage(model, pane_label=self.pane_label(index))
+            messages = self.messages_of(index)
+            messages.mount(widget)
+            messages.resume_follow()
+            reply = PaneReply(self, index, run, widget, self.pane_settings(index), self.race_id)
+            self.replies[index] = reply
+            started.append(reply)
+            requests.append(request)
+        if self._frame_timer is not None:
+            self._frame_timer.resume()
+        self.race_changed()
+        self.run_worker(
+            self._submit(started, requests, t_submit), group="race", exit_on_error=False
+        )
+
+    async def _submit(
+        self, replies: list[PaneReply], requests: list[ChatRequest], t_submit: int
+    ) -> None:
+        try:
+            handles = await self.tapp.engine.submit_many(requests, t_submit)
+        except Exception as exc:  # the engine could not start: say so, keep the app
+            for reply in replies:
+                reply.fail_locally(f"the engine process could not start: {exc}")
+            return
+        for reply, handle in zip(replies, handles, strict=True):
+            if reply.run.shown_final:  # cancelled (and given up on) before it was submitted
+                self.tapp.engine.cancel(handle)
+                continue
+            reply.consume(handle)
+
+    def reply_finished(self, reply: PaneReply) -> None:
+        """A pane's reply ended: stop the frame clock when none is left."""
+        if not self.streaming and self._frame_timer is not None:
+            self._frame_timer.pause()
+        self._update_estimate()
+        self.race_changed()
+
+    def _tick(self) -> None:
+        if not self.replies:
+            return
+        for reply in self.replies.values():
+            reply.frame()  # every pane's new text in the same frame
+        self._ticks += 1
+        if self._ticks % FIGURES_EVERY:
+            return  # figures change slower than text
+        now = self.tapp.clock()
+        for reply in self.replies.values():
+            try:
+                reply.show_figures(now)
+            except NoMatches:  # the pane went away (the screen is closing)
+                continue
+        self.race_changed()
+
+    def metrics_now(self, pane: int) -> RunMetrics | None:
+        """Final figures of a finished reply; running figures (cheap) while it streams."""
+        reply = self.replies.get(pane)
+        if reply is None:
+            return None
+        run = reply.run
+        return run.final() if run.done else run.partial_metrics(self.tapp.clock())
+
+    # --- cancel, retry, replay, export ---------------------------------------------------
+
+    def cancel_pane(self, pane: int) -> bool:
+        """Cancel one pane's reply; True if it was streaming."""
+        reply = self.replies.get(pane)
+        return reply is not None and reply.cancel()
+
+    def cancel_all(self) -> bool:
+        """Esc: cancel every pane's stream at once; True if any was streaming."""
+        return any([r.cancel() for r in list(self.replies.values())])
+
+    def interrupt_replies(self, message: str) -> None:
+        """The app is being stopped (SIGTERM, SIGHUP): end every reply as interrupted."""
+        for reply in list(self.replies.values()):
+            reply.interrupt(message)
+
+    def retry(self) -> None:
+        """Send the last prompt again (after an error, a cancel or just to compare)."""
+        if self.streaming:
+            self.notify(self.BUSY, severity="warning")
+            return
+        if not any(t.role == "user" for t in self.conv.turns(0)):
+            self.notify("Nothing to retry yet.")
+            return
+        if not all(self.pane_models()):
+            return
+        for index in range(len(self.pane_models())):
+            turns = self.conv.turns(index)
+            while turns and turns[-1].role == "assistant":
+                turns.pop()  # the retried reply stays on screen and in the store, not in history
+        self.race(time.perf_counter_ns())
+
+    def latest_answers(self) -> dict[int, str]:
+        """Each pane's latest answer."""
+        out: dict[int, str] = {}
+        for index in range(len(self.pane_models())):
+            turns = self.conv.turns(index)
+            turn = next((t for t in reversed(turns) if t.role == "assistant"), None)
+            if turn is not None:
+                out[index] = turn.content
+        return out
+
+    def last_reply_text(self) -> str | None:
+        """The focused pane's latest answer (pane A's when that pane has none)."""
+        answers = self.latest_answers()
+        return answers.get(self.focused_pane()) or answers.get(0)
+
+    def replay_last(self, times: int = 1) -> None:
+        """Run the last prompt again ``times`` times in a row, each on the same history, then
+        show median / p95 TTFT, median decode rate, tokens and cost per model."""
+        if self.streaming:
+            self.notify("Still streaming: Esc cancels it first.", severity="warning")
+            return
+        if not any(t.role == "user" for t in self.conv.turns(0)):
+            self.notify("Nothing to replay yet: send a prompt first.")
+            return
+        self.app.run_worker(self._replay(times), group="replay", exit_on_error=False)
+
+    async def _replay(self, times: int) -> None:
+        finished: list[tuple[str, RunMetrics]] = []
+        for k in range(times):
+            if not self.is_attached:
+                return
+            self.retry()
+            runs = list(self.runs.values())
+            if times > 1:
+                self.notify(f"Replay {k + 1} of {times}…", timeout=2)
+            while self.streaming:  # noqa: ASYNC110 - runs end in their own workers
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0)
+            statuses = [r.final() for r in runs]
+            finished += [(r.model, m) for r, m in zip(runs, statuses, strict=True)]
+            if any(m.status == "cancelled" for m in statuses):
+                self.notify("Replay stopped: a run was cancelled.", severity="warning")
+                break
+        if times > 1 and finished:
+            from tui.screens.replay_results import ReplayResults
+
+            rows = [{"model": model, **m.to_json(), "status": m.status} for model, m in finished]
+            self.app.push_screen(ReplayResults(summarise(rows), len(finished)))
+
+    def export(self) -> None:
+        """Ask for a format and write the conversation's export."""
+        from tui.screens.export_dialog import ExportDialog
+
+        store = self.tapp.store
+        if not self.conv.saved or store is None:
+            self.notify("Nothing to export yet (or history is off).")
+            return
+        conv_id = self.conv.id
+
+        def chosen(fmt_name: str | None) -> None:
+            if fmt_name is None:
+                return
+            from tui.session.export import ExportError, write_export
+
+            store.flush()
+            try:
+                path = write_export(store, conv_id, fmt_name)
+            except ExportError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"Exported to {path}", timeout=8)
+
+        self.app.push_screen(ExportDialog(), chosen)
