@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual import events
@@ -13,9 +12,11 @@ from textual import events
 from providers.config import parse_config
 from tests.support.mock_server import MockServerProcess
 from tests.support.tui import (
+    chat_requests,
     make_app,
     mock_config,
     replies,
+    reply_done,
     scenario,
     screen_of,
     send,
@@ -54,20 +55,11 @@ Done.
 """
 
 
-def chat_requests(mock: MockServerProcess, model: str) -> list[dict[str, Any]]:
-    name = model.split("/", 1)[1]
-    return [r for r in mock.log() if r["path"].endswith("/chat/completions") and r["model"] == name]
-
-
 def follows(messages: MessageList) -> bool:
     """Whether the list follows the stream now."""
     # A call, not the attribute: mypy keeps an asserted attribute narrowed across the awaits
     # (key presses) that change it.
     return messages.follow
-
-
-def done(w: AssistantMessage) -> bool:
-    return w.status != "streaming"
 
 
 async def test_welcome_screen_when_nothing_is_configured(isolated_home: Path) -> None:
@@ -102,7 +94,7 @@ async def test_streamed_reply_equals_the_scenario_text(
     app = make_app(mock_config(mock_server), isolated_home, models=[model])
     async with app.run_test(size=(100, 40)) as pilot:
         await send(pilot, "Show me markdown")
-        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]), what="reply")
+        await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[0]), what="reply")
         reply = replies(app)[0]
         assert reply.status == "complete"
         assert reply.body.source == MARKDOWN
@@ -136,7 +128,7 @@ async def test_reasoning_block(isolated_home: Path, mock_server: MockServerProce
     app = make_app(mock_config(mock_server), isolated_home, models=[model])
     async with app.run_test(size=(100, 40)) as pilot:
         await send(pilot, "2+2?")
-        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]), what="reply")
+        await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[0]), what="reply")
         reply = replies(app)[0]
         block = reply.query_one(ReasoningBlock)
         assert block.body.source == "Let me think about this carefully."
@@ -182,7 +174,7 @@ async def test_cancel_keeps_partial_text(
             pilot, lambda: replies(app) and len(replies(app)[0].body.source) > 20, what="some text"
         )
         await pilot.press("escape")
-        await wait_until(pilot, lambda: done(replies(app)[0]), timeout=3, what="cancel")
+        await wait_until(pilot, lambda: reply_done(replies(app)[0]), timeout=3, what="cancel")
         reply = replies(app)[0]
         assert reply.status == "cancelled"
         assert reply.body.source and "cancelled" in str(reply.metrics_line.render())
@@ -201,7 +193,7 @@ async def test_ctrl_c_cancels_a_stream_before_it_quits(
         await send(pilot, "go")
         await wait_until(pilot, lambda: replies(app) and replies(app)[0].body.source)
         await pilot.press("ctrl+c")
-        await wait_until(pilot, lambda: done(replies(app)[0]), timeout=3)
+        await wait_until(pilot, lambda: reply_done(replies(app)[0]), timeout=3)
         assert replies(app)[0].status == "cancelled"
         assert app.is_running
 
@@ -227,7 +219,7 @@ async def test_error_panel_and_retry(isolated_home: Path, mock_server: MockServe
         assert app.is_running
         mock_server.add_scenario(name, {"text": "Now it works.", "ttft_ms": 5})
         await pilot.press("f5")
-        await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
+        await wait_until(pilot, lambda: len(replies(app)) == 2 and reply_done(replies(app)[1]))
         assert replies(app)[1].body.source == "Now it works."
         reqs = chat_requests(mock_server, f"mock/{name}")
         # The retry carries the prompt once, without the failed reply.
@@ -242,7 +234,7 @@ async def test_switching_model_mid_conversation_keeps_history(
     app = make_app(mock_config(mock_server), isolated_home, models=[first])
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "question one")
-        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[0]))
         await send(pilot, f"/model {second}")
         await wait_until(
             pilot,
@@ -250,7 +242,7 @@ async def test_switching_model_mid_conversation_keeps_history(
             what="model switch",
         )
         await send(pilot, "question two")
-        await wait_until(pilot, lambda: len(replies(app)) == 2 and done(replies(app)[1]))
+        await wait_until(pilot, lambda: len(replies(app)) == 2 and reply_done(replies(app)[1]))
         assert [r.model for r in replies(app)] == [first, second]
         (req,) = chat_requests(mock_server, second)
         assert [(m["role"], m["content"]) for m in req["body"]["messages"]] == [
@@ -347,7 +339,7 @@ async def test_slash_commands_change_the_next_request(
         await pilot.pause(0.05)
         assert screen_of(app, ChatScreen).conv.settings.temperature == 0.3
         await send(pilot, "Reply in JSON")
-        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[0]))
         (req,) = chat_requests(mock_server, model)
         body = req["body"]
         assert body["messages"][0] == {"role": "system", "content": "Be terse."}
@@ -395,7 +387,7 @@ async def test_a_1mb_paste_stays_collapsed_and_is_sent_whole(
         info = str(app.screen.query_one("#prompt-info").render())
         assert "next request ≈" in info and "prompt ≈" in info
         await pilot.press("enter")
-        await wait_until(pilot, lambda: replies(app) and done(replies(app)[0]))
+        await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[0]))
         (req,) = chat_requests(mock_server, model)
         assert req["body"]["messages"][-1]["content"] == big
         shown = str(app.screen.query_one(UserMessage).render())
@@ -507,7 +499,7 @@ async def test_prompt_history_up_down(isolated_home: Path, mock_server: MockServ
     async with app.run_test(size=(100, 30)) as pilot:
         for text in ("first prompt", "second prompt"):
             await send(pilot, text)
-            await wait_until(pilot, lambda: replies(app) and done(replies(app)[-1]))
+            await wait_until(pilot, lambda: replies(app) and reply_done(replies(app)[-1]))
         prompt = app.screen.query_one(PromptBox)
         await pilot.press(*"draft")
         await pilot.press("ctrl+a")  # text is not empty: Up moves within it, no recall

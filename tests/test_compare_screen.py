@@ -14,8 +14,11 @@ import pytest
 from providers.events import RequestSent, StreamError
 from tests.support.mock_server import MockServerProcess
 from tests.support.tui import (
+    chat_requests,
     make_app,
     mock_config,
+    pane_replies,
+    replies_over,
     scenario,
     send,
     wait_for_screen,
@@ -43,20 +46,6 @@ def screen(app: Any) -> CompareScreen:
     return app.screen
 
 
-def race_over(app: Any) -> bool:
-    s = app.screen
-    return (
-        isinstance(s, CompareScreen)
-        and bool(s.runs)
-        and not s.streaming
-        and all(r.shown_final for r in s.runs.values())
-    )
-
-
-def pane_replies(app: Any, index: int) -> list[AssistantMessage]:
-    return list(screen(app).pane(index).query(AssistantMessage))
-
-
 async def test_panes_stream_side_by_side(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
@@ -65,19 +54,14 @@ async def test_panes_stream_side_by_side(
     app = make_app(mock_config(mock_server), isolated_home, models=[a, b])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "race")
-        await wait_until(pilot, lambda: race_over(app), what="race")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
         assert pane_replies(app, 0)[0].body.source == "Alpha answer here."
         assert pane_replies(app, 1)[0].body.source == "Beta answer, a bit slower."
         strip = str(app.screen.query_one("#strip").render())
         assert "◆ A" not in strip and "B vs A" in strip and "finishing order 1. A  2. B" in strip
         assert "▲ later" in strip  # B's first token came later than A's, said with a glyph
         # Each pane keeps its own history; both requests left together.
-        reqs = [
-            r
-            for r in mock_server.log()
-            if r["path"].endswith("/chat/completions")
-            and r["model"] in (a.split("/")[1], b.split("/")[1])
-        ]
+        reqs = chat_requests(mock_server)
         s = screen(app)
         # Left together: the engine's own t0 stamps (the moment each request's last byte went to
         # the socket) within 5 ms; bench/ holds the 1 ms target. The server's receipt adds its
@@ -101,24 +85,16 @@ async def test_each_pane_can_race_its_own_temperature(
         assert "T=1" in str(screen(app).pane(1).header.render())
         mock_server.reset_log()
         await send(pilot, "race")
-        await wait_until(pilot, lambda: race_over(app), what="race")
-        sent = sorted(
-            r["body"]["temperature"]
-            for r in mock_server.log()
-            if r["path"].endswith("/chat/completions")
-        )
+        await wait_until(pilot, lambda: replies_over(app), what="race")
+        sent = sorted(r["body"]["temperature"] for r in chat_requests(mock_server))
         assert sent == [0, 1]
         # A temperature for every pane replaces the per-pane ones.
         await send(pilot, "/temperature 0.5")
         assert "T=" not in str(screen(app).pane(1).header.render())
         mock_server.reset_log()
         await send(pilot, "again")
-        await wait_until(pilot, lambda: race_over(app), what="second race")
-        sent = [
-            r["body"]["temperature"]
-            for r in mock_server.log()
-            if r["path"].endswith("/chat/completions")
-        ]
+        await wait_until(pilot, lambda: replies_over(app), what="second race")
+        sent = [r["body"]["temperature"] for r in chat_requests(mock_server)]
         assert sent == [0.5, 0.5]
 
 
@@ -142,7 +118,7 @@ async def test_cancel_one_pane_then_all(
         assert s.runs[1].status == "cancelled" and not s.runs[0].done  # A keeps streaming
         assert pane_replies(app, 1)[0].body.source  # the partial text stays
         await pilot.press("escape")
-        await wait_until(pilot, lambda: race_over(app), timeout=3, what="all cancelled")
+        await wait_until(pilot, lambda: replies_over(app), timeout=3, what="all cancelled")
         assert s.runs[0].status == "cancelled"
 
 
@@ -155,7 +131,7 @@ async def test_one_pane_failing_leaves_the_other_streaming(
     app = make_app(config, isolated_home, models=[ok, bad])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "hello")
-        await wait_until(pilot, lambda: race_over(app), what="race")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
         s = screen(app)
         assert s.runs[0].status == "complete" and s.runs[1].status == "error"
         assert pane_replies(app, 0)[0].body.source == "Fine answer."
@@ -173,12 +149,12 @@ async def test_model_change_in_one_pane(
     app = make_app(mock_config(mock_server), isolated_home, models=[a, b1])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "first")
-        await wait_until(pilot, lambda: race_over(app))
+        await wait_until(pilot, lambda: replies_over(app))
         await send(pilot, f"/model B {b2}")
         await pilot.pause(0.1)
         assert screen(app).models == [a, b2]
         await send(pilot, "second")
-        await wait_until(pilot, lambda: race_over(app) and len(pane_replies(app, 1)) == 2)
+        await wait_until(pilot, lambda: replies_over(app) and len(pane_replies(app, 1)) == 2)
         assert [w.model for w in pane_replies(app, 1)] == [b1, b2]
         (req,) = [r for r in mock_server.log() if r["model"] == b2.split("/")[1]]
         # Pane B's own history went to the new model; pane A's did not leak into it.
@@ -216,7 +192,7 @@ async def test_verdict_diff_summary_and_projection(
     async with app.run_test(size=(170, 50)) as pilot:
         for prompt in ("q1", "q2"):
             await send(pilot, prompt)
-            await wait_until(pilot, lambda: race_over(app))
+            await wait_until(pilot, lambda: replies_over(app))
             await pilot.press("f9")
             await wait_for_screen(pilot, PaneChooser)
             await pilot.press("b" if prompt == "q1" else "t")
@@ -264,7 +240,7 @@ async def test_four_panes(isolated_home: Path, mock_server: MockServerProcess) -
     async with app.run_test(size=(200, 40)) as pilot:
         assert len(screen(app).panes) == 4  # a fifth -m is more than the screen takes
         await send(pilot, "all four")
-        await wait_until(pilot, lambda: race_over(app))
+        await wait_until(pilot, lambda: replies_over(app))
         assert [pane_replies(app, i)[0].body.source for i in range(4)] == [
             f"pane {i}" for i in range(4)
         ]
@@ -289,7 +265,7 @@ async def _measure_slow(
             assert isinstance(app.screen, ChatScreen) and app.screen.run is not None
             m = app.screen.run.final()
         else:
-            await wait_until(pilot, lambda: race_over(app), timeout=30)
+            await wait_until(pilot, lambda: replies_over(app), timeout=30)
             m = screen(app).runs[1].final()
             a = screen(app).runs[0].final()
             errors = [e for e in screen(app).runs[0].events if isinstance(e, StreamError)]
@@ -402,7 +378,7 @@ async def test_a_race_reopens_with_its_panes_strip_and_verdict(
     )
     async with app.run_test(size=(200, 40)) as pilot:
         await send(pilot, "race")
-        await wait_until(pilot, lambda: race_over(app), what="race")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
         live_strip = str(app.screen.query_one("#strip").render())
         await pilot.press("f9")
         await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser), what="chooser")
@@ -472,5 +448,5 @@ async def test_compare_keys_are_remappable_and_help_shows_the_remap(
         await pilot.press("f10")
         await wait_until(pilot, lambda: isinstance(app.screen, PaneChooser), what="chooser")
         await pilot.press("a")
-        await wait_until(pilot, lambda: race_over(app), timeout=3, what="A cancelled")
+        await wait_until(pilot, lambda: replies_over(app), timeout=3, what="A cancelled")
         assert screen(app).runs[0].status == "cancelled"

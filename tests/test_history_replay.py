@@ -13,7 +13,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from tests.support.tui import (
     make_app,
     mock_config,
     replies,
+    replies_over,
     scenario,
     screen_of,
     send,
@@ -31,22 +31,12 @@ from tests.support.tui import (
 )
 from tui.launch import resume_conversation
 from tui.screens.chat import ChatScreen
-from tui.screens.compare import CompareScreen
 from tui.screens.history_search import HistorySearch
 from tui.screens.replay_results import ReplayResults
 from tui.session.state import UiState
 from tui.session.store import Store
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.user_message import UserMessage
-
-
-def idle(app: Any) -> bool:
-    s = app.screen
-    if isinstance(s, ChatScreen):
-        return s.run is not None and s.run.shown_final
-    if isinstance(s, CompareScreen):
-        return bool(s.runs) and all(r.shown_final for r in s.runs.values())
-    return False
 
 
 async def test_history_survives_a_restart_and_ctrl_r_finds_it(
@@ -58,7 +48,7 @@ async def test_history_survives_a_restart_and_ctrl_r_finds_it(
     async with app.run_test(size=(100, 30)) as pilot:
         for text in ("how do I parse TOML in python", "explain the GIL"):
             await send(pilot, text)
-            await wait_until(pilot, lambda: idle(app))
+            await wait_until(pilot, lambda: replies_over(app))
     assert app.store is not None
     app.store.close()
     app2 = make_app(mock_config(mock_server), isolated_home, models=[model], store=Store(db))
@@ -81,7 +71,7 @@ async def test_history_survives_a_restart_and_ctrl_r_finds_it(
         await pilot.press("ctrl+r")
         await wait_for_screen(pilot, HistorySearch)
         await pilot.press(*"GIL", "ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app2.screen, ChatScreen) and idle(app2))
+        await wait_until(pilot, lambda: isinstance(app2.screen, ChatScreen) and replies_over(app2))
         assert [u.text for u in app2.screen.query(UserMessage)] == ["explain the GIL"]
 
 
@@ -94,7 +84,7 @@ async def test_resume_reopens_the_last_conversation(
     app.state = UiState()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "remember me")
-        await wait_until(pilot, lambda: idle(app))
+        await wait_until(pilot, lambda: replies_over(app))
         conv_id = screen_of(app, ChatScreen).conv.id
     assert app.store is not None
     app.store.close()
@@ -109,7 +99,7 @@ async def test_resume_reopens_the_last_conversation(
         assert screen.model == model  # the model that wrote the last reply
         assert [w.body.source for w in replies(app2)] == ["first reply"]
         await send(pilot, "and again")
-        await wait_until(pilot, lambda: len(replies(app2)) == 2 and idle(app2))
+        await wait_until(pilot, lambda: len(replies(app2)) == 2 and replies_over(app2))
     reqs = [r for r in mock_server.log() if r["model"] == model.split("/")[1]]
     assert [m["content"] for m in reqs[-1]["body"]["messages"]] == [
         "remember me",
@@ -125,9 +115,9 @@ async def test_replay_once_and_n_times_in_chat(
     app = make_app(mock_config(mock_server), isolated_home, models=[model])
     async with app.run_test(size=(120, 40)) as pilot:
         await send(pilot, "measure me")
-        await wait_until(pilot, lambda: idle(app))
+        await wait_until(pilot, lambda: replies_over(app))
         await pilot.press("ctrl+g")
-        await wait_until(pilot, lambda: len(replies(app)) == 2 and idle(app))
+        await wait_until(pilot, lambda: len(replies(app)) == 2 and replies_over(app))
         await pilot.press("alt+g")
         await pilot.pause(0.2)
         await pilot.press("backspace", "3", "enter")
@@ -148,9 +138,9 @@ async def test_replay_to_every_pane(isolated_home: Path, mock_server: MockServer
     app = make_app(mock_config(mock_server), isolated_home, models=[a, b])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "both")
-        await wait_until(pilot, lambda: idle(app))
+        await wait_until(pilot, lambda: replies_over(app))
         await pilot.press("ctrl+g")
-        await wait_until(pilot, lambda: idle(app) and len(replies(app)) == 4)
+        await wait_until(pilot, lambda: replies_over(app) and len(replies(app)) == 4)
     for model in (a, b):
         reqs = [r for r in mock_server.log() if r["model"] == model.split("/")[1]]
         assert len(reqs) == 2
@@ -322,7 +312,7 @@ async def test_export_from_the_app_with_metrics(
     app = make_app(mock_config(mock_server), isolated_home, models=[model])
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "export this")
-        await wait_until(pilot, lambda: idle(app))
+        await wait_until(pilot, lambda: replies_over(app))
         for key, ext in (("m", "md"), ("j", "json")):
             await pilot.press("ctrl+s")
             await wait_for_screen(pilot, ExportDialog)
@@ -354,11 +344,13 @@ async def test_metrics_log_and_prometheus_file(
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(2):
             await send(pilot, "count")
-            await wait_until(pilot, lambda: idle(app))
+            await wait_until(pilot, lambda: replies_over(app))
         chat = screen_of(app, ChatScreen)
         chat.set_model(b)
         await send(pilot, "fail")
-        await wait_until(pilot, lambda: idle(app) and chat.run is not None and chat.run.model == b)
+        await wait_until(
+            pilot, lambda: replies_over(app) and chat.run is not None and chat.run.model == b
+        )
         conv_id = chat.conv.id
     assert app.store is not None and app.store.flush()
     runs = app.store.runs(conv_id)

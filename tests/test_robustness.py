@@ -20,7 +20,7 @@ from providers.engine import ChatRequest, Engine, collect
 from providers.events import TextDelta, Usage, fold
 from providers.keys import KeyStore
 from tests.support.raw_server import RawServer, Script
-from tests.support.tui import make_app, screen_of, wait_until
+from tests.support.tui import make_app, replies_over, screen_of, wait_until
 from tui.screens.chat import ChatScreen
 from tui.screens.compare import CompareScreen
 from tui.session.store import Store
@@ -151,11 +151,7 @@ async def test_chat_saves_continue_after_a_bad_value(
     store = Store(isolated_home / "history.db", on_error=errors.append)
     app = make_app(config_for(raw_server.base_url), isolated_home, models=["srv/m"], store=store)
 
-    def over(a: Any) -> bool:
-        s = a.screen
-        return isinstance(s, ChatScreen) and s.run is not None and s.run.shown_final
-
-    await _saves_continue(app, raw_server, over, 1)
+    await _saves_continue(app, raw_server, replies_over, 1)
     assert errors == []
 
 
@@ -169,16 +165,7 @@ async def test_compare_saves_continue_after_a_bad_value(
         config_for(raw_server.base_url), isolated_home, models=["srv/m", "srv/m"], store=store
     )
 
-    def over(a: Any) -> bool:
-        s = a.screen
-        return (
-            isinstance(s, CompareScreen)
-            and bool(s.runs)
-            and not s.streaming
-            and all(r.shown_final for r in s.runs.values())
-        )
-
-    await _saves_continue(app, raw_server, over, 2)
+    await _saves_continue(app, raw_server, replies_over, 2)
     assert errors == []
 
 

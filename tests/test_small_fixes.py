@@ -198,14 +198,14 @@ async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
 ) -> None:
     import re
 
-    from tests.support.tui import make_app, mock_config, scenario, send, wait_until
-    from tests.test_compare_screen import race_over, screen
+    from tests.support.tui import make_app, mock_config, replies_over, scenario, send, wait_until
+    from tests.test_compare_screen import screen
 
     models = [scenario(mock_server, n_tokens=60, ttft_ms=5, tps=150) for _ in range(4)]
     app = make_app(mock_config(mock_server), isolated_home, models=models)
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "race")
-        await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
+        await wait_until(pilot, lambda: replies_over(app), timeout=30, what="race")
         await pilot.pause(0.2)
         for pane in screen(app).panes:
             bar = pane.status
@@ -314,8 +314,8 @@ async def test_switching_theme_redraws_earlier_replies_in_the_new_colours(
 async def test_compare_panes_start_at_the_top_and_reply_headers_stay_one_line(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    from tests.support.tui import make_app, mock_config, scenario, send, wait_until
-    from tests.test_compare_screen import race_over, screen
+    from tests.support.tui import make_app, mock_config, replies_over, scenario, send, wait_until
+    from tests.test_compare_screen import screen
     from tui.widgets.assistant_message import AssistantMessage
     from tui.widgets.user_message import UserMessage
 
@@ -327,7 +327,7 @@ async def test_compare_panes_start_at_the_top_and_reply_headers_stay_one_line(
     app = make_app(mock_config(mock_server), isolated_home, models=models)
     async with app.run_test(size=(96, 40)) as pilot:
         await send(pilot, "race")
-        await wait_until(pilot, lambda: race_over(app), timeout=30, what="race")
+        await wait_until(pilot, lambda: replies_over(app), timeout=30, what="race")
         await pilot.pause(0.3)
         tops = []
         for pane in screen(app).panes:

@@ -120,3 +120,41 @@ async def send(pilot: Pilot[Any], text: str) -> None:
 def replies(app: Any) -> list[AssistantMessage]:
     """Every reply on the current screen, in order."""
     return list(app.screen.query(AssistantMessage))
+
+
+def replies_over(app: App[Any]) -> bool:
+    """Every pane's latest reply on the current chat or compare screen has ended and shows its
+    final figures."""
+    from tui.screens.race_screen import RaceScreen
+
+    s = app.screen
+    return (
+        isinstance(s, RaceScreen)
+        and bool(s.runs)
+        and not s.streaming
+        and all(r.shown_final for r in s.runs.values())
+    )
+
+
+def reply_done(widget: AssistantMessage) -> bool:
+    """Whether a reply's widget shows it ended (any status but streaming)."""
+    return widget.status != "streaming"
+
+
+def pane_replies(app: App[Any], index: int) -> list[AssistantMessage]:
+    """The replies in compare pane ``index`` of the current screen."""
+    from tui.screens.compare import CompareScreen
+
+    s = app.screen
+    assert isinstance(s, CompareScreen)
+    return list(s.pane(index).query(AssistantMessage))
+
+
+def chat_requests(mock: MockServerProcess, model: str | None = None) -> list[dict[str, Any]]:
+    """The chat-completion requests the mock server received (for ``model``, when given)."""
+    name = model.split("/", 1)[1] if model else None
+    return [
+        r
+        for r in mock.log()
+        if r["path"].endswith("/chat/completions") and (name is None or r["model"] == name)
+    ]
