@@ -113,3 +113,16 @@ async def test_compare_completes_commands_and_estimates_the_next_request(
         await wait_until(pilot, lambda: "/temperature" in str(info.render()), what="hint")
         await pilot.press("tab")
         assert prompt.text == "/temperature "
+
+
+async def test_engine_news_reaches_the_idle_chat_as_a_message(isolated_home: Path) -> None:
+    from tui.screens.chat import ChatScreen
+    from tui.widgets.status_bar import StatusBar
+
+    app = make_app(parse_config({}), isolated_home, models=["mock/a"], start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chat = await wait_for_screen(pilot, ChatScreen)
+        app._engine_status("mock/b: starting its server", "info")  # another model: not shown
+        app._engine_status("mock/a (local): starting its server", "info")
+        bar = chat.query_one(StatusBar)
+        await wait_until(pilot, lambda: bar.extra == "starting its server", what="the news")

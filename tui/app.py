@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -28,6 +28,7 @@ from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
+from tui.messages import EngineNewsArrived
 from tui.session.catalog import (
     PICKER_REDISCOVER_S,
     ModelEntry,
@@ -38,6 +39,10 @@ from tui.session.catalog import (
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.state import UiState
 from tui.session.store import Store
+
+if TYPE_CHECKING:
+    from tui.screens.chat import ChatScreen
+    from tui.screens.race_screen import RaceScreen
 
 # The collector (see _after_first_frame): only young passes run by themselves (10,000
 # objects, about 2 ms); the app collects the older generations when the last reply ends (just
@@ -298,9 +303,7 @@ class TokenraceApp(App[None]):
             self.notify(text, severity="error", timeout=20)
             return
         self.notify(text, timeout=4)
-        shown_on = getattr(self.screen, "engine_status", None)
-        if shown_on is not None:
-            shown_on(text)
+        self.screen.post_message(EngineNewsArrived(text))
 
     def _engine_died(self, reason: str) -> None:
         self.notify(f"{reason}; restarting it", severity="error", timeout=10)
@@ -491,10 +494,8 @@ class TokenraceApp(App[None]):
         """Run a replay suite on the current screen's model(s)."""
         from tui.screens.suite import SuiteScreen
 
-        models = list(getattr(self.screen, "models", []) or [])
-        model = getattr(self.screen, "model", None)
-        if model and not models:
-            models = [model]
+        race = self._race_screen()
+        models = [m for m in race.pane_models() if m] if race is not None else []
         if not models:
             self.notify("Pick a model first (F2).", severity="warning")
             return
@@ -512,11 +513,18 @@ class TokenraceApp(App[None]):
 
     # --- actions -------------------------------------------------------------------------
 
-    def _chat(self) -> Any:
+    def _chat(self) -> ChatScreen | None:
         from tui.screens.chat import ChatScreen
 
         screen = self.screen
         return screen if isinstance(screen, ChatScreen) else None
+
+    def _race_screen(self) -> RaceScreen | None:
+        """The chat or compare screen when it is the one shown."""
+        from tui.screens.race_screen import RaceScreen
+
+        screen = self.screen
+        return screen if isinstance(screen, RaceScreen) else None
 
     def action_show_help(self) -> None:
         from tui.screens.help_screen import HelpScreen
@@ -537,9 +545,10 @@ class TokenraceApp(App[None]):
         if isinstance(self.screen, ModelPicker):
             return
         self.reload_config(announce=False)  # an endpoint added since shows, and works
-        per_pane = getattr(self.screen, "pick_model", None)
-        if per_pane is not None:
-            per_pane()
+        from tui.screens.compare import CompareScreen
+
+        if isinstance(self.screen, CompareScreen):
+            self.screen.pick_model()  # the pane first, then its model
             return
         chat = self._chat()
         current = chat.model if chat is not None else None
@@ -560,26 +569,20 @@ class TokenraceApp(App[None]):
         self.push_screen(ModelPicker(self.catalog, current, query=query), picked)
 
     def action_cancel(self) -> None:
-        chat = self._chat()
-        if chat is not None and chat.cancel():
-            return
-        cancel = getattr(self.screen, "cancel_all", None)
-        if cancel is not None:
-            cancel()
+        race = self._race_screen()
+        if race is not None:
+            race.cancel_all()
 
     def action_cancel_or_quit(self) -> None:
-        chat = self._chat()
-        if chat is not None and chat.cancel():
-            return
-        cancel_all = getattr(self.screen, "cancel_all", None)
-        if cancel_all is not None and cancel_all():
+        race = self._race_screen()
+        if race is not None and race.cancel_all():
             return
         self.exit()
 
     def action_retry(self) -> None:
-        retry = getattr(self.screen, "retry", None)
-        if retry is not None:
-            retry()
+        race = self._race_screen()
+        if race is not None:
+            race.retry()
 
     def action_new_chat(self) -> None:
         from tui.screens.chat import ChatScreen
@@ -592,9 +595,9 @@ class TokenraceApp(App[None]):
         self.switch_screen(ChatScreen(model))
 
     def action_follow(self) -> None:
-        follow = getattr(self.screen, "action_follow", None)
-        if follow is not None:
-            follow()
+        chat = self._chat()
+        if chat is not None:
+            chat.action_follow()
 
     def action_toggle_reasoning(self) -> None:
         from tui.widgets.assistant_message import ReasoningBlock
@@ -608,15 +611,8 @@ class TokenraceApp(App[None]):
             b.collapsed = collapse
 
     def _last_reply_text(self) -> str | None:
-        getter = getattr(self.screen, "last_reply_text", None)
-        if getter is not None:
-            text: str | None = getter()
-            return text
-        chat = self._chat()
-        if chat is None:
-            return None
-        turn = chat.last_reply()
-        return turn.content if turn is not None else None
+        race = self._race_screen()
+        return race.last_reply_text() if race is not None else None
 
     def action_copy_reply(self) -> None:
         text = self._last_reply_text()
@@ -713,39 +709,37 @@ class TokenraceApp(App[None]):
         if result is None:
             return
         text, send_now = result
-        fill = getattr(self.screen, "fill_prompt", None)
-        if fill is not None:
-            fill(text, send_now)
+        race = self._race_screen()
+        if race is not None:
+            race.fill_prompt(text, send_now)
 
     def action_replay(self) -> None:
-        replay = getattr(self.screen, "replay_last", None)
-        if replay is not None:
-            replay(1)
+        race = self._race_screen()
+        if race is not None:
+            race.replay_last(1)
 
     def action_replay_n(self) -> None:
         from tui.screens.replay_n import ReplayCount
 
         def chosen(n: int | None) -> None:
-            replay = getattr(self.screen, "replay_last", None)
-            if n and replay is not None:
-                replay(n)
+            race = self._race_screen()
+            if n and race is not None:
+                race.replay_last(n)
 
         self.push_screen(ReplayCount(), chosen)
 
     def action_export(self) -> None:
-        export = getattr(self.screen, "export", None)
-        if export is not None:
-            export()
+        race = self._race_screen()
+        if race is not None:
+            race.export()
 
     def action_summary(self) -> None:
         from tui.screens.summary import SummaryScreen
 
-        conv = getattr(self.screen, "conv", None)
-        models = list(getattr(self.screen, "models", []) or [])
-        model = getattr(self.screen, "model", None)
-        if model:
-            models.append(model)
-        self.push_screen(SummaryScreen(conv.id if conv is not None else None, models))
+        race = self._race_screen()
+        conv_id = race.conv.id if race is not None else None
+        models = [m for m in race.pane_models() if m] if race is not None else []
+        self.push_screen(SummaryScreen(conv_id, models))
 
     def action_stats(self) -> None:
         from tui.screens.stats import StatsScreen
@@ -806,11 +800,12 @@ class TokenraceApp(App[None]):
         message = (
             f"tokenrace was stopped ({name}) before the reply finished; the text received is kept"
         )
+        from tui.screens.race_screen import RaceScreen
+
         for screen in self.screen_stack:
-            interrupt = getattr(screen, "interrupt_replies", None)
-            if interrupt is not None:
+            if isinstance(screen, RaceScreen):
                 try:
-                    interrupt(message)
+                    screen.interrupt_replies(message)
                 except Exception:
                     pass  # one broken screen must not keep the app (and the terminal) alive
         # The terminal may already be gone (SIGHUP): Textual's shutdown can then block for ever

@@ -20,3 +20,12 @@ class ModelPicked(Message):
 
     model: str
     pane: int | None = None
+
+
+class EngineNewsArrived(Message, bubble=False):
+    """The engine said something about a model's server (starting, ready) that an idle
+    screen may show; ``text`` is ``"MODEL …: news"``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

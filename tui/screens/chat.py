@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import Footer, Static
 
 from providers.inert import inert_label
+from tui.messages import EngineNewsArrived
 from tui.screens.race_screen import RaceScreen
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
@@ -100,9 +102,10 @@ class ChatScreen(RaceScreen):
         self._update_estimate()
         self.tapp.warm(model)
 
-    def engine_status(self, text: str) -> None:
+    @on(EngineNewsArrived)
+    def _engine_news(self, event: EngineNewsArrived) -> None:
         """The local model's server starting or ready: shown on the idle status bar."""
-        model, _, news = text.partition(": ")
+        model, _, news = event.text.partition(": ")
         if news and model.split(" ", 1)[0] == self.model and not self.streaming:
             self.query_one(StatusBar).show_idle(self.model, news)
 
