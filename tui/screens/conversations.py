@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
+from tui.screens.dialog import Dialog, hint
 from tui.session.store import ConversationRow
-
-if TYPE_CHECKING:
-    from tui.app import TokenraceApp
 
 
 def _age(ts: float) -> str:
@@ -30,17 +26,12 @@ def _age(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
 
-class ConversationsScreen(ModalScreen[None]):
+class ConversationsScreen(Dialog[None]):
     """Enter resumes · F2/ctrl+e renames · Delete (twice) deletes · type to search."""
 
     DEFAULT_CSS = """
-    ConversationsScreen { align: center middle; }
-    ConversationsScreen > Vertical {
-        width: 110; max-width: 95%; height: 85%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
+    ConversationsScreen > Vertical { width: 110; height: 85%; padding: 0 1; }
     ConversationsScreen OptionList { height: 1fr; }
-    ConversationsScreen .hint { color: $text-muted; }
     ConversationsScreen #rename { display: none; }
     ConversationsScreen #rename.-on { display: block; }
     """
@@ -57,19 +48,11 @@ class ConversationsScreen(ModalScreen[None]):
         self.rows: list[ConversationRow] = []
         self._armed_delete: int | None = None
 
-    @property
-    def tapp(self) -> TokenraceApp:
-        from tui.app import TokenraceApp
-
-        assert isinstance(self.app, TokenraceApp)
-        return self.app
-
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(
+            yield hint(
                 "Conversations · Enter resumes · Ctrl+E renames · Delete twice deletes "
-                "· type to search titles and text · Esc closes",
-                classes="hint",
+                "· type to search titles and text · Esc closes"
             )
             yield Input(placeholder="search…", id="search")
             yield Input(placeholder="new title, Enter saves", id="rename")
@@ -112,11 +95,7 @@ class ConversationsScreen(ModalScreen[None]):
         return self.rows[options.highlighted]
 
     def action_move(self, step: int) -> None:
-        options = self.query_one(OptionList)
-        if step > 0:
-            options.action_cursor_down()
-        else:
-            options.action_cursor_up()
+        super().action_move(step)
         self._armed_delete = None
 
     @on(Input.Submitted, "#search")

@@ -9,10 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from providers.inert import inert, inert_label
+from tui.screens.dialog import Dialog
 from tui.session.race import PANE_LETTERS
 
 
@@ -33,14 +33,11 @@ def diff_lines(a: str, b: str, a_name: str, b_name: str) -> list[tuple[str, str]
     return out
 
 
-class DiffView(ModalScreen[None]):
+class DiffView(Dialog[None]):
     """Pane A against pane B (or C, D: press its letter); - and + mark the lines, not colour."""
 
     DEFAULT_CSS = """
-    DiffView { align: center middle; }
-    DiffView > VerticalScroll {
-        width: 95%; height: 90%; border: round $primary; background: $surface; padding: 0 1;
-    }
+    DiffView > VerticalScroll { width: 95%; height: 90%; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,f8,q", "dismiss", "Close", show=False)]
 

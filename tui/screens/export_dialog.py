@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.screens.dialog import Dialog
 
-class ExportDialog(ModalScreen[str | None]):
+
+class ExportDialog(Dialog[str | None]):
     """Returns "md", "json" or "html"."""
 
     DEFAULT_CSS = """
-    ExportDialog { align: center middle; }
-    ExportDialog > Vertical {
-        width: 64; height: auto; border: round $primary; background: $surface; padding: 1 2;
-    }
+    ExportDialog > Vertical { width: 64; height: auto; padding: 1 2; }
     """
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close", show=False)]
 
     def compose(self) -> ComposeResult:
         with Vertical():

@@ -6,10 +6,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.actions import ACTIONS, pretty_keys
+from tui.screens.dialog import Dialog
 from tui.session.commands import COMMANDS
 
 PROMPT_KEYS = (
@@ -20,15 +20,11 @@ PROMPT_KEYS = (
 )
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
     """Keys (as currently bound, remaps included) and commands."""
 
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 90; max-width: 95%; height: 85%;
-        border: round $primary; background: $surface; padding: 1 2;
-    }
+    HelpScreen > VerticalScroll { width: 90; height: 85%; padding: 1 2; }
     """
     BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss", "Close", show=False)]
 

@@ -8,30 +8,25 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.fuzzy import Matcher
-from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from providers.inert import inert, inert_label
+from tui.screens.dialog import Dialog, hint
 
 MAX_SHOWN = 200
 PREVIEW_CHARS = 1500
 
 
-class HistorySearch(ModalScreen[tuple[str, bool] | None]):
+class HistorySearch(Dialog[tuple[str, bool] | None]):
     """Returns (prompt, send now): Enter puts it in the box, Ctrl+S sends it at once."""
 
     DEFAULT_CSS = """
-    HistorySearch { align: center middle; }
-    HistorySearch > Vertical {
-        width: 100; max-width: 95%; height: 85%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
+    HistorySearch > Vertical { width: 100; height: 85%; padding: 0 1; }
     HistorySearch OptionList { height: 1fr; }
     HistorySearch #preview {
         height: 8; border-top: solid $panel; color: $text-muted; overflow-y: auto;
     }
-    HistorySearch .hint { color: $text-muted; }
     """
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close", show=False),
@@ -47,10 +42,9 @@ class HistorySearch(ModalScreen[tuple[str, bool] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(
+            yield hint(
                 "Search past prompts · Enter puts it in the prompt · Ctrl+S sends it "
-                "at once · Esc closes",
-                classes="hint",
+                "at once · Esc closes"
             )
             yield Input(placeholder="type to search…")
             yield OptionList()
@@ -94,13 +88,6 @@ class HistorySearch(ModalScreen[tuple[str, bool] | None]):
     @on(OptionList.OptionHighlighted)
     def _highlighted(self) -> None:
         self._preview()
-
-    def action_move(self, step: int) -> None:
-        options = self.query_one(OptionList)
-        if step > 0:
-            options.action_cursor_down()
-        else:
-            options.action_cursor_up()
 
     def _current(self) -> str | None:
         options = self.query_one(OptionList)

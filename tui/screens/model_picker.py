@@ -8,11 +8,11 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.fuzzy import Matcher
-from textual.screen import ModalScreen
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
+from tui.screens.dialog import Dialog, hint
 from tui.session.catalog import ModelEntry
 
 
@@ -29,18 +29,13 @@ def highlight(matcher: Matcher, label: str) -> Content:
     return content
 
 
-class ModelPicker(ModalScreen[str | None]):
+class ModelPicker(Dialog[str | None]):
     """Type to filter; Enter picks; Esc closes."""
 
     DEFAULT_CSS = """
-    ModelPicker { align: center middle; }
-    ModelPicker > Vertical {
-        width: 96; max-width: 95%; height: 80%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
+    ModelPicker > Vertical { width: 96; height: 80%; padding: 0 1; }
     ModelPicker Input { margin: 0 0 1 0; }
     ModelPicker OptionList { height: 1fr; }
-    ModelPicker .hint { color: $text-muted; }
     """
 
     BINDINGS = [
@@ -64,19 +59,17 @@ class ModelPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(
+            yield hint(
                 Content.assemble(
                     (inert_label(self.title_text), "bold"),
                     "   type to filter · Enter picks · Esc closes",
-                ),
-                classes="hint",
+                )
             )
             yield Input(value=self.initial_query, placeholder="model or endpoint…")
             yield OptionList()
-            yield Static(
+            yield hint(
                 "price = $ per 1M input / output tokens · ctx = context length · "
-                "source: live (listed by the endpoint), config, price table",
-                classes="hint",
+                "source: live (listed by the endpoint), config, price table"
             )
 
     def on_mount(self) -> None:

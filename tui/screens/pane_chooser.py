@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from textual import events
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from providers.inert import inert_label
+from tui.screens.dialog import Dialog
 from tui.session.race import PANE_LETTERS
 from tui.widgets.compare_pane import PANE_GLYPHS
 
 
-class PaneChooser(ModalScreen[int | None]):
+class PaneChooser(Dialog[int | None]):
     """Press a pane's letter; ``t`` means a tie (returned as -1) when allowed; Esc closes."""
 
     DEFAULT_CSS = """
-    PaneChooser { align: center middle; }
-    PaneChooser > Vertical {
-        width: 70; height: auto; border: round $primary; background: $surface; padding: 1 2;
-    }
+    PaneChooser > Vertical { width: 70; height: auto; padding: 1 2; }
     """
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close", show=False)]
 
     def __init__(self, models: list[str], question: str, allow_tie: bool = False) -> None:
         super().__init__()

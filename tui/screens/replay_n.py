@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from tui.screens.dialog import Dialog
 
 MAX_REPLAYS = 100
 
 
-class ReplayCount(ModalScreen[int | None]):
+class ReplayCount(Dialog[int | None]):
     """A number from 1 to 100; Enter starts, Esc closes."""
 
     DEFAULT_CSS = """
-    ReplayCount { align: center middle; }
-    ReplayCount > Vertical {
-        width: 60; height: auto; border: round $primary; background: $surface; padding: 1 2;
-    }
+    ReplayCount > Vertical { width: 60; height: auto; padding: 1 2; }
     """
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close", show=False)]
 
     def compose(self) -> ComposeResult:
         with Vertical():

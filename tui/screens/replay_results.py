@@ -6,22 +6,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.screens.dialog import Dialog
 from tui.screens.summary import summary_table
 from tui.session.race import ModelSummary
 
 
-class ReplayResults(ModalScreen[None]):
+class ReplayResults(Dialog[None]):
     """What N replays of one prompt measured."""
 
     DEFAULT_CSS = """
-    ReplayResults { align: center middle; }
-    ReplayResults > VerticalScroll {
-        width: 95%; height: auto; max-height: 80%;
-        border: round $primary; background: $surface; padding: 1 2;
-    }
+    ReplayResults > VerticalScroll { width: 95%; height: auto; max-height: 80%; padding: 1 2; }
     """
     BINDINGS = [Binding("escape,enter", "dismiss", "Close", show=False)]
 
@@ -31,17 +27,15 @@ class ReplayResults(ModalScreen[None]):
         self.runs = runs
 
     def compose(self) -> ComposeResult:
+        report = Content.assemble(
+            (f"Replay: {self.runs} runs of the same prompt", "bold"),
+            "\n\n",
+            summary_table(self.rows),
+            "\n\n",
+            Content.styled(
+                "Esc closes. Every run is also in the conversation and the history database.",
+                "dim",
+            ),
+        )
         with VerticalScroll():
-            yield Static(
-                Content.assemble(
-                    (f"Replay: {self.runs} runs of the same prompt", "bold"),
-                    "\n\n",
-                    summary_table(self.rows),
-                    "\n\n",
-                    Content.styled(
-                        "Esc closes. Every run is also in the conversation and the "
-                        "history database.",
-                        "dim",
-                    ),
-                )
-            )
+            yield Static(report)

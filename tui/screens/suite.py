@@ -11,13 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from providers.events import Event
 from providers.inert import inert_label
 from providers.request import ChatRequest
 from tui import format as fmt
+from tui.screens.dialog import Dialog, hint
 from tui.session.replay import (
     RunResult,
     SuiteError,
@@ -28,7 +28,7 @@ from tui.session.replay import (
 )
 
 if TYPE_CHECKING:
-    from tui.app import TokenraceApp
+    pass
 
 COLUMNS = (
     "model",
@@ -44,16 +44,12 @@ COLUMNS = (
 )
 
 
-class SuiteScreen(ModalScreen[None]):
+class SuiteScreen(Dialog[None]):
     """Type a suite path (JSONL) and Enter; Esc cancels the run or closes."""
 
     DEFAULT_CSS = """
-    SuiteScreen { align: center middle; }
-    SuiteScreen > Vertical {
-        width: 95%; height: 80%; border: round $primary; background: $surface; padding: 0 1;
-    }
+    SuiteScreen > Vertical { width: 95%; height: 80%; padding: 0 1; }
     SuiteScreen DataTable { height: 1fr; }
-    SuiteScreen .hint { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "close", "Close", show=False)]
 
@@ -65,22 +61,14 @@ class SuiteScreen(ModalScreen[None]):
         self.results: list[RunResult] = []
         self.running = False
 
-    @property
-    def tapp(self) -> TokenraceApp:
-        from tui.app import TokenraceApp
-
-        assert isinstance(self.app, TokenraceApp)
-        return self.app
-
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(
+            yield hint(
                 Content.assemble(
                     ("Replay suite", "bold"),
                     f" on {', '.join(map(inert_label, self.models))} · a JSONL file, one "
                     '{"prompt": …} per line · Enter runs · Esc closes',
-                ),
-                classes="hint",
+                )
             )
             yield Input(self.initial_path, placeholder="path/to/suite.jsonl", id="path")
             yield ProgressBar(total=1, show_eta=False, id="progress")

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from providers.inert import inert_label
 from tui import format as fmt
+from tui.screens.dialog import Dialog, note
 from tui.session.race import ModelSummary, Projection, project, summarise
-
-if TYPE_CHECKING:
-    from tui.app import TokenraceApp
 
 DEFAULT_INPUT_PER_MONTH = 50_000_000
 DEFAULT_OUTPUT_PER_MONTH = 10_000_000
@@ -89,14 +84,11 @@ def parse_count(text: str) -> int | None:
     return int(value) if value >= 0 else None
 
 
-class SummaryScreen(ModalScreen[None]):
+class SummaryScreen(Dialog[None]):
     """Per-model figures of this conversation and what a month of traffic would cost."""
 
     DEFAULT_CSS = """
-    SummaryScreen { align: center middle; }
-    SummaryScreen > VerticalScroll {
-        width: 95%; height: 90%; border: round $primary; background: $surface; padding: 1 2;
-    }
+    SummaryScreen > VerticalScroll { width: 95%; height: 90%; padding: 1 2; }
     SummaryScreen Horizontal { height: auto; margin: 1 0; }
     SummaryScreen Input { width: 24; }
     SummaryScreen Label { padding: 1 1 0 2; }
@@ -110,13 +102,6 @@ class SummaryScreen(ModalScreen[None]):
         self.conv_id = conv_id
         self.models = models or []
         self.rows: list[ModelSummary] = []
-
-    @property
-    def tapp(self) -> TokenraceApp:
-        from tui.app import TokenraceApp
-
-        assert isinstance(self.app, TokenraceApp)
-        return self.app
 
     @property
     def _workload(self) -> tuple[str, str]:
@@ -135,22 +120,13 @@ class SummaryScreen(ModalScreen[None]):
                 yield Label("output tokens / month")
                 yield Input(self._workload[1], id="out-per-month")
             yield Static("", id="projection")
-            yield Static(
-                Content.styled(
-                    "From the runs stored for this conversation; cancelled replies are left out. "
-                    "Prices: built-in table or config (tokenrace models shows them). Esc closes.",
-                    "dim",
-                )
+            yield note(
+                "From the runs stored for this conversation; cancelled replies are left out. "
+                "Prices: built-in table or config (tokenrace models shows them). Esc closes."
             )
 
     def on_mount(self) -> None:
-        store = self.tapp.store
-        runs: list[Any] = []
-        verdicts: list[Any] = []
-        if store is not None:
-            store.flush()
-            runs = store.runs(self.conv_id)
-            verdicts = store.verdicts(self.conv_id)
+        runs, verdicts = self.stored(self.conv_id)
         self.rows = summarise(runs, verdicts)
         self.query_one("#summary", Static).update(summary_table(self.rows))
         self._project()

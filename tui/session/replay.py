@@ -76,12 +76,9 @@ def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | N
 
 def load_suite(path: Path) -> list[SuiteItem]:
     """Read a JSONL suite; blank lines and lines starting with # are skipped."""
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SuiteError(f"{path}: is not UTF-8 text") from None
+    from tui.session.structured import read_utf8
+
+    text = read_utf8(path, SuiteError)
     items: list[SuiteItem] = []
     for no, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -53,14 +53,19 @@ def check_schema(schema: Any, where: str) -> dict[str, Any]:
     return schema
 
 
+def read_utf8(path: Path, error: type[Exception]) -> str:
+    """A text file's contents; else ``error`` naming the file and why it cannot be read."""
+    try:
+        return path.read_text("utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: is not UTF-8 text") from None
+
+
 def load_schema(path: Path) -> dict[str, Any]:
     """Read and check a JSON Schema file."""
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SchemaError(f"{path}: is not UTF-8 text") from None
+    text = read_utf8(path, SchemaError)
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -1,0 +1,63 @@
+"""The base of every modal box: centred over the screen beneath, framed, with the app typed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+
+if TYPE_CHECKING:
+    from tui.app import TokenraceApp
+
+R = TypeVar("R")
+
+
+class Dialog(ModalScreen[R]):
+    """A modal box (its one ``Vertical`` or ``VerticalScroll``); each dialog sets its size."""
+
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > Vertical, Dialog > VerticalScroll {
+        max-width: 95%; border: round $primary; background: $surface;
+    }
+    Dialog .hint { color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Close", show=False)
+    ]
+
+    @property
+    def tapp(self) -> TokenraceApp:
+        from tui.app import TokenraceApp
+
+        assert isinstance(self.app, TokenraceApp)
+        return self.app
+
+    def stored(self, conv_id: int | None = None) -> tuple[list[Any], list[Any]]:
+        """The stored runs and verdicts (of one conversation, or all), after pending writes."""
+        store = self.tapp.store
+        if store is None:
+            return [], []
+        store.flush()
+        return store.runs(conv_id), store.verdicts(conv_id)
+
+    def action_move(self, step: int) -> None:
+        """Up / Down typed in a dialog's search box move its list's highlight."""
+        options = self.query_one(OptionList)
+        if step > 0:
+            options.action_cursor_down()
+        else:
+            options.action_cursor_up()
+
+
+def hint(text: str | Content) -> Static:
+    """The muted line at the top of a dialog that says what its keys do."""
+    return Static(text, classes="hint")
+
+
+def note(text: str) -> Static:
+    """A dim paragraph at the foot of a dialog: where its figures come from."""
+    return Static(Content.styled(text, "dim"))
