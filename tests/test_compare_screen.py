@@ -61,7 +61,7 @@ async def test_panes_stream_side_by_side(
         assert "◆ A" not in strip and "B vs A" in strip and "finishing order 1. A  2. B" in strip
         assert "▲ later" in strip  # B's first token came later than A's, said with a glyph
         # Each pane keeps its own history; both requests left together.
-        reqs = chat_requests(mock_server)
+        reqs = chat_requests(mock_server, a) + chat_requests(mock_server, b)
         s = screen(app)
         # Left together: the engine's own t0 stamps (the moment each request's last byte went to
         # the socket) within 5 ms; bench/ holds the 1 ms target. The server's receipt adds its

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, assert_never
 
 from textual import on
 from textual.content import Content
@@ -274,6 +274,8 @@ class RaceScreen(Screen[None]):
                 self.tapp.open_suite(path, runs)
             case None:
                 pass
+            case _:  # mypy: a new Effect needs its case here
+                assert_never(out.effect)
 
     @on(TextArea.Changed, "#prompt")
     def _prompt_changed(self) -> None:
