@@ -580,9 +580,13 @@ class TokenraceApp(App[None]):
         self.exit()
 
     def action_retry(self) -> None:
+        from tui.screens.welcome import WelcomeScreen
+
         race = self._race_screen()
         if race is not None:
             race.retry()
+        elif isinstance(self.screen, WelcomeScreen):
+            self.screen.retry()  # F5 there: read the config again and look
 
     def action_new_chat(self) -> None:
         from tui.screens.chat import ChatScreen

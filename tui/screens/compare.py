@@ -43,52 +43,33 @@ def _signed_ms(v: float | None) -> str:
     return f"{'+' if v >= 0 else '−'}{fmt.ms(abs(v))}"
 
 
+def _judged(name: str, figure: tuple[str, bool] | None) -> Content:
+    """``tok/s ×1.85 ▲ faster`` coloured good or bad (the glyph says it without colour)."""
+    if figure is None:
+        return Content(f"{name} —")
+    shown, better = figure
+    return Content.assemble(f"{name} ", (shown, "$good" if better else "$bad"))
+
+
 def describe(d: Delta) -> Content:
     """``TTFT +212 ms ▲ slower · tok/s ×1.85 ▲ faster · cost ×0.25 ▼ cheaper`` with colours."""
     if d.failed is not None:
         side, status = d.failed
         who = "A's reply" if side == "A" else "this reply"
         return Content.assemble((f"✗ {who} {status}", "$bad"), ": not compared")
-    parts: list[Content] = []
+    ttft = tps = cost = None
     if d.ttft_ms is not None:
-        better = d.ttft_ms < 0
-        parts.append(
-            Content.assemble(
-                "TTFT ",
-                (
-                    f"{_signed_ms(d.ttft_ms)} {'▼ sooner' if better else '▲ later'}",
-                    "$good" if better else "$bad",
-                ),
-            )
+        ttft = (
+            f"{_signed_ms(d.ttft_ms)} {'▼ sooner' if d.ttft_ms < 0 else '▲ later'}",
+            d.ttft_ms < 0,
         )
-    else:
-        parts.append(Content("TTFT —"))
     if d.tps_ratio is not None:
-        better = d.tps_ratio >= 1
-        parts.append(
-            Content.assemble(
-                "tok/s ",
-                (
-                    f"×{d.tps_ratio:.2f} {'▲ faster' if better else '▼ slower'}",
-                    "$good" if better else "$bad",
-                ),
-            )
-        )
-    else:
-        parts.append(Content("tok/s —"))
+        faster = d.tps_ratio >= 1
+        tps = (f"×{d.tps_ratio:.2f} {'▲ faster' if faster else '▼ slower'}", faster)
     if d.cost_ratio is not None:
-        better = d.cost_ratio <= 1
-        parts.append(
-            Content.assemble(
-                "cost ",
-                (
-                    f"×{d.cost_ratio:.2f} {'▼ cheaper' if better else '▲ dearer'}",
-                    "$good" if better else "$bad",
-                ),
-            )
-        )
-    else:
-        parts.append(Content("cost —"))
+        cheaper = d.cost_ratio <= 1
+        cost = (f"×{d.cost_ratio:.2f} {'▼ cheaper' if cheaper else '▲ dearer'}", cheaper)
+    parts = [_judged("TTFT", ttft), _judged("tok/s", tps), _judged("cost", cost)]
     return Content(" · ").join(parts)
 
 
