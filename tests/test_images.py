@@ -1,0 +1,292 @@
+"""Images in: recognised by their bytes, checked against each provider's limits, refused for
+models that take none, and sent in each protocol's own documented form (on the mock server)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.attachments import (
+    Image,
+    ImageError,
+    image_from_bytes,
+    load_image,
+    refusal,
+    sniff,
+)
+from providers.config import parse_config
+from providers.engine import ChatRequest, Engine, collect
+from providers.events import StreamError, Usage
+from providers.keys import KeyStore
+from providers.metrics import compute_metrics
+from tests.support.mock_server import MockServer
+
+# The 1×1 PNG of Anthropic's own vision example (platform.claude.com, "Images and vision").
+DOC_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+DOC_PNG = base64.b64decode(DOC_PNG_B64)
+
+
+def png(w: int, h: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sII", 13, b"IHDR", w, h) + b"\x08\x02\0\0\0"
+
+
+def gif(w: int, h: int) -> bytes:
+    return b"GIF89a" + struct.pack("<HH", w, h) + b"\0\0\0;"
+
+
+def jpeg(w: int, h: int) -> bytes:
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
+    sof = b"\xff\xc2" + struct.pack(">HBHHB", 11, 8, h, w, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + app0 + sof + b"\xff\xd9"
+
+
+def webp(chunk: bytes, payload: bytes) -> bytes:
+    body = b"WEBP" + chunk + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def webp_lossless(w: int, h: int) -> bytes:
+    return webp(b"VP8L", b"\x2f" + struct.pack("<I", (w - 1) | ((h - 1) << 14)))
+
+
+def webp_lossy(w: int, h: int) -> bytes:
+    return webp(b"VP8 ", b"\0\0\0\x9d\x01\x2a" + struct.pack("<HH", w, h))
+
+
+def webp_extended(w: int, h: int) -> bytes:
+    return webp(
+        b"VP8X", b"\0\0\0\0" + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    )
+
+
+# --- recognition ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "mime", "size"),
+    [
+        (DOC_PNG, "image/png", (1, 1)),
+        (png(640, 480), "image/png", (640, 480)),
+        (gif(33, 7), "image/gif", (33, 7)),
+        (jpeg(1920, 1080), "image/jpeg", (1920, 1080)),
+        (webp_lossless(300, 200), "image/webp", (300, 200)),
+        (webp_lossy(123, 45), "image/webp", (123, 45)),
+        (webp_extended(4000, 3000), "image/webp", (4000, 3000)),
+    ],
+)
+def test_kind_and_dimensions_come_from_the_bytes(
+    data: bytes, mime: str, size: tuple[int, int]
+) -> None:
+    assert sniff(data) == (mime, *size)
+
+
+def test_the_extension_is_not_trusted(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("just text, named like an image")
+    with pytest.raises(ImageError, match="not a PNG, JPEG, WebP or GIF"):
+        load_image(fake)
+    real = tmp_path / "photo.txt"  # a JPEG under a misleading name still attaches
+    real.write_bytes(jpeg(10, 20))
+    img = load_image(real)
+    assert (img.mime, img.width, img.height, img.name) == ("image/jpeg", 10, 20, "photo.txt")
+    with pytest.raises(ImageError, match="cut short"):
+        image_from_bytes("x.png", png(1, 1)[:20])
+    with pytest.raises(ImageError, match=r"(?i)no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+# --- limits and refusals -------------------------------------------------------------------------
+
+
+def msgs(*images: Image) -> tuple[dict[str, Any], ...]:
+    return ({"role": "user", "content": "what is this?", "images": images},)
+
+
+def image(mime: str = "image/png", size: int = 10, w: int = 10, h: int = 10) -> Image:
+    return Image(name="pic", mime=mime, data=b"\0" * size, width=w, height=h)
+
+
+def test_each_protocols_documented_limits_are_checked_before_sending() -> None:
+    small = image()
+    for protocol in ("chat", "responses", "anthropic", "gemini"):
+        assert refusal(protocol, "e/m", True, msgs(small)) is None
+    # Gemini takes no GIF; the others do.
+    gif_img = image("image/gif")
+    assert "takes JPEG, PNG, WebP" in (refusal("gemini", "g/m", True, msgs(gif_img)) or "")
+    assert refusal("anthropic", "a/m", True, msgs(gif_img)) is None
+    # Anthropic: 5 MB per image as base64 (3.75 MB of bytes), 8000 px a side, 100 images.
+    big = image(size=4 * 1024 * 1024)
+    why = refusal("anthropic", "a/claude", True, msgs(big)) or ""
+    assert "5.0 MB per image" in why and "platform.claude.com" in why
+    assert refusal("chat", "o/gpt", True, msgs(big)) is None
+    assert "8000×8000" in (refusal("anthropic", "a/m", True, msgs(image(w=8001))) or "")
+    many = [image(w=2100) for _ in range(21)]
+    assert "2000×2000 px with more than 20" in (
+        refusal("anthropic", "a/m", True, msgs(*many)) or ""
+    )
+    assert "at most 100" in (refusal("anthropic", "a/m", True, msgs(*[small] * 101)) or "")
+    # Gemini: the inline request stays under 20 MB (base64); OpenAI: 50 MB of image bytes.
+    assert "20.0 MB per request" in (
+        refusal("gemini", "g/m", True, msgs(image(size=16 * 1024 * 1024))) or ""
+    )
+    assert "50.0 MB of images" in (
+        refusal("chat", "o/m", True, msgs(*[image(size=26 * 1024 * 1024)] * 2)) or ""
+    )
+    # Images earlier in the history count too: the whole history is sent again.
+    history = (*msgs(small), {"role": "assistant", "content": "a dot"}, *msgs(gif_img))
+    assert refusal("gemini", "g/m", True, history) is not None
+
+
+def test_a_model_that_takes_no_images_is_refused() -> None:
+    why = refusal("chat", "local/smollm2-135m", False, msgs(image())) or ""
+    assert why.startswith("local/smollm2-135m takes no images")
+    assert (
+        refusal("chat", "local/smollm2-135m", False, ({"role": "user", "content": "hi"},)) is None
+    )
+
+
+# --- on the wire: each provider's documented example ---------------------------------------------
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockServer]:
+    scenarios = {
+        "see": {"n_tokens": 2, "prompt_tokens": 300},
+        "blind": {"n_tokens": 2},
+    }
+    async with MockServer(scenarios=scenarios) as srv:
+        yield srv
+
+
+async def send(
+    srv: MockServer, protocol: str, model: str, messages: tuple[dict[str, Any], ...], **ep: Any
+) -> list[Any]:
+    base = f"http://127.0.0.1:{srv.port}/v1beta" if protocol == "gemini" else srv.base_url
+    cfg = parse_config(
+        {
+            "endpoints": {"nat": {"base_url": base, "protocol": protocol, **ep}},
+            "engine": {"retries": 0},
+        }
+    )
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    try:
+        return await collect(eng, ChatRequest(f"nat/{model}", messages))
+    finally:
+        await eng.aclose()
+
+
+def body_of(srv: MockServer) -> dict[str, Any]:
+    (rec,) = [r for r in srv.log() if r["body"] is not None]
+    return rec["body"]  # type: ignore[no-any-return]
+
+
+def doc_image(prompt: str) -> tuple[dict[str, Any], ...]:
+    return ({"role": "user", "content": prompt, "images": (image_from_bytes("dot.png", DOC_PNG),)},)
+
+
+async def test_chat_completions_sends_the_documented_image_url_part(mock: MockServer) -> None:
+    """https://platform.openai.com/docs/guides/images-vision?api-mode=chat ("Passing a
+    Base64 encoded image"): content = [{"type": "text", …}, {"type": "image_url",
+    "image_url": {"url": "data:image/jpeg;base64,…"}}]."""
+    await send(mock, "chat", "see", doc_image("What is in this image?"))
+    documented = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{DOC_PNG_B64}"}},
+    ]
+    assert body_of(mock)["messages"] == [{"role": "user", "content": documented}]
+
+
+async def test_responses_sends_the_documented_input_image_part(mock: MockServer) -> None:
+    """https://platform.openai.com/docs/guides/images-vision?api-mode=responses: input =
+    [{"role": "user", "content": [{"type": "input_text", …}, {"type": "input_image",
+    "image_url": "data:image/jpeg;base64,…"}]}]."""
+    await send(mock, "responses", "see", doc_image("what's in this image?"))
+    documented = [
+        {"type": "input_text", "text": "what's in this image?"},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{DOC_PNG_B64}"},
+    ]
+    assert body_of(mock)["input"] == [{"role": "user", "content": documented}]
+
+
+async def test_anthropic_sends_the_documented_base64_image_block(mock: MockServer) -> None:
+    """https://platform.claude.com/docs/en/build-with-claude/vision (the base64 example, with
+    this very image): content = [{"type": "image", "source": {"type": "base64", "media_type":
+    "image/png", "data": …}}, {"type": "text", "text": "Describe this image."}]."""
+    await send(mock, "anthropic", "see", doc_image("Describe this image."))
+    documented = {
+        "role": "user",
+        "content": [
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": "image/png", "data": DOC_PNG_B64},
+            },
+            {"type": "text", "text": "Describe this image."},
+        ],
+    }
+    assert body_of(mock)["messages"] == [documented]
+
+
+async def test_gemini_sends_the_documented_inline_data_part(mock: MockServer) -> None:
+    """https://ai.google.dev/gemini-api/docs/image-understanding (REST, "Passing inline image
+    data"): parts = [{"inline_data": {"mime_type": "image/jpeg", "data": …}}, {"text": …}].
+    The guide spells the proto field names; https://ai.google.dev/api/caching#Part documents
+    their JSON names ``inlineData`` / ``mimeType``, which the rest of our body uses too."""
+    await send(mock, "gemini", "see", doc_image("Caption this image."))
+    documented_rest = [
+        {"inline_data": {"mime_type": "image/png", "data": DOC_PNG_B64}},
+        {"text": "Caption this image."},
+    ]
+    json_names = {"inline_data": "inlineData", "mime_type": "mimeType"}
+
+    def renamed(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {json_names.get(k, k): renamed(v) for k, v in obj.items()}
+        return obj
+
+    want = {"role": "user", "parts": [renamed(p) for p in documented_rest]}
+    assert body_of(mock)["contents"] == [want]
+
+
+async def test_local_models_are_refused_before_anything_is_sent(mock: MockServer) -> None:
+    """An endpoint the capability table marks text-only never sees a byte of the request."""
+    events = await send(mock, "chat", "blind", doc_image("hi"))
+    # 'nat' is not marked: it goes out. A DeepSeek endpoint (text-only API) does not.
+    assert body_of(mock)["model"] == "blind"
+    mock.reset_log()
+    cfg = parse_config({"endpoints": {"deepseek": {"base_url": mock.base_url}}})
+    eng = Engine(cfg, KeyStore(use_keyring=False))
+    try:
+        events = await collect(eng, ChatRequest("deepseek/blind", doc_image("hi")))
+    finally:
+        await eng.aclose()
+    err = next(e for e in events if isinstance(e, StreamError))
+    assert err.kind == "config" and "deepseek/blind takes no images" in err.message
+    assert mock.log() == []
+    assert compute_metrics(events).cost_usd == 0.0
+
+
+def test_image_tokens_are_read_where_the_server_reports_them() -> None:
+    from providers.chunks import parse_usage
+    from providers.protocols.gemini import GEMINI
+
+    dec = GEMINI.decoder("g")
+    evs = dec.feed(
+        "",
+        '{"candidates":[{"content":{"parts":[{"text":"a dot"}]},"finishReason":"STOP"}],'
+        '"usageMetadata":{"promptTokenCount":270,"candidatesTokenCount":2,'
+        '"promptTokensDetails":[{"modality":"TEXT","tokenCount":12},'
+        '{"modality":"IMAGE","tokenCount":258}]}}',
+        1,
+    )
+    usage = next(e for e in evs if isinstance(e, Usage))
+    assert (usage.prompt, usage.image) == (270, 258)
+    u = parse_usage({"prompt_tokens": 100, "prompt_tokens_details": {"image_tokens": 85}}, 1)
+    assert u.image == 85
+    assert compute_metrics([usage]).image_tokens == 258
