@@ -290,3 +290,131 @@ def test_image_tokens_are_read_where_the_server_reports_them() -> None:
     u = parse_usage({"prompt_tokens": 100, "prompt_tokens_details": {"image_tokens": 85}}, 1)
     assert u.image == 85
     assert compute_metrics([usage]).image_tokens == 258
+
+
+# --- stored: migration, history, resume, exports -------------------------------------------------
+
+
+def test_the_attachments_migration_keeps_old_rows(tmp_path: Path) -> None:
+    from tui.session.store import ADD_ATTACHMENTS, MIGRATIONS, connect, migrate
+
+    number = MIGRATIONS.index(ADD_ATTACHMENTS) + 1
+    conn = connect(tmp_path / "history.db")
+    assert migrate(conn, upto=number - 1) == number - 1
+    conn.execute(
+        "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (1, 'old', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO messages(id, conversation_id, role, content, created_at, updated_at) "
+        "VALUES (2, 1, 'user', 'hi', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO runs(id, message_id, conversation_id, model, endpoint, status, started_at, "
+        "input_tokens) VALUES (3, 2, 1, 'e/m', 'e', 'complete', 0, 12)"
+    )
+    assert migrate(conn) >= number
+    assert conn.execute("SELECT content FROM messages WHERE id = 2").fetchone()[0] == "hi"
+    run = conn.execute("SELECT input_tokens, image_tokens FROM runs WHERE id = 3").fetchone()
+    assert tuple(run) == (12, None)
+    assert conn.execute("SELECT COUNT(*) FROM attachments").fetchone()[0] == 0
+    conn.close()
+
+
+async def test_history_resume_and_exports_keep_the_image(tmp_path: Path) -> None:
+    import json
+
+    from tui.session.conversation import Conversation
+    from tui.session.export import export_data, export_html, export_markdown
+    from tui.session.store import Store
+
+    store = Store(tmp_path / "history.db")
+    dot = image_from_bytes("dot.png", DOC_PNG)
+    other = image_from_bytes("wide.gif", gif(640, 20))
+    conv = Conversation()
+    conv.add_user("what are these?", store, panes=(0, 1), images=(dot, other))
+    assert store.flush()
+    # Two panes, one copy of each image's bytes.
+    rows = store._read.execute("SELECT COUNT(*), SUM(LENGTH(data)) FROM images").fetchone()
+    assert tuple(rows) == (2, len(DOC_PNG) + len(other.data))
+    again = Conversation.load(store, conv.id)
+    assert again is not None
+    for pane in (0, 1):
+        (turn,) = again.turns(pane)
+        assert turn.images == (dot, other)
+        (msg,) = again.request_messages(pane)
+        assert msg["images"] == (dot, other)
+    data = json.loads(json.dumps(export_data(store, conv.id)))
+    first = data["messages"][0]["images"][0]
+    assert base64.b64decode(first["data"]) == DOC_PNG
+    assert (first["name"], first["mime"], first["width"], first["height"]) == (
+        "dot.png",
+        "image/png",
+        1,
+        1,
+    )
+    assert "- Image: wide.gif · GIF · 14 B · 640×20\n" in export_markdown(store, conv.id)
+    page = export_html(store, conv.id)
+    assert f'src="data:image/png;base64,{DOC_PNG_B64}"' in page
+    store.close()
+
+
+# --- ask --image and suites ----------------------------------------------------------------------
+
+
+def _image_parts(mock: Any, model: str) -> list[list[dict[str, Any]]]:
+    bodies = [r["body"] for r in mock.log() if r["model"] == model and r["body"]]
+    return [
+        [p for p in b["messages"][-1]["content"] if p.get("type") == "image_url"] for b in bodies
+    ]
+
+
+def test_ask_attaches_each_image(isolated_home: Path, mock_server: Any) -> None:
+    from tests.support.cli import run_cli
+
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
+    (isolated_home / "a.png").write_bytes(DOC_PNG)
+    (isolated_home / "b.gif").write_bytes(gif(2, 3))
+    mock_server.reset_log()
+    r = run_cli(
+        "ask", "-m", "mock/mock-instant", "--image", str(isolated_home / "a.png"),
+        "--image", str(isolated_home / "b.gif"), "--json", "compare these",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (parts,) = _image_parts(mock_server, "mock-instant")
+    assert [p["image_url"]["url"][:22] for p in parts] == [
+        "data:image/png;base64,",
+        "data:image/gif;base64,",
+    ]
+    (isolated_home / "notes.png").write_text("not an image")
+    notes, dot = str(isolated_home / "notes.png"), str(isolated_home / "a.png")
+    bad = run_cli("ask", "-m", "mock/mock-instant", "--image", notes, "hi")
+    assert bad.returncode == 2 and "notes.png is not a PNG, JPEG, WebP or GIF" in bad.stderr
+    local = run_cli("ask", "-m", "local/smollm2-135m", "--image", dot, "hi")
+    assert local.returncode == 1 and "local/smollm2-135m takes no images" in local.stderr
+
+
+def test_suite_images_are_relative_to_the_suite_file(
+    isolated_home: Path, mock_server: Any
+) -> None:
+    from tests.support.cli import run_cli
+
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
+    suite_dir = isolated_home / "suites"
+    (suite_dir / "pics").mkdir(parents=True)
+    (suite_dir / "pics" / "dot.png").write_bytes(DOC_PNG)
+    suite = suite_dir / "suite.jsonl"
+    suite.write_text('{"prompt": "what is this?", "images": ["pics/dot.png"]}\n')
+    mock_server.reset_log()
+    r = run_cli("replay", str(suite), "-m", "mock/mock-instant")
+    assert r.returncode == 0, r.stderr
+    (parts,) = _image_parts(mock_server, "mock-instant")
+    assert parts == [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{DOC_PNG_B64}"}}
+    ]
+    suite.write_text('{"prompt": "x", "images": ["pics/none.png"]}\n')
+    bad = run_cli("replay", str(suite), "-m", "mock/mock-instant")
+    assert bad.returncode != 0 and f"{suite}:1: " in bad.stderr and "none.png" in bad.stderr
