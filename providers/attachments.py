@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from providers.capabilities import capabilities
+from providers.config import Config, split_model_ref
+
 KIND_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF"}
 # Above every provider's limit: a bigger file is refused before it is read into memory.
 MAX_READ_BYTES = 64 * 1024 * 1024
@@ -210,6 +213,24 @@ LIMITS: dict[str, ImageLimits] = {
 def images_of(messages: Iterable[Mapping[str, Any]]) -> list[Image]:
     """Every image the messages carry, oldest first (the whole history is sent each time)."""
     return [img for m in messages for img in m.get("images") or ()]
+
+
+def refusal_for(
+    config: Config, model_ref: str, messages: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why ``model_ref`` (``endpoint/model``) cannot be sent these messages' images, or None.
+
+    Text-only models are those the capability table marks, and every model tokenrace serves
+    itself (``local``: a llama.cpp server started without a vision projector)."""
+    if not any(m.get("images") for m in messages):
+        return None
+    try:
+        name, model = split_model_ref(model_ref)
+        ep = config.endpoint(name)
+    except (KeyError, ValueError):
+        return None  # the engine reports the unknown endpoint itself
+    takes = capabilities(ep.name, model).images and not ep.managed
+    return refusal(ep.protocol, model_ref, takes, messages)
 
 
 def refusal(

@@ -275,12 +275,7 @@ class Engine:
             return
         # Images a model cannot take are refused here: before a key lookup, a local server's
         # start or a byte on the wire.
-        refused = attachments.refusal(
-            ep.protocol,
-            request.model,
-            capabilities(ep.name, model).images and not ep.managed,
-            request.messages,
-        )
+        refused = attachments.refusal_for(self.config, request.model, request.messages)
         if refused is not None:
             yield StreamError(t_ns=now_ns(), kind="config", message=refused)
             return

@@ -395,9 +395,7 @@ def test_ask_attaches_each_image(isolated_home: Path, mock_server: Any) -> None:
     assert local.returncode == 1 and "local/smollm2-135m takes no images" in local.stderr
 
 
-def test_suite_images_are_relative_to_the_suite_file(
-    isolated_home: Path, mock_server: Any
-) -> None:
+def test_suite_images_are_relative_to_the_suite_file(isolated_home: Path, mock_server: Any) -> None:
     from tests.support.cli import run_cli
 
     (isolated_home / "config.toml").write_text(
@@ -418,3 +416,102 @@ def test_suite_images_are_relative_to_the_suite_file(
     suite.write_text('{"prompt": "x", "images": ["pics/none.png"]}\n')
     bad = run_cli("replay", str(suite), "-m", "mock/mock-instant")
     assert bad.returncode != 0 and f"{suite}:1: " in bad.stderr and "none.png" in bad.stderr
+
+
+# --- the app: /image, Tab, a dropped file, the message and the reply line ------------------------
+
+
+def test_a_dropped_path_is_recognised_in_the_forms_terminals_send(tmp_path: Path) -> None:
+    from tui.session.attachments import complete_path, dropped_image_path
+
+    pic = tmp_path / "my photo.png"
+    pic.write_bytes(DOC_PNG)
+    (tmp_path / "notes.txt").write_text("hello")
+    for pasted in (
+        str(pic),
+        f"'{pic}'",
+        str(pic).replace(" ", "\\ "),
+        f"file://{str(pic).replace(' ', '%20')}",
+        f"  {pic!s}\n".replace(str(pic), f'"{pic}"'),
+    ):
+        assert dropped_image_path(pasted) == pic, pasted
+    for text in (str(tmp_path / "notes.txt"), f"look at {pic}", str(tmp_path / "gone.png"), "hi"):
+        assert dropped_image_path(text) is None, text
+    (tmp_path / "pics").mkdir()
+    assert complete_path(f"{tmp_path}/my") == [f"{tmp_path}/my photo.png"]
+    assert complete_path(f"{tmp_path}/p") == [f"{tmp_path}/pics/"]
+    assert complete_path(f"{tmp_path}/n") == []  # not an image
+
+
+async def test_image_command_tab_message_and_reply_line(
+    isolated_home: Path, mock_server: Any
+) -> None:
+    from textual import events
+    from textual.content import Content
+
+    from tests.support.tui import make_app, mock_config, replies, scenario, send, wait_until
+    from tui.widgets.prompt_box import PromptBox
+    from tui.widgets.user_message import UserMessage
+
+    folder = isolated_home / "pics"
+    folder.mkdir()
+    hostile = folder / "[b]x[i]y.png"  # a name is shown as it is, never as markup
+    hostile.write_bytes(DOC_PNG)
+    dropped = folder / "drop.gif"
+    dropped.write_bytes(gif(640, 20))
+    model = scenario(mock_server, n_tokens=2, prompt_tokens=300, image_tokens=258)
+    app = make_app(mock_config(mock_server), isolated_home, models=[model])
+    async with app.run_test(size=(110, 30)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.focus()
+        prompt.set_prompt(f"/image {folder}/[b")
+        await pilot.press("tab")
+        assert prompt.text == f"/image {hostile}"
+        await pilot.press("enter")
+        prompt.post_message(events.Paste(f"'{dropped}'"))  # a file dropped on the terminal
+        await wait_until(pilot, lambda: len(prompt.images.images) == 2, what="two attached")
+        assert prompt.text == ""  # the dropped path attached, not typed
+        # The getter gives markup back, escaped: parsed, it is the plain name.
+        subtitle = Content.from_markup(str(prompt.border_subtitle)).plain
+        assert "2 images: [b]x[i]y.png · PNG · 69 B · 1×1 + drop.gif" in subtitle
+        await send(pilot, "what are these?")
+        finished = lambda: replies(app) and replies(app)[0].status != "streaming"  # noqa: E731
+        await wait_until(pilot, finished, what="reply")
+        assert prompt.images.images == [] and prompt.border_subtitle in (None, "")
+        (msg,) = app.screen.query(UserMessage)
+        shown = str(msg.render())
+        assert "▣ [b]x[i]y.png · PNG · 69 B · 1×1" in shown
+        assert "▣ drop.gif · GIF · 14 B · 640×20" in shown
+        line = str(replies(app)[0].metrics_line.render())
+        assert "images 258 input tok" in line
+        (body,) = [r["body"] for r in mock_server.log() if r["model"] == model.split("/")[1]]
+        kinds = [p["type"] for p in body["messages"][-1]["content"]]
+        assert kinds == ["text", "image_url", "image_url"]
+
+
+async def test_a_text_only_model_is_refused_before_sending(
+    isolated_home: Path, mock_server: Any
+) -> None:
+    from providers.config import parse_config
+    from tests.support.tui import make_app, send, wait_until
+    from tui.widgets.prompt_box import PromptBox
+    from tui.widgets.user_message import UserMessage
+
+    pic = isolated_home / "dot.png"
+    pic.write_bytes(DOC_PNG)
+    # DeepSeek's API takes no images (the capability table); here it points at the mock.
+    config = parse_config({"endpoints": {"deepseek": {"base_url": mock_server.base_url}}})
+    app = make_app(config, isolated_home, models=["deepseek/mock-fast"])
+    mock_server.reset_log()
+    async with app.run_test(size=(110, 30)) as pilot:
+        await send(pilot, f"/image {pic}")
+        await send(pilot, "what is this?")
+        await wait_until(
+            pilot,
+            lambda: any("takes no images" in str(n.message) for n in app._notifications),
+            what="the refusal",
+        )
+        prompt = app.screen.query_one(PromptBox)
+        assert prompt.text == "what is this?" and len(prompt.images.images) == 1  # kept
+        assert not app.screen.query(UserMessage)
+    assert mock_server.log() == []

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TextArea
 
+from providers.attachments import Image
 from providers.events import Cancelled, StreamError
 from providers.inert import inert_label
 from providers.prices import format_context, model_info
@@ -22,6 +23,11 @@ from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
 from tui.session import commands
+from tui.session.attachments import (
+    complete_image_command,
+    image_command,
+    refused_before_sending,
+)
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.widgets.assistant_message import AssistantMessage
@@ -118,7 +124,7 @@ class ChatScreen(Screen[None]):
         widgets: list[Widget] = []
         for t in turns:
             if t.role == "user":
-                widgets.append(UserMessage(t.content))
+                widgets.append(UserMessage(t.content, t.images))
             else:
                 widgets.append(
                     AssistantMessage(
@@ -228,9 +234,13 @@ class ChatScreen(Screen[None]):
         if not self.model:
             self.notify("No model yet: F2 picks one.", severity="warning")
             return
+        history, images = self.conv.request_messages(), event.prompt.images.images
+        if why := refused_before_sending(self.tapp.config, self.model, history, images):
+            self.notify(f"Not sent: {why}", severity="warning")
+            return
         event.prompt.clear_prompt()
         self._history_pos = -1
-        self.send(text, t_submit)
+        self.send(text, t_submit, event.prompt.take_images())
 
     def run_command(self, cmd: commands.Command) -> None:
         s = self.conv.settings
@@ -263,6 +273,11 @@ class ChatScreen(Screen[None]):
                 return
             elif cmd.name == "/help":
                 self.tapp.action_show_help()
+                return
+            elif cmd.name == "/image":
+                message, ok = image_command(self.query_one(PromptBox).images, cmd.arg)
+                self.query_one(PromptBox).show_images()
+                self.notify(message, severity="information" if ok else "warning")
                 return
             elif cmd.name == "/suite":
                 path, _, runs = cmd.arg.partition(" ")
@@ -342,6 +357,9 @@ class ChatScreen(Screen[None]):
                 event.prompt.move_cursor(event.prompt.document.end)
             return
         name, _, arg = text.partition(" ")
+        if name == "/image" and (completed := complete_image_command(text)):
+            event.prompt.set_prompt(completed)
+            event.prompt.move_cursor(event.prompt.document.end)
         if name == "/model":
             found = [e.ref for e in self.tapp.catalog if arg.lower() in e.ref.lower()]
             if found:
@@ -369,16 +387,18 @@ class ChatScreen(Screen[None]):
 
     # --- streaming -----------------------------------------------------------------------
 
-    def send(self, text: str, t_submit_ns: int | None = None) -> None:
-        """Send ``text`` as the next user turn to the current model."""
+    def send(
+        self, text: str, t_submit_ns: int | None = None, images: tuple[Image, ...] = ()
+    ) -> None:
+        """Send ``text`` (with ``images``) as the next user turn to the current model."""
         t_submit = t_submit_ns or time.perf_counter_ns()
         assert self.model is not None
         store = self.tapp.store
-        self.conv.add_user(text, store)
+        self.conv.add_user(text, store, images=images)
         self.tapp.remember_conversation(self.conv.id)
         self.tapp.history_added(text)
         messages = self.query_one(MessageList)
-        messages.mount(UserMessage(text))
+        messages.mount(UserMessage(text, images))
         self._start(t_submit)
         self._update_topbar()
 

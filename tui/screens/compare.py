@@ -20,6 +20,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from providers.attachments import Image
 from providers.events import Cancelled, StreamError
 from providers.inert import inert_label
 from providers.metrics import RunMetrics
@@ -31,6 +32,11 @@ from tui import format as fmt
 from tui.compositor import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
+from tui.session.attachments import (
+    complete_image_command,
+    image_command,
+    refused_before_sending,
+)
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
@@ -269,7 +275,7 @@ class CompareScreen(Screen[None]):
 
     def _show_turn(self, pane: ComparePane, turn: Any) -> None:
         if turn.role == "user":
-            pane.messages.mount(UserMessage(turn.content))
+            pane.messages.mount(UserMessage(turn.content, turn.images))
         else:
             pane.messages.mount(
                 AssistantMessage(
@@ -340,9 +346,21 @@ class CompareScreen(Screen[None]):
         if self.streaming:
             self.notify("Panes are still streaming: Esc cancels them.", severity="warning")
             return
+        images = event.prompt.images.images  # every pane must take them: the race stays fair
+        for p in self.panes:
+            history = self.conv.request_messages(p.index)
+            if why := refused_before_sending(self.tapp.config, p.model, history, images):
+                self.notify(f"Not sent (pane {p.label}): {why}", severity="warning")
+                return
         event.prompt.clear_prompt()
         self._history_pos = -1
-        self.send(text, t_submit)
+        self.send(text, t_submit, event.prompt.take_images())
+
+    @on(PromptBox.CompletionRequested)
+    def _complete(self, event: PromptBox.CompletionRequested) -> None:
+        if completed := complete_image_command(event.prompt.text):
+            event.prompt.set_prompt(completed)
+            event.prompt.move_cursor(event.prompt.document.end)
 
     @on(PromptBox.HistoryRequested)
     def _history(self, event: PromptBox.HistoryRequested) -> None:
@@ -397,6 +415,11 @@ class CompareScreen(Screen[None]):
                 return
             elif cmd.name == "/help":
                 self.tapp.action_show_help()
+                return
+            elif cmd.name == "/image":
+                message, ok = image_command(self.query_one(PromptBox).images, cmd.arg)
+                self.query_one(PromptBox).show_images()
+                self.notify(message, severity="information" if ok else "warning")
                 return
             elif cmd.name == "/suite":
                 path, _, runs = cmd.arg.partition(" ")
@@ -467,15 +490,17 @@ class CompareScreen(Screen[None]):
 
     # --- racing --------------------------------------------------------------------------
 
-    def send(self, text: str, t_submit_ns: int | None = None) -> None:
-        """Send ``text`` to every pane; the requests leave together."""
+    def send(
+        self, text: str, t_submit_ns: int | None = None, images: tuple[Image, ...] = ()
+    ) -> None:
+        """Send ``text`` (with ``images``) to every pane; the requests leave together."""
         t_submit = t_submit_ns or time.perf_counter_ns()
         panes = tuple(range(len(self.models)))
-        self.conv.add_user(text, self.tapp.store, panes=panes)
+        self.conv.add_user(text, self.tapp.store, panes=panes, images=images)
         self.tapp.remember_conversation(self.conv.id)
         self.tapp.history_added(text)
         for pane in self.panes:
-            pane.messages.mount(UserMessage(text))
+            pane.messages.mount(UserMessage(text, images))
         self._race(t_submit)
         self._update_topbar()
 

@@ -11,6 +11,8 @@ COMMANDS: dict[str, str] = {
     "/temperature B X sets one pane's",
     "/max-tokens": "cap the reply length: /max-tokens N (empty removes the cap)",
     "/json": "JSON mode: /json on|off",
+    "/image": "attach an image to the next message: /image PATH (Tab completes; "
+    "/image clear removes them); a dropped image file attaches too",
     "/suite": "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]",
     "/clear": "start a new conversation",
     "/help": "show every key and command",
