@@ -94,6 +94,34 @@ def sniff(data: bytes) -> tuple[str, int, int]:
     raise ImageError("is not a PNG, JPEG, WebP or GIF image (judged by its first bytes)")
 
 
+def gif_frames(data: bytes, stop_at: int = 2) -> int:
+    """How many frames a GIF holds (counted up to ``stop_at``): OpenAI takes only still GIFs."""
+    if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
+        return 0
+    i = 13
+    if data[10] & 0x80:  # a global colour table
+        i += 3 << ((data[10] & 7) + 1)
+    frames = 0
+    while i < len(data) and frames < stop_at:
+        block = data[i]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # an extension: label, then sub-blocks
+            i += 2
+        elif block == 0x2C:  # an image: descriptor, local colour table, LZW size, sub-blocks
+            frames += 1
+            if i + 10 > len(data):
+                break
+            flags = data[i + 9]
+            i += 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0) + 1
+        else:
+            break
+        while i < len(data) and data[i] != 0:  # sub-blocks, each led by its length
+            i += data[i] + 1
+        i += 1
+    return frames
+
+
 def _webp_size(data: bytes) -> tuple[int, int]:
     chunk = data[12:16]
     if chunk == b"VP8X" and len(data) >= 30:  # extended: 24-bit canvas width-1, height-1
@@ -178,6 +206,7 @@ class ImageLimits:
     max_total_bytes: int | None = None  # all images' bytes in one request
     max_total_b64: int | None = None  # all images' base64 in one request (inline data)
     max_side: int | None = None
+    still_gif_only: bool = False  # an animated GIF is refused
     source: str = ""
 
 
@@ -186,11 +215,11 @@ LIMITS: dict[str, ImageLimits] = {
     # https://platform.openai.com/docs/guides/images-vision ("Image input requirements"):
     # PNG, JPEG, WEBP, non-animated GIF; up to 500 images and 50 MB of image bytes a request.
     "chat": ImageLimits(
-        "OpenAI", _ALL, 500, max_total_bytes=50 * MB,
+        "OpenAI", _ALL, 500, max_total_bytes=50 * MB, still_gif_only=True,
         source="https://platform.openai.com/docs/guides/images-vision",
     ),
     "responses": ImageLimits(
-        "OpenAI", _ALL, 500, max_total_bytes=50 * MB,
+        "OpenAI", _ALL, 500, max_total_bytes=50 * MB, still_gif_only=True,
         source="https://platform.openai.com/docs/guides/images-vision",
     ),
     # https://platform.claude.com/docs/en/build-with-claude/vision: JPEG, PNG, GIF, WebP; 100
@@ -208,6 +237,9 @@ LIMITS: dict[str, ImageLimits] = {
         source="https://ai.google.dev/gemini-api/docs/image-understanding",
     ),
 }  # fmt: skip
+# The OpenAI-compatible endpoints of Anthropic and Google speak chat completions to the same
+# models: their own provider's limits apply.
+LIMITS_BY_ENDPOINT = {"anthropic-openai": LIMITS["anthropic"], "gemini-openai": LIMITS["gemini"]}
 
 
 def images_of(messages: Iterable[Mapping[str, Any]]) -> list[Image]:
@@ -230,13 +262,18 @@ def refusal_for(
     except (KeyError, ValueError):
         return None  # the engine reports the unknown endpoint itself
     takes = capabilities(ep.name, model).images and not ep.managed
-    return refusal(ep.protocol, model_ref, takes, messages)
+    return refusal(ep.protocol, model_ref, takes, messages, LIMITS_BY_ENDPOINT.get(ep.name))
 
 
 def refusal(
-    protocol: str, model_ref: str, takes_images: bool, messages: Sequence[Mapping[str, Any]]
+    protocol: str,
+    model_ref: str,
+    takes_images: bool,
+    messages: Sequence[Mapping[str, Any]],
+    limits: ImageLimits | None = None,
 ) -> str | None:
-    """Why ``model_ref`` cannot be sent these messages' images, or None when it can."""
+    """Why ``model_ref`` cannot be sent these messages' images, or None when it can
+    (``limits``: the protocol's unless given)."""
     images = images_of(messages)
     if not images:
         return None
@@ -246,7 +283,7 @@ def refusal(
             f"{model_ref} takes no images, and this conversation has {n} attached: "
             "choose a model that sees images (F2), or start a new conversation (Ctrl+N)"
         )
-    lim = LIMITS.get(protocol)
+    lim = limits or LIMITS.get(protocol)
     if lim is None:
         return None
     why = f"({lim.provider}'s limit, {lim.source})"
@@ -256,6 +293,8 @@ def refusal(
         if img.mime not in lim.types:
             kinds = ", ".join(sorted(KIND_NAMES[t] for t in lim.types))
             return f"{img.name} is a {KIND_NAMES[img.mime]} image: {model_ref} takes {kinds} {why}"
+        if lim.still_gif_only and img.mime == "image/gif" and gif_frames(img.data) > 1:
+            return f"{img.name} is an animated GIF: {model_ref} takes still GIFs only {why}"
         if lim.max_image_b64 is not None and img.b64_size() > lim.max_image_b64:
             return (
                 f"{img.name} is {human_bytes(img.size)} ({human_bytes(img.b64_size())} as "

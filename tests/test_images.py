@@ -41,6 +41,14 @@ def gif(w: int, h: int) -> bytes:
     return b"GIF89a" + struct.pack("<HH", w, h) + b"\0\0\0;"
 
 
+def gif_with_frames(n: int) -> bytes:
+    """A real GIF of ``n`` 1×1 frames (a 2-colour global table, a graphic control each)."""
+    head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"\x21\xf9\x04\0\x0a\0\0\0" + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0)
+    frame += b"\x02\x02\x4c\x01\0"
+    return head + frame * n + b";"
+
+
 def jpeg(w: int, h: int) -> bytes:
     app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"
     sof = b"\xff\xc2" + struct.pack(">HBHHB", 11, 8, h, w, 1) + b"\x01\x11\x00"
@@ -139,6 +147,25 @@ def test_each_protocols_documented_limits_are_checked_before_sending() -> None:
     assert "50.0 MB of images" in (
         refusal("chat", "o/m", True, msgs(*[image(size=26 * 1024 * 1024)] * 2)) or ""
     )
+    # OpenAI takes still GIFs only: the frames are counted from the bytes.
+    from providers.attachments import gif_frames
+
+    assert (gif_frames(gif_with_frames(1)), gif_frames(gif_with_frames(3))) == (1, 2)
+    animated = image_from_bytes("spin.gif", gif_with_frames(3))
+    assert "animated GIF" in (refusal("chat", "o/m", True, msgs(animated)) or "")
+    assert (
+        refusal("chat", "o/m", True, msgs(image_from_bytes("still.gif", gif_with_frames(1))))
+        is None
+    )
+    assert refusal("anthropic", "a/m", True, msgs(animated)) is None
+    # Gemini's and Anthropic's OpenAI-compatible endpoints keep their own provider's limits.
+    from providers.attachments import refusal_for
+
+    presets = parse_config({})
+    assert "Google Gemini's limit" in (
+        refusal_for(presets, "gemini-openai/gemini-2.5-flash", msgs(gif_img)) or ""
+    )
+    assert refusal_for(presets, "openai/gpt-4o", msgs(gif_img)) is None
     # Images earlier in the history count too: the whole history is sent again.
     history = (*msgs(small), {"role": "assistant", "content": "a dot"}, *msgs(gif_img))
     assert refusal("gemini", "g/m", True, history) is not None
