@@ -542,3 +542,56 @@ async def test_a_text_only_model_is_refused_before_sending(
         assert prompt.text == "what is this?" and len(prompt.images.images) == 1  # kept
         assert not app.screen.query(UserMessage)
     assert mock_server.log() == []
+
+
+async def test_a_race_sends_the_image_to_every_pane_or_to_none(
+    isolated_home: Path, mock_server: Any
+) -> None:
+    from providers.config import parse_config
+    from tests.support.tui import make_app, replies, scenario, send, wait_for_screen, wait_until
+    from tui.screens.compare import CompareScreen
+    from tui.widgets.user_message import UserMessage
+
+    pic = isolated_home / "dot.png"
+    pic.write_bytes(DOC_PNG)
+    a = scenario(mock_server, n_tokens=2).split("/")[1]
+    config = parse_config(
+        {
+            "endpoints": {
+                "mock": {"base_url": mock_server.base_url},
+                "deepseek": {"base_url": mock_server.base_url},  # text-only (capabilities)
+            }
+        }
+    )
+
+    async def race(models: list[str], takes: bool) -> None:
+        mock_server.reset_log()
+        app = make_app(config, isolated_home, models=models)
+        async with app.run_test(size=(140, 30)) as pilot:
+            await wait_for_screen(pilot, CompareScreen)
+            await send(pilot, f"/image {pic}")
+            await send(pilot, "what is this?")
+            if not takes:
+                await wait_until(
+                    pilot,
+                    lambda: any("B): deepseek/" in str(n.message) for n in app._notifications),
+                    what="the refusal naming pane B",
+                )
+                assert not app.screen.query(UserMessage)
+                return
+
+            def finished() -> bool:
+                rs = replies(app)
+                return len(rs) == 2 and all(r.status != "streaming" for r in rs)
+
+            await wait_until(pilot, finished, what="both replies")
+            shown = [str(m.render()) for m in app.screen.query(UserMessage)]
+            assert len(shown) == 2 and all("▣ dot.png · PNG · 69 B · 1×1" in t for t in shown)
+
+    await race([f"mock/{a}", f"deepseek/{a}"], takes=False)
+    assert mock_server.log() == []  # neither pane sent anything: the race stays fair
+    await race([f"mock/{a}"] * 2, takes=True)
+    bodies = [r["body"] for r in mock_server.log() if r["body"]]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert body["messages"][-1]["content"][1]["type"] == "image_url"
