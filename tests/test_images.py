@@ -501,6 +501,9 @@ async def test_image_command_tab_message_and_reply_line(
         # The getter gives markup back, escaped: parsed, it is the plain name.
         subtitle = Content.from_markup(str(prompt.border_subtitle)).plain
         assert "2 images: [b]x[i]y.png · PNG · 69 B · 1×1 + drop.gif" in subtitle
+        # Toasts that name the file show it as text, not as markup.
+        named = [n for n in app._notifications if "[b]x[i]y.png" in n.message]
+        assert named and not any(n.markup for n in named)
         await send(pilot, "what are these?")
         finished = lambda: replies(app) and replies(app)[0].status != "streaming"  # noqa: E731
         await wait_until(pilot, finished, what="reply")

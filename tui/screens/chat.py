@@ -236,7 +236,7 @@ class ChatScreen(Screen[None]):
             return
         history, images = self.conv.request_messages(), event.prompt.images.images
         if why := refused_before_sending(self.tapp.config, self.model, history, images):
-            self.notify(f"Not sent: {why}", severity="warning")
+            self.notify(f"Not sent: {why}", severity="warning", markup=False)
             return
         event.prompt.clear_prompt()
         self._history_pos = -1
@@ -277,7 +277,7 @@ class ChatScreen(Screen[None]):
             elif cmd.name == "/image":
                 message, ok = image_command(self.query_one(PromptBox).images, cmd.arg)
                 self.query_one(PromptBox).show_images()
-                self.notify(message, severity="information" if ok else "warning")
+                self.notify(message, severity="information" if ok else "warning", markup=False)
                 return
             elif cmd.name == "/suite":
                 path, _, runs = cmd.arg.partition(" ")

@@ -350,7 +350,7 @@ class CompareScreen(Screen[None]):
         for p in self.panes:
             history = self.conv.request_messages(p.index)
             if why := refused_before_sending(self.tapp.config, p.model, history, images):
-                self.notify(f"Not sent (pane {p.label}): {why}", severity="warning")
+                self.notify(f"Not sent (pane {p.label}): {why}", severity="warning", markup=False)
                 return
         event.prompt.clear_prompt()
         self._history_pos = -1
@@ -419,7 +419,7 @@ class CompareScreen(Screen[None]):
             elif cmd.name == "/image":
                 message, ok = image_command(self.query_one(PromptBox).images, cmd.arg)
                 self.query_one(PromptBox).show_images()
-                self.notify(message, severity="information" if ok else "warning")
+                self.notify(message, severity="information" if ok else "warning", markup=False)
                 return
             elif cmd.name == "/suite":
                 path, _, runs = cmd.arg.partition(" ")

@@ -18,6 +18,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location
 
 from providers.attachments import Image
+from providers.inert import inert
 from tui.session.attachments import PendingImages, dropped_image_path, image_command
 
 PASTE_COLLAPSE_CHARS = 2000
@@ -100,7 +101,7 @@ class PromptBox(TextArea):
     def show_images(self) -> None:
         """The pending images under the prompt's border (plain text: a file name is no markup)."""
         summary = self.images.summary()
-        self.border_subtitle = Content(f"▣ {summary}") if summary else None
+        self.border_subtitle = Content(inert(f"▣ {summary}")) if summary else None
 
     def take_images(self) -> tuple[Image, ...]:
         """The pending images, handed to the message being sent."""
@@ -146,7 +147,7 @@ class PromptBox(TextArea):
             # A dropped (or pasted) image file attaches at once: see tui/session/attachments.py.
             message, ok = image_command(self.images, shlex.quote(str(path)))
             self.show_images()
-            self.notify(message, severity="information" if ok else "warning")
+            self.notify(message, severity="information" if ok else "warning", markup=False)
             return
         text = one_newline_style(event.text)
         if self._is_big(text):
