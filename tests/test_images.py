@@ -598,3 +598,26 @@ async def test_a_race_sends_the_image_to_every_pane_or_to_none(
     assert len(bodies) == 2
     for body in bodies:
         assert body["messages"][-1]["content"][1]["type"] == "image_url"
+
+
+@pytest.mark.parametrize("protocol", ["chat", "responses", "anthropic", "gemini"])
+def test_a_history_with_an_image_converts_to_any_protocol(protocol: str) -> None:
+    """Switching a conversation to another protocol: its earlier image goes in that protocol's
+    form, and no ``Image`` object (nor its ``images`` key) reaches the JSON body."""
+    import json
+
+    from providers.capabilities import Capabilities, ChatParams
+    from providers.protocols import BuildSettings, protocol_for
+
+    dot = image_from_bytes("dot.png", DOC_PNG)
+    history = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "what is this?", "images": (dot,)},
+        {"role": "assistant", "content": "a dot"},
+        {"role": "user", "content": "what colour?"},
+    ]
+    body, _ = protocol_for(protocol).build(
+        "m", history, BuildSettings(params=ChatParams(), caps=Capabilities())
+    )
+    text = json.dumps(body)  # raises on an Image object
+    assert text.count(DOC_PNG_B64) == 1 and '"images"' not in text
