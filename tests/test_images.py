@@ -610,7 +610,7 @@ def test_a_history_with_an_image_converts_to_any_protocol(protocol: str) -> None
     from providers.protocols import BuildSettings, protocol_for
 
     dot = image_from_bytes("dot.png", DOC_PNG)
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "what is this?", "images": (dot,)},
         {"role": "assistant", "content": "a dot"},
