@@ -26,6 +26,7 @@ class Capabilities:
     stream_usage: bool = True  # send stream_options.include_usage
     json_mode: bool = True
     reasoning: bool = False  # the model thinks before answering (longer first-token waits)
+    images: bool = True  # the model takes images (refused before sending when False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,13 @@ RULES: tuple[Rule, ...] = (
     Rule("groq", "openai/gpt-oss*", {"reasoning": True}),
     # Gemini's OpenAI-compatible endpoint accepts stream_options; Mistral's rejects it.
     Rule("mistral", "*", {"stream_usage": False}),
+    # Models that take no images: the bundled local ones (a text-only llama.cpp server) and
+    # text-only APIs (DeepSeek's chat models, the gpt-oss open-weight models, o1-mini, o3-mini).
+    Rule("local", "*", {"images": False}),
+    Rule("deepseek", "*", {"images": False}),
+    Rule("*", "*gpt-oss*", {"images": False}),
+    Rule("openai", "o1-mini*", {"images": False}),
+    Rule("openai", "o3-mini*", {"images": False}),
 )
 
 

@@ -123,10 +123,11 @@ def parse_usage(u: dict[str, Any], t_ns: int, bad: list[str] | None = None) -> U
     details = u.get("completion_tokens_details")
     if isinstance(details, dict):
         reasoning = _count(details.get("reasoning_tokens"), "reasoning_tokens", bad)
-    cached = None
+    cached = image = None
     pdetails = u.get("prompt_tokens_details")
     if isinstance(pdetails, dict):
         cached = _count(pdetails.get("cached_tokens"), "cached_tokens", bad)
+        image = _count(pdetails.get("image_tokens"), "image_tokens", bad)
     hit = _count(u.get("prompt_cache_hit_tokens"), "prompt_cache_hit_tokens", bad)
     if hit is not None:  # DeepSeek: hit + miss == prompt_tokens
         cached = hit
@@ -144,6 +145,7 @@ def parse_usage(u: dict[str, Any], t_ns: int, bad: list[str] | None = None) -> U
         reasoning=reasoning,
         cached=cached,
         cost_usd=cost_usd,
+        image=image,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from providers import secrets
+from providers import attachments, secrets
 from providers.capabilities import Quirks, capabilities
 from providers.chunks import ChunkParser, error_text, well_formed
 from providers.chunks import loads as json_loads
@@ -272,6 +272,12 @@ class Engine:
             ep, model = self.resolve(request.model)
         except (KeyError, ValueError) as exc:
             yield StreamError(t_ns=now_ns(), kind="config", message=str(exc).strip('"'))
+            return
+        # Images a model cannot take are refused here: before a key lookup, a local server's
+        # start or a byte on the wire.
+        refused = attachments.refusal_for(self.config, request.model, request.messages)
+        if refused is not None:
+            yield StreamError(t_ns=now_ns(), kind="config", message=refused)
             return
         try:
             key = await self.key_for(ep)

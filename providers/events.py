@@ -105,6 +105,7 @@ class Usage:
     cached: int | None = None  # read from the prompt cache; part of ``prompt``
     cost_usd: float | None = None  # the provider's own figure (OpenRouter), shown as reported
     cache_write: int | None = None  # written to the prompt cache (Anthropic); part of ``prompt``
+    image: int | None = None  # the prompt's images, where the server says; part of ``prompt``
 
 
 @dataclass(frozen=True, slots=True)

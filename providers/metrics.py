@@ -67,6 +67,7 @@ class RunMetrics:
     finish_reason: str | None
     cache_write_tokens: int | None = None  # written to the prompt cache (Anthropic)
     prefill_tps: float | None = None  # input tokens / TTFT: an upper bound of the prefill speed
+    image_tokens: int | None = None  # input tokens the images cost, where the server says
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics`` object of ``ask --json`` (and exports, and the metrics log)."""
@@ -100,6 +101,7 @@ JSON_KEYS = (
     "retry_wait_ms",
     "cost_usd",
     "prefill_tps",
+    "image_tokens",
 )
 
 
@@ -289,6 +291,7 @@ def compute_metrics(
         cache_write_tokens=cache_write,
         # Upper bound: TTFT also holds queueing and the network (DESIGN §4).
         prefill_tps=(input_tokens / (ttft / 1000.0)) if input_tokens and ttft else None,
+        image_tokens=usage.image if usage is not None else None,
     )
 
 

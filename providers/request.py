@@ -11,7 +11,12 @@ from providers.capabilities import ChatParams
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """One request: ``endpoint/model``, the messages so far, and the user's parameters."""
+    """One request: ``endpoint/model``, the messages so far, and the user's parameters.
+
+    A message may carry ``images`` (``providers.attachments.Image``, bytes included): each
+    protocol sends them in its own form, and the engine refuses them before sending to a model
+    that takes none or beyond its provider's limits.
+    """
 
     model: str
     messages: tuple[Mapping[str, Any], ...]
@@ -22,9 +27,14 @@ def messages_for(
     history: Sequence[Mapping[str, Any]],
     system: str | None = None,
 ) -> tuple[dict[str, Any], ...]:
-    """The messages of a request: an optional system prompt, then the history."""
+    """The messages of a request: an optional system prompt, then the history (a message's
+    ``images``, a tuple of ``providers.attachments.Image``, go with it)."""
     out: list[dict[str, Any]] = []
     if system:
         out.append({"role": "system", "content": system})
-    out.extend({"role": m["role"], "content": m["content"]} for m in history)
+    for m in history:
+        msg = {"role": m["role"], "content": m["content"]}
+        if m.get("images"):
+            msg["images"] = tuple(m["images"])
+        out.append(msg)
     return tuple(out)

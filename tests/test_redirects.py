@@ -92,3 +92,43 @@ def test_streaming_says_redirected_to(
     assert f"redirected to {target.base_url}/chat/completions" in r.stderr, r.stderr
     assert "HTTP 302: " not in r.stderr
     assert _leaked(target, c) == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "header", "path"),
+    [
+        ("anthropic", "x-api-key", "/messages"),
+        ("gemini", "x-goog-api-key", "/models/m:streamGenerateContent"),
+    ],
+)
+def test_native_key_headers_never_cross_a_redirect(
+    isolated_home: Path,
+    pair: tuple[HostileServer, HostileServer],
+    protocol: str,
+    header: str,
+    path: str,
+) -> None:
+    """Anthropic's ``x-api-key`` and Gemini's ``x-goog-api-key`` are no Authorization header,
+    which is all an HTTP library strips on a cross-origin redirect: none may reach B, through
+    the model listing, key validation or a streamed reply."""
+    origin, target = pair
+    key = f"sk-canary-{uuid.uuid4().hex}"
+    (isolated_home / "config.toml").write_text(
+        "[endpoints.red]\n"
+        f'base_url = "{origin.base_url}"\n'
+        f'protocol = "{protocol}"\n'
+        'api_key_env = "RED_KEY"\n'
+        'models = ["m"]\n'
+    )
+    outs = [
+        run_cli("models", "red", env={"RED_KEY": key}),
+        run_cli("keys", "set", "red", input=key + "\n"),
+        run_cli("ask", "-m", "red/m", "hi", env={"RED_KEY": key}),
+    ]
+    # The key did go out, in its protocol's header, to the origin: the test can fail.
+    assert any(req.headers.get(header) == key for req in origin.requests), origin.requests
+    assert key not in target.headers_seen() + " ".join(r.path for r in target.requests)
+    assert not any(header in req.headers for req in target.requests)
+    assert f"redirected to {target.base_url}{path}" in outs[2].stderr, outs[2].stderr
+    for out in outs:
+        assert key not in out.stdout + out.stderr

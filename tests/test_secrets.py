@@ -283,3 +283,42 @@ async def test_api_key_cmd_stderr_never_shows_a_key(isolated_home: Path) -> None
     for p in _data_files(isolated_home):
         data = p.read_bytes()
         assert key.encode() not in data and key[::-1].encode() not in data, p
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini"])
+def test_native_key_headers_stay_out_of_logs_and_exports(
+    protocol: str, isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """``x-api-key`` / ``x-goog-api-key``: a reply that works and an error that echoes the key
+    (Gemini answers a bad key with HTTP 400) leave it in no output or log; the app's exports
+    of both protocols are checked in ``test_a_canary_key_never_shows``."""
+    key = _canary()
+    ok, bad = f"s-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
+    mock_server.add_scenario(ok, {"n_tokens": 3})
+    mock_server.add_scenario(
+        bad,
+        {
+            "status": 400,
+            "error_body": {"error": {"message": f"API key not valid: {key}", "code": 400}},
+        },
+    )
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{base_url_for(mock_server, protocol)}"\n'
+        f'api_key_env = "MOCK_KEY"\nprotocol = "{protocol}"\n'
+    )
+    env = {"MOCK_KEY": key}
+    outs = [
+        run_cli("ask", "-m", f"mock/{ok}", "--json", "hi", env=env),
+        run_cli("ask", "-m", f"mock/{bad}", "hi", env=env),
+        run_cli("ask", "-m", f"mock/{bad}", "--json", "hi", env=env),
+    ]
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert outs[1].returncode == 1 and "sk-…" in outs[1].stderr
+    (req,) = [x for x in mock_server.log() if x["model"] == ok]
+    assert key_sent(req["headers"], protocol) == key
+    for out in outs:
+        assert key not in out.stdout + out.stderr, out.args
+    files = _data_files(isolated_home)
+    assert any(p.name == "runs.jsonl" for p in files)  # the metrics log (exports: see above)
+    for p in files:
+        assert key.encode() not in p.read_bytes(), p

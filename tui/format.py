@@ -85,6 +85,8 @@ def metrics_text(m: RunMetrics) -> str:
         f"e2e {ms(m.e2e_ms)}",
         usd(m.cost_usd, cost_is_estimated(m)),
     ]
+    if m.image_tokens:  # only where the server reported it (Gemini, some OpenAI models)
+        parts.append(f"images {m.image_tokens:,} input tok")
     if m.retries:
         parts.append(f"{m.retries} retr{'y' if m.retries == 1 else 'ies'} (+{ms(m.retry_wait_ms)})")
     if m.stalls:

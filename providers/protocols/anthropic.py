@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.attachments import wire_content
 from providers.capabilities import schema_instruction
 from providers.chunks import error_text
 from providers.events import (
@@ -72,7 +73,7 @@ class AnthropicProtocol:
         notes: list[str] = []
         system = [text_of(m.get("content")) for m in messages if m.get("role") == "system"]
         turns = [
-            {"role": m["role"], "content": m.get("content")}
+            {"role": m["role"], "content": wire_content("anthropic", m, m.get("content"))}
             for m in messages
             if m.get("role") in ("user", "assistant")
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.attachments import wire_content
 from providers.capabilities import build_body
 from providers.chunks import ChunkParser
 from providers.protocols import BuildSettings, Decoder, ProtocolName, data_model_ids
@@ -27,6 +28,16 @@ class ChatProtocol:
     def build(
         self, model: str, messages: list[dict[str, Any]], settings: BuildSettings
     ) -> tuple[dict[str, Any], list[str]]:
+        # Images go out as content parts; a message without any keeps its plain string.
+        messages = [
+            {
+                **{k: v for k, v in m.items() if k != "images"},
+                "content": wire_content("chat", m, m.get("content") or ""),
+            }
+            if m.get("images")
+            else m
+            for m in messages
+        ]
         return build_body(
             model,
             messages,

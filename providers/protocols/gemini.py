@@ -11,6 +11,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from providers.attachments import wire_content
 from providers.chunks import error_text
 from providers.events import (
     Event,
@@ -45,6 +46,12 @@ FINISH = {
 }
 
 
+def _parts(message: dict[str, Any]) -> list[Any]:
+    """A message's Gemini parts: its images (``inlineData``) and its text."""
+    content = wire_content("gemini", message, text_of(message.get("content")))
+    return content if isinstance(content, list) else [{"text": content}]
+
+
 class GeminiProtocol:
     """The Gemini API (generativelanguage), natively."""
 
@@ -71,7 +78,7 @@ class GeminiProtocol:
         contents = [
             {
                 "role": "model" if m.get("role") == "assistant" else "user",
-                "parts": [{"text": text_of(m.get("content"))}],
+                "parts": _parts(m),
             }
             for m in messages
             if m.get("role") in ("user", "assistant")
@@ -229,4 +236,18 @@ def _usage(u: dict[str, Any], t_ns: int) -> Usage:
         completion=completion,
         reasoning=thoughts,
         cached=as_int(u.get("cachedContentTokenCount")),
+        image=_modality(u.get("promptTokensDetails"), "IMAGE"),
     )
+
+
+def _modality(details: Any, modality: str) -> int | None:
+    """The prompt tokens of one modality from ``promptTokensDetails`` (a list of counts)."""
+    if not isinstance(details, list):
+        return None
+    counts = [
+        as_int(d.get("tokenCount"))
+        for d in details
+        if isinstance(d, dict) and d.get("modality") == modality
+    ]
+    found = [c for c in counts if c is not None]
+    return sum(found) if found else None

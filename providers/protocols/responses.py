@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from providers.attachments import wire_content
 from providers.capabilities import SCHEMA_NAME
 from providers.chunks import error_text
 from providers.events import (
@@ -54,7 +55,7 @@ class ResponsesProtocol:
         params, caps = settings.params, settings.caps
         notes: list[str] = []
         items = [
-            {"role": m["role"], "content": m.get("content")}
+            {"role": m["role"], "content": wire_content("responses", m, m.get("content"))}
             for m in messages
             if m.get("role") in ("system", "developer", "user", "assistant")
         ]
@@ -203,4 +204,5 @@ def _usage(u: dict[str, Any], t_ns: int) -> Usage | None:
         completion=completion,
         reasoning=as_int(od.get("reasoning_tokens")) if isinstance(od, dict) else None,
         cached=as_int(pd.get("cached_tokens")) if isinstance(pd, dict) else None,
+        image=as_int(pd.get("image_tokens")) if isinstance(pd, dict) else None,
     )

@@ -83,6 +83,7 @@ _SPEC_KEYS: Final = frozenset(
         "prompt_tokens",
         "cached_tokens",
         "cached_field",
+        "image_tokens",
         "completion_tokens",
         "usage_cost",
         "finish_reason",
@@ -368,6 +369,7 @@ class _Plan:
     prompt_tokens: int
     cached_tokens: int
     cached_field: str
+    image_tokens: int | None
     completion_tokens: int | None
     usage_cost: float | None
     finish_reason: str | None
@@ -466,6 +468,7 @@ class _Plan:
             ),
             cached_tokens=_opt_int(spec, "cached_tokens") or 0,
             cached_field=_choice(spec, "cached_field", "openai", ("openai", "deepseek")),
+            image_tokens=_opt_int(spec, "image_tokens"),
             completion_tokens=_opt_int(spec, "completion_tokens"),
             usage_cost=usage_cost,
             finish_reason=finish_reason,
@@ -554,6 +557,8 @@ class _Plan:
         }
         if self.cached_field == "openai":
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+            if self.image_tokens is not None:  # what the prompt's images cost (OpenAI's name)
+                usage["prompt_tokens_details"]["image_tokens"] = self.image_tokens
         else:
             usage["prompt_cache_hit_tokens"] = self.cached_tokens
             usage["prompt_cache_miss_tokens"] = max(0, self.prompt_tokens - self.cached_tokens)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, messages_for, now_ns
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="JSON Schema the reply must follow: sent as the protocol's structured-output form, "
         "and the reply is checked against it",
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach an image (PNG, JPEG, WebP or GIF) to the prompt; repeat for several",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
@@ -223,11 +231,12 @@ async def run_ask(
     system: str | None,
     params: ChatParams,
     json_out: bool,
+    images: tuple[Image, ...] = (),
 ) -> int:
     """Run the prompt on every model concurrently and print the results; the exit status."""
     local = LocalPool(on_status=lambda text, _level: print(text, file=sys.stderr, flush=True))
     engine = Engine(config, KeyStore(Keyring(config.keyring_timeout_s)), local=local)
-    messages = messages_for([{"role": "user", "content": prompt}], system)
+    messages = messages_for([{"role": "user", "content": prompt, "images": images}], system)
     runs = [Run(model=m) for m in models]
     printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
     printer.schema = params.json_schema
@@ -336,6 +345,11 @@ def main(argv: list[str]) -> int:
         except SchemaError as exc:
             print(f"tokenrace ask: {exc}", file=sys.stderr)
             return 2
+    try:
+        images = tuple(load_image(path) for path in ns.image)
+    except ImageError as exc:
+        print(f"tokenrace ask: {exc}", file=sys.stderr)
+        return 2
     config = with_local(load_config(), ns.local)
     params = ChatParams(
         temperature=ns.temperature,
@@ -343,4 +357,4 @@ def main(argv: list[str]) -> int:
         json_mode=ns.json_mode,
         json_schema=schema,
     )
-    return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json))
+    return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json, images))

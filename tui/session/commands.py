@@ -61,7 +61,15 @@ class RunSuite:
     runs: int
 
 
-Effect = SwitchModel | SetPaneTemperature | NewConversation | ShowHelp | RunSuite
+@dataclass(frozen=True, slots=True)
+class AttachImage:
+    """Attach the image at ``arg`` to the next message ("clear" drops them): the prompt box
+    holds what is attached, so only the screen can do it."""
+
+    arg: str
+
+
+Effect = SwitchModel | SetPaneTemperature | NewConversation | ShowHelp | RunSuite | AttachImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +239,15 @@ def _suite(settings: Settings, arg: str, panes: int) -> Outcome:
     path, _, runs = arg.partition(" ")
     n = parse_positive(runs.strip(), "/suite RUNS")
     return Outcome(effect=RunSuite(path, n or 1))
+
+
+@command(
+    "/image",
+    "attach an image to the next message: /image PATH (Tab completes; /image clear removes "
+    "them); a dropped image file attaches too",
+)
+def _image(settings: Settings, arg: str, panes: int) -> Outcome:
+    return Outcome(effect=AttachImage(arg))
 
 
 @command("/clear", "start a new conversation")

@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from providers.attachments import Image
 from providers.capabilities import ChatParams
 from providers.config import Timeouts, split_model_ref
 from providers.events import (
@@ -74,6 +75,7 @@ class Turn:
     error: str | None = None
     metrics: RunMetrics | None = None
     race_id: str | None = None  # the race this reply ran in (compare mode)
+    images: tuple[Image, ...] = ()  # attached to a user message; sent with every later request
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
@@ -105,7 +107,10 @@ class Conversation:
             out.append({"role": "system", "content": self.settings.system})
         for t in self.turns(pane):
             if t.counts_in_history():
-                out.append({"role": t.role, "content": t.content})
+                msg: dict[str, Any] = {"role": t.role, "content": t.content}
+                if t.images:
+                    msg["images"] = t.images
+                out.append(msg)
         return tuple(out)
 
     def ensure_saved(self, store: Store | None) -> None:
@@ -113,8 +118,15 @@ class Conversation:
             store.create_conversation(self.id, self.title, self.mode, self.settings.to_dict())
             self.saved = True
 
-    def add_user(self, text: str, store: Store | None, panes: tuple[int, ...] = (0,)) -> Turn:
-        """Append the user's prompt to every pane (and the store); names the conversation."""
+    def add_user(
+        self,
+        text: str,
+        store: Store | None,
+        panes: tuple[int, ...] = (0,),
+        images: tuple[Image, ...] = (),
+    ) -> Turn:
+        """Append the user's prompt (and its images) to every pane and the store; names the
+        conversation."""
         if not self.title:
             line = " ".join(text.split())
             self.title = line[:TITLE_CHARS] + ("…" if len(line) > TITLE_CHARS else "")
@@ -124,10 +136,11 @@ class Conversation:
             store.add_prompt(text, self.id)
         turn = Turn(id=0, role="user", content=text)
         for pane in panes:
-            t = Turn(id=new_id(), role="user", content=text)
+            t = Turn(id=new_id(), role="user", content=text, images=images)
             self.turns(pane).append(t)
             if store is not None:
                 store.save_message(t.id, self.id, "user", text, pane=pane)
+                store.save_attachments(t.id, images)
             turn = t
         return turn
 
@@ -144,6 +157,7 @@ class Conversation:
             settings=Settings.from_dict(row.settings),
             saved=True,
         )
+        images = store.images(conv_id)
         for m in store.messages(conv_id):
             turn = Turn(
                 id=m["id"],
@@ -153,6 +167,7 @@ class Conversation:
                 reasoning=m["reasoning"],
                 status=m["status"],
                 error=m["error"],
+                images=tuple(images.get(m["id"], ())),
             )
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
@@ -208,6 +223,7 @@ def metrics_from_row(row: Any) -> RunMetrics:
         overall_tps=get("overall_tps"),
         token_events=get("token_events") or 0,
         finish_reason=get("finish_reason"),
+        image_tokens=get("image_tokens"),
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from providers import paths, secrets
+from providers.attachments import KIND_NAMES, human_bytes
 from providers.inert import inert, inert_label, json_inert
 from tui.format import metrics_text
 from tui.session.conversation import metrics_from_row
@@ -44,6 +45,7 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
     if conv is None:
         raise ExportError(f"no conversation with id {conv_id}")
     messages = []
+    images = store.images(conv_id)
     for m in store.messages(conv_id):
         item: dict[str, Any] = {
             "id": m["id"],
@@ -56,6 +58,20 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
             "error": m["error"],
             "created_at": _when(m["created_at"]),
         }
+        if images.get(m["id"]):
+            # The bytes too (base64): an export is the conversation, and resends nothing else.
+            item["images"] = [
+                {
+                    "name": img.name,
+                    "mime": img.mime,
+                    "bytes": img.size,
+                    "width": img.width,
+                    "height": img.height,
+                    "sha256": img.sha256,
+                    "data": img.b64(),
+                }
+                for img in images[m["id"]]
+            ]
         if m["role"] == "assistant":
             run = store.run_for_message(m["id"])
             if run is not None:
@@ -108,6 +124,8 @@ def export_markdown(store: Store, conv_id: int) -> str:
         for m in (x for x in data["messages"] if x["pane"] == pane):
             if m["role"] == "user":
                 out += ["### You", "", m["content"], ""]
+                out += [f"- Image: {inert_label(describe(i))}" for i in m.get("images", ())]
+                out += [""] if m.get("images") else []
                 continue
             out += [f"### {inert_label(m['model'] or '')}", ""]
             if m.get("reasoning"):
@@ -149,6 +167,7 @@ _NOT_HTML = re.compile("[\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 PAGE_STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1c1e21; }
 header, footer { padding: 1rem 1.5rem; }
+figure { margin: .5rem 0; } figure img { max-width: 100%; max-height: 20rem; }
 header h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
 .meta, .figures { color: #5b6270; font-size: .85rem; }
 .panes { display: grid; gap: 1rem; padding: 0 1.5rem;
@@ -190,6 +209,24 @@ def _markdown_renderer() -> Any:
 
     md.add_render_rule("link_open", link_open)
     return md
+
+
+def describe(image: dict[str, Any]) -> str:
+    """An exported image's line: ``cat.png · PNG · 12.3 KB · 640×480``."""
+    kind = KIND_NAMES.get(image["mime"], image["mime"])
+    size = human_bytes(image["bytes"])
+    return f"{image['name']} · {kind} · {size} · {image['width']}×{image['height']}"
+
+
+def _image_html(image: dict[str, Any]) -> str:
+    """The image itself, inline (the CSP allows ``data:`` images only), with its line. The MIME
+    type was judged from the bytes when it was attached: PNG, JPEG, WebP or GIF, never SVG."""
+    mime = image["mime"] if image["mime"] in KIND_NAMES else "application/octet-stream"
+    line = _safe(describe(image))
+    return (
+        f'<figure><img src="data:{mime};base64,{image["data"]}" alt="{line}">'
+        f"<figcaption>{line}</figcaption></figure>"
+    )
 
 
 def export_html(store: Store, conv_id: int) -> str:
@@ -235,7 +272,9 @@ def export_html(store: Store, conv_id: int) -> str:
             if m["role"] == "user":
                 out += [
                     '<div class="turn user"><h3>You</h3>',
-                    f'<div class="body">{_safe(m["content"])}</div></div>',
+                    f'<div class="body">{_safe(m["content"])}</div>',
+                    *(_image_html(i) for i in m.get("images", ())),
+                    "</div>",
                 ]
                 continue
             out.append('<div class="turn reply">')

@@ -4,7 +4,8 @@ A suite line is ``{"prompt": "...", "system": "...", "json_mode": true, "expect"
 only ``prompt`` is required, and ``expect: "json"`` means the reply must parse as JSON. A line
 may carry a JSON Schema, inline (``"schema": {...}``) or as ``"schema_file"`` (relative to the
 suite file): it is sent in each protocol's structured-output form, and each reply is checked
-against it (``schema_valid``); a schema implies ``expect: "json"``. The same
+against it (``schema_valid``); a schema implies ``expect: "json"``. ``"images": ["a.png"]``
+(relative to the suite file) attaches images to the prompt. The same
 runner serves ``tokenrace replay`` (engine in-process) and the TUI (engine process): it takes a
 function that streams one request and returns its events.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
 from providers.config import Config
 from providers.events import Event, fold
@@ -34,7 +36,7 @@ now_ns = time.perf_counter_ns
 OK_STATUSES = ("complete", "length")
 _ALLOWED_KEYS = {
     "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
-    "schema_file",
+    "schema_file", "images",
 }  # fmt: skip
 
 
@@ -53,6 +55,18 @@ class SuiteItem:
     temperature: float | None = None
     max_tokens: int | None = None
     schema: dict[str, Any] | None = None
+    images: tuple[Image, ...] = ()  # from ``"images": ["path", …]``, relative to the suite
+
+
+def _item_images(obj: dict[str, Any], path: Path, no: int) -> tuple[Image, ...]:
+    """The line's images, read (and recognised) when the suite loads, not mid-run."""
+    names = obj.get("images", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise SuiteError(f'{path}:{no}: "images" must be a list of file names')
+    try:
+        return tuple(load_image(path.parent / Path(n).expanduser()) for n in names)
+    except ImageError as exc:
+        raise SuiteError(f"{path}:{no}: {exc}") from None
 
 
 def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | None:
@@ -119,6 +133,7 @@ def load_suite(path: Path) -> list[SuiteItem]:
                 temperature=float(temperature) if temperature is not None else None,
                 max_tokens=max_tokens,
                 schema=_item_schema(obj, path, no),
+                images=_item_images(obj, path, no),
             )
         )
     if not items:
@@ -271,7 +286,8 @@ async def run_suite(
     finished: list[tuple[int, RunResult]] = []
 
     async def one(slot: int, run: int, index: int, item: SuiteItem, model: str) -> None:
-        messages = messages_for([{"role": "user", "content": item.prompt}], item.system)
+        user = {"role": "user", "content": item.prompt, "images": item.images}
+        messages = messages_for([user], item.system)
         params = ChatParams(
             temperature=item.temperature,
             max_tokens=item.max_tokens,

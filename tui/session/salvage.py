@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TABLES = ("conversations", "messages", "runs", "prompt_history", "verdicts")
+TABLES = (
+    "conversations",
+    "messages",
+    "runs",
+    "prompt_history",
+    "verdicts",
+    "images",
+    "attachments",
+)
 _INDEXES = {
     "messages": "messages_by_conversation",
     "runs": "runs_by_model",

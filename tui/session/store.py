@@ -17,11 +17,12 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from providers.attachments import Image
 from providers.chunks import well_formed
 from providers.metrics import RunMetrics
 from tui.session.salvage import (
@@ -45,6 +46,32 @@ _OLD_ID = (
     "(CASE WHEN {c} >= 1000000000000000000 THEN "
     f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
 )
+
+# Images attached to user messages (issue 17), and what the server said they cost. The bytes
+# are kept, not a path: a file moved, edited or deleted after sending would make a resumed
+# conversation send another image, or none, and an export lose it. Each distinct image is kept
+# once (a race attaches it to every pane's copy of the prompt, and a suite to every run), under
+# an id made from its SHA-256, so two processes that save the same image name it alike (the
+# unsaved-writes merge and the salvage copy rows by id).
+ADD_ATTACHMENTS = """
+    CREATE TABLE images(
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE attachments(
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        image_id INTEGER NOT NULL
+    );
+    CREATE INDEX attachments_by_message ON attachments(message_id, position);
+    ALTER TABLE runs ADD COLUMN image_tokens INTEGER
+"""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -130,6 +157,7 @@ MIGRATIONS: tuple[str, ...] = (
             ("verdicts", ("id", "conversation_id")),
         )
     ),
+    ADD_ATTACHMENTS,
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
@@ -157,6 +185,7 @@ METRIC_COLUMNS = (
     "overall_tps",
     "token_events",
     "finish_reason",
+    "image_tokens",
 )
 
 _id_lock = threading.Lock()
@@ -175,6 +204,11 @@ def new_id() -> int:
         ms: int = max(time.time_ns() // 1_000_000 - ID_EPOCH_MS, _last_ms + 1)
         _last_ms = ms
         return ms << PID_BITS | (os.getpid() & ((1 << PID_BITS) - 1))
+
+
+def image_id(sha256: str) -> int:
+    """An image's row id: the first 60 bits of its SHA-256 (the same in every process)."""
+    return int(sha256[:15], 16)
 
 
 class StoreError(Exception):
@@ -483,6 +517,7 @@ class Store:
     def delete_conversation(self, conv_id: int) -> None:
         def op(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            c.execute("DELETE FROM images WHERE id NOT IN (SELECT image_id FROM attachments)")
 
         self.submit(op)
 
@@ -517,6 +552,29 @@ class Store:
                 (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
             )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
+            c.execute("COMMIT")
+
+        self.submit(op)
+
+    def save_attachments(self, msg_id: int, images: Sequence[Image]) -> None:
+        """Attach ``images`` to message ``msg_id`` (each distinct image's bytes kept once)."""
+        if not images:
+            return
+        rows = [(image_id(img.sha256), img) for img in images]
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            for position, (iid, img) in enumerate(rows):
+                c.execute(
+                    "INSERT OR IGNORE INTO images(id, sha256, mime, width, height, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (iid, img.sha256, img.mime, img.width, img.height, img.data),
+                )
+                c.execute(
+                    "INSERT OR REPLACE INTO attachments(id, message_id, position, name, image_id) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (new_id(), msg_id, position, well_formed(img.name), iid),
+                )
             c.execute("COMMIT")
 
         self.submit(op)
@@ -663,6 +721,22 @@ class Store:
                 )
             )
         )
+
+    def images(self, conv_id: int) -> dict[int, list[Image]]:
+        """The images attached to each message of a conversation, by message id, in order."""
+        return self._read_safely(lambda: self._images(conv_id))
+
+    def _images(self, conv_id: int) -> dict[int, list[Image]]:
+        out: dict[int, list[Image]] = {}
+        for r in self._read.execute(
+            "SELECT a.message_id, a.name, i.mime, i.width, i.height, i.data FROM attachments a "
+            "JOIN messages m ON m.id = a.message_id JOIN images i ON i.id = a.image_id "
+            "WHERE m.conversation_id = ? ORDER BY a.message_id, a.position",
+            (conv_id,),
+        ):
+            img = Image(r["name"], r["mime"], bytes(r["data"]), r["width"], r["height"])
+            out.setdefault(int(r["message_id"]), []).append(img)
+        return out
 
     def runs(self, conv_id: int | None = None, model: str | None = None) -> list[sqlite3.Row]:
         return self._read_safely(lambda: self._runs(conv_id, model))

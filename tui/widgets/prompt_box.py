@@ -8,12 +8,18 @@ placeholders are replaced by what was pasted.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from textual import events
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import TextArea
 from textual.widgets.text_area import EditResult, Location
+
+from providers.attachments import Image
+from providers.inert import inert
+from tui.session.attachments import PendingImages, dropped_image_path, image_command
 
 PASTE_COLLAPSE_CHARS = 2000
 PASTE_COLLAPSE_LINES = 20
@@ -81,6 +87,7 @@ class PromptBox(TextArea):
         self.pastes: dict[int, str] = {}
         self._next_paste = 1
         self.recalled: str | None = None  # the history entry shown, if any
+        self.images = PendingImages()  # attached to the next message (/image, a dropped file)
 
     @property
     def full_text(self) -> str:
@@ -90,6 +97,17 @@ class PromptBox(TextArea):
             return self.pastes.get(int(m.group(1)), m.group(0))
 
         return _PLACEHOLDER.sub(expand, self.text)
+
+    def show_images(self) -> None:
+        """The pending images under the prompt's border (plain text: a file name is no markup)."""
+        summary = self.images.summary()
+        self.border_subtitle = Content(inert(f"▣ {summary}")) if summary else None
+
+    def take_images(self) -> tuple[Image, ...]:
+        """The pending images, handed to the message being sent."""
+        images = self.images.take()
+        self.show_images()
+        return images
 
     def clear_prompt(self) -> None:
         self.text = ""
@@ -124,6 +142,12 @@ class PromptBox(TextArea):
         event.prevent_default()
         event.stop()
         if self.read_only:
+            return
+        if (path := dropped_image_path(event.text)) is not None:
+            # A dropped (or pasted) image file attaches at once: see tui/session/attachments.py.
+            message, ok = image_command(self.images, shlex.quote(str(path)))
+            self.show_images()
+            self.notify(message, severity="information" if ok else "warning", markup=False)
             return
         text = one_newline_style(event.text)
         if self._is_big(text):

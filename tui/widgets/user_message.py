@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.content import Content
 from textual.widgets import Static
 
+from providers.attachments import Image
 from providers.inert import inert
 from tui.widgets.prompt_box import human_size
 
@@ -24,9 +27,12 @@ class UserMessage(Static):
     }
     """
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, images: Sequence[Image] = ()) -> None:
         self.text = text
-        super().__init__(self._content(text), markup=False)
+        content = self._content(text)
+        for img in images:  # name, kind, size, dimensions; a file name is shown, never parsed
+            content += Content.assemble("\n", ("▣ ", "$accent"), (inert(img.describe()), "dim"))
+        super().__init__(content, markup=False)
 
     @staticmethod
     def _content(text: str) -> Content:
