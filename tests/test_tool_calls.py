@@ -1,0 +1,235 @@
+"""Tool calls (issue 17): definitions in each protocol's documented form, streamed calls timed and
+checked, past calls carried as text, and the live render."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.capabilities import ChatParams
+from providers.events import ToolCall, fold
+from providers.metrics import compute_metrics
+from providers.tools import (
+    ToolDef,
+    ToolsError,
+    check_call,
+    load_tools,
+    parse_tools,
+    request_tools,
+)
+from tests.support.mock_server import MockServer
+from tests.test_native_protocols import run
+
+PROTOCOLS = ("chat", "anthropic", "gemini", "responses")
+
+# The documented examples, each copied from the provider's own page (the request's "tools").
+# https://platform.openai.com/docs/api-reference/chat/create (Functions example)
+CHAT_DOC = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "description": "Get the current weather in a given location",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "location": {
+                        "type": "string",
+                        "description": "The city and state, e.g. San Francisco, CA",
+                    },
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["location"],
+            },
+        },
+    }
+]
+# https://docs.anthropic.com/en/docs/build-with-claude/tool-use (the get_weather request)
+ANTHROPIC_DOC = [
+    {
+        "name": "get_weather",
+        "description": "Get the current weather in a given location",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "location": {
+                    "type": "string",
+                    "description": "The city and state, e.g. San Francisco, CA",
+                }
+            },
+            "required": ["location"],
+        },
+    }
+]
+# https://ai.google.dev/gemini-api/docs/function-calling?example=meeting (the REST request)
+GEMINI_DOC = [
+    {
+        "functionDeclarations": [
+            {
+                "name": "schedule_meeting",
+                "description": "Schedules a meeting with specified attendees at a given time "
+                "and date.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "attendees": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "List of people attending the meeting.",
+                        },
+                        "date": {
+                            "type": "string",
+                            "description": "Date of the meeting (e.g., '2024-07-29')",
+                        },
+                        "time": {
+                            "type": "string",
+                            "description": "Time of the meeting (e.g., '15:00')",
+                        },
+                        "topic": {
+                            "type": "string",
+                            "description": "The subject or topic of the meeting.",
+                        },
+                    },
+                    "required": ["attendees", "date", "time", "topic"],
+                },
+            }
+        ]
+    }
+]
+# https://platform.openai.com/docs/api-reference/responses/create (Functions example)
+RESPONSES_DOC = [
+    {
+        "type": "function",
+        "name": "get_current_weather",
+        "description": "Get the current weather in a given location",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {
+                    "type": "string",
+                    "description": "The city and state, e.g. San Francisco, CA",
+                },
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location", "unit"],
+        },
+    }
+]
+DOC = {
+    "chat": CHAT_DOC,
+    "anthropic": ANTHROPIC_DOC,
+    "gemini": GEMINI_DOC,
+    "responses": RESPONSES_DOC,
+}
+
+
+def doc_tools(protocol: str) -> list[dict[str, Any]]:
+    """The documented example's tools in our own form ``{name, description, parameters}``."""
+    if protocol == "anthropic":
+        return [
+            {"name": t["name"], "description": t["description"], "parameters": t["input_schema"]}
+            for t in ANTHROPIC_DOC
+        ]
+    if protocol == "gemini":
+        return list(GEMINI_DOC[0]["functionDeclarations"])
+    if protocol == "responses":
+        return [{k: v for k, v in t.items() if k != "type"} for t in RESPONSES_DOC]
+    return [t["function"] for t in CHAT_DOC]
+
+
+WEATHER = ToolDef(
+    name="get_weather",
+    description="Weather in a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+)
+ARGS = '{"city": "Paris", "days": 3}'
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "plain": {"n_tokens": 2, "prompt_tokens": 12},
+    "tool": {
+        "n_tokens": 3,
+        "itl_ms": 2,
+        "ttft_ms": 5,
+        "tool_call": {"name": "get_weather", "arguments": ARGS},
+        "tool_chunk_chars": 6,
+        "finish_reason": "tool_calls",
+    },
+    "bad-tool": {
+        "n_tokens": 1,
+        "tool_call": {"name": "get_weather", "arguments": '{"town": "Paris"}'},
+        "finish_reason": "tool_calls",
+    },
+}
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[MockServer]:
+    async with MockServer(scenarios=SCENARIOS) as srv:
+        yield srv
+
+
+def sent_body(srv: MockServer, model: str) -> dict[str, Any]:
+    (rec,) = [r for r in srv.log() if r["model"] == model]
+    body: dict[str, Any] = rec["body"]
+    return body
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_tools_go_out_as_the_providers_documented_example(
+    mock: MockServer, protocol: str
+) -> None:
+    tools = parse_tools(doc_tools(protocol), "doc")
+    await run(mock, protocol, "plain", ChatParams(tools=tools))
+    assert sent_body(mock, "plain")["tools"] == DOC[protocol]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_streamed_tool_call_is_timed_and_validated(mock: MockServer, protocol: str) -> None:
+    events = await run(mock, protocol, "tool", ChatParams(tools=(WEATHER,)))
+    t, m = fold(events), compute_metrics(events)
+    assert t.error is None, t.error
+    (call,) = t.tool_calls
+    assert call.name == "get_weather" and json.loads(call.arguments) == json.loads(ARGS)
+    assert t.finish_reason == "tool_calls" and m.tool_calls == 1
+    assert check_call((WEATHER,), call).valid
+    # Time to first tool call: the first tool fragment's byte-arrival stamp, after the text,
+    # within a busy machine's margin of the server's own send time of that fragment.
+    assert m.ttft_tool_ms is not None and m.ttft_ms is not None and m.ttft_tool_ms > m.ttft_ms
+    (rec,) = [r for r in mock.log() if r["model"] == "tool"]
+    tool_send = next(s for s in rec["sends"] if s["kind"] == "tool")
+    server_ms = (tool_send["t_ns"] - rec["received_ns"]) / 1e6
+    assert m.ttft_tool_ms == pytest.approx(server_ms, abs=25)
+    if protocol != "gemini":  # Gemini sends a call whole; the others stream its arguments
+        pieces = [e for e in events if type(e).__name__ == "ToolCallDelta" and e.arguments]
+        assert len(pieces) >= 3
+
+
+async def test_arguments_that_break_the_schema_are_counted_invalid(mock: MockServer) -> None:
+    events = await run(mock, "anthropic", "bad-tool", ChatParams(tools=(WEATHER,)))
+    (call,) = fold(events).tool_calls
+    check = check_call((WEATHER,), call)
+    assert check.json_valid and not check.schema_valid
+    assert "city" in check.message
+    assert not check_call((WEATHER,), ToolCall(0, None, "get_weather", '{"city": ')).json_valid
+    assert not check_call((WEATHER,), ToolCall(0, None, "nope", "{}")).schema_valid
+
+
+def test_tool_files_are_checked(tmp_path: Path) -> None:
+    good = tmp_path / "tools.json"
+    good.write_text(json.dumps({"tools": CHAT_DOC}))  # OpenAI's shape is taken too
+    (tool,) = load_tools(good)
+    assert tool.name == "get_current_weather" and request_tools("chat", (tool,)) == CHAT_DOC
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"name": "x", "parameters": {"type": "nonsense"}}]))
+    with pytest.raises(ToolsError, match="not a valid JSON Schema"):
+        load_tools(bad)
+    with pytest.raises(ToolsError, match="name"):
+        parse_tools([{"name": "has space"}], "t")
