@@ -3,6 +3,8 @@ checked, past calls carried as text, and the live render."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +23,9 @@ from providers.tools import (
     parse_tools,
     request_tools,
 )
-from tests.support.mock_server import MockServer
+from tests.support.cli import run_cli
+from tests.support.mock_server import MockServer, MockServerProcess
+from tests.support.tui import scenario
 from tests.test_native_protocols import run
 
 PROTOCOLS = ("chat", "anthropic", "gemini", "responses")
@@ -233,3 +237,39 @@ def test_tool_files_are_checked(tmp_path: Path) -> None:
         load_tools(bad)
     with pytest.raises(ToolsError, match="name"):
         parse_tools([{"name": "has space"}], "t")
+
+
+def test_ask_and_replay_count_valid_tool_calls(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    spec = {"n_tokens": 1, "finish_reason": "tool_calls"}
+    good = scenario(mock_server, **spec, tool_call={"name": "get_weather", "arguments": ARGS})
+    bad = scenario(mock_server, **spec, tool_call={"name": "get_weather", "arguments": '{"x":1}'})
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
+    )
+    tools = isolated_home / "tools.json"
+    tools.write_text(json.dumps([{"name": WEATHER.name, "parameters": WEATHER.parameters}]))
+    r = run_cli("ask", "-m", good, "-m", bad, "--tools", str(tools), "--json", "hi")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [d["tool_calls_valid"] for d in doc] == [1, 0]
+    assert doc[1]["tool_calls"][0]["valid"] is False and "city" in doc[1]["tool_calls"][0]["error"]
+    assert doc[0]["metrics"]["ttft_tool_ms"] > 0
+    suite = isolated_home / "suite.jsonl"
+    lines = [{"prompt": "weather?", "tools_file": "tools.json"}, {"prompt": "plain"}]
+    suite.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out_json, out_csv = isolated_home / "out.json", isolated_home / "out.csv"
+    r = run_cli(
+        "replay", str(suite), "-m", good, "-m", bad, "--json", str(out_json), "--csv", str(out_csv)
+    )
+    assert r.returncode == 0, r.stderr
+    by = {s["model"]: s for s in json.loads(out_json.read_text())["summary"]}
+    assert (by[good]["tool_calls_valid"], by[good]["tool_calls"]) == (1, 1)
+    assert (by[bad]["tool_calls_valid"], by[bad]["tool_calls"]) == (0, 1)
+    table = {m: next(ln for ln in r.stdout.splitlines() if ln.startswith(m[:38])) for m in by}
+    assert " 1/1 " in table[good] and " 0/1 " in table[bad]
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert sorted(
+        (row["model"], row["prompt_index"], row["tool_calls_valid"]) for row in rows
+    ) == sorted([(good, "0", "1"), (bad, "0", "0"), (good, "1", ""), (bad, "1", "")])
