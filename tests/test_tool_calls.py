@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from providers.capabilities import ChatParams
+from providers.config import Config, parse_config
 from providers.events import ToolCall, fold
 from providers.metrics import compute_metrics
 from providers.tools import (
@@ -25,8 +26,11 @@ from providers.tools import (
 )
 from tests.support.cli import run_cli
 from tests.support.mock_server import MockServer, MockServerProcess
-from tests.support.tui import scenario
+from tests.support.tui import make_app, replies, scenario, screen_of, send, wait_until
 from tests.test_native_protocols import run
+from tui.screens.chat import ChatScreen
+from tui.session.conversation import Conversation
+from tui.widgets.tool_call import ToolCallView
 
 PROTOCOLS = ("chat", "anthropic", "gemini", "responses")
 
@@ -273,3 +277,66 @@ def test_ask_and_replay_count_valid_tool_calls(
     assert sorted(
         (row["model"], row["prompt_index"], row["tool_calls_valid"]) for row in rows
     ) == sorted([(good, "0", "1"), (bad, "0", "0"), (good, "1", ""), (bad, "1", "")])
+
+
+def native_config(srv: MockServerProcess, **extra: Any) -> Config:
+    """One endpoint per protocol on the mock server: via-chat, via-anthropic, via-gemini…"""
+    root = srv.base_url.removesuffix("/v1")
+    endpoints = {
+        f"via-{p}": {"base_url": f"{root}/v1beta" if p == "gemini" else srv.base_url, "protocol": p}
+        for p in PROTOCOLS
+    }
+    return parse_config({"endpoints": endpoints, **extra})
+
+
+async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    hostile = '{"city": "[b]Paris[/b]", "days": 3}'  # square brackets are text, never markup
+    name = scenario(
+        mock_server,
+        n_tokens=2,
+        itl_ms=60,
+        tool_call={"name": "get_weather", "arguments": hostile},
+        tool_chunk_chars=5,
+        finish_reason="tool_calls",
+    ).split("/", 1)[1]
+    tools = isolated_home / "tools.json"
+    weather = {"name": WEATHER.name, "description": WEATHER.description}
+    tools.write_text(json.dumps([{**weather, "parameters": WEATHER.parameters}]))
+    app = make_app(native_config(mock_server), isolated_home, models=[f"via-anthropic/{name}"])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await send(pilot, f"/tools {tools}")
+        await wait_until(pilot, lambda: "tools 1" in str(app.screen.query_one("#topbar").render()))
+        await send(pilot, "Weather in Paris?")
+        seen: list[str] = []
+
+        def growing() -> bool:
+            views = list(app.screen.query(ToolCallView))
+            if views:
+                seen.append(views[0].arguments)
+            return bool(replies(app)) and replies(app)[0].status != "streaming"
+
+        await wait_until(pilot, growing, what="the reply")
+        partial = [a for a in seen if a and a != hostile]
+        assert partial, "the arguments never showed before they were complete"
+        (view,) = app.screen.query(ToolCallView)
+        shown = view.render_call().plain
+        assert "get_weather" in shown and '"city": "[b]Paris[/b]"' in shown
+        assert '{\n  "city"' in shown  # pretty-printed once it parses
+        assert "✓ arguments valid" in shown
+        chat = screen_of(app, ChatScreen)
+        assert chat.conv.turns(0)[-1].tool_calls[0].arguments == hostile
+        await send(pilot, "and tomorrow?")
+        await wait_until(
+            pilot, lambda: len(replies(app)) == 2 and replies(app)[1].status != "streaming"
+        )
+        bodies = [r["body"] for r in mock_server.log() if r["model"] == name]
+        assert bodies[1]["tools"] == request_tools("anthropic", (WEATHER,))
+        past = bodies[1]["messages"][1]
+        assert (
+            past["role"] == "assistant" and f"[tool call get_weather({hostile})" in past["content"]
+        )
+        assert app.store is not None and app.store.flush()
+        stored = Conversation.load(app.store, chat.conv.id)
+        assert stored is not None and stored.turns(0)[1].tool_calls[0].name == "get_weather"

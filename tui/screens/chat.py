@@ -21,7 +21,7 @@ from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
-from tui.session import commands
+from tui.session import commands, request_settings
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.widgets.assistant_message import AssistantMessage
@@ -128,6 +128,7 @@ class ChatScreen(Screen[None]):
                         status=t.status,
                         metrics=t.metrics,
                         finished=True,
+                        tool_calls=t.tool_calls,
                     )
                 )
                 if t.error and t.status in ("error", "interrupted"):
@@ -167,6 +168,10 @@ class ChatScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
+        bits += request_settings.settings_bits(s)
+        thinks = request_settings.endpoint_thinks(self.tapp.config, self.model)
+        setting = request_settings.thinking_label(s.thinking, s.thinking_budget, thinks)
+        self.query_one(StatusBar).set_setting(setting)
         title = inert_label(self.conv.title or "new conversation")
         model = inert_label(self.model or "no model")
         self.query_one("#topbar", Static).update(
@@ -258,6 +263,13 @@ class ChatScreen(Screen[None]):
             elif cmd.name == "/json":
                 s.json_mode = commands.parse_on_off(cmd.arg)
                 self.notify(f"JSON mode {'on' if s.json_mode else 'off'}.")
+            elif cmd.name in ("/thinking", "/tools"):
+                apply = (
+                    request_settings.set_thinking
+                    if cmd.name == "/thinking"
+                    else (request_settings.set_tools)
+                )
+                self.notify(apply(s, cmd.arg))
             elif cmd.name == "/clear":
                 self.tapp.action_new_chat()
                 return
@@ -422,9 +434,11 @@ class ChatScreen(Screen[None]):
                 widget.append_reasoning(delta.reasoning)
             if delta.text:
                 widget.append_text(delta.text)
+            if delta.tool_calls:
+                widget.append_tool_calls(delta.tool_calls)
             for note in delta.notices:
                 widget.add_notice(note)
-            if delta.text or delta.reasoning:
+            if delta.text or delta.reasoning or delta.tool_calls:
                 messages.content_grew()
             run.maybe_checkpoint(store, self.conv, params)  # the first token, then every second
             if run.done:
@@ -443,6 +457,7 @@ class ChatScreen(Screen[None]):
             run.feed([Cancelled(t_ns=time.perf_counter_ns())])
         m = run.final()
         widget.finish(m)
+        widget.check_tool_calls(self.conv.settings.tools)
         turn = run.turn()
         self.conv.turns(0).append(turn)
         run.checkpoint(self.tapp.store, self.conv, self.conv.settings.to_dict())

@@ -30,7 +30,7 @@ from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
-from tui.session import commands
+from tui.session import commands, request_settings
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
@@ -192,6 +192,7 @@ class CompareScreen(Screen[None]):
         self.models = list(models[:MAX_PANES])
         # ``/temperature B 1``: a pane's own temperature, to race configurations of one model.
         self.pane_temperature: dict[int, float | None] = {}
+        self.pane_thinking: dict[int, tuple[bool | None, int | None]] = {}  # /thinking B …
         self.conv = conversation or Conversation(mode="compare")
         self.conv.mode = "compare"
         self.runs: dict[int, LiveRun] = {}
@@ -279,6 +280,7 @@ class CompareScreen(Screen[None]):
                     status=turn.status,
                     metrics=turn.metrics,
                     finished=True,
+                    tool_calls=turn.tool_calls,
                 )
             )
             if turn.error and turn.status in ("error", "interrupted"):
@@ -306,6 +308,7 @@ class CompareScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
+        bits += request_settings.settings_bits(s)
         self.query_one("#topbar", Static).update(
             Content.assemble(
                 ("tokenrace compare", "bold"),
@@ -390,6 +393,21 @@ class CompareScreen(Screen[None]):
                     pane.set_model(pane.model, self._pane_note(pane.index))
             elif cmd.name == "/max-tokens":
                 s.max_tokens = commands.parse_max_tokens(cmd.arg)
+            elif cmd.name in ("/thinking", "/tools"):
+                letter, _, value = cmd.arg.partition(" ")
+                if cmd.name == "/thinking" and letter.upper() in PANE_LETTERS[: len(self.models)]:
+                    index = PANE_LETTERS.index(letter.upper())  # one pane's, like /temperature B
+                    self.pane_thinking[index] = request_settings.parse_thinking(value)
+                    self.notify(f"Pane {letter.upper()}: {self._pane_note(index) or 'default'}.")
+                elif cmd.name == "/thinking":
+                    self.pane_thinking.clear()
+                    self.notify(request_settings.set_thinking(s, cmd.arg))
+                else:
+                    self.notify(request_settings.set_tools(s, cmd.arg))
+                for pane in self.panes:
+                    pane.set_model(pane.model, self._pane_note(pane.index))
+                self._update_topbar()
+                return
             elif cmd.name == "/json":
                 s.json_mode = commands.parse_on_off(cmd.arg)
             elif cmd.name == "/clear":
@@ -410,16 +428,24 @@ class CompareScreen(Screen[None]):
         self._update_topbar()
 
     def _pane_note(self, index: int) -> str:
-        """What differs in this pane's requests: its own temperature."""
+        """What differs in this pane's requests: its own temperature and thinking."""
+        thinking = self.pane_thinking.get(index)
+        s = self.conv.settings
+        on, budget = thinking if thinking is not None else (s.thinking, s.thinking_budget)
+        thinks = request_settings.endpoint_thinks(self.tapp.config, self.models[index])
+        label = request_settings.thinking_label(on, budget, thinks)
         if index not in self.pane_temperature:
-            return ""
+            return label
         t = self.pane_temperature[index]
-        return "T default" if t is None else f"T={t:g}"
+        return ("T default" if t is None else f"T={t:g}") + (f" · {label}" if label else "")
 
     def _pane_params(self, index: int) -> ChatParams:
         params = self.conv.settings.params()
         if index in self.pane_temperature:
             params = replace(params, temperature=self.pane_temperature[index])
+        if index in self.pane_thinking:
+            on, budget = self.pane_thinking[index]
+            params = replace(params, thinking=on, thinking_budget=budget)
         return params
 
     def _pane_settings(self, index: int) -> dict[str, Any]:
@@ -538,9 +564,11 @@ class CompareScreen(Screen[None]):
                 widget.append_reasoning(delta.reasoning)
             if delta.text:
                 widget.append_text(delta.text)
+            if delta.tool_calls:
+                widget.append_tool_calls(delta.tool_calls)
             for note in delta.notices:
                 widget.add_notice(note)
-            if delta.text or delta.reasoning:
+            if delta.text or delta.reasoning or delta.tool_calls:
                 pane.messages.content_grew()
             # The first token, then every second (DESIGN §6).
             run.maybe_checkpoint(store, self.conv, params, race_id=self.race_id)
@@ -563,6 +591,7 @@ class CompareScreen(Screen[None]):
             run.feed([Cancelled(t_ns=time.perf_counter_ns())])
         m = run.final()
         widget.finish(m)
+        widget.check_tool_calls(self.conv.settings.tools)
         turn = run.turn()
         self.conv.turns(pane.index).append(turn)
         run.checkpoint(

@@ -11,6 +11,10 @@ COMMANDS: dict[str, str] = {
     "/temperature B X sets one pane's",
     "/max-tokens": "cap the reply length: /max-tokens N (empty removes the cap)",
     "/json": "JSON mode: /json on|off",
+    "/thinking": "stream the model's thinking: /thinking on|off|BUDGET (tokens; empty: the "
+    "endpoint's default); in compare, /thinking B on sets one pane's",
+    "/tools": "offer tools the model may call: /tools FILE.json (off clears); calls are shown, "
+    "timed and checked, never run",
     "/suite": "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]",
     "/clear": "start a new conversation",
     "/help": "show every key and command",

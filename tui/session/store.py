@@ -46,6 +46,12 @@ _OLD_ID = (
     f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
 )
 
+# A reply's tool calls (issue 17), as JSON [{id, name, arguments}]: shown again on resume and sent
+# back as text in later turns. Empty for every reply before it.
+TOOL_CALLS_MIGRATION = """
+    ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
@@ -130,6 +136,7 @@ MIGRATIONS: tuple[str, ...] = (
             ("verdicts", ("id", "conversation_id")),
         )
     ),
+    TOOL_CALLS_MIGRATION,
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
@@ -498,8 +505,10 @@ class Store:
         status: str = "complete",
         error: str | None = None,
         pane: int = 0,
+        tool_calls: str | None = None,
     ) -> None:
-        """Insert or update a message with its full current text (a checkpoint)."""
+        """Insert or update a message with its full current text (a checkpoint); ``tool_calls``
+        (JSON, see providers.tools.calls_to_json) is written only when given."""
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
@@ -516,6 +525,11 @@ class Store:
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
                 (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
             )
+            if tool_calls is not None:
+                c.execute(
+                    "UPDATE messages SET tool_calls = ? WHERE id = ?",
+                    (well_formed(tool_calls), msg_id),
+                )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             c.execute("COMMIT")
 
