@@ -33,7 +33,14 @@ from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands, request_settings
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
-from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
+from tui.session.race import (
+    PANE_LETTERS,
+    Delta,
+    RaceLog,
+    compare,
+    finishing_order,
+    split_row,
+)
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.error_panel import ErrorPanel
@@ -701,6 +708,9 @@ class CompareScreen(Screen[None]):
                 best = "tie" if verdict == "tie" else self._verdict_pane(verdict)
                 names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
+            split = split_row([(p.label, self._metrics_now(p.index)) for p in self.panes])
+            if split:
+                rows.append(Content.assemble(("cost split ", "bold"), split))
         elif self.streaming:
             finished = [i for i, t in self.finish_ns.items() if t is not None]
             rows.append(

@@ -268,6 +268,14 @@ def metrics_from_row(row: Any) -> RunMetrics:
         overall_tps=get("overall_tps"),
         token_events=get("token_events") or 0,
         finish_reason=get("finish_reason"),
+        ttft_tool_ms=get("ttft_tool_ms"),
+        tool_calls=get("tool_calls") or 0,
+        cache_write_tokens=get("cache_write_tokens"),
+        prefill_tps=get("prefill_tps"),
+        cost_input_usd=get("cost_input_usd"),
+        cost_cached_usd=get("cost_cached_usd"),
+        cost_cache_write_usd=get("cost_cache_write_usd"),
+        cost_output_usd=get("cost_output_usd"),
     )
 
 

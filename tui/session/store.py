@@ -52,6 +52,19 @@ TOOL_CALLS_MIGRATION = """
     ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT ''
 """
 
+# The figures issue 17 adds to a run: time to first tool call, tool calls, the prompt-cache
+# write, the prefill rate and the cost split (input / cached / cache write / output).
+RUN_FIGURES_MIGRATION = """
+    ALTER TABLE runs ADD COLUMN ttft_tool_ms REAL;
+    ALTER TABLE runs ADD COLUMN tool_calls INTEGER;
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN prefill_tps REAL;
+    ALTER TABLE runs ADD COLUMN cost_input_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_cached_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_cache_write_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_output_usd REAL
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
@@ -137,6 +150,7 @@ MIGRATIONS: tuple[str, ...] = (
         )
     ),
     TOOL_CALLS_MIGRATION,
+    RUN_FIGURES_MIGRATION,
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
@@ -164,6 +178,14 @@ METRIC_COLUMNS = (
     "overall_tps",
     "token_events",
     "finish_reason",
+    "ttft_tool_ms",
+    "tool_calls",
+    "cache_write_tokens",
+    "prefill_tps",
+    "cost_input_usd",
+    "cost_cached_usd",
+    "cost_cache_write_usd",
+    "cost_output_usd",
 )
 
 _id_lock = threading.Lock()
