@@ -3,6 +3,7 @@ mock server, streaming side by side, with the strip, the cost split and F6 fille
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.support.tui import make_app, scenario, send, wait_for_screen, wait_un
 from tests.test_compare_screen import pane_replies, race_over, screen
 from tests.test_tool_calls import PROTOCOLS, native_config
 from tui.screens.summary import SummaryScreen
+from tui.session.export import export_html, export_json, export_markdown
 
 TEXT = "The same answer from every API."
 PRICE = {"input": 1.0, "output": 4.0, "cached_input": 0.1}  # $ per 1M tokens
@@ -29,6 +31,7 @@ async def test_a_race_with_one_pane_per_protocol(
     async with app.run_test(size=(170, 45)) as pilot:
         await send(pilot, "race")
         await wait_until(pilot, lambda: race_over(app), timeout=30, what="the race")
+        conv_id = screen(app).conv.id
         paths = {r["path"] for r in mock_server.log() if r["model"] == name}
         assert paths == {
             "/v1/chat/completions",
@@ -58,3 +61,13 @@ async def test_a_race_with_one_pane_per_protocol(
         assert all(m in text for m in models)
         assert "cost split" in text and text.count("cached $0.000006 (60 tok)") == 4
         assert "(upper bound)" in text
+        # Exports carry the split: JSON per run, Markdown and HTML on each reply's line.
+        store = app.store
+        assert store is not None and store.flush()
+        doc = json.loads(export_json(store, conv_id))
+        figures = [m["metrics"] for m in doc["messages"] if m.get("metrics")]
+        assert len(figures) == 4
+        assert all(f["cost_cached_usd"] == pytest.approx(6e-6) for f in figures)
+        assert all(f["prefill_tps"] and f["ttft_tool_ms"] is None for f in figures)
+        assert export_markdown(store, conv_id).count("+ cached $0.000006 +") == 4
+        assert export_html(store, conv_id).count("+ cached $0.000006 +") == 4

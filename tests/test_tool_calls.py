@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from providers.capabilities import ChatParams
+from providers.capabilities import Capabilities, ChatParams
 from providers.config import Config, parse_config
 from providers.events import ToolCall, fold
 from providers.metrics import compute_metrics
+from providers.protocols import BuildSettings, protocol_for
 from providers.tools import (
     ToolDef,
     ToolsError,
@@ -29,7 +30,7 @@ from tests.support.mock_server import MockServer, MockServerProcess
 from tests.support.tui import make_app, replies, scenario, screen_of, send, wait_until
 from tests.test_native_protocols import run
 from tui.screens.chat import ChatScreen
-from tui.session.conversation import Conversation
+from tui.session.conversation import Conversation, Turn
 from tui.widgets.tool_call import ToolCallView
 
 PROTOCOLS = ("chat", "anthropic", "gemini", "responses")
@@ -260,6 +261,7 @@ def test_ask_and_replay_count_valid_tool_calls(
     assert [d["tool_calls_valid"] for d in doc] == [1, 0]
     assert doc[1]["tool_calls"][0]["valid"] is False and "city" in doc[1]["tool_calls"][0]["error"]
     assert doc[0]["metrics"]["ttft_tool_ms"] > 0
+    assert {"cost_input_usd", "cost_cached_usd", "cost_output_usd"} <= set(doc[0]["metrics"])
     suite = isolated_home / "suite.jsonl"
     lines = [{"prompt": "weather?", "tools_file": "tools.json"}, {"prompt": "plain"}]
     suite.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
@@ -340,3 +342,61 @@ async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
         assert app.store is not None and app.store.flush()
         stored = Conversation.load(app.store, chat.conv.id)
         assert stored is not None and stored.turns(0)[1].tool_calls[0].name == "get_weather"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_past_tool_call_moves_to_any_protocol_as_text(protocol: str) -> None:
+    call = ToolCall(0, "call_1", "get_weather", ARGS)
+    conv = Conversation()
+    conv.turns(0).extend(
+        [
+            Turn(1, "user", "weather?"),
+            Turn(2, "assistant", "", reasoning="private thoughts", tool_calls=(call,)),
+            Turn(3, "user", "and tomorrow?"),
+        ]
+    )
+    settings = BuildSettings(params=ChatParams(), caps=Capabilities())
+    body, _ = protocol_for(protocol).build("m", list(conv.request_messages()), settings)
+    said = f"[tool call get_weather({ARGS}); not executed]"
+    turns = body.get("messages") or body.get("input") or body["contents"]
+    past = turns[1]
+    if protocol == "gemini":
+        assert past == {"role": "model", "parts": [{"text": said}]}
+    else:
+        assert past == {"role": "assistant", "content": said}
+    assert "private thoughts" not in json.dumps(body)  # thinking stays with the reply shown
+
+
+@pytest.mark.parametrize("const", ["TOOL_CALLS_MIGRATION", "RUN_FIGURES_MIGRATION"])
+def test_the_migrations_keep_old_rows_and_load_them(isolated_home: Path, const: str) -> None:
+    from tui.session import store as st
+
+    number = st.MIGRATIONS.index(getattr(st, const)) + 1
+    db = isolated_home / "history.db"
+    conn = st.connect(db)
+    assert st.migrate(conn, upto=number - 1) == number - 1
+    conn.execute(
+        "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (1, 't', 0, 0)"
+    )
+    for mid, role in ((2, "user"), (3, "assistant")):
+        conn.execute(
+            "INSERT INTO messages(id, conversation_id, role, content, created_at, updated_at) "
+            "VALUES (?, 1, ?, 'old', 0, 0)",
+            (mid, role),
+        )
+    conn.execute(
+        "INSERT INTO runs(id, message_id, conversation_id, model, endpoint, status, started_at, "
+        "ttft_ms, cost_usd) VALUES (4, 3, 1, 'srv/m', 'srv', 'complete', 0, 12.5, 0.01)"
+    )
+    conn.close()
+    store = st.Store(db)
+    try:
+        conv = Conversation.load(store, 1)
+        assert conv is not None
+        _user, reply = conv.turns(0)
+        assert (reply.content, reply.tool_calls) == ("old", ())
+        assert reply.metrics is not None and reply.metrics.ttft_ms == 12.5
+        assert reply.metrics.cost_input_usd is None and reply.metrics.ttft_tool_ms is None
+        assert conv.request_messages()[1] == {"role": "assistant", "content": "old"}
+    finally:
+        store.close()
