@@ -19,6 +19,7 @@ from tests.test_native_protocols import run
 from tests.test_tool_calls import native_config
 from tui.session.commands import CommandError
 from tui.session.request_settings import parse_thinking, thinking_label
+from tui.widgets.compare_pane import ComparePane
 from tui.widgets.status_bar import StatusBar
 
 SCENARIOS = {"think": {"n_reasoning_tokens": 2, "n_tokens": 2}}
@@ -95,9 +96,9 @@ async def test_thinking_per_pane_and_shown_before_sending(
     app = make_app(native_config(mock_server), isolated_home, models=[a, b])
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "/thinking B 2048")
-        header = app.screen.query_one("#pane-1").header
+        header = app.screen.query_one("#pane-1", ComparePane).header
         await wait_until(pilot, lambda: "thinking 2,048" in str(header.render()))
-        assert "thinking" not in str(app.screen.query_one("#pane-0").header.render())
+        assert "thinking" not in str(app.screen.query_one("#pane-0", ComparePane).header.render())
         await send(pilot, "think?")
         await wait_until(pilot, lambda: race_over(app), what="the race")
         bodies = {r["path"]: r["body"] for r in mock_server.log() if r["model"] == name}
@@ -114,7 +115,8 @@ async def test_the_chat_status_bar_says_thinking(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
     config = native_config(mock_server)
-    config.endpoints["via-gemini"] = replace(config.endpoints["via-gemini"], thinking=True)
+    thinks = replace(config.endpoints["via-gemini"], thinking=True)
+    config = replace(config, endpoints={**config.endpoints, "via-gemini": thinks})
     app = make_app(config, isolated_home, models=["via-gemini/m"], start_engine=False)
     async with app.run_test(size=(100, 30)) as pilot:
         bar = app.screen.query_one(StatusBar)

@@ -14,7 +14,7 @@ import pytest
 
 from providers.capabilities import Capabilities, ChatParams
 from providers.config import Config, parse_config
-from providers.events import ToolCall, fold
+from providers.events import ToolCall, ToolCallDelta, fold
 from providers.metrics import compute_metrics
 from providers.protocols import BuildSettings, protocol_for
 from providers.tools import (
@@ -37,7 +37,7 @@ PROTOCOLS = ("chat", "anthropic", "gemini", "responses")
 
 # The documented examples, each copied from the provider's own page (the request's "tools").
 # https://platform.openai.com/docs/api-reference/chat/create (Functions example)
-CHAT_DOC = [
+CHAT_DOC: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
@@ -58,7 +58,7 @@ CHAT_DOC = [
     }
 ]
 # https://docs.anthropic.com/en/docs/build-with-claude/tool-use (the get_weather request)
-ANTHROPIC_DOC = [
+ANTHROPIC_DOC: list[dict[str, Any]] = [
     {
         "name": "get_weather",
         "description": "Get the current weather in a given location",
@@ -75,7 +75,7 @@ ANTHROPIC_DOC = [
     }
 ]
 # https://ai.google.dev/gemini-api/docs/function-calling?example=meeting (the REST request)
-GEMINI_DOC = [
+GEMINI_DOC: list[dict[str, Any]] = [
     {
         "functionDeclarations": [
             {
@@ -110,7 +110,7 @@ GEMINI_DOC = [
     }
 ]
 # https://platform.openai.com/docs/api-reference/responses/create (Functions example)
-RESPONSES_DOC = [
+RESPONSES_DOC: list[dict[str, Any]] = [
     {
         "type": "function",
         "name": "get_current_weather",
@@ -217,7 +217,7 @@ async def test_a_streamed_tool_call_is_timed_and_validated(mock: MockServer, pro
     server_ms = (tool_send["t_ns"] - rec["received_ns"]) / 1e6
     assert m.ttft_tool_ms == pytest.approx(server_ms, abs=25)
     if protocol != "gemini":  # Gemini sends a call whole; the others stream its arguments
-        pieces = [e for e in events if type(e).__name__ == "ToolCallDelta" and e.arguments]
+        pieces = [e for e in events if isinstance(e, ToolCallDelta) and e.arguments]
         assert len(pieces) >= 3
 
 
