@@ -29,6 +29,7 @@ from tests.support.cli import run_cli
 from tests.support.mock_server import MockServer, MockServerProcess
 from tests.support.tui import make_app, replies, scenario, screen_of, send, wait_until
 from tests.test_native_protocols import run
+from tests.test_timing import ATTEMPTS, BUSY_TTFT_TOLERANCE_MS, TTFT_TOLERANCE_MS
 from tui.screens.chat import ChatScreen
 from tui.session.conversation import Conversation, Turn
 from tui.widgets.tool_call import ToolCallView
@@ -202,23 +203,33 @@ async def test_tools_go_out_as_the_providers_documented_example(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_streamed_tool_call_is_timed_and_validated(mock: MockServer, protocol: str) -> None:
-    events = await run(mock, protocol, "tool", ChatParams(tools=(WEATHER,)))
-    t, m = fold(events), compute_metrics(events)
-    assert t.error is None, t.error
-    (call,) = t.tool_calls
-    assert call.name == "get_weather" and json.loads(call.arguments) == json.loads(ARGS)
-    assert t.finish_reason == "tool_calls" and m.tool_calls == 1
-    assert check_call((WEATHER,), call).valid
-    # Time to first tool call: the first tool fragment's byte-arrival stamp, after the text,
-    # within a busy machine's margin of the server's own send time of that fragment.
-    assert m.ttft_tool_ms is not None and m.ttft_ms is not None and m.ttft_tool_ms > m.ttft_ms
-    (rec,) = [r for r in mock.log() if r["model"] == "tool"]
-    tool_send = next(s for s in rec["sends"] if s["kind"] == "tool")
-    server_ms = (tool_send["t_ns"] - rec["received_ns"]) / 1e6
-    assert m.ttft_tool_ms == pytest.approx(server_ms, abs=25)
-    if protocol != "gemini":  # Gemini sends a call whole; the others stream its arguments
-        pieces = [e for e in events if isinstance(e, ToolCallDelta) and e.arguments]
-        assert len(pieces) >= 3
+    errors = []
+    for _attempt in range(
+        ATTEMPTS
+    ):  # the best of three: a busy machine stalls a process now and then
+        mock.reset_log()
+        events = await run(mock, protocol, "tool", ChatParams(tools=(WEATHER,)))
+        t, m = fold(events), compute_metrics(events)
+        assert t.error is None, t.error
+        (call,) = t.tool_calls
+        assert call.name == "get_weather" and json.loads(call.arguments) == json.loads(ARGS)
+        assert t.finish_reason == "tool_calls" and m.tool_calls == 1
+        assert check_call((WEATHER,), call).valid
+        if protocol != "gemini":  # Gemini sends a call whole; the others stream its arguments
+            pieces = [e for e in events if isinstance(e, ToolCallDelta) and e.arguments]
+            assert len(pieces) >= 3
+        # Time to first tool call: the first tool fragment's byte-arrival stamp, after the
+        # text, against the server's own send time of that fragment.
+        assert m.ttft_tool_ms is not None and m.ttft_ms is not None
+        assert m.ttft_tool_ms > m.ttft_ms
+        (rec,) = [r for r in mock.log() if r["model"] == "tool"]
+        tool_send = next(s for s in rec["sends"] if s["kind"] == "tool")
+        errors.append(abs(m.ttft_tool_ms - (tool_send["t_ns"] - rec["received_ns"]) / 1e6))
+        if errors[-1] <= TTFT_TOLERANCE_MS:
+            break
+    # Usually within 1–2 ms; at load 15 on 2 cores a run now and then is held off the CPU for
+    # tens of ms, so the best attempt gets the busy machine's margin.
+    assert min(errors) <= BUSY_TTFT_TOLERANCE_MS, errors
 
 
 async def test_arguments_that_break_the_schema_are_counted_invalid(mock: MockServer) -> None:
