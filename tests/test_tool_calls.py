@@ -273,6 +273,9 @@ def test_ask_and_replay_count_valid_tool_calls(
     assert doc[1]["tool_calls"][0]["valid"] is False and "city" in doc[1]["tool_calls"][0]["error"]
     assert doc[0]["metrics"]["ttft_tool_ms"] > 0
     assert {"cost_input_usd", "cost_cached_usd", "cost_output_usd"} <= set(doc[0]["metrics"])
+    text = run_cli("ask", "-m", bad, "--tools", str(tools), "hi")
+    assert '[tool call get_weather({"x":1}); not executed]' in text.stdout
+    assert text.stderr.rstrip().endswith("· tool calls 0/1 valid"), text.stderr
     suite = isolated_home / "suite.jsonl"
     lines = [{"prompt": "weather?", "tools_file": "tools.json"}, {"prompt": "plain"}]
     suite.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
