@@ -264,12 +264,7 @@ class ChatScreen(Screen[None]):
                 s.json_mode = commands.parse_on_off(cmd.arg)
                 self.notify(f"JSON mode {'on' if s.json_mode else 'off'}.")
             elif cmd.name in ("/thinking", "/tools"):
-                apply = (
-                    request_settings.set_thinking
-                    if cmd.name == "/thinking"
-                    else (request_settings.set_tools)
-                )
-                self.notify(apply(s, cmd.arg))
+                self.notify(request_settings.apply(cmd.name, s, cmd.arg))
             elif cmd.name == "/clear":
                 self.tapp.action_new_chat()
                 return

@@ -401,16 +401,15 @@ class CompareScreen(Screen[None]):
             elif cmd.name == "/max-tokens":
                 s.max_tokens = commands.parse_max_tokens(cmd.arg)
             elif cmd.name in ("/thinking", "/tools"):
-                letter, _, value = cmd.arg.partition(" ")
-                if cmd.name == "/thinking" and letter.upper() in PANE_LETTERS[: len(self.models)]:
-                    index = PANE_LETTERS.index(letter.upper())  # one pane's, like /temperature B
-                    self.pane_thinking[index] = request_settings.parse_thinking(value)
-                    self.notify(f"Pane {letter.upper()}: {self._pane_note(index) or 'default'}.")
-                elif cmd.name == "/thinking":
-                    self.pane_thinking.clear()
-                    self.notify(request_settings.set_thinking(s, cmd.arg))
+                one, value = request_settings.pane_of(cmd.arg, len(self.models))
+                if cmd.name == "/thinking" and one is not None:  # one pane's, like /temperature B
+                    self.pane_thinking[one] = request_settings.parse_thinking(value)
+                    note = self._pane_note(one) or "default"
+                    self.notify(f"Pane {PANE_LETTERS[one]}: {note}.")
                 else:
-                    self.notify(request_settings.set_tools(s, cmd.arg))
+                    if cmd.name == "/thinking":
+                        self.pane_thinking.clear()
+                    self.notify(request_settings.apply(cmd.name, s, cmd.arg))
                 for pane in self.panes:
                     pane.set_model(pane.model, self._pane_note(pane.index))
                 self._update_topbar()
@@ -708,7 +707,7 @@ class CompareScreen(Screen[None]):
                 best = "tie" if verdict == "tie" else self._verdict_pane(verdict)
                 names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
-            split = split_row([(p.label, self._metrics_now(p.index)) for p in self.panes])
+            split = split_row([(p.letter, self._metrics_now(p.index)) for p in self.panes])
             if split:
                 rows.append(Content.assemble(("cost split ", "bold"), split))
         elif self.streaming:

@@ -80,6 +80,19 @@ def set_tools(settings: Settings, arg: str, cwd: Path | None = None) -> str:
     )
 
 
+def apply(name: str, settings: Settings, arg: str) -> str:
+    """Run ``/thinking`` or ``/tools`` on ``settings``; the message to show."""
+    return set_thinking(settings, arg) if name == "/thinking" else set_tools(settings, arg)
+
+
+def pane_of(arg: str, panes: int) -> tuple[int | None, str]:
+    """``B 2048`` → (1, ``2048``) when B is one of ``panes`` panes; else (None, ``arg``)."""
+    letter, _, rest = arg.strip().partition(" ")
+    if len(letter) == 1 and letter.upper() in "ABCD"[:panes]:
+        return "ABCD".index(letter.upper()), rest.strip()
+    return None, arg
+
+
 def settings_bits(settings: Settings) -> list[str]:
     """The top bar's words for these settings."""
     bits = []
