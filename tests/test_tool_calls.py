@@ -305,8 +305,9 @@ def native_config(srv: MockServerProcess, **extra: Any) -> Config:
     return parse_config({"endpoints": endpoints, **extra})
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
-    isolated_home: Path, mock_server: MockServerProcess
+    isolated_home: Path, mock_server: MockServerProcess, protocol: str
 ) -> None:
     hostile = '{"city": "[b]Paris[/b]", "days": 3}'  # square brackets are text, never markup
     name = scenario(
@@ -320,7 +321,7 @@ async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
     tools = isolated_home / "tools.json"
     weather = {"name": WEATHER.name, "description": WEATHER.description}
     tools.write_text(json.dumps([{**weather, "parameters": WEATHER.parameters}]))
-    app = make_app(native_config(mock_server), isolated_home, models=[f"via-anthropic/{name}"])
+    app = make_app(native_config(mock_server), isolated_home, models=[f"via-{protocol}/{name}"])
     async with app.run_test(size=(100, 40)) as pilot:
         await send(pilot, f"/tools {tools}")
         await wait_until(pilot, lambda: "tools 1" in str(app.screen.query_one("#topbar").render()))
@@ -335,7 +336,8 @@ async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
 
         await wait_until(pilot, growing, what="the reply")
         partial = [a for a in seen if a and a != hostile]
-        assert partial, "the arguments never showed before they were complete"
+        if protocol != "gemini":  # Gemini sends a call whole
+            assert partial, "the arguments never showed before they were complete"
         (view,) = app.screen.query(ToolCallView)
         shown = view.render_call().plain
         assert "get_weather" in shown and '"city": "[b]Paris[/b]"' in shown
@@ -348,11 +350,10 @@ async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
             pilot, lambda: len(replies(app)) == 2 and replies(app)[1].status != "streaming"
         )
         bodies = [r["body"] for r in mock_server.log() if r["model"] == name]
-        assert bodies[1]["tools"] == request_tools("anthropic", (WEATHER,))
-        past = bodies[1]["messages"][1]
-        assert (
-            past["role"] == "assistant" and f"[tool call get_weather({hostile})" in past["content"]
-        )
+        assert bodies[1]["tools"] == request_tools(protocol, (WEATHER,))
+        past = (bodies[1].get("messages") or bodies[1].get("input") or bodies[1]["contents"])[1]
+        said = past["parts"][0]["text"] if protocol == "gemini" else past["content"]
+        assert f"[tool call get_weather({hostile}); not executed]" in said
         assert app.store is not None and app.store.flush()
         stored = Conversation.load(app.store, chat.conv.id)
         assert stored is not None and stored.turns(0)[1].tool_calls[0].name == "get_weather"
