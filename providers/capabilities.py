@@ -12,7 +12,10 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from providers.tools import ToolDef
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
@@ -117,6 +120,10 @@ class ChatParams:
     # A JSON Schema the reply must follow: sent in each protocol's structured-output form
     # (it supersedes ``json_mode``); where there is none, asked for in the system prompt.
     json_schema: dict[str, Any] | None = None
+    tools: tuple[ToolDef, ...] = ()  # tools the model may call (never executed), see tools.py
+    # Thinking budget in tokens where the protocol takes one (Anthropic budget_tokens, Gemini
+    # thinkingBudget); None: the protocol's default. Only used when thinking is on.
+    thinking_budget: int | None = None
 
 
 SCHEMA_NAME = "reply"
@@ -190,6 +197,10 @@ def build_body(
             body["response_format"] = {"type": "json_object"}
         else:
             notes.append("JSON mode is not supported here; asked in the prompt instead")
+    if params.tools:
+        from providers.tools import request_tools
+
+        body["tools"] = request_tools("chat", params.tools)
     if extra_body:
         body.update(extra_body)
     return body, notes

@@ -68,6 +68,14 @@ class RunMetrics:
     cache_write_tokens: int | None = None  # written to the prompt cache (Anthropic)
     prefill_tps: float | None = None  # input tokens / TTFT: an upper bound of the prefill speed
     image_tokens: int | None = None  # input tokens the images cost, where the server says
+    ttft_tool_ms: float | None = None  # first tool-call fragment − t0 (DESIGN §4)
+    tool_calls: int = 0  # tool calls the reply made (choice 0)
+    # The cost split (DESIGN §4), from our price table; None when the cost is unknown or is the
+    # provider's own figure (which comes as one number).
+    cost_input_usd: float | None = None  # uncached input
+    cost_cached_usd: float | None = None  # input read from the prompt cache
+    cost_cache_write_usd: float | None = None  # input written to the prompt cache
+    cost_output_usd: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics`` object of ``ask --json`` (and exports, and the metrics log)."""
@@ -76,7 +84,7 @@ class RunMetrics:
         d.pop("finish_reason")
         # Times and rates to the microsecond / thousandth; dollars are far smaller than that.
         return {
-            k: (round(v, 12 if k == "cost_usd" else 3) if isinstance(v, float) else v)
+            k: (round(v, 12 if k.startswith("cost_") else 3) if isinstance(v, float) else v)
             for k, v in d.items()
         }
 
@@ -102,6 +110,11 @@ JSON_KEYS = (
     "cost_usd",
     "prefill_tps",
     "image_tokens",
+    "ttft_tool_ms",
+    "cost_input_usd",
+    "cost_cached_usd",
+    "cost_cache_write_usd",
+    "cost_output_usd",
 )
 
 
@@ -182,6 +195,8 @@ def compute_metrics(
     connect_ns: int | None = None
     tokens: list[Event] = []
     first_text: TextDelta | None = None
+    first_tool: ToolCallDelta | None = None
+    tool_indexes: set[int] = set()
     usage: Usage | None = None
     counted: TokenCount | None = None
     finish: str | None = None
@@ -190,6 +205,9 @@ def compute_metrics(
             tokens.append(ev)
             if first_text is None and isinstance(ev, TextDelta):
                 first_text = ev
+            if isinstance(ev, ToolCallDelta) and ev.choice == 0:
+                first_tool = first_tool or ev
+                tool_indexes.add(ev.index)
         elif isinstance(ev, Usage):
             usage = ev
         elif isinstance(ev, TokenCount):
@@ -204,6 +222,7 @@ def compute_metrics(
     t_last = tokens[-1].t_ns if tokens else None
     ttft = _ms(t_first - t0) if (t0 is not None and t_first is not None) else None
     ttfo = _ms(first_text.t_ns - t0) if (t0 is not None and first_text is not None) else None
+    ttft_tool = _ms(first_tool.t_ns - t0) if (t0 is not None and first_tool is not None) else None
     e2e = _ms(t_last - t0) if (t0 is not None and t_last is not None) else None
     overhead = _ms(t0 - t_submit_ns) if (t0 is not None and t_submit_ns is not None) else None
     if overhead is not None and retries:
@@ -242,6 +261,7 @@ def compute_metrics(
     cached = usage.cached if usage is not None else None
     cache_write = usage.cache_write if usage is not None else None
     cost: float | None = None
+    split: tuple[float, float, float, float] | None = None
     reported = False
     # A request that never left (no key, a refused connection, a bad config) cost nothing and
     # produced nothing: exact zeros, not estimates from the prompt's size.
@@ -262,7 +282,8 @@ def compute_metrics(
         if prompt is not None:
             # Billing counts hidden reasoning tokens too: usage.completion includes them.
             billed = usage.completion if usage is not None and usage.completion is not None else n
-            cost = price.cost(prompt, billed, cached or 0, cache_write or 0)
+            split = price.split(prompt, billed, cached or 0, cache_write or 0)
+            cost = sum(split)
 
     return RunMetrics(
         status=status,
@@ -292,6 +313,12 @@ def compute_metrics(
         # Upper bound: TTFT also holds queueing and the network (DESIGN §4).
         prefill_tps=(input_tokens / (ttft / 1000.0)) if input_tokens and ttft else None,
         image_tokens=usage.image if usage is not None else None,
+        ttft_tool_ms=ttft_tool,
+        tool_calls=len(tool_indexes),
+        cost_input_usd=split[0] if split else None,
+        cost_cached_usd=split[1] if split else None,
+        cost_cache_write_usd=split[2] if split else None,
+        cost_output_usd=split[3] if split else None,
     )
 
 

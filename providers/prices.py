@@ -29,16 +29,22 @@ class Price:
 
     def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
         """Cost in $ of one request (DESIGN §4); ``cached`` and ``cache_write`` are in prompt."""
+        return sum(self.split(prompt, completion, cached, cache_write))
+
+    def split(
+        self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0
+    ) -> tuple[float, float, float, float]:
+        """The cost in $ of (uncached input, cached input, cache writes, output)."""
         cached = max(0, min(cached, prompt))
         cache_write = max(0, min(cache_write, prompt - cached))
         cached_rate = self.cached_input if self.cached_input is not None else self.input
         write_rate = self.cache_write_input if self.cache_write_input is not None else self.input
         return (
-            (prompt - cached - cache_write) * self.input
-            + cached * cached_rate
-            + cache_write * write_rate
-            + completion * self.output
-        ) / 1_000_000
+            (prompt - cached - cache_write) * self.input / 1_000_000,
+            cached * cached_rate / 1_000_000,
+            cache_write * write_rate / 1_000_000,
+            completion * self.output / 1_000_000,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,11 +169,75 @@ async def race_done(server: MockServerProcess, theme: str, out: Path) -> None:
     await race(server, theme, out, done=True)
 
 
+async def protocols(server: MockServerProcess, theme: str, out: Path) -> None:
+    """One pane per wire protocol, the same model behind each, a tool offered and called."""
+    import json
+
+    server.add_scenario(
+        "demo-model",
+        {
+            "text": "Let me look that up with the weather tool.",
+            "ttft_ms": 150,
+            "tps": 80,
+            "prompt_tokens": 1200,
+            "cached_tokens": 1000,
+            "tool_call": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3}'},
+            "tool_chunk_chars": 6,
+            "finish_reason": "tool_calls",
+        },
+    )
+    root = server.base_url.removesuffix("/v1")
+    names = ("chat", "anthropic", "gemini", "responses")
+    endpoints = {
+        f"{p}-api": {
+            "base_url": f"{root}/v1beta" if p == "gemini" else server.base_url,
+            "protocol": p,
+        }
+        for p in names
+    }
+    models = [f"{p}-api/demo-model" for p in names]
+    price = {"input": 3.0, "output": 15.0, "cached_input": 0.3}
+    config = parse_config({"endpoints": endpoints, "prices": {m: price for m in models}})
+    tool = {
+        "name": "get_weather",
+        "description": "Weather forecast for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tools = Path(tmp) / "tools.json"
+        tools.write_text(json.dumps([tool]))
+        app = TokenraceApp(
+            config,
+            store=Store(Path(tmp) / "history.db"),
+            state=UiState(theme=theme),
+            models=models,
+            discover_models=False,
+            save_state=False,
+            probe_loopback=False,
+        )
+        async with app.run_test(size=(170, 40)) as pilot:
+            await pilot.pause(0.5)
+            await _send(pilot, f"/tools {tools}")
+            await _send(pilot, "What will the weather be in Paris for the next three days?")
+            for _ in range(600):
+                await pilot.pause(0.05)
+                screen: Any = app.screen
+                if screen.runs and all(r.shown_final for r in screen.runs.values()):
+                    break
+            await pilot.pause(0.6)
+            app.save_screenshot(str(out))
+
+
 SCENES: dict[str, Scene] = {
     "chat-mid": chat_mid,
     "chat-done": chat_done,
     "compare-mid": race_mid,
     "compare-done": race_done,
+    "protocols": protocols,
 }
 
 

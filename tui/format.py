@@ -74,16 +74,42 @@ STATUS_GLYPHS = {
 }
 
 
+def prefill_text(m: RunMetrics) -> str | None:
+    """``prefill ≤4,210 tok/s``: input tokens ÷ TTFT, an upper bound of the server's prefill
+    speed (TTFT also holds queueing and the network), hence the ≤."""
+    return None if m.prefill_tps is None else f"prefill ≤{tps(m.prefill_tps)}"
+
+
+def cost_split_text(m: RunMetrics) -> str | None:
+    """``in $0.0012 + cached $0.0001 + out $0.0040``: the cost split (DESIGN §4), when priced
+    from our table (a provider's own figure comes as one number); cache parts when present."""
+    if m.cost_input_usd is None or m.cost_output_usd is None or not m.cost_usd:
+        return None
+    estimated = cost_is_estimated(m)
+    parts = [f"in {usd(m.cost_input_usd, estimated)}"]
+    if m.cached_tokens:
+        parts.append(f"cached {usd(m.cost_cached_usd)}")
+    if m.cache_write_tokens:
+        parts.append(f"cache write {usd(m.cost_cache_write_usd)}")
+    parts.append(f"out {usd(m.cost_output_usd, m.output_tokens_estimated)}")
+    return " + ".join(parts)
+
+
 def metrics_text(m: RunMetrics) -> str:
     """The compact line under a finished reply."""
     parts = [STATUS_GLYPHS.get(m.status, m.status), f"TTFT {ms(m.ttft_ms)}"]
     if m.ttfo_ms is not None and m.ttft_ms is not None and m.ttfo_ms - m.ttft_ms > 1:
         parts.append(f"TTFO {ms(m.ttfo_ms)}")
+    if m.ttft_tool_ms is not None:
+        parts.append(f"first tool call {ms(m.ttft_tool_ms)}")
+    prefill = prefill_text(m)
+    split = cost_split_text(m)
     parts += [
         tps(m.decode_tps),
+        *([prefill] if prefill else []),
         tokens(m.output_tokens, m.output_tokens_estimated),
         f"e2e {ms(m.e2e_ms)}",
-        usd(m.cost_usd, cost_is_estimated(m)),
+        usd(m.cost_usd, cost_is_estimated(m)) + (f" ({split})" if split else ""),
     ]
     if m.image_tokens:  # only where the server reported it (Gemini, some OpenAI models)
         parts.append(f"images {m.image_tokens:,} input tok")

@@ -99,6 +99,15 @@ class AnthropicProtocol:
                 thinking = False
             else:
                 budget = max(MIN_THINKING_BUDGET, min(max_tokens // 2, max_tokens - 1))
+                if params.thinking_budget is not None:
+                    # Anthropic wants MIN_THINKING_BUDGET <= budget < max_tokens.
+                    asked = params.thinking_budget
+                    budget = max(MIN_THINKING_BUDGET, min(asked, max_tokens - 1))
+                    if budget != asked:
+                        notes.append(
+                            f"Anthropic's thinking budget must be from {MIN_THINKING_BUDGET} to "
+                            f"max_tokens - 1 ({max_tokens - 1}); sent {budget} instead of {asked}"
+                        )
                 body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if params.temperature is not None:
             if thinking:
@@ -119,6 +128,10 @@ class AnthropicProtocol:
             notes.append("structured output: Anthropic has no schema mode; asked in the prompt")
         elif params.json_mode:
             notes.append("JSON mode is not supported here; asked in the prompt instead")
+        if params.tools:
+            from providers.tools import request_tools
+
+            body["tools"] = request_tools("anthropic", params.tools)
         if settings.extra_body:
             body.update(settings.extra_body)
         return body, notes

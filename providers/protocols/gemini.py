@@ -97,6 +97,8 @@ class GeminiProtocol:
         thinking = settings.thinking if params.thinking is None else params.thinking
         if thinking:
             config["thinkingConfig"] = {"includeThoughts": True}
+            if params.thinking_budget is not None:
+                config["thinkingConfig"]["thinkingBudget"] = params.thinking_budget
         if params.json_mode or params.json_schema is not None:
             config["responseMimeType"] = "application/json"
         if params.json_schema is not None:
@@ -105,6 +107,10 @@ class GeminiProtocol:
             config["responseJsonSchema"] = params.json_schema
         if config:
             body["generationConfig"] = config
+        if params.tools:
+            from providers.tools import request_tools
+
+            body["tools"] = request_tools("gemini", params.tools)
         if settings.extra_body:
             body.update(settings.extra_body)
         return body, notes

@@ -74,12 +74,18 @@ class ResponsesProtocol:
             notes.append("this endpoint rejected reasoning earlier; no summary asked for")
         elif thinking:
             body["reasoning"] = {"summary": "auto"}
+            if params.thinking_budget is not None:
+                notes.append("the Responses API takes no thinking budget in tokens; not sent")
         if params.json_schema is not None:
             body["text"] = {
                 "format": {"type": "json_schema", "name": SCHEMA_NAME, "schema": params.json_schema}
             }
         elif params.json_mode:
             body["text"] = {"format": {"type": "json_object"}}
+        if params.tools:
+            from providers.tools import request_tools
+
+            body["tools"] = request_tools("responses", params.tools)
         if settings.extra_body:
             body.update(settings.extra_body)
         return body, notes

@@ -29,6 +29,7 @@ class Framer:
         self._block: str | None = None  # the open content block / output item: text or thinking
         self._index = -1
         self._seq = 0
+        self._args = ""  # Gemini: a tool call's arguments so far (it sends the call whole)
 
     # -- helpers
 
@@ -59,7 +60,7 @@ class Framer:
                 "content_block_start",
                 {"type": "content_block_start", "index": self._index, "content_block": block},
             )
-        elif self.protocol == "responses":
+        elif self.protocol == "responses" and kind != "tool":
             item_type = "reasoning" if kind == "thinking" else "message"
             out += self._event(
                 "response.output_item.added",
@@ -84,7 +85,8 @@ class Framer:
         return out
 
     def _item(self) -> str:
-        return f"{'rs' if self._block == 'thinking' else 'msg'}_{self.rid}_{self._index}"
+        prefix = {"thinking": "rs", "tool": "fc"}.get(self._block or "", "msg")
+        return f"{prefix}_{self.rid}_{self._index}"
 
     # -- the reply
 
@@ -163,6 +165,55 @@ class Framer:
             fields["content_index"] = 0
         return prefix + self._event(name, fields)
 
+    def tool(
+        self, name: str, piece: str, first: bool, last: bool, usage: dict[str, Any] | None
+    ) -> bytes:
+        """One piece of a tool call's arguments (Gemini: the whole call, with the last piece)."""
+        if self.protocol == "gemini":
+            self._args = ("" if first else self._args) + piece
+            if not last:
+                return b""
+            call = {"name": name, "args": json.loads(self._args or "{}")}
+            obj: dict[str, Any] = {
+                "candidates": [
+                    {"content": {"parts": [{"functionCall": call}], "role": "model"}, "index": 0}
+                ],
+                "modelVersion": self.model,
+                "responseId": self.rid,
+            }
+            return self._event(None, obj)
+        prefix = b""
+        if first:
+            prefix = self._close()
+            self._index += 1
+            self._block = "tool"
+            if self.protocol == "anthropic":
+                block = {"type": "tool_use", "id": "toolu_mock_0", "name": name, "input": {}}
+                prefix += self._event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": self._index, "content_block": block},
+                )
+            else:
+                item = {
+                    "id": self._item(),
+                    "type": "function_call",
+                    "status": "in_progress",
+                    "arguments": "",
+                    "call_id": "call_mock_0",
+                    "name": name,
+                }
+                prefix += self._event(
+                    "response.output_item.added", {"output_index": self._index, "item": item}
+                )
+        if self.protocol == "anthropic":
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            return prefix + self._event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self._index, "delta": delta},
+            )
+        fields = {"item_id": self._item(), "output_index": self._index, "delta": piece}
+        return prefix + self._event("response.function_call_arguments.delta", fields)
+
     def finish(
         self, reason: str | None, usage: dict[str, Any] | None, done: bool
     ) -> list[tuple[bytes, str]]:
@@ -193,7 +244,12 @@ class Framer:
         if self.protocol == "gemini":
             if reason is None:
                 return out
-            finish = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+            finish = {
+                "stop": "STOP",
+                "tool_calls": "STOP",  # Gemini ends a function call with STOP
+                "length": "MAX_TOKENS",
+                "content_filter": "SAFETY",
+            }
             obj: dict[str, Any] = {
                 "candidates": [
                     {

@@ -115,6 +115,8 @@ _SPEC_KEYS: Final = frozenset(
         "echo",
         "require_key",
         "description",
+        "tool_call",
+        "tool_chunk_chars",
     }
 )
 
@@ -399,6 +401,8 @@ class _Plan:
     eol: bytes
     require_key: str | None
     spin_ns: int = SPIN_NS
+    tool_name: str | None = None  # a tool call streamed after the text
+    tool_pieces: list[str] = field(default_factory=list)  # its arguments, piece by piece
 
     @classmethod
     def build(cls, spec: Mapping[str, Any], body: Mapping[str, Any]) -> _Plan:
@@ -498,6 +502,7 @@ class _Plan:
             eol=eol,
             require_key=_opt_str(spec, "require_key"),
             spin_ns=SPIN_NS if _opt_bool(spec, "spin", True) else 0,
+            **_tool_call(spec),
         )
 
     def failure_points(self) -> list[tuple[int, str]]:
@@ -528,7 +533,11 @@ class _Plan:
         out: list[tuple[str, list[str], int]] = []
         pos = 0
         decoded_after_first = 0
-        for kind, toks in (("reasoning", self.reasoning_tokens), ("token", self.text_tokens)):
+        for kind, toks in (
+            ("reasoning", self.reasoning_tokens),
+            ("token", self.text_tokens),
+            ("tool", self.tool_pieces),
+        ):
             i = 0
             while i < len(toks):
                 size = self.first_chunk_tokens if not out else self.tokens_per_chunk
@@ -549,7 +558,7 @@ class _Plan:
         reasoning = len(self.reasoning_tokens) + self.hidden_reasoning
         completion = self.completion_tokens
         if completion is None:
-            completion = len(self.text_tokens) + reasoning
+            completion = len(self.text_tokens) + reasoning + len(self.tool_pieces)
         usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -566,6 +575,24 @@ class _Plan:
         if self.usage_cost is not None:
             usage["cost"] = self.usage_cost
         return usage
+
+
+def _tool_call(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``tool_call: {name, arguments}`` (arguments a JSON string, sent as it is, in pieces of
+    ``tool_chunk_chars``): the plan's tool fields."""
+    call = spec.get("tool_call")
+    if call is None:
+        return {}
+    if not (
+        isinstance(call, dict)
+        and isinstance(call.get("name"), str)
+        and isinstance(call.get("arguments"), str)
+    ):
+        raise _SpecError("tool_call must be {name: string, arguments: string}")
+    size = _opt_int(spec, "tool_chunk_chars", minimum=1) or 8
+    args = call["arguments"]
+    pieces = [args[i : i + size] for i in range(0, len(args), size)] or [""]
+    return {"tool_name": call["name"], "tool_pieces": pieces}
 
 
 def validate_scenario(spec: object) -> None:
@@ -1405,6 +1432,19 @@ class MockServer:
             obj["usage"] = None
         return self._payload(st, obj)
 
+    def _tool_piece(
+        self, st: _Stream, piece: str, first: bool, last: bool, usage: dict[str, Any] | None
+    ) -> bytes:
+        """One piece of the plan's tool call, in the stream's protocol."""
+        name = st.plan.tool_name or "tool"
+        if st.framer is not None:
+            return st.framer.tool(name, piece, first, last, usage)
+        call: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+        if first:
+            call = {"index": 0, "id": "call_mock_0", "type": "function"}
+            call["function"] = {"name": name, "arguments": piece}
+        return self._chunk(st, {"tool_calls": [call]})
+
     async def _write_raw(self, st: _Stream, data: bytes) -> None:
         """Write bytes (no logging), failing fast if the client is gone."""
         if st.conn.closing:
@@ -1538,7 +1578,11 @@ class MockServer:
         for kind, toks, offset in events:
             # Serialise before waiting so only the write happens after the target.
             field_name = "content" if kind == "token" else plan.reasoning_field
-            if framer is not None:
+            if kind == "tool":
+                first = sent == sum(len(t) for k, t, _ in events if k != "tool")
+                last = sent + len(toks) == sum(len(t) for _, t, _ in events)
+                payload = self._tool_piece(st, "".join(toks), first, last, start_usage)
+            elif framer is not None:
                 payload = framer.token(kind, "".join(toks), start_usage)
             else:
                 payload = self._chunk(st, {field_name: "".join(toks)})
@@ -1547,7 +1591,8 @@ class MockServer:
                 ended = await self._fire(st, pending, sent, final=False)
                 if ended is not None:
                     return ended
-            await self._send(st, payload, kind, len(toks))
+            if payload:  # Gemini sends a tool call whole, with its last piece
+                await self._send(st, payload, kind, len(toks))
             sent += len(toks)
         ended = await self._fire(st, pending, sent, final=True)
         if ended is not None:

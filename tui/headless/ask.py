@@ -15,7 +15,15 @@ from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
 from providers.config import Config, load_config, split_model_ref
 from providers.engine import ChatRequest, Engine, messages_for, now_ns
-from providers.events import Cancelled, Event, ReasoningDelta, StreamError, TextDelta, fold
+from providers.events import (
+    Cancelled,
+    Event,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCall,
+    fold,
+)
 from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
@@ -23,6 +31,7 @@ from providers.metrics import compute_metrics
 from providers.prices import model_info
 from providers.start_gate import StartGate
 from providers.tokens import estimate_prompt_tokens
+from providers.tools import ToolDef, check_call
 from tui.format import summary_line
 
 if TYPE_CHECKING:
@@ -64,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="attach an image (PNG, JPEG, WebP or GIF) to the prompt; repeat for several",
     )
+    p.add_argument(
+        "--tools",
+        metavar="FILE",
+        help="JSON list of tool definitions {name, description, parameters} the model may call; "
+        "calls are shown, timed and checked against their schema, never executed",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
         "--local", metavar="PATH.gguf", help="serve this GGUF as the local endpoint (local/NAME)"
@@ -104,6 +119,7 @@ class Printer:
         self.t_submit = 0
         self.show_reasoning = sys.stderr.isatty()
         self.schema: dict[str, Any] | None = None
+        self.tools: tuple[ToolDef, ...] = ()
         self._started = False
         self._ended_newline = True
 
@@ -157,6 +173,10 @@ class Printer:
         run.shown = len(t.text)
         if t.refusal:
             self._write(f"[refusal] {t.refusal}")
+        for call in t.tool_calls:
+            from providers.tools import call_as_text
+
+            self._write(("" if self._ended_newline else "\n") + call_as_text(call) + "\n")
         if not self._ended_newline:
             self._write("\n")
         m = self.metrics(run)
@@ -168,6 +188,9 @@ class Printer:
         check = self.schema_check(run)
         if check is not None:
             line += f" · {inert(check.describe())}"
+        if self.tools:
+            valid = _valid(t.tool_calls, self.tools)
+            line += f" · tool calls {valid}/{len(t.tool_calls)} valid"
         print(line, file=sys.stderr, flush=True)
 
     def schema_check(self, run: Run) -> SchemaCheck | None:
@@ -199,6 +222,19 @@ def _schema_fields(check: SchemaCheck | None) -> dict[str, Any]:
     return {"schema_valid": check.valid, "schema_error": None if check.valid else check.describe()}
 
 
+def _call_json(call: ToolCall, tools: tuple[ToolDef, ...]) -> dict[str, Any]:
+    """One tool call of ``ask --json``; with ``--tools``, whether it is valid and why not."""
+    out: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if tools:
+        check = check_call(tools, call)
+        out |= {"valid": check.valid, "error": check.message or None}
+    return out
+
+
+def _valid(calls: list[ToolCall], tools: tuple[ToolDef, ...]) -> int:
+    return sum(1 for c in calls if check_call(tools, c).valid)
+
+
 def result_json(run: Run, printer: Printer) -> dict[str, Any]:
     """One element of ``ask --json`` output."""
     t = fold(run.events)
@@ -215,9 +251,8 @@ def result_json(run: Run, printer: Printer) -> dict[str, Any]:
         "error": t.error.message if t.error is not None else None,
         "error_kind": t.error.kind if t.error is not None else None,
         "refusal": t.refusal or None,
-        "tool_calls": [
-            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in t.tool_calls
-        ],
+        "tool_calls": [_call_json(c, printer.tools) for c in t.tool_calls],
+        **({"tool_calls_valid": _valid(t.tool_calls, printer.tools)} if printer.tools else {}),
         "notices": t.notices,
         **(_schema_fields(printer.schema_check(run)) if printer.schema is not None else {}),
         "metrics": m.to_json(),
@@ -240,6 +275,7 @@ async def run_ask(
     runs = [Run(model=m) for m in models]
     printer = Printer(runs, json_out, config, estimate_prompt_tokens(messages))
     printer.schema = params.json_schema
+    printer.tools = params.tools
     gate = StartGate(len(runs)) if len(runs) > 1 else None
 
     stopped_by: list[int] = []  # SIGTERM / SIGHUP: the replies end interrupted, not cancelled
@@ -350,8 +386,20 @@ def main(argv: list[str]) -> int:
     except ImageError as exc:
         print(f"tokenrace ask: {exc}", file=sys.stderr)
         return 2
+    tools: tuple[ToolDef, ...] = ()
+    if ns.tools is not None:
+        from pathlib import Path
+
+        from providers.tools import ToolsError, load_tools
+
+        try:
+            tools = load_tools(Path(ns.tools))
+        except ToolsError as exc:
+            print(f"tokenrace ask: {exc}", file=sys.stderr)
+            return 2
     config = with_local(load_config(), ns.local)
     params = ChatParams(
+        tools=tools,
         temperature=ns.temperature,
         max_tokens=ns.max_tokens,
         json_mode=ns.json_mode,

@@ -24,9 +24,10 @@ from providers.metrics import RunMetrics
 from tui import format as fmt
 from tui.screens.pane_reply import PaneReply
 from tui.screens.race_screen import RaceScreen
+from tui.session import request_settings
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation
-from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
+from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order, split_row
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.live_line import LiveLine
 from tui.widgets.message_list import MessageList
@@ -135,6 +136,7 @@ class CompareScreen(RaceScreen):
         self.models = list(models[:MAX_PANES])
         # ``/temperature B 1``: a pane's own temperature, to race configurations of one model.
         self.pane_temperature: dict[int, float | None] = {}
+        self.pane_thinking: dict[int, tuple[bool | None, int | None]] = {}  # /thinking B …
         self.finish_ns: dict[int, int | None] = {}
         self.race_log = RaceLog()
         self.synced = True
@@ -241,20 +243,39 @@ class CompareScreen(RaceScreen):
             self.pane_temperature.clear()
         else:
             self.pane_temperature[pane] = temperature
+        self.show_pane_settings()
+
+    def set_pane_thinking(
+        self, pane: int | None, thinking: bool | None, budget: int | None
+    ) -> None:
+        if pane is None:
+            self.pane_thinking.clear()
+        else:
+            self.pane_thinking[pane] = (thinking, budget)
+        self.show_pane_settings()
+
+    def show_pane_settings(self) -> None:
         for p in self.panes:
             p.set_model(p.model, self._pane_note(p.index))
 
     def _pane_note(self, index: int) -> str:
-        """What differs in this pane's requests: its own temperature."""
+        """What differs in this pane's requests: its own temperature, and thinking."""
+        s = self.conv.settings
+        on, budget = self.pane_thinking.get(index, (s.thinking, s.thinking_budget))
+        thinks = request_settings.endpoint_thinks(self.tapp.config, self.models[index])
+        label = request_settings.thinking_label(on, budget, thinks)
         if index not in self.pane_temperature:
-            return ""
+            return label
         t = self.pane_temperature[index]
-        return "T default" if t is None else f"T={t:g}"
+        return ("T default" if t is None else f"T={t:g}") + (f" · {label}" if label else "")
 
     def pane_params(self, pane: int) -> ChatParams:
         params = self.conv.settings.params()
         if pane in self.pane_temperature:
             params = replace(params, temperature=self.pane_temperature[pane])
+        if pane in self.pane_thinking:
+            on, budget = self.pane_thinking[pane]
+            params = replace(params, thinking=on, thinking_budget=budget)
         return params
 
     def pane_settings(self, pane: int) -> dict[str, Any]:
@@ -362,6 +383,9 @@ class CompareScreen(RaceScreen):
                 best = "tie" if verdict == "tie" else self._verdict_pane(verdict)
                 names.append(f"   verdict: {best}")
             rows.append(Content.assemble(("finishing order ", "bold"), "  ".join(names)))
+            split = split_row([(p.letter, self.metrics_now(p.index)) for p in self.panes])
+            if split:
+                rows.append(Content.assemble(("cost split ", "bold"), split))
         elif self.streaming:
             finished = [i for i, t in self.finish_ns.items() if t is not None]
             rows.append(

@@ -58,9 +58,11 @@ class PaneReply:
                 widget.append_reasoning(delta.reasoning)
             if delta.text:
                 widget.append_text(delta.text)
+            if delta.tool_calls:
+                widget.append_tool_calls(delta.tool_calls)
             for note in delta.notices:
                 widget.add_notice(note)
-            if delta.text or delta.reasoning:
+            if delta.text or delta.reasoning or delta.tool_calls:
                 messages.content_grew()
             self.checkpoint_if_due()  # the first token, then every CHECKPOINT_S (DESIGN §6)
             if run.done:
@@ -88,6 +90,7 @@ class PaneReply:
             run.feed([Cancelled(t_ns=time.perf_counter_ns())])
         m = run.final()
         self.widget.finish(m)
+        self.widget.check_tool_calls(screen.conv.settings.tools)
         turn = run.turn()
         screen.conv.turns(self.pane).append(turn)
         run.checkpoint(screen.tapp.store, screen.conv, self.settings, race_id=self.race_id)

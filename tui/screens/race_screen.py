@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static, TextArea
 
+from providers.attachments import Image
 from providers.capabilities import ChatParams
 from providers.metrics import RunMetrics
 from providers.prices import format_context, model_info
@@ -28,7 +29,8 @@ from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
 from tui.screens.pane_reply import PaneReply
-from tui.session import commands
+from tui.session import commands, request_settings
+from tui.session.attachments import complete_image_command, image_command, refused_before_sending
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
 from tui.widgets.assistant_message import AssistantMessage
@@ -119,6 +121,20 @@ class RaceScreen(Screen[None]):
     def set_pane_temperature(self, pane: int | None, temperature: float | None) -> None:
         """``/temperature B X`` (compare only)."""
 
+    def set_pane_thinking(
+        self, pane: int | None, thinking: bool | None, budget: int | None
+    ) -> None:
+        """``/thinking B on`` (compare only)."""
+
+    def show_pane_settings(self) -> None:
+        """The request settings that differ by pane, on the panes (chat: its status bar)."""
+        s = self.conv.settings
+        model = self.pane_models()[0]
+        thinks = request_settings.endpoint_thinks(self.tapp.config, model)
+        self.status_of(0).set_setting(
+            request_settings.thinking_label(s.thinking, s.thinking_budget, thinks)
+        )
+
     def focused_pane(self) -> int:
         return 0
 
@@ -149,7 +165,7 @@ class RaceScreen(Screen[None]):
         widgets: list[Widget] = []
         for t in turns:
             if t.role == "user":
-                widgets.append(UserMessage(t.content))
+                widgets.append(UserMessage(t.content, t.images))
                 continue
             widgets.append(
                 AssistantMessage(
@@ -159,6 +175,7 @@ class RaceScreen(Screen[None]):
                     status=t.status,
                     metrics=t.metrics,
                     finished=True,
+                    tool_calls=t.tool_calls,
                 )
             )
             if t.error and t.status in ("error", "interrupted"):
@@ -200,7 +217,9 @@ class RaceScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
+        bits += request_settings.settings_bits(s)
         self.query_one("#topbar", Static).update(self.topbar(bits))
+        self.show_pane_settings()
 
     @property
     def runs(self) -> dict[int, LiveRun]:
@@ -236,9 +255,17 @@ class RaceScreen(Screen[None]):
             return
         if not self._has_models():
             return
+        # Every pane must take the images, or none is sent: the race stays fair.
+        images = event.prompt.images.images
+        for index, model in enumerate(self.pane_models()):
+            history = self.conv.request_messages(index)
+            if why := refused_before_sending(self.tapp.config, model or "", history, images):
+                where = f" (pane {self.pane_label(index)})" if len(self.pane_models()) > 1 else ""
+                self.notify(f"Not sent{where}: {why}", severity="warning", markup=False)
+                return
         event.prompt.clear_prompt()
         self._history_pos = -1
-        self.send(text, t_submit)
+        self.send(text, t_submit, event.prompt.take_images())
 
     def _has_models(self) -> bool:
         if all(self.pane_models()):
@@ -266,12 +293,19 @@ class RaceScreen(Screen[None]):
                 self.switch_model(query, pane)
             case commands.SetPaneTemperature(pane, temperature):
                 self.set_pane_temperature(pane, temperature)
+            case commands.SetPaneThinking(pane, thinking, budget):
+                self.set_pane_thinking(pane, thinking, budget)
             case commands.NewConversation():
                 self.new_conversation()
             case commands.ShowHelp():
                 self.tapp.action_show_help()
             case commands.RunSuite(path, runs):
                 self.tapp.open_suite(path, runs)
+            case commands.AttachImage(arg):
+                prompt = self.query_one(PromptBox)
+                message, ok = image_command(prompt.images, arg)
+                prompt.show_images()
+                self.notify(message, severity="information" if ok else "warning", markup=False)
             case None:
                 pass
             case _:  # mypy: a new Effect needs its case here
@@ -365,6 +399,9 @@ class RaceScreen(Screen[None]):
                 event.prompt.set_prompt(matches[0] + " ")
                 event.prompt.move_cursor(event.prompt.document.end)
             return
+        if text.partition(" ")[0] == "/image" and (completed := complete_image_command(text)):
+            event.prompt.set_prompt(completed)
+            event.prompt.move_cursor(event.prompt.document.end)
         if text.partition(" ")[0] == "/model":
             prefix, found = self._model_matches(text)
             if found:
@@ -403,15 +440,18 @@ class RaceScreen(Screen[None]):
 
     # --- racing --------------------------------------------------------------------------
 
-    def send(self, text: str, t_submit_ns: int | None = None) -> None:
-        """Send ``text`` as the next user turn to every pane; the requests leave together."""
+    def send(
+        self, text: str, t_submit_ns: int | None = None, images: tuple[Image, ...] = ()
+    ) -> None:
+        """Send ``text`` (with ``images``) as the next user turn to every pane; the requests
+        leave together."""
         t_submit = t_submit_ns or time.perf_counter_ns()
         panes = tuple(range(len(self.pane_models())))
-        self.conv.add_user(text, self.tapp.store, panes=panes)
+        self.conv.add_user(text, self.tapp.store, panes=panes, images=images)
         self.tapp.remember_conversation(self.conv.id)
         self.tapp.history_added(text)
         for index in panes:
-            self.messages_of(index).mount(UserMessage(text))
+            self.messages_of(index).mount(UserMessage(text, images))
         self.race(t_submit)
         self._update_topbar()
 

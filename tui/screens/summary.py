@@ -43,7 +43,31 @@ def summary_table(rows: list[ModelSummary]) -> Content:
         )
     if not rows:
         lines.append(Content("No finished replies yet."))
+    lines += split_lines(rows)
     return Content("\n").join(lines)
+
+
+def split_lines(rows: list[ModelSummary]) -> list[Content]:
+    """Per model: the cost split (input / cached / cache write / output) and the median prefill
+    rate, an upper bound of the server's prefill speed (TTFT also holds queueing)."""
+    out: list[Content] = []
+    for r in rows:
+        cost = ""
+        if r.cost_split is not None:
+            inp, cached, write, output = r.cost_split
+            parts = [f"in {fmt.usd(inp)}", f"cached {fmt.usd(cached)} ({r.cached_tokens:,} tok)"]
+            if write:
+                parts.append(f"cache write {fmt.usd(write)}")
+            cost = " + ".join([*parts, f"out {fmt.usd(output)}"])
+        prefill = ""
+        if r.prefill_p50_tps is not None:
+            prefill = f"prefill p50 ≤{fmt.tps(r.prefill_p50_tps)} (upper bound)"
+        if cost or prefill:
+            text = " · ".join(b for b in (cost, prefill) if b)
+            out.append(Content(f"{inert_label(r.model)[:40]:<40} {text}"))
+    if out:
+        out.insert(0, Content.styled("cost split, prefill rate", "bold"))
+    return out
 
 
 def projection_table(rows: list[Projection], inp: int, out: int) -> Content:

@@ -69,7 +69,24 @@ class AttachImage:
     arg: str
 
 
-Effect = SwitchModel | SetPaneTemperature | NewConversation | ShowHelp | RunSuite | AttachImage
+@dataclass(frozen=True, slots=True)
+class SetPaneThinking:
+    """One pane's own thinking (``/thinking B on``); ``pane`` None drops every pane's own."""
+
+    pane: int | None
+    thinking: bool | None = None
+    budget: int | None = None
+
+
+Effect = (
+    SwitchModel
+    | SetPaneTemperature
+    | SetPaneThinking
+    | NewConversation
+    | ShowHelp
+    | RunSuite
+    | AttachImage
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +249,39 @@ def _max_tokens(settings: Settings, arg: str, panes: int) -> Outcome:
 def _json(settings: Settings, arg: str, panes: int) -> Outcome:
     on = parse_on_off(arg)
     return Outcome(replace(settings, json_mode=on), f"JSON mode {'on' if on else 'off'}.")
+
+
+@command(
+    "/thinking",
+    "stream the model's thinking: /thinking on|off|BUDGET (tokens; empty: the endpoint's "
+    "default); in compare, /thinking B on sets one pane's",
+)
+def _thinking(settings: Settings, arg: str, panes: int) -> Outcome:
+    from tui.session import request_settings
+
+    pane, value = pane_and_rest(arg, panes)
+    if pane is not None:
+        on, budget = request_settings.parse_thinking(value)
+        label = request_settings.thinking_label(on, budget) or "the endpoint's default"
+        return Outcome(
+            notice=f"Pane {PANE_LETTERS[pane]}: {label} from the next prompt.",
+            effect=SetPaneThinking(pane, on, budget),
+        )
+    new = replace(settings)
+    said = request_settings.set_thinking(new, arg)
+    return Outcome(new, said + _every_pane(panes), SetPaneThinking(None) if panes > 1 else None)
+
+
+@command(
+    "/tools",
+    "offer tools the model may call: /tools FILE.json (off clears); calls are shown, timed and "
+    "checked, never run",
+)
+def _tools(settings: Settings, arg: str, panes: int) -> Outcome:
+    from tui.session import request_settings
+
+    new = replace(settings)
+    return Outcome(new, request_settings.set_tools(new, arg) + _every_pane(panes))
 
 
 @command("/suite", "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from providers.attachments import Image
@@ -20,10 +20,21 @@ from providers.events import (
     Retrying,
     StreamError,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
+    fold,
 )
 from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
 from providers.prices import Price
+from providers.tools import (
+    ToolDef,
+    ToolsError,
+    call_as_text,
+    calls_from_json,
+    calls_to_json,
+    parse_tools,
+)
 from tui.session.store import Store, new_id
 
 TITLE_CHARS = 60
@@ -43,23 +54,62 @@ class Settings:
     temperature: float | None = None
     max_tokens: int | None = None
     json_mode: bool = False
+    thinking: bool | None = None  # /thinking; None: the endpoint's default (config)
+    thinking_budget: int | None = None  # /thinking BUDGET (tokens)
+    tools: tuple[ToolDef, ...] = ()  # /tools FILE: tools the model may call (never executed)
 
     def params(self) -> ChatParams:
         return ChatParams(
-            temperature=self.temperature, max_tokens=self.max_tokens, json_mode=self.json_mode
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            json_mode=self.json_mode,
+            thinking=self.thinking,
+            thinking_budget=self.thinking_budget,
+            tools=self.tools,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d: dict[str, Any] = {
+            "system": self.system,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "json_mode": self.json_mode,
+        }
+        # Only when set, so settings stored before these existed read the same.
+        if self.thinking is not None:
+            d["thinking"] = self.thinking
+        if self.thinking_budget is not None:
+            d["thinking_budget"] = self.thinking_budget
+        if self.tools:
+            d["tools"] = [
+                {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+                for t in self.tools
+            ]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Settings:
+        thinking = d.get("thinking")
+        budget = d.get("thinking_budget")
         return cls(
             system=d.get("system"),
             temperature=d.get("temperature"),
             max_tokens=d.get("max_tokens"),
             json_mode=bool(d.get("json_mode", False)),
+            thinking=thinking if isinstance(thinking, bool) else None,
+            thinking_budget=budget if isinstance(budget, int) else None,
+            tools=_stored_tools(d.get("tools")),
         )
+
+
+def _stored_tools(value: Any) -> tuple[ToolDef, ...]:
+    """Tools stored with a conversation's settings; none when they no longer load."""
+    if not value:
+        return ()
+    try:
+        return parse_tools(value, "stored settings")
+    except ToolsError:
+        return ()
 
 
 @dataclass
@@ -76,12 +126,21 @@ class Turn:
     metrics: RunMetrics | None = None
     race_id: str | None = None  # the race this reply ran in (compare mode)
     images: tuple[Image, ...] = ()  # attached to a user message; sent with every later request
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the reply made (shown, never executed)
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
         if self.role == "user":
             return True
-        return bool(self.content) and self.status != "error"
+        return bool(self.content or self.tool_calls) and self.status != "error"
+
+    def history_text(self) -> str:
+        """What a later request carries for this turn: its text, then any tool calls as text
+        (no protocol's tool-result plumbing, so any protocol can take the conversation on)."""
+        if not self.tool_calls:
+            return self.content
+        calls = "\n".join(call_as_text(c) for c in self.tool_calls)
+        return f"{self.content}\n\n{calls}" if self.content else calls
 
 
 @dataclass
@@ -107,7 +166,7 @@ class Conversation:
             out.append({"role": "system", "content": self.settings.system})
         for t in self.turns(pane):
             if t.counts_in_history():
-                msg: dict[str, Any] = {"role": t.role, "content": t.content}
+                msg: dict[str, Any] = {"role": t.role, "content": t.history_text()}
                 if t.images:
                     msg["images"] = t.images
                 out.append(msg)
@@ -168,6 +227,7 @@ class Conversation:
                 status=m["status"],
                 error=m["error"],
                 images=tuple(images.get(m["id"], ())),
+                tool_calls=calls_from_json(m["tool_calls"]),
             )
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
@@ -224,6 +284,14 @@ def metrics_from_row(row: Any) -> RunMetrics:
         token_events=get("token_events") or 0,
         finish_reason=get("finish_reason"),
         image_tokens=get("image_tokens"),
+        ttft_tool_ms=get("ttft_tool_ms"),
+        tool_calls=get("tool_calls") or 0,
+        cache_write_tokens=get("cache_write_tokens"),
+        prefill_tps=get("prefill_tps"),
+        cost_input_usd=get("cost_input_usd"),
+        cost_cached_usd=get("cost_cached_usd"),
+        cost_cache_write_usd=get("cost_cache_write_usd"),
+        cost_output_usd=get("cost_output_usd"),
     )
 
 
@@ -251,6 +319,7 @@ class Delta:
     text: str = ""
     reasoning: str = ""
     notices: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)  # choice 0's fragments
     retrying: Retrying | None = None
     error: StreamError | None = None
     finished: bool = False
@@ -331,6 +400,8 @@ class LiveRun:
                     text.append(f"\n\n> refusal: {ev.text}" if ev.refusal else ev.text)
                 elif isinstance(ev, ReasoningDelta) and ev.choice == 0:
                     reasoning.append(ev.text)
+                elif isinstance(ev, ToolCallDelta) and ev.choice == 0:
+                    delta.tool_calls.append(ev)
             elif isinstance(ev, RequestSent):
                 self.t0 = ev.t_ns
                 self.retry = None
@@ -482,6 +553,7 @@ class LiveRun:
             status=self.status,
             error=err.message if err else None,
             metrics=self.final() if self.done else None,
+            tool_calls=tuple(fold(self.events).tool_calls),
         )
 
     def checkpoint_due(self, now: float | None = None) -> bool:
@@ -553,6 +625,7 @@ class LiveRun:
         conv.ensure_saved(store)
         status = self.status
         err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
+        calls = fold(self.events).tool_calls if self.done else []
         has_message = bool(self.text_len or self._reasoning or self.done)
         if has_message:
             store.save_message(
@@ -565,6 +638,7 @@ class LiveRun:
                 status=status,
                 error=err.message if err else None,
                 pane=self.pane,
+                **({"tool_calls": calls_to_json(calls)} if calls else {}),
             )
         m = self.final() if self.done else self.partial_metrics()
         timings = None

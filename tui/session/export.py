@@ -72,6 +72,8 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
                 }
                 for img in images[m["id"]]
             ]
+        if m["tool_calls"]:  # [{id, name, arguments}]: shown and checked, never executed
+            item["tool_calls"] = json.loads(m["tool_calls"])
         if m["role"] == "assistant":
             run = store.run_for_message(m["id"])
             if run is not None:
@@ -114,7 +116,11 @@ def export_markdown(store: Store, conv_id: int) -> str:
         "",
     ]
     s = data["settings"]
-    settings = [f"{k} = {v}" for k, v in s.items() if v not in (None, False, "")]
+    settings = [
+        f"tools = {', '.join(t['name'] for t in v)}" if k == "tools" else f"{k} = {v}"
+        for k, v in s.items()
+        if v not in (None, False, "")
+    ]
     if settings:
         out += ["Settings: " + ", ".join(settings), ""]
     panes = sorted({m["pane"] for m in data["messages"]})
@@ -131,7 +137,10 @@ def export_markdown(store: Store, conv_id: int) -> str:
             if m.get("reasoning"):
                 quoted = "\n".join(f"> {line}" for line in m["reasoning"].splitlines())
                 out += ["<details><summary>Reasoning</summary>", "", quoted, "", "</details>", ""]
-            out += [m["content"] or "*(no text)*", ""]
+            calls = m.get("tool_calls") or []
+            out += [m["content"] or ("" if calls else "*(no text)*"), ""]
+            for c in calls:
+                out += [f"`tool call {c['name']}({c['arguments']})` (not executed)", ""]
             if m.get("error"):
                 out += [f"**Error:** {m['error']}", ""]
             if "metrics" in m:

@@ -93,6 +93,21 @@ def _median(xs: Sequence[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def split_row(panes: Sequence[tuple[str, RunMetrics | None]]) -> str:
+    """The strip's cost split and prefill rate per pane: ``A in $… + out $… · prefill ≤… tok/s``
+    (empty when no pane has either)."""
+    from tui.format import cost_split_text, prefill_text
+
+    cells = []
+    for label, m in panes:
+        if m is None:
+            continue
+        bits = [b for b in (cost_split_text(m), prefill_text(m)) if b]
+        if bits:
+            cells.append(f"{label} " + " · ".join(bits))
+    return "   ".join(cells)
+
+
 def finishing_order(finish_ns: Mapping[int, int | None]) -> list[int]:
     """Panes in the order their replies ended (panes that failed or were cancelled last)."""
     done = [(t, p) for p, t in finish_ns.items() if t is not None]
@@ -115,6 +130,32 @@ class ModelSummary:
     cost_known: bool
     wins: int
     ties: int
+    cached_tokens: int = 0
+    # The cost split over priced runs (DESIGN §4): input, cached, cache write, output.
+    cost_split: tuple[float, float, float, float] | None = None
+    prefill_p50_tps: float | None = None  # input ÷ TTFT: an upper bound of the prefill speed
+
+
+def _col(row: Row, key: str) -> object:
+    """A stored run's column, None where the row predates it."""
+    try:
+        return row[key]
+    except (KeyError, IndexError):
+        return None
+
+
+def _split(rows: Sequence[Row]) -> tuple[float, float, float, float] | None:
+    keys = ("cost_input_usd", "cost_cached_usd", "cost_cache_write_usd", "cost_output_usd")
+    priced = [r for r in rows if _col(r, "cost_input_usd") is not None]
+    if not priced:
+        return None
+    a, b, c, d = (sum(_num(r, k) for r in priced) for k in keys)
+    return a, b, c, d
+
+
+def _num(row: Row, key: str) -> float:
+    v = _col(row, key)
+    return float(v) if isinstance(v, (int, float)) else 0.0
 
 
 def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSummary]:
@@ -160,6 +201,11 @@ def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSu
                 cost_known=known,
                 wins=wins.get(model, 0),
                 ties=ties.get(model, 0),
+                cached_tokens=sum(int(r["cached_tokens"] or 0) for r in rows),
+                cost_split=_split(rows),
+                prefill_p50_tps=percentile(
+                    [_num(r, "prefill_tps") for r in ok if _col(r, "prefill_tps") is not None], 50
+                ),
             )
         )
     return sorted(out, key=lambda s: s.model)

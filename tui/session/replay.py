@@ -31,12 +31,13 @@ from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
 from providers.tokens import estimate_prompt_tokens
+from providers.tools import ToolDef, valid_calls
 
 now_ns = time.perf_counter_ns
 OK_STATUSES = ("complete", "length")
 _ALLOWED_KEYS = {
     "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
-    "schema_file", "images",
+    "schema_file", "images", "tools", "tools_file", "role",
 }  # fmt: skip
 
 
@@ -56,6 +57,7 @@ class SuiteItem:
     max_tokens: int | None = None
     schema: dict[str, Any] | None = None
     images: tuple[Image, ...] = ()  # from ``"images": ["path", …]``, relative to the suite
+    tools: tuple[ToolDef, ...] = ()  # tools the model may call; its calls are checked
 
 
 def _item_images(obj: dict[str, Any], path: Path, no: int) -> tuple[Image, ...]:
@@ -67,6 +69,25 @@ def _item_images(obj: dict[str, Any], path: Path, no: int) -> tuple[Image, ...]:
         return tuple(load_image(path.parent / Path(n).expanduser()) for n in names)
     except ImageError as exc:
         raise SuiteError(f"{path}:{no}: {exc}") from None
+
+
+def _item_tools(obj: dict[str, Any], path: Path, no: int) -> tuple[ToolDef, ...]:
+    """The line's tool definitions, inline or from ``tools_file`` (relative to the suite)."""
+    from providers.tools import ToolsError, load_tools, parse_tools
+
+    if "tools" in obj and "tools_file" in obj:
+        raise SuiteError(f'{path}:{no}: give "tools" or "tools_file", not both')
+    try:
+        if "tools" in obj:
+            return parse_tools(obj["tools"], f"{path}:{no}")
+        if "tools_file" in obj:
+            name = obj["tools_file"]
+            if not isinstance(name, str) or not name:
+                raise SuiteError(f'{path}:{no}: "tools_file" must be a file name')
+            return load_tools(path.parent / name)
+    except ToolsError as exc:
+        raise SuiteError(str(exc) if "tools_file" not in obj else f"{path}:{no}: {exc}") from None
+    return ()
 
 
 def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | None:
@@ -134,6 +155,7 @@ def load_suite(path: Path) -> list[SuiteItem]:
                 max_tokens=max_tokens,
                 schema=_item_schema(obj, path, no),
                 images=_item_images(obj, path, no),
+                tools=_item_tools(obj, path, no),
             )
         )
     if not items:
@@ -165,6 +187,8 @@ class RunResult:
     error: str | None = None
     schema_valid: bool | None = None  # None: the prompt had no schema
     schema_error: str | None = None  # where and why the first check failed
+    tool_calls: int | None = None  # None: the prompt offered no tools
+    tool_calls_valid: int | None = None  # calls whose arguments parse and fit the tool's schema
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +201,8 @@ class RunResult:
             "json_valid": self.json_valid,
             "schema_valid": self.schema_valid,
             "schema_error": self.schema_error,
+            "tool_calls": self.tool_calls,
+            "tool_calls_valid": self.tool_calls_valid,
             "error": self.error,
             "metrics": self.metrics.to_json(),
         }
@@ -193,6 +219,8 @@ class ModelStats:
     json_valid: int = 0
     schema_expected: int = 0
     schema_valid: int = 0
+    tool_calls: int = 0
+    tool_calls_valid: int = 0
     ttft: list[float] = field(default_factory=list)
     decode: list[float] = field(default_factory=list)
     input_tokens: int = 0
@@ -216,6 +244,8 @@ class ModelStats:
         if r.schema_valid is not None:
             self.schema_expected += 1
             self.schema_valid += int(r.schema_valid)
+        self.tool_calls += r.tool_calls or 0
+        self.tool_calls_valid += r.tool_calls_valid or 0
         self.input_tokens += m.input_tokens or 0
         self.output_tokens += m.output_tokens or 0
         if m.cost_usd is None:
@@ -232,6 +262,8 @@ class ModelStats:
             "json_valid": self.json_valid,
             "schema_expected": self.schema_expected,
             "schema_valid": self.schema_valid,
+            "tool_calls": self.tool_calls,
+            "tool_calls_valid": self.tool_calls_valid,
             "ttft_p50_ms": _r(percentile(self.ttft, 50)),
             "ttft_p95_ms": _r(percentile(self.ttft, 95)),
             "decode_p50_tps": _r(percentile(self.decode, 50)),
@@ -293,6 +325,7 @@ async def run_suite(
             max_tokens=item.max_tokens,
             json_mode=item.json_mode,
             json_schema=item.schema,
+            tools=item.tools,
         )
         request = ChatRequest(model=model, messages=messages, params=params)
         t_submit = now_ns()
@@ -324,6 +357,8 @@ async def run_suite(
             t.error.message if t.error else None,
             schema_valid=None if check is None else check.valid,
             schema_error=None if check is None or check.valid else check.describe(),
+            tool_calls=len(t.tool_calls) if item.tools else None,
+            tool_calls_valid=valid_calls(item.tools, t.tool_calls) if item.tools else None,
         )
         finished.append((slot, result))
         if on_result is not None:
@@ -366,6 +401,8 @@ CSV_FIELDS = (
     "status",
     "json_valid",
     "schema_valid",
+    "tool_calls",
+    "tool_calls_valid",
     "error",
     *JSON_KEYS,
     "text",
@@ -386,6 +423,8 @@ def to_csv(results: Sequence[RunResult]) -> str:
             "status": r.status,
             "json_valid": "" if r.json_valid is None else str(r.json_valid).lower(),
             "schema_valid": "" if r.schema_valid is None else str(r.schema_valid).lower(),
+            "tool_calls": "" if r.tool_calls is None else r.tool_calls,
+            "tool_calls_valid": "" if r.tool_calls_valid is None else r.tool_calls_valid,
             "error": r.error or "",
             "text": r.text,
         }
@@ -411,7 +450,8 @@ def table(stats: Sequence[ModelStats]) -> str:
     from tui import format as fmt
 
     head = (
-        f"{'model':<38} {'replies':>7} {'fail':>4} {'JSON ok':>8} {'schema ok':>9} {'TTFT p50':>9} "
+        f"{'model':<38} {'replies':>7} {'fail':>4} {'JSON ok':>8} {'schema ok':>9} "
+        f"{'tools ok':>8} {'TTFT p50':>9} "
         f"{'TTFT p95':>9} {'tok/s p50':>9} {'in tok':>9} {'out tok':>9} {'cost':>11}"
     )
     lines = [head, "-" * len(head)]
@@ -419,10 +459,12 @@ def table(stats: Sequence[ModelStats]) -> str:
         d = s.to_json()
         jv = f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—"
         sv = f"{s.schema_valid}/{s.schema_expected}" if s.schema_expected else "—"
+        tv = f"{s.tool_calls_valid}/{s.tool_calls}" if s.tool_calls else "—"
         rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
         cost = cost_text(d)
         lines.append(
             f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} {sv:>9} "
+            f"{tv:>8} "
             f"{fmt.ms(d['ttft_p50_ms']):>9} {fmt.ms(d['ttft_p95_ms']):>9} "
             f"{rate:>9} {s.input_tokens:>9,} {s.output_tokens:>9,} {cost:>11}"
         )

@@ -73,6 +73,25 @@ ADD_ATTACHMENTS = """
     ALTER TABLE runs ADD COLUMN image_tokens INTEGER
 """
 
+# A reply's tool calls (issue 17), as JSON [{id, name, arguments}]: shown again on resume and sent
+# back as text in later turns. Empty for every reply before it.
+TOOL_CALLS_MIGRATION = """
+    ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT ''
+"""
+
+# The figures issue 17 adds to a run: time to first tool call, tool calls, the prompt-cache
+# write, the prefill rate and the cost split (input / cached / cache write / output).
+RUN_FIGURES_MIGRATION = """
+    ALTER TABLE runs ADD COLUMN ttft_tool_ms REAL;
+    ALTER TABLE runs ADD COLUMN tool_calls INTEGER;
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN prefill_tps REAL;
+    ALTER TABLE runs ADD COLUMN cost_input_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_cached_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_cache_write_usd REAL;
+    ALTER TABLE runs ADD COLUMN cost_output_usd REAL
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
     """
@@ -158,6 +177,8 @@ MIGRATIONS: tuple[str, ...] = (
         )
     ),
     ADD_ATTACHMENTS,
+    TOOL_CALLS_MIGRATION,
+    RUN_FIGURES_MIGRATION,
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
@@ -186,6 +207,14 @@ METRIC_COLUMNS = (
     "token_events",
     "finish_reason",
     "image_tokens",
+    "ttft_tool_ms",
+    "tool_calls",
+    "cache_write_tokens",
+    "prefill_tps",
+    "cost_input_usd",
+    "cost_cached_usd",
+    "cost_cache_write_usd",
+    "cost_output_usd",
 )
 
 _id_lock = threading.Lock()
@@ -533,8 +562,10 @@ class Store:
         status: str = "complete",
         error: str | None = None,
         pane: int = 0,
+        tool_calls: str | None = None,
     ) -> None:
-        """Insert or update a message with its full current text (a checkpoint)."""
+        """Insert or update a message with its full current text (a checkpoint); ``tool_calls``
+        (JSON, see providers.tools.calls_to_json) is written only when given."""
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
@@ -551,6 +582,11 @@ class Store:
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
                 (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
             )
+            if tool_calls is not None:
+                c.execute(
+                    "UPDATE messages SET tool_calls = ? WHERE id = ?",
+                    (well_formed(tool_calls), msg_id),
+                )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             c.execute("COMMIT")
 

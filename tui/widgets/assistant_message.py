@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Collapsible, Static
 
+from providers.events import ToolCall, ToolCallDelta
 from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
+from providers.tools import ToolDef, check_call
 from tui.format import STATUS_GLYPHS, metrics_text
 from tui.widgets.live_line import LiveLine
 from tui.widgets.streaming_markdown import StreamingMarkdown
+from tui.widgets.tool_call import ToolCallView
 from tui.widgets.uniform import UniformRows
 
 
@@ -64,6 +69,7 @@ class AssistantMessage(UniformRows, Vertical):
         metrics: RunMetrics | None = None,
         finished: bool = False,
         pane_label: str = "",
+        tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         super().__init__(classes=f"-{status}")
         self.model = model
@@ -78,6 +84,7 @@ class AssistantMessage(UniformRows, Vertical):
         self.notices = Static("", classes="notices", markup=False)
         self.notices.display = False
         self._notice_lines: list[str] = []
+        self.tool_views: dict[int, ToolCallView] = {c.index: ToolCallView(c) for c in tool_calls}
 
     def _header_text(self, status: str) -> Content:
         # No border down the side: a border is redrawn on every frame while the reply grows.
@@ -90,6 +97,7 @@ class AssistantMessage(UniformRows, Vertical):
         if self.reasoning is not None:
             yield self.reasoning
         yield self.body
+        yield from self.tool_views.values()
         yield self.notices
         yield self.metrics_line
 
@@ -103,6 +111,21 @@ class AssistantMessage(UniformRows, Vertical):
             self.reasoning = ReasoningBlock()
             self.mount(self.reasoning, before=self.body)
         self.reasoning.body.append(text)
+
+    def append_tool_calls(self, fragments: Sequence[ToolCallDelta]) -> None:
+        """Grow the reply's tool calls (a view per call, mounted at its first fragment)."""
+        for ev in fragments:
+            view = self.tool_views.get(ev.index)
+            if view is None:
+                view = self.tool_views[ev.index] = ToolCallView()
+                self.mount(view, before=self.notices)
+            view.add(ev)
+
+    def check_tool_calls(self, tools: Sequence[ToolDef]) -> None:
+        """Mark each call valid or not against the tools offered (none offered: no mark)."""
+        if tools:
+            for view in self.tool_views.values():
+                view.show_check(check_call(tools, view.as_call()))
 
     def add_notice(self, message: str) -> None:
         self._notice_lines.append(f"ⓘ {inert(message)}")

@@ -70,6 +70,7 @@ class StatusBar(Horizontal):
         self.spark = RateSparkline()
         self.model = ""
         self.extra = ""
+        self.setting = ""  # a request setting worth seeing before sending: "thinking on"
         self._last: tuple[LiveFigures, list[float]] | None = None
         self._spark_width = SPARK_POINTS
 
@@ -85,8 +86,16 @@ class StatusBar(Horizontal):
             ("● ", "bold"),
             (inert_label(model or "no model"), "bold"),
             f"  {extra}" if extra else "",
+            (f"  · {self.setting}", "italic") if self.setting else "",
         )
         self.figures.show(text)
+
+    def set_setting(self, text: str) -> None:
+        """Show ``text`` (e.g. ``thinking 2,048``) after the model while idle."""
+        if text != self.setting:
+            self.setting = text
+            if self._last is None:
+                self.show_idle(self.model, self.extra)
 
     def show(self, f: LiveFigures, spark: list[float]) -> None:
         if f.retry_until_ns is not None:
