@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.mock_server import MockServerProcess
-from tests.support.tui import make_app, scenario, send, wait_for_screen, wait_until
-from tests.test_compare_screen import pane_replies, race_over, screen
+from tests.support.tui import make_app, pane_replies, scenario, send, wait_for_screen, wait_until
+from tests.support.tui import replies_over as race_over
+from tests.test_compare_screen import screen
 from tests.test_tool_calls import PROTOCOLS, native_config
 from tui.screens.summary import SummaryScreen
 from tui.session.export import export_html, export_json, export_markdown

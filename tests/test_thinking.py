@@ -14,7 +14,7 @@ from providers.capabilities import ChatParams
 from providers.events import fold
 from tests.support.mock_server import MockServer, MockServerProcess
 from tests.support.tui import make_app, scenario, send, wait_until
-from tests.test_compare_screen import race_over
+from tests.support.tui import replies_over as race_over
 from tests.test_native_protocols import run
 from tests.test_tool_calls import native_config
 from tui.session.commands import CommandError

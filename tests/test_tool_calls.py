@@ -313,7 +313,7 @@ async def test_a_tool_call_renders_live_is_checked_and_goes_back_as_text(
     name = scenario(
         mock_server,
         n_tokens=2,
-        itl_ms=60,
+        itl_ms=120,  # 7 pieces over ~0.8 s: a loaded machine still draws one half-way
         tool_call={"name": "get_weather", "arguments": hostile},
         tool_chunk_chars=5,
         finish_reason="tool_calls",
