@@ -18,7 +18,7 @@ from providers.events import Cancelled, Event, ReasoningDelta, StreamError, Text
 from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
-from providers.metrics import compute_metrics
+from providers.metrics import OK_STATUSES, compute_metrics
 from providers.prices import model_info
 from providers.start_gate import StartGate
 from providers.tokens import estimate_prompt_tokens
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from tui.session.structured import SchemaCheck
 
 SCHEMA_VERSION = 1
-OK_STATUSES = ("complete", "length")
 STOP_SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGHUP")) if s)
 
 

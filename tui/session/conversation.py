@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.capabilities import ChatParams
@@ -21,7 +21,14 @@ from providers.events import (
     TextDelta,
     Usage,
 )
-from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
+from providers.metrics import (
+    EMPTY_METRICS,
+    RunMetrics,
+    TokenTally,
+    compute_metrics,
+    metrics_from_record,
+    status_of,
+)
 from providers.prices import Price
 from tui.session.store import Store, new_id
 
@@ -162,7 +169,7 @@ class Conversation:
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
                 if run is not None:
-                    turn.metrics = metrics_from_row(run)
+                    turn.metrics = metrics_from_record(run)
                     turn.race_id = run["race_id"]
             conv.turns(int(m["pane"])).append(turn)
         for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
@@ -181,39 +188,6 @@ class Conversation:
             )
             out.append(model or self.run_models.get(pane))
         return out
-
-
-def metrics_from_row(row: Any) -> RunMetrics:
-    """A ``RunMetrics`` rebuilt from a stored run."""
-
-    def get(k: str) -> Any:
-        return row[k]
-
-    return RunMetrics(
-        status=get("status"),
-        ttft_ms=get("ttft_ms"),
-        ttfo_ms=get("ttfo_ms"),
-        decode_tps=get("decode_tps"),
-        e2e_ms=get("e2e_ms"),
-        client_overhead_ms=get("client_overhead_ms"),
-        connect_ms=get("connect_ms"),
-        output_tokens=get("output_tokens"),
-        output_tokens_estimated=bool(get("output_tokens_estimated")),
-        input_tokens=get("input_tokens"),
-        cached_tokens=get("cached_tokens"),
-        reasoning_tokens=get("reasoning_tokens"),
-        itl_p50_ms=get("itl_p50_ms"),
-        itl_p95_ms=get("itl_p95_ms"),
-        itl_max_ms=get("itl_max_ms"),
-        stalls=get("stalls") or 0,
-        retries=get("retries") or 0,
-        retry_wait_ms=get("retry_wait_ms") or 0.0,
-        cost_usd=get("cost_usd"),
-        cost_reported=bool(get("cost_reported")),
-        overall_tps=get("overall_tps"),
-        token_events=get("token_events") or 0,
-        finish_reason=get("finish_reason"),
-    )
 
 
 @dataclass
@@ -500,30 +474,15 @@ class LiveRun:
         """The figures known so far, cheap (no pass over the events): saved with checkpoints,
         so a reply whose process died still has its TTFT and tokens."""
         f = self.live(time.perf_counter_ns())
-        return RunMetrics(
-            status="streaming",
+        return replace(
+            EMPTY_METRICS,
             ttft_ms=f.ttft_ms,
-            ttfo_ms=None,
             decode_tps=f.decode_tps,
             e2e_ms=(self.t_last - self.t0) / 1e6 if self.t_last and self.t0 else None,
             client_overhead_ms=(self.t0 - self.t_submit_ns) / 1e6 if self.t0 else None,
-            connect_ms=None,
             output_tokens=f.tokens if self.token_events else None,
-            output_tokens_estimated=True,
-            input_tokens=None,
-            cached_tokens=None,
-            reasoning_tokens=None,
-            itl_p50_ms=None,
-            itl_p95_ms=None,
-            itl_max_ms=None,
-            stalls=0,
-            retries=0,
-            retry_wait_ms=0.0,
             cost_usd=f.cost_usd if self.token_events else None,
-            cost_reported=False,
-            overall_tps=None,
             token_events=self.token_events,
-            finish_reason=None,
         )
 
     def checkpoint(

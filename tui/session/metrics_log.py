@@ -71,13 +71,13 @@ def append_record(rec: dict[str, Any], config: Config | None = None) -> str | No
 
 def log_recovered(rows: list[Any], config: Config | None) -> str | None:
     """Log the runs a killed process left unfinished (``Store.recovered``) as interrupted."""
-    from tui.session.conversation import metrics_from_row
+    from providers.metrics import metrics_from_record
 
     if config is not None and not (config.metrics.log or config.metrics.prometheus_file):
         return None
     for row in rows:
         rec = run_record(
-            row["model"], row["endpoint"], metrics_from_row(row), extra={"recovered": True}
+            row["model"], row["endpoint"], metrics_from_record(row), extra={"recovered": True}
         )
         rec["ts"] = round(row["finished_at"] or time.time(), 3)
         err = append_record(rec, config)

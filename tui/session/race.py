@@ -12,11 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from providers.config import Config
-from providers.metrics import RunMetrics, percentile
+from providers.metrics import OK_STATUSES, RunMetrics, percentile
 from providers.prices import model_info
 from tui.session.stats import Row
 
-OK_STATUSES = ("complete", "length")
 PANE_LETTERS = "ABCD"
 
 

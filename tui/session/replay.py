@@ -25,13 +25,12 @@ from providers.capabilities import ChatParams
 from providers.config import Config
 from providers.events import Event, fold
 from providers.inert import inert_label
-from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
+from providers.metrics import JSON_KEYS, OK_STATUSES, RunMetrics, compute_metrics, percentile
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
 from providers.tokens import estimate_prompt_tokens
 
 now_ns = time.perf_counter_ns
-OK_STATUSES = ("complete", "length")
 _ALLOWED_KEYS = {
     "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
     "schema_file",

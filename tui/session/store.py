@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from providers.chunks import well_formed
-from providers.metrics import RunMetrics
+from providers.metrics import METRIC_NAMES, RunMetrics
 from tui.session.salvage import (
     TABLES,
     Salvaged,
@@ -45,6 +45,12 @@ _OLD_ID = (
     "(CASE WHEN {c} >= 1000000000000000000 THEN "
     f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
 )
+
+# The figures RunMetrics gained after the first schema, so that a run keeps every one of them.
+ADD_METRIC_COLUMNS = """
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN prefill_tps REAL
+    """
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema
@@ -130,34 +136,14 @@ MIGRATIONS: tuple[str, ...] = (
             ("verdicts", ("id", "conversation_id")),
         )
     ),
+    ADD_METRIC_COLUMNS,
 )
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
-METRIC_COLUMNS = (
-    "ttft_ms",
-    "ttfo_ms",
-    "decode_tps",
-    "e2e_ms",
-    "client_overhead_ms",
-    "connect_ms",
-    "output_tokens",
-    "output_tokens_estimated",
-    "input_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "itl_p50_ms",
-    "itl_p95_ms",
-    "itl_max_ms",
-    "stalls",
-    "retries",
-    "retry_wait_ms",
-    "cost_usd",
-    "cost_reported",
-    "overall_tps",
-    "token_events",
-    "finish_reason",
-)
+# The runs table holds every figure of RunMetrics, one column each (migration ADD_METRIC_COLUMNS
+# added the ones that came after the first schema).
+METRIC_COLUMNS = METRIC_NAMES
 
 _id_lock = threading.Lock()
 _last_ms = 0

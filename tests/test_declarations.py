@@ -1,0 +1,98 @@
+"""One declaration per concept: the metric names, the OK statuses, and what is derived from them."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import fields, replace
+from pathlib import Path
+
+from providers.metrics import (
+    EMPTY_METRICS,
+    METRIC_NAMES,
+    RunMetrics,
+    compute_metrics,
+    metrics_from_record,
+)
+from tui.session.store import ADD_METRIC_COLUMNS, MIGRATIONS, Store, connect, migrate
+
+
+def _every_figure_set() -> RunMetrics:
+    """A RunMetrics where no field holds its empty value, so a lost field shows."""
+    values = {}
+    for i, f in enumerate(fields(RunMetrics)):
+        empty = getattr(EMPTY_METRICS, f.name)
+        if f.name == "status":
+            values[f.name] = "complete"
+        elif f.name == "finish_reason":
+            values[f.name] = "stop"
+        elif isinstance(empty, bool):
+            values[f.name] = not empty
+        elif f.name in ("stalls", "retries", "token_events") or f.name.endswith("_tokens"):
+            values[f.name] = 100 + i
+        else:
+            values[f.name] = 1.5 + i
+    return RunMetrics(**values)
+
+
+def test_a_stored_run_keeps_every_figure(tmp_path: Path) -> None:
+    """Every field of RunMetrics survives the store and comes back the same."""
+    m = _every_figure_set()
+    assert all(getattr(m, k) != getattr(EMPTY_METRICS, k) for k in METRIC_NAMES)
+    store = Store(tmp_path / "history.db")
+    store.save_run(
+        7, message_id=None, conv_id=None, model="m", endpoint="e", params={},
+        metrics=m, status="complete", started_at=1.0, finished_at=2.0,
+    )  # fmt: skip
+    assert store.flush()
+    (row,) = store.runs()
+    assert metrics_from_record(row) == m
+    store.close()
+
+
+def test_metric_columns_migration_keeps_old_runs(tmp_path: Path) -> None:
+    """A run stored before the new columns reads back with them unknown, the rest intact."""
+    number = MIGRATIONS.index(ADD_METRIC_COLUMNS) + 1
+    conn = connect(tmp_path / "history.db")
+    migrate(conn, upto=number - 1)
+    conn.execute(
+        "INSERT INTO runs(id, model, endpoint, status, started_at, ttft_ms, output_tokens,"
+        " output_tokens_estimated, stalls) VALUES (1, 'm', 'e', 'complete', 1.0, 12.5, 40, 0, 2)"
+    )
+    migrate(conn)
+    row = conn.execute("SELECT * FROM runs").fetchone()
+    got = metrics_from_record(row)
+    assert got == replace(
+        EMPTY_METRICS,
+        status="complete",
+        ttft_ms=12.5,
+        output_tokens=40,
+        output_tokens_estimated=False,
+        stalls=2,
+    )
+    assert got.cache_write_tokens is None and got.prefill_tps is None
+    conn.close()
+
+
+def test_a_json_record_without_newer_figures_still_reads() -> None:
+    """An export or log line written before a figure existed reads back with it unknown."""
+    old = {"status": "length", "ttft_ms": 3.0, "cost_reported": 1, "retries": None}
+    got = metrics_from_record(old)
+    assert got.status == "length" and got.ttft_ms == 3.0
+    assert got.cost_reported is True and got.retries == 0 and got.prefill_tps is None
+
+
+def test_empty_metrics_are_those_of_a_reply_with_no_events() -> None:
+    assert compute_metrics(()) == EMPTY_METRICS
+    assert EMPTY_METRICS.status == "streaming" and EMPTY_METRICS.output_tokens is None
+
+
+def test_json_record_round_trips() -> None:
+    m = _every_figure_set()
+    assert metrics_from_record(dict(m.to_json(), status=m.status, finish_reason="stop")) == m
+
+
+def test_sqlite_row_is_a_record() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    row = conn.execute("SELECT 'error' AS status, 5 AS ttft_ms").fetchone()
+    assert metrics_from_record(row) == replace(EMPTY_METRICS, status="error", ttft_ms=5)
