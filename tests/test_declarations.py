@@ -96,3 +96,44 @@ def test_sqlite_row_is_a_record() -> None:
     conn.row_factory = sqlite3.Row
     row = conn.execute("SELECT 'error' AS status, 5 AS ttft_ms").fetchone()
     assert metrics_from_record(row) == replace(EMPTY_METRICS, status="error", ttft_ms=5)
+
+
+def _run(model: str, status: str, cost: float | None, ttft: float) -> dict[str, object]:
+    m = replace(EMPTY_METRICS, status=status, ttft_ms=ttft, output_tokens=10, cost_usd=cost)  # type: ignore[arg-type]
+    return {"model": model, **m.to_json(), "status": status}
+
+
+RUNS = [
+    _run("priced", "complete", 0.5, 100.0),
+    _run("priced", "error", None, 900.0),  # failed: no usage, so no cost
+    _run("priced", "cancelled", 7.0, 5.0),  # stopped by the user: out of every figure
+    _run("unpriced", "complete", None, 200.0),
+    _run("unpriced", "length", None, 300.0),
+]
+
+
+def test_session_summary_and_replay_table_apply_one_cost_rule() -> None:
+    """The F6 summary (stored runs) and a replay suite's table (live results) give the same
+    row for the same runs: cancelled runs out, unknown cost '—' (never $0), partial '≥'."""
+    from tui.session.model_summary import cost_text
+    from tui.session.race import summarise
+    from tui.session.replay import RunResult, summarize
+
+    from_store = {s.model: s for s in summarise(RUNS)}
+    results = [
+        RunResult(0, "p", str(r["model"]), 0, str(r["status"]), "", None, metrics_from_record(r))
+        for r in RUNS
+    ]
+    from_replay = {s.model: s for s in summarize(results, ["priced", "unpriced"])}
+    for model in ("priced", "unpriced"):
+        a, b = from_store[model], from_replay[model]
+        assert (a.replies, a.failures, a.ttft, a.output_tokens, a.cost_usd, a.cost_known) == (
+            b.replies, b.failures, b.ttft, b.output_tokens, b.cost_usd, b.cost_known,
+        )  # fmt: skip
+    priced, unpriced = from_store["priced"], from_store["unpriced"]
+    assert (priced.replies, priced.failures, priced.output_tokens) == (1, 1, 20)
+    assert priced.ttft == [100.0]
+    assert priced.cost_usd == 0.5 and not priced.cost_known
+    assert cost_text(priced.cost_usd, priced.cost_known).startswith("≥$0.5")
+    assert unpriced.cost_usd is None and cost_text(unpriced.cost_usd, unpriced.cost_known) == "—"
+    assert from_replay["unpriced"].to_json()["cost_usd"] is None

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.screens.summary import summary_table
-from tui.session.race import ModelSummary
+from tui.session.model_summary import ModelSummary
 
 
 class ReplayResults(ModalScreen[None]):

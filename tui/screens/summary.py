@@ -14,7 +14,8 @@ from textual.widgets import Input, Label, Static
 
 from providers.inert import inert_label
 from tui import format as fmt
-from tui.session.race import ModelSummary, Projection, project, summarise
+from tui.session.model_summary import ModelSummary, cost_text
+from tui.session.race import Projection, project, summarise
 
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
@@ -32,11 +33,7 @@ def summary_table(rows: list[ModelSummary]) -> Content:
     )
     lines = [Content.styled(head, "bold")]
     for r in rows:
-        cost = (
-            fmt.usd(r.cost_usd)
-            if r.cost_known
-            else (f"≥{fmt.usd(r.cost_usd)}" if r.cost_usd else "—")
-        )
+        cost = cost_text(r.cost_usd, r.cost_known)
         rate = f"{r.decode_p50_tps:.1f}" if r.decode_p50_tps is not None else "—"
         name = inert_label(r.model)[:40]
         lines.append(
