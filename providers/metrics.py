@@ -356,9 +356,7 @@ EMPTY_METRICS: Final = compute_metrics(())
 
 
 class Record(Protocol):
-    """A stored run: a ``sqlite3.Row`` or a dict."""
-
-    def keys(self) -> Any: ...
+    """A stored run read by column name: a ``sqlite3.Row`` or a dict."""
 
     def __getitem__(self, key: str, /) -> Any: ...
 
@@ -369,11 +367,13 @@ def metrics_from_record(record: Record) -> RunMetrics:
     A name the record lacks, or holds as null where the figure is never unknown (counts,
     flags), keeps its value in ``EMPTY_METRICS``; flags stored as 0/1 come back as booleans.
     """
-    keys = set(record.keys())
     values: dict[str, Any] = {}
     for name in METRIC_NAMES:
         empty = getattr(EMPTY_METRICS, name)
-        v = record[name] if name in keys else None
+        try:
+            v = record[name]
+        except (KeyError, IndexError):  # a dict's miss, a sqlite3.Row's
+            v = None
         if v is None:
             v = empty
         elif isinstance(empty, bool):

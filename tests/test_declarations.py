@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from providers.metrics import (
     EMPTY_METRICS,
@@ -18,7 +19,7 @@ from tui.session.store import ADD_METRIC_COLUMNS, MIGRATIONS, Store, connect, mi
 
 def _every_figure_set() -> RunMetrics:
     """A RunMetrics where no field holds its empty value, so a lost field shows."""
-    values = {}
+    values: dict[str, Any] = {}
     for i, f in enumerate(fields(RunMetrics)):
         empty = getattr(EMPTY_METRICS, f.name)
         if f.name == "status":

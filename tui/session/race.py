@@ -106,20 +106,20 @@ def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSu
     by_model: dict[str, ModelSummary] = {}
     for r in runs:
         model = str(r["model"])
-        s = by_model.get(model) or ModelSummary(model)
-        if s.add(str(r["status"]), metrics_from_record(r)):
-            by_model[model] = s
+        summary = by_model.get(model) or ModelSummary(model)
+        if summary.add(str(r["status"]), metrics_from_record(r)):
+            by_model[model] = summary
     for v in verdicts:
         winner = str(v["winner"])
         models = json.loads(v["models"]) if isinstance(v["models"], str) else list(v["models"])
         for m in models if winner == "tie" else [winner]:
-            s = by_model.get(m)
-            if s is None:  # a model with no counted run has no row
+            counted = by_model.get(m)
+            if counted is None:  # a model with no counted run has no row
                 continue
             if winner == "tie":
-                s.ties += 1
+                counted.ties += 1
             else:
-                s.wins += 1
+                counted.wins += 1
     return sorted(by_model.values(), key=lambda s: s.model)
 
 
