@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from providers import paths, secrets
 from providers.inert import inert_label
+from providers.model_ref import ModelRef
 from providers.protocols import PROTOCOLS
 
 DEFAULT_CONNECT_S = 10.0
@@ -705,10 +706,8 @@ def _endpoint(
 
 def split_model_ref(ref: str) -> tuple[str, str]:
     """Split ``endpoint/model`` on the first '/' (model ids may contain '/' themselves)."""
-    endpoint, sep, model = ref.partition("/")
-    if not sep or not endpoint or not model:
-        raise ValueError(f"expected ENDPOINT/MODEL (e.g. openai/gpt-4o-mini), got {ref!r}")
-    return endpoint, model
+    parsed = ModelRef.parse(ref)
+    return parsed.endpoint, parsed.model
 
 
 # --- writing ---------------------------------------------------------------------------------

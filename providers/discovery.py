@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from providers.config import Config, Endpoint
+from providers.model_ref import ModelRef
 
 if TYPE_CHECKING:
     import httpx
@@ -63,9 +64,11 @@ async def find_default_model(config: Config, probe_loopback: bool = True) -> str
         if resolved.value:
             model = ep.models[0] if ep.models else _first_priced(ep.name)
             if model:
-                return f"{ep.name}/{model}"
+                return str(ModelRef(ep.name, model))
     local = config.endpoints.get("local")
-    bundled = f"local/{local.models[0]}" if local is not None and local.models else None
+    bundled = (
+        str(ModelRef("local", local.models[0])) if local is not None and local.models else None
+    )
     if not probe_loopback:
         return bundled
     loopback = [ep for ep in config.endpoints.values() if ep.is_loopback and not ep.managed]
@@ -73,10 +76,10 @@ async def find_default_model(config: Config, probe_loopback: bool = True) -> str
     for ep, ok in zip(loopback, answers, strict=True):
         if ok:
             if ep.models:
-                return f"{ep.name}/{ep.models[0]}"
+                return str(ModelRef(ep.name, ep.models[0]))
             listed = await first_listed_model(ep.base_url)
             if listed:
-                return f"{ep.name}/{listed}"
+                return str(ModelRef(ep.name, listed))
     return bundled  # the bundled local model, when tokenrace[local] is installed
 
 
@@ -84,7 +87,7 @@ def _first_priced(endpoint: str) -> str | None:
     from providers.prices import builtin_models
 
     refs = builtin_models(endpoint)
-    return refs[0].split("/", 1)[1] if refs else None
+    return ModelRef.parse(refs[0]).model if refs else None
 
 
 async def listens(base_url: str, timeout_s: float = LOOPBACK_PROBE_S) -> bool:

@@ -34,6 +34,7 @@ from typing import IO
 
 from providers import paths
 from providers.config import Config, Endpoint, Timeouts
+from providers.model_ref import endpoint_of
 
 LOCAL = "local"
 CONTEXT = 8192
@@ -258,7 +259,7 @@ def with_local(config: Config, gguf: str | None = None) -> Config:
 
 
 def is_local_ref(model_ref: str) -> bool:
-    return model_ref.split("/", 1)[0] == LOCAL
+    return endpoint_of(model_ref) == LOCAL
 
 
 @dataclass(frozen=True)

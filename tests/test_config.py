@@ -15,6 +15,7 @@ from providers.config import (
     presets,
     split_model_ref,
 )
+from providers.model_ref import ModelRef, endpoint_of
 from providers.prices import model_info
 
 DOCUMENTED = """\
@@ -216,6 +217,30 @@ def test_split_model_ref_on_first_slash() -> None:
     )
     with pytest.raises(ValueError, match="ENDPOINT/MODEL"):
         split_model_ref("gpt-4o")
+
+
+@pytest.mark.parametrize("bad", ["gpt-4o", "/gpt-4o", "openai/", ""])
+def test_model_ref_parse_rejects_what_names_no_model(bad: str) -> None:
+    with pytest.raises(ValueError, match="ENDPOINT/MODEL"):
+        ModelRef.parse(bad)
+
+
+def test_model_ref_round_trips_a_model_id_with_slashes() -> None:
+    ref = ModelRef.parse("together/meta-llama/Llama-3-8b")
+    assert (ref.endpoint, ref.model) == ("together", "meta-llama/Llama-3-8b")
+    assert str(ref) == "together/meta-llama/Llama-3-8b" and ModelRef.parse(str(ref)) == ref
+    assert ModelRef.loose("openai") == ModelRef("openai", "")
+    assert endpoint_of("groq/openai/gpt-oss-120b") == "groq"
+
+
+def test_the_app_refuses_a_model_ref_without_a_model(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tokenrace -m openai/`` is refused before the app starts (it passed the old check)."""
+    from tui.launch import run_tui
+
+    assert run_tui(["openai/"]) == 2
+    assert "expected ENDPOINT/MODEL" in capsys.readouterr().err
 
 
 def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

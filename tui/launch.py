@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from providers import paths
 from providers.config import ConfigError, load_config
 from providers.local import LocalError, alias_for, check_gguf, missing_modules, with_local
+from providers.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from tui.session.conversation import Conversation
@@ -87,10 +88,12 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         print("Fix the file (it was not changed) and start tokenrace again.", file=sys.stderr)
         return 2
     for m in models:
-        if "/" not in m:
-            print(f"tokenrace: expected ENDPOINT/MODEL, got {m!r}", file=sys.stderr)
+        try:
+            ref = ModelRef.parse(m)
+        except ValueError as exc:
+            print(f"tokenrace: {exc}", file=sys.stderr)
             return 2
-        if m.split("/", 1)[0] not in config.endpoints:
+        if ref.endpoint not in config.endpoints:
             print(
                 f"tokenrace: unknown endpoint in {m!r}; known: "
                 f"{', '.join(sorted(config.endpoints))}",
@@ -103,7 +106,7 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             print(f"tokenrace: --local {local_gguf}: {problem}", file=sys.stderr)
             return 2
         if not models:
-            models = [f"local/{alias_for(local_gguf)}"]
+            models = [str(ModelRef("local", alias_for(local_gguf)))]
 
     from tui.app import TokenraceApp
     from tui.session.state import UiState

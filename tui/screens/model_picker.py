@@ -13,6 +13,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
+from providers.model_ref import ModelRef
 from tui.session.catalog import ModelEntry
 
 
@@ -115,7 +116,7 @@ class ModelPicker(ModalScreen[str | None]):
         if (
             query
             and "/" in query
-            and query.split("/", 1)[0]
+            and ModelRef.loose(query).endpoint
             and not any(e.ref == query for _, e in scored)
         ):
             options.add_option(

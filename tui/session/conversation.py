@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.capabilities import ChatParams
-from providers.config import Timeouts, split_model_ref
+from providers.config import Timeouts
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
@@ -29,6 +29,7 @@ from providers.metrics import (
     metrics_from_record,
     status_of,
 )
+from providers.model_ref import ModelRef
 from providers.prices import Price
 from tui.session.store import Store, new_id
 
@@ -232,7 +233,7 @@ class LiveRun:
         pane: int = 0,
     ):
         self.model = model
-        self.endpoint = split_model_ref(model)[0]
+        self.endpoint = ModelRef.parse(model).endpoint
         self.t_submit_ns = t_submit_ns
         self.price = price
         self.prompt_estimate = prompt_estimate
