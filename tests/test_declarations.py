@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from dataclasses import fields, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from providers.metrics import (
     compute_metrics,
     metrics_from_record,
 )
+from tests.support.raw_server import RawServer
 from tui.session.store import ADD_METRIC_COLUMNS, MIGRATIONS, Store, connect, migrate
 
 
@@ -138,3 +140,47 @@ def test_session_summary_and_replay_table_apply_one_cost_rule() -> None:
     assert cost_text(priced.cost_usd, priced.cost_known).startswith("≥$0.5")
     assert unpriced.cost_usd is None and cost_text(unpriced.cost_usd, unpriced.cost_known) == "—"
     assert from_replay["unpriced"].to_json()["cost_usd"] is None
+
+
+def test_only_the_discovery_module_asks_for_models() -> None:
+    """Every ``/models`` request of the app is made in providers/discovery.py (and the native
+    protocols' listing it calls): no module of providers or tui builds that URL itself."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    allowed = {"providers/discovery.py", "providers/protocols/listing.py"}
+    found: list[str] = []
+    for package in ("providers", "tui"):
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            # Docstrings may speak of /models.
+            docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+            for node in ast.walk(tree):
+                if id(node) in docs or not isinstance(node, ast.Constant):
+                    continue
+                value = node.value
+                text = value.decode() if isinstance(value, bytes) else value
+                # "/models/…" is Gemini's generate path, not a listing.
+                listing = isinstance(text, str) and "/models" in text
+                if listing and not str(text).startswith("/models/") and rel not in allowed:
+                    found.append(f"{rel}:{node.lineno}")
+    assert found == []
+
+
+async def test_a_server_answers_only_once_its_models_do(raw_server: RawServer) -> None:
+    """What the local pool waits for: 200 on GET /v1/models (a 503 while loading is not up)."""
+    from providers.discovery import answers
+    from tests.support.raw_server import Script
+
+    raw_server.push(Script([b"loading"], status=503, chunked=False))
+    raw_server.push(Script([b'{"data": []}'], status=200, chunked=False))
+    url = raw_server.base_url
+    assert await answers(url) is False
+    assert await answers(url) is True
+    assert [r.path for r in raw_server.requests] == ["/v1/models", "/v1/models"]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert await answers(f"http://127.0.0.1:{port}/v1") is False

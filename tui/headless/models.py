@@ -11,7 +11,7 @@ from typing import Any
 
 from providers import secrets
 from providers.config import Config, Endpoint, load_config
-from providers.control import ModelListing, list_models
+from providers.discovery import ModelListing, list_models
 from providers.inert import inert, inert_label
 from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
 from providers.local import describe, with_local
