@@ -28,7 +28,7 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
-from tui.compositor import CroppingCompositor
+from tui.textual_private import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
