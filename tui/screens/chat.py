@@ -20,10 +20,10 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
-from tui.textual_private import CroppingCompositor
 from tui.session import commands
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
+from tui.textual_private import CroppingCompositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.message_list import MessageList

@@ -28,12 +28,12 @@ from providers.remote import StreamHandle
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
-from tui.textual_private import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
+from tui.textual_private import CroppingCompositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.error_panel import ErrorPanel
