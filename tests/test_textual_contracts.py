@@ -198,3 +198,42 @@ def test_the_cropping_compositor_goes_on_a_screen() -> None:
     screen: Screen[None] = Screen()
     use_cropping_compositor(screen)
     assert isinstance(screen._compositor, CroppingCompositor)
+
+
+# The screens set their compositor themselves until the reply-pipeline rewrite of chat.py and
+# compare.py (issue 16) calls ``use_cropping_compositor``; nothing else may be listed here.
+_NOT_YET_FENCED = {
+    ("tui/screens/chat.py", "_compositor"),
+    ("tui/screens/compare.py", "_compositor"),
+}
+
+
+def test_no_module_but_the_fence_touches_textuals_private_api() -> None:
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    private = re.compile(
+        r"^_(compositor|styles_cache|border_title|border_subtitle|anchor_released|size_updated"
+        r"|xterm_parser|ansi_sequences|dirty_regions|get_renders)$"
+    )
+    found: set[tuple[str, str]] = set()
+    for package in ("tui", "themes"):
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel == "tui/textual_private.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("textual."):
+                    parts = (node.module or "").split(".")
+                    if any(p.startswith("_") for p in parts) or parts[-1] == "linux_driver":
+                        found.add((rel, node.module or ""))
+                if isinstance(node, ast.Attribute) and private.match(node.attr):
+                    found.add((rel, node.attr))
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and private.match(
+                    node.name
+                ):
+                    found.add((rel, node.name))  # an override must call through the fence
+    # The override of _size_updated stays in streaming_markdown.py, declared to the fence.
+    found -= {("tui/widgets/streaming_markdown.py", "_size_updated")}
+    assert found == _NOT_YET_FENCED
