@@ -786,9 +786,4 @@ async def collect(engine: Engine, request: ChatRequest, **kwargs: Any) -> list[E
     return out
 
 
-def cancelled_event() -> Cancelled:
-    """A ``Cancelled`` stamped now."""
-    return Cancelled(t_ns=now_ns())
-
-
 __all__ = ["ChatRequest", "Engine", "StartGate", "collect", "messages_for", "now_ns"]

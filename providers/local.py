@@ -35,7 +35,6 @@ from typing import IO
 from providers import paths
 from providers.config import Config, Endpoint, Timeouts
 from providers.discovery import answers
-from providers.model_ref import endpoint_of
 
 LOCAL = "local"
 CONTEXT = 8192
@@ -257,10 +256,6 @@ def with_local(config: Config, gguf: str | None = None) -> Config:
     endpoints = dict(config.endpoints)
     endpoints[LOCAL] = local_endpoint(gguf)
     return replace(config, endpoints=endpoints)
-
-
-def is_local_ref(model_ref: str) -> bool:
-    return endpoint_of(model_ref) == LOCAL
 
 
 @dataclass(frozen=True)
