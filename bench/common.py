@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,54 +139,149 @@ def app_env(home: Path) -> dict[str, str]:
     return env
 
 
+class TmuxError(RuntimeError):
+    """A tmux command failed, or its control client went away."""
+
+
 class Tmux:
-    """A detached tmux session of a fixed size running one command (the benchmarks' terminal,
-    and the tests': tests/test_tmux.py). Of ``env``, the ``TOKENRACE*``, ``PYTHON*``,
-    ``TERM*`` and ``NO_COLOR`` variables reach the command."""
+    """A detached tmux session of a fixed size on a private server, running one command: the
+    terminal of the benchmarks (bench/rival.py among them) and of the tests (tests/test_tmux.py).
+
+    By default the pane runs a shell that is typed the command, with the ``TOKENRACE*``,
+    ``PYTHON*``, ``TERM*`` and ``NO_COLOR`` variables of ``env`` (the user's shell and tmux
+    configuration apply, as for a person). With ``exact_env`` the command is the pane's process,
+    started with exactly ``env`` (nothing inherited) in ``cwd``, under a config of its own (no
+    status line, the pane kept when the command exits: ``dead()``). With ``control`` the screen
+    is read through one tmux control-mode client: a command line over a pipe (~0.1 ms) instead
+    of a fork+exec of tmux per capture (~2 ms).
+    """
 
     def __init__(
-        self, command: str, env: dict[str, str], width: int = 120, height: int = 40
+        self,
+        command: str | Sequence[str],
+        env: Mapping[str, str],
+        width: int = 120,
+        height: int = 40,
+        *,
+        exact_env: bool = False,
+        cwd: Path = REPO,
+        control: bool = False,
     ) -> None:
         self.name = f"bench-{uuid.uuid4().hex[:8]}"
         # A server of its own: a new session on the shared server can catch it exiting after
         # the previous run's last session closed ("server exited unexpectedly").
-        self.tmux = ["tmux", "-L", self.name]
+        self.tmux = ["tmux", "-u", "-L", self.name] if exact_env else ["tmux", "-L", self.name]
         self.env = env
-        subprocess.run(
-            [
-                *self.tmux,
-                "new-session",
-                "-d",
-                "-s",
-                self.name,
-                "-x",
-                str(width),
-                "-y",
-                str(height),
-                "-e",
-                f"TERM={env.get('TERM', 'xterm-256color')}",
-            ],
-            check=True,
+        self.width, self.height = width, height
+        self.server_pid: int | None = None
+        self._control: subprocess.Popen[bytes] | None = None
+        self._open = True
+        # Only a pane of its own command is reaped by close(): in a shell pane, what outlives
+        # the server (a local model server, say) is what tests look for.
+        self._reap = exact_env
+        try:
+            if exact_env:
+                shell = ["sh", "-c", command] if isinstance(command, str) else list(command)
+                options = [
+                    *("-f", "/dev/null", "start-server", ";"),
+                    *("set", "-g", "status", "off", ";"),
+                    *("set", "-g", "remain-on-exit", "on", ";"),
+                    *("set", "-g", "history-limit", "2000", ";"),
+                ]
+                self._run(
+                    *options, "new-session", "-d", "-s", self.name, "-x", str(width),
+                    "-y", str(height), "-c", str(cwd), "--",
+                    "env", "-i", *(f"{k}={v}" for k, v in env.items()), *shell,
+                )  # fmt: skip
+                self.started_ns = now_ns()
+            else:
+                term = f"TERM={env.get('TERM', 'xterm-256color')}"
+                self._run(
+                    "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                    "-e", term,
+                )  # fmt: skip
+                exports = " ".join(
+                    f"{k}={_quote(v)}"
+                    for k, v in env.items()
+                    if k.startswith(("TOKENRACE", "PYTHON", "TERM", "NO_COLOR"))
+                )
+                line = command if isinstance(command, str) else " ".join(map(_quote, command))
+                self.started_ns = now_ns()
+                self.keys(f"cd {_quote(str(cwd))} && env {exports} {line}", "Enter")
+            if control:
+                self._attach_control()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, *args: str) -> str:
+        """Run one tmux command line on this server; its stdout."""
+        proc = subprocess.run([*self.tmux, *args], capture_output=True, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise TmuxError(f"tmux {' '.join(args[:1])} failed: {err}")
+        return proc.stdout.decode("utf-8", errors="replace")
+
+    def _attach_control(self) -> None:
+        # The control client does not size the window, and is told not to receive the pane's
+        # output.
+        self._control = subprocess.Popen(
+            [*self.tmux, "-C", "attach-session", "-t", self.name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
-        exports = " ".join(
-            f"{k}={_quote(v)}"
-            for k, v in env.items()
-            if k.startswith(("TOKENRACE", "PYTHON", "TERM", "NO_COLOR"))
+        self._reply()  # the attach command's own (empty) block
+        self.command("refresh-client -f no-output")
+        info = self.command(
+            f"display-message -p -t {self.name} '#{{pid}} #{{pane_width}}x#{{pane_height}}'"
         )
-        self.started_ns = now_ns()
-        self.keys(f"cd {REPO} && env {exports} {command}", "Enter")
+        server_pid, size = info.split()
+        self.server_pid = int(server_pid)
+        if size != f"{self.width}x{self.height}":
+            raise TmuxError(f"pane is {size}, wanted {self.width}x{self.height}")
+
+    def _reply(self) -> tuple[str, bool]:
+        """The control client's next %begin…%end/%error block: (text, ok)."""
+        assert self._control is not None and self._control.stdout is not None
+        out = self._control.stdout
+        lines: list[bytes] = []
+        opened: bytes | None = None
+        while True:
+            line = out.readline()
+            if not line:
+                raise TmuxError("the tmux control client went away")
+            if opened is None:
+                # Notifications (%session-changed, %exit, ...) sit between blocks.
+                if line.startswith(b"%begin "):
+                    opened = line.split(b" ", 1)[1].rsplit(b" ", 1)[0]
+                continue
+            for tag in (b"%end ", b"%error "):
+                if line.startswith(tag) and line[len(tag) :].rsplit(b" ", 1)[0] == opened:
+                    text = b"".join(lines).decode("utf-8", errors="replace")
+                    return text, tag == b"%end "
+            lines.append(line)
+
+    def command(self, line: str) -> str:
+        """Run one tmux command (through the control client when there is one); its output."""
+        if self._control is None or self._control.stdin is None:
+            import shlex
+
+            return self._run(*shlex.split(line))
+        self._control.stdin.write(line.encode() + b"\n")
+        self._control.stdin.flush()
+        text, ok = self._reply()
+        if not ok:
+            raise TmuxError(f"tmux {line!r} failed: {text.strip()}")
+        return text
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        args = [*self.tmux, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys]
-        subprocess.run(args, check=True)
+        """Send keys (tmux key names, or text typed as is with ``literal``)."""
+        self._run("send-keys", "-t", self.name, *(["-l"] if literal else []), *keys)
 
     def screen(self) -> str:
-        return subprocess.run(
-            [*self.tmux, "capture-pane", "-p", "-t", self.name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        """The visible screen as text."""
+        return self.command(f"capture-pane -p -t {self.name}")
 
     def wait_for(self, pattern: str, timeout: float, poll_s: float = 0.0) -> tuple[int, str]:
         """Poll until ``pattern`` is on screen; (perf_counter_ns when seen, screen)."""
@@ -201,16 +297,81 @@ class Tmux:
         raise TimeoutError(f"{pattern!r} not on screen after {timeout} s:\n{self.screen()}")
 
     def pane_pid(self) -> int:
-        out = subprocess.run(
-            [*self.tmux, "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return int(out.split()[0])
+        """The pid of the pane's process (the shell, or the command with ``exact_env``)."""
+        return int(self.command(f"display-message -p -t {self.name} '#{{pane_pid}}'").split()[0])
+
+    def dead(self) -> bool:
+        """Whether the command in the pane has exited (``exact_env`` keeps the pane)."""
+        return self.command(f"display-message -p -t {self.name} '#{{pane_dead}}'").strip() == "1"
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) used so far by the pane's process tree."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.pane_pid())
+            procs = [root, *root.children(recursive=True)]
+        except (psutil.Error, TmuxError):
+            return None
+        total = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def bench_cpu_seconds(self, extra_pids: Sequence[int]) -> float:
+        """CPU time of the measuring side: tmux, the client, this process (and reaped children)."""
+        import psutil
+
+        own = psutil.Process().cpu_times()
+        total: float = own.user + own.system + own.children_user + own.children_system
+        pids = [self.server_pid, *extra_pids]
+        if self._control is not None:
+            pids.append(self._control.pid)
+        for pid in pids:
+            if pid is None:
+                continue
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total + (self.cpu_seconds() or 0.0)
 
     def close(self) -> None:
+        """Kill the tmux server and every process the pane started; idempotent."""
+        if not self._open:
+            return
+        self._open = False
+        import psutil
+
+        procs: list[psutil.Process] = []
+        if self._reap:
+            try:
+                root = psutil.Process(self.pane_pid())
+                procs = [root, *root.children(recursive=True)]
+            except (psutil.Error, TmuxError, ValueError, IndexError):
+                procs = []
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
+        if self._control is not None:
+            for pipe in (self._control.stdin, self._control.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            try:
+                self._control.wait(3)
+            except subprocess.TimeoutExpired:
+                self._control.kill()
+                self._control.wait()
+            self._control = None
+        _, alive = psutil.wait_procs(procs, timeout=3)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=3)
 
 
 def _quote(v: str) -> str:

@@ -23,7 +23,6 @@ litellm's offline switches. elia takes the prompt on its command line; tokenrace
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
+from bench.common import Tmux, TmuxError  # noqa: E402
 from tests.support.mock_server import MockServerProcess, tokenize  # noqa: E402
 
 SCENARIO = "rival-reply"
@@ -143,189 +142,10 @@ def new_marker() -> str:
 # ----------------------------------------------------------------------------- tmux
 
 
-class Tmux:
-    """One fixed-size session on a private tmux server (own socket), read with capture-pane."""
-
-    def __init__(self, width: int, height: int, workdir: Path, poller: str = "control") -> None:
-        """Configure (not start) the server; poller "exec" runs `tmux capture-pane` per capture."""
-        if poller not in POLLERS:
-            raise ValueError(f"poller must be one of {POLLERS}")
-        self.poller = poller
-        self.width = width
-        self.height = height
-        name = f"tmux-{uuid.uuid4().hex[:8]}"
-        self.socket = workdir / f"{name}.sock"
-        self.session = "bench"
-        self.conf = workdir / f"{name}.conf"
-        self.pane_pid: int | None = None
-        self.server_pid: int | None = None
-        self._started = False
-        self._control: subprocess.Popen[bytes] | None = None
-
-    def _cmd(self, *args: str) -> list[str]:
-        """A tmux command line for this private server."""
-        return ["tmux", "-u", "-S", str(self.socket), "-f", str(self.conf), *args]
-
-    def run(self, *args: str, check: bool = True) -> str:
-        """Run one tmux command and return its stdout."""
-        proc = subprocess.run(self._cmd(*args), capture_output=True, check=False)
-        if check and proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip()
-            raise BenchError(f"tmux {args[0]} failed: {err}")
-        return proc.stdout.decode("utf-8", errors="replace")
-
-    def start(self, command: Sequence[str] | str, env: Mapping[str, str], cwd: Path) -> None:
-        """Start the session running command with exactly env (nothing inherited)."""
-        self.conf.write_text(
-            "set -g status off\nset -g remain-on-exit on\nset -g history-limit 2000\n",
-            encoding="utf-8",
-        )
-        shell = ["sh", "-c", command] if isinstance(command, str) else list(command)
-        envs = [f"{k}={v}" for k, v in env.items()]
-        self._started = True
-        self.run(
-            "new-session", "-d", "-s", self.session, "-x", str(self.width),
-            "-y", str(self.height), "-c", str(cwd), "--", "env", "-i", *envs, *shell,
-        )  # fmt: skip
-        # A control-mode client: each capture-pane is a line over a pipe, not a fork+exec of
-        # tmux (~0.1 ms instead of ~2 ms a capture). It does not size the window, and is told
-        # not to receive the pane's output.
-        self._control = subprocess.Popen(
-            self._cmd("-C", "attach-session", "-t", self.session),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self._reply()  # the attach command's own (empty) block
-        self.command("refresh-client -f no-output")
-        fmt = "#{pid} #{pane_pid} #{pane_width}x#{pane_height}"
-        info = self.command(f"display-message -p -t {self.session} '{fmt}'")
-        server_pid, pid, size = info.split()
-        self.server_pid = int(server_pid)
-        self.pane_pid = int(pid)
-        if size != f"{self.width}x{self.height}":
-            raise BenchError(f"pane is {size}, wanted {self.width}x{self.height}")
-
-    def _reply(self) -> tuple[str, bool]:
-        """Read the control client's next %begin...%end/%error block: (text, ok)."""
-        assert self._control is not None and self._control.stdout is not None
-        out = self._control.stdout
-        lines: list[bytes] = []
-        opened: bytes | None = None
-        while True:
-            line = out.readline()
-            if not line:
-                raise BenchError("the tmux control client went away")
-            if opened is None:
-                # Notifications (%session-changed, %exit, ...) sit between blocks.
-                if line.startswith(b"%begin "):
-                    opened = line.split(b" ", 1)[1].rsplit(b" ", 1)[0]
-                continue
-            for tag in (b"%end ", b"%error "):
-                if line.startswith(tag) and line[len(tag) :].rsplit(b" ", 1)[0] == opened:
-                    text = b"".join(lines).decode("utf-8", errors="replace")
-                    return text, tag == b"%end "
-            lines.append(line)
-
-    def command(self, line: str) -> str:
-        """Run one tmux command through the control client and return its output."""
-        if self._control is None or self._control.stdin is None:
-            raise BenchError("tmux control client not started")
-        self._control.stdin.write(line.encode() + b"\n")
-        self._control.stdin.flush()
-        text, ok = self._reply()
-        if not ok:
-            raise BenchError(f"tmux {line!r} failed: {text.strip()}")
-        return text
-
-    def capture(self) -> str:
-        """The visible screen as text."""
-        if self.poller == "exec":
-            return self.run("capture-pane", "-p", "-t", self.session)
-        return self.command(f"capture-pane -p -t {self.session}")
-
-    def send(self, *keys: str, literal: bool = False) -> None:
-        """Send keys (literally typed text with literal=True)."""
-        self.run("send-keys", "-t", self.session, *(["-l"] if literal else []), *keys)
-
-    def dead(self) -> bool:
-        """Whether the command in the pane has exited."""
-        return self.command(f"display-message -p -t {self.session} '#{{pane_dead}}'").strip() == "1"
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) used so far by the pane's process tree."""
-        if self.pane_pid is None:
-            return None
-        try:
-            root = psutil.Process(self.pane_pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for proc in procs:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    def bench_cpu_seconds(self, extra_pids: Sequence[int]) -> float:
-        """CPU time of the measuring side: tmux, the client, this process (and reaped children)."""
-        own = psutil.Process().cpu_times()
-        total: float = own.user + own.system + own.children_user + own.children_system
-        pids = [self.server_pid, *extra_pids]
-        if self._control is not None:
-            pids.append(self._control.pid)
-        for pid in pids:
-            if pid is None:
-                continue
-            try:
-                t = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            total += t.user + t.system
-        return total + (self.cpu_seconds() or 0.0)
-
-    def close(self) -> None:
-        """Kill the tmux server and every process the pane started; idempotent."""
-        if not self._started:
-            return
-        self._started = False
-        procs: list[psutil.Process] = []
-        if self.pane_pid is not None:
-            try:
-                root = psutil.Process(self.pane_pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-        subprocess.run(self._cmd("kill-server"), capture_output=True, check=False)
-        if self._control is not None:
-            for pipe in (self._control.stdin, self._control.stdout):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
-            try:
-                self._control.wait(3)
-            except subprocess.TimeoutExpired:
-                self._control.kill()
-                self._control.wait()
-            self._control = None
-        _, alive = psutil.wait_procs(procs, timeout=3)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=3)
-        self.conf.unlink(missing_ok=True)
-        self.socket.unlink(missing_ok=True)
-
-
 def type_and_enter(tmux: Tmux, prompt: str) -> None:
     """Type the prompt into the focused input and press Enter."""
-    tmux.send(prompt, literal=True)
-    tmux.send("Enter")
+    tmux.keys(prompt, literal=True)
+    tmux.keys("Enter")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -368,8 +188,8 @@ def _chat_record(log: list[dict[str, Any]], model: str) -> dict[str, Any] | None
 def _screen_error(tmux: Tmux, what: str) -> BenchError:
     """A BenchError carrying the current screen."""
     try:
-        screen = tmux.capture()
-    except BenchError:
+        screen = tmux.screen()
+    except TmuxError:
         screen = "(no screen)"
     return BenchError(f"{what}; screen:\n{screen.rstrip()}")
 
@@ -386,7 +206,6 @@ def measure_run(
     *,
     server: MockServerProcess,
     model: str,
-    workdir: Path,
     cwd: Path = REPO,
     ready: str | None = None,
     stream_ns: int | None = None,
@@ -395,15 +214,21 @@ def measure_run(
     poller: str = "control",
 ) -> LagSample:
     """Run one client in tmux until the marker shows; return its final-token lag and details."""
-    tmux = Tmux(width, height, workdir, poller)
+    if poller not in POLLERS:
+        raise ValueError(f"poller must be one of {POLLERS}")
+    server.reset_log()
     deadline = time.monotonic() + timeout
     try:
-        server.reset_log()
-        tmux.start(command, env, cwd)
+        tmux = Tmux(
+            command, env, width, height, exact_env=True, cwd=cwd, control=poller == "control"
+        )
+    except TmuxError as exc:
+        raise BenchError(str(exc)) from None
+    try:
         others_t0 = _busy_seconds() - tmux.bench_cpu_seconds([server.pid])
         wall_t0 = time.perf_counter_ns()
         if ready is not None:
-            while ready not in tmux.capture():
+            while ready not in tmux.screen():
                 if tmux.dead() or time.monotonic() > deadline:
                     raise _screen_error(tmux, f"{ready!r} never appeared")
                 time.sleep(0.05)
@@ -423,7 +248,7 @@ def measure_run(
         periods: list[int] = []
         while True:
             before = time.perf_counter_ns()
-            screen = tmux.capture()
+            screen = tmux.screen()
             after = time.perf_counter_ns()
             if marker in screen:
                 break
@@ -703,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     s = measure_run(
                         target.command, target.env, PROMPT, marker, target.send_prompt,
                         args.width, args.height, args.timeout, server=srv, model=SCENARIO,
-                        workdir=workdir, cwd=target.cwd, ready=target.ready,
+                        cwd=target.cwd, ready=target.ready,
                         stream_ns=stream_ns, lead_ms=args.lead_ms, poll_ms=args.poll_ms,
                         poller=args.poller,
                     )  # fmt: skip

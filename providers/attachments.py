@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from providers.capabilities import capabilities
-from providers.config import Config, split_model_ref
+from providers.config import Config
+from providers.model_ref import ModelRef
 
 KIND_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF"}
 # Above every provider's limit: a bigger file is refused before it is read into memory.
@@ -257,7 +258,8 @@ def refusal_for(
     if not any(m.get("images") for m in messages):
         return None
     try:
-        name, model = split_model_ref(model_ref)
+        ref = ModelRef.parse(model_ref)
+        name, model = ref.endpoint, ref.model
         ep = config.endpoint(name)
     except (KeyError, ValueError):
         return None  # the engine reports the unknown endpoint itself

@@ -14,20 +14,60 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from providers import paths, secrets
 from providers.inert import inert_label
+from providers.model_ref import ModelRef
 from providers.protocols import PROTOCOLS
+
+_NUM = (int, float)
+# Upper bounds: beyond them a value is a typo or an attack, and used as given it failed later
+# with an internal error (a 1e17 retry loop, a 10 GB event buffer, a 300-digit cost).
+_MAX_SECONDS = 7 * 86400.0
+_MAX_PRICE = 100_000  # $ per 1M tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TomlKey:
+    """How a field is written in config.toml: its TOML types, its bounds, its name there."""
+
+    types: tuple[type, ...]
+    name: str | None = None  # the TOML key, when it is not the field's name
+    table: str = ""  # for Config's own fields: "" (top level) or "engine"
+    low: float | None = None  # the smallest value allowed
+    high: float | None = None  # the largest value allowed
+    low_message: str = ""  # what to say below ``low`` (default: "must not be negative"…)
+    convert: Callable[[Any], Any] | None = None  # TOML value → field value
+
+
+def toml_key(
+    types: tuple[type, ...], default: Any, *, default_factory: Any = None, **spec: Any
+) -> Any:
+    """A dataclass field that is also a key of config.toml (``TomlKey`` says how)."""
+    meta = {"toml": TomlKey(types, **spec)}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 DEFAULT_CONNECT_S = 10.0
 DEFAULT_FIRST_TOKEN_S = 300.0
 DEFAULT_IDLE_S = 60.0
 DEFAULT_MAX_REPLY_BYTES = 2_000_000  # [engine] max_reply_bytes
+
+
+# A timeout: more than zero seconds, at most a week.
+_SECONDS: dict[str, Any] = {
+    "low": 1e-9,
+    "low_message": "must be a positive number of seconds",
+    "high": _MAX_SECONDS,
+    "convert": float,
+}
 
 
 class ConfigError(Exception):
@@ -51,9 +91,16 @@ class ConfigError(Exception):
 class Timeouts:
     """Per-endpoint timeouts in seconds (DESIGN §5)."""
 
-    connect: float = DEFAULT_CONNECT_S
-    first_token: float = DEFAULT_FIRST_TOKEN_S
-    idle: float = DEFAULT_IDLE_S
+    connect: float = toml_key(_NUM, DEFAULT_CONNECT_S, **_SECONDS)
+    first_token: float = toml_key(_NUM, DEFAULT_FIRST_TOKEN_S, **_SECONDS)
+    idle: float = toml_key(_NUM, DEFAULT_IDLE_S, **_SECONDS)
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+
+
+def _path(value: str) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,27 +108,28 @@ class Endpoint:
     """One OpenAI-compatible base URL and how to authenticate to it."""
 
     name: str
-    base_url: str
-    api_key_env: str | None = None
-    api_key_cmd: str | None = None
-    models: tuple[str, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
-    verify: bool | str = True
-    proxy: str | None = None
-    timeouts: Timeouts = Timeouts()
-    max_concurrency: int | None = None
+    base_url: str = toml_key((str,), "")
+    api_key_env: str | None = toml_key((str,), None)
+    api_key_cmd: str | None = toml_key((str,), None)
+    models: tuple[str, ...] = toml_key((list,), ())
+    headers: Mapping[str, str] = toml_key((dict,), None, default_factory=dict)
+    query: Mapping[str, str] = toml_key((dict,), None, default_factory=dict)
+    extra_body: Mapping[str, Any] = toml_key((dict,), None, default_factory=dict)
+    verify: bool | str = toml_key((bool,), True)
+    proxy: str | None = toml_key((str,), None)
+    timeouts: Timeouts = toml_key((dict,), DEFAULT_TIMEOUTS)  # noqa: RUF009 - a field()
+    max_concurrency: int | None = toml_key((int,), None, low=1, high=1024)
     key_required: bool = False
     preset: bool = False
-    description: str = ""
+    description: str = toml_key((str,), "")
     # The local endpoint: tokenrace runs the server itself (providers.local); ``gguf`` is the
     # model file it serves (None: the bundled model).
     managed: bool = False
     gguf: str | None = None
     # The wire protocol it speaks (providers.protocols): chat, responses, anthropic or gemini.
-    protocol: str = "chat"
-    thinking: bool = False  # ask the model to stream its thinking (off unless configured)
+    protocol: str = toml_key((str,), "chat")
+    # Ask the model to stream its thinking (off unless configured).
+    thinking: bool = toml_key((bool,), False)
 
     @property
     def is_loopback(self) -> bool:
@@ -103,18 +151,18 @@ def is_loopback_host(host: str) -> bool:
 class PriceOverride:
     """A price and/or context length from config, $ per 1M tokens."""
 
-    input: float | None = None
-    output: float | None = None
-    cached_input: float | None = None
-    context: int | None = None
+    input: float | None = toml_key(_NUM, None, low=0, high=_MAX_PRICE, convert=float)
+    output: float | None = toml_key(_NUM, None, low=0, high=_MAX_PRICE, convert=float)
+    cached_input: float | None = toml_key(_NUM, None, low=0, high=_MAX_PRICE, convert=float)
+    context: int | None = toml_key((int,), None, low=0, high=1 << 30)
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     """Where completed runs are logged for dashboards (issue: metrics log, Prometheus file)."""
 
-    log: bool = True
-    prometheus_file: Path | None = None
+    log: bool = toml_key((bool,), True)
+    prometheus_file: Path | None = toml_key((str,), None, convert=_path)  # noqa: RUF009 - a field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +174,27 @@ class Config:
     prices: Mapping[str, PriceOverride] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
     metrics: MetricsSettings = MetricsSettings()
-    default_model: str | None = None
-    retries: int = 2
-    max_retry_wait_s: float = 300.0
-    max_event_bytes: int = 1 << 20
+    default_model: str | None = toml_key((str,), None)
+    retries: int = toml_key((int,), 2, table="engine", low=0, high=10)
+    max_retry_wait_s: float = toml_key(
+        _NUM, 300.0, name="max_retry_wait", table="engine", low=0, high=86400, convert=float
+    )
+    max_event_bytes: int = toml_key((int,), 1 << 20, table="engine", low=0, high=1 << 30)
     # What one reply may hold (text, reasoning, tool calls; UTF-8 bytes): a 10,000-token reply
     # is about 50 KB. A server that never stops must not grow the app without bound.
-    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
-    stall_s: float = 1.0
-    keyring_timeout_s: float = 3.0
-    theme: str | None = None
+    max_reply_bytes: int = toml_key(
+        (int,), DEFAULT_MAX_REPLY_BYTES, table="engine", low=1, high=1 << 31
+    )
+    stall_s: float = toml_key(
+        _NUM, 1.0, name="stall_threshold", table="engine", low=0, high=3600, convert=float
+    )
+    keyring_timeout_s: float = toml_key(
+        _NUM, 3.0, name="keyring_timeout", table="engine", low=0, high=600, convert=float
+    )
+    theme: str | None = toml_key((str,), None)
     # max_tokens for protocols that require one (Anthropic) when the user set none; one value
     # for every pane of a race, so the comparison stays fair.
-    max_tokens: int = 4096
+    max_tokens: int = toml_key((int,), 4096, table="engine", low=1)
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint called ``name``; ``KeyError`` with the known names otherwise."""
@@ -221,72 +277,42 @@ def presets(environ: Mapping[str, str] | None = None) -> dict[str, Endpoint]:
 
 # --- schema ----------------------------------------------------------------------------------
 
-_NUM = (int, float)
-_TIMEOUT_KEYS: dict[str, tuple[type, ...]] = {"connect": _NUM, "first_token": _NUM, "idle": _NUM}
-_ENDPOINT_KEYS: dict[str, tuple[type, ...]] = {
-    "base_url": (str,),
-    "api_key_env": (str,),
-    "api_key_cmd": (str,),
-    "models": (list,),
-    "headers": (dict,),
-    "query": (dict,),
-    "extra_body": (dict,),
-    "verify": (bool,),
-    "ca_bundle": (str,),
-    "proxy": (str,),
-    "timeouts": (dict,),
-    "max_concurrency": (int,),
-    "description": (str,),
-    "protocol": (str,),
-    "thinking": (bool,),
-}
-_PRICE_KEYS: dict[str, tuple[type, ...]] = {
-    "input": _NUM,
-    "output": _NUM,
-    "cached_input": _NUM,
-    "context": (int,),
-}
-_TOP_KEYS: dict[str, tuple[type, ...]] = {
-    "default_model": (str,),
-    "theme": (str,),
-    "endpoints": (dict,),
-    "prices": (dict,),
-    "keys": (dict,),
-    "timeouts": (dict,),
-    "metrics": (dict,),
-    "engine": (dict,),
-}
-_METRICS_KEYS: dict[str, tuple[type, ...]] = {"log": (bool,), "prometheus_file": (str,)}
-_ENGINE_KEYS: dict[str, tuple[type, ...]] = {
-    "retries": (int,),
-    "max_retry_wait": _NUM,
-    "max_event_bytes": (int,),
-    "max_reply_bytes": (int,),
-    "stall_threshold": _NUM,
-    "keyring_timeout": _NUM,
-    "max_tokens": (int,),
+Schema = Mapping[str, tuple[str, TomlKey]]  # TOML key → (field name, how it is written)
+
+
+def _schema(cls: type, table: str | None = None) -> dict[str, tuple[str, TomlKey]]:
+    """The TOML keys of ``cls``'s fields (of one ``table`` of Config's)."""
+    out: dict[str, tuple[str, TomlKey]] = {}
+    for f in fields(cls):
+        spec = f.metadata.get("toml")
+        if spec is not None and (table is None or spec.table == table):
+            out[spec.name or f.name] = (f.name, spec)
+    return out
+
+
+_TABLE = TomlKey((dict,))
+_TIMEOUT_KEYS = _schema(Timeouts)
+_ENDPOINT_KEYS = {**_schema(Endpoint), "ca_bundle": ("", TomlKey((str,)))}
+_PRICE_KEYS = _schema(PriceOverride)
+_METRICS_KEYS = _schema(MetricsSettings)
+_ENGINE_KEYS = _schema(Config, "engine")
+_TOP_KEYS = {
+    **_schema(Config, ""),
+    **{name: ("", _TABLE) for name in ("endpoints", "prices", "keys", "timeouts", "metrics")},
+    "engine": ("", _TABLE),
 }
 
 
-# Upper bounds: beyond them a value is a typo or an attack, and used as given it failed later
-# with an internal error (a 1e17 retry loop, a 10 GB event buffer, a 300-digit cost).
-_MAX_SECONDS = 7 * 86400.0
-_LIMITS: dict[str, float] = {
-    "retries": 10,
-    "max_retry_wait": 86400,
-    "max_event_bytes": 1 << 30,
-    "max_reply_bytes": 1 << 31,
-    "stall_threshold": 3600,
-    "keyring_timeout": 600,
-    "connect": _MAX_SECONDS,
-    "first_token": _MAX_SECONDS,
-    "idle": _MAX_SECONDS,
-    "max_concurrency": 1024,
-    "input": 100_000,  # $ per 1M tokens
-    "output": 100_000,
-    "cached_input": 100_000,
-    "context": 1 << 30,
-}
+def _values(table: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """The fields set by a checked ``table``, converted: ready for the dataclass or replace."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name, spec = schema[key]
+        if name:
+            out[name] = spec.convert(value) if spec.convert is not None else value
+    return out
+
+
 MAX_CONFIG_BYTES = 1 << 20
 # RFC 9110 token characters: anything else in a header name breaks the request line.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -352,15 +378,14 @@ class _Checker:
             self.path, message, ".".join(_quote(k) for k in key_path), self.line_of(key_path)
         )
 
-    def check_table(
-        self, data: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]], where: list[str]
-    ) -> None:
+    def check_table(self, data: Mapping[str, Any], schema: Schema, where: list[str]) -> None:
         for key, value in data.items():
             kp = [*where, key]
             if key not in schema:
                 hint = _did_you_mean(key, schema)
                 raise self.fail(kp, f"unknown key{hint}")
-            types = schema[key]
+            spec = schema[key][1]
+            types = spec.types
             ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
             if not ok:
                 raise self.fail(
@@ -368,9 +393,15 @@ class _Checker:
                 )
             if isinstance(value, float) and not math.isfinite(value):
                 raise self.fail(kp, f"must be a finite number, got {value!r}")
-            limit = _LIMITS.get(key)
-            if limit is not None and isinstance(value, (int, float)) and value > limit:
-                raise self.fail(kp, f"must be at most {limit:g}, got {value:g}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if spec.high is not None and value > spec.high:
+                raise self.fail(kp, f"must be at most {spec.high:g}, got {value:g}")
+            if spec.low is not None and value < spec.low:
+                default = (
+                    "must not be negative" if spec.low == 0 else f"must be at least {spec.low:g}"
+                )
+                raise self.fail(kp, spec.low_message or default)
 
 
 def _quote(key: str) -> str:
@@ -488,7 +519,6 @@ def parse_config(
 
     default_timeouts = Timeouts()
     if "timeouts" in data:
-        chk.check_table(data["timeouts"], _TIMEOUT_KEYS, ["timeouts"])
         default_timeouts = _timeouts(data["timeouts"], Timeouts(), chk, ["timeouts"])
 
     endpoints = {name: replace(ep, timeouts=default_timeouts) for name, ep in presets(env).items()}
@@ -518,15 +548,7 @@ def parse_config(
         if "/" not in ref:
             raise chk.fail(where, "price keys are 'endpoint/model'")
         chk.check_table(table, _PRICE_KEYS, where)
-        for k in ("input", "output", "cached_input", "context"):
-            if k in table and table[k] < 0:
-                raise chk.fail([*where, k], "must not be negative")
-        prices[ref] = PriceOverride(
-            input=_opt_float(table.get("input")),
-            output=_opt_float(table.get("output")),
-            cached_input=_opt_float(table.get("cached_input")),
-            context=table.get("context"),
-        )
+        prices[ref] = PriceOverride(**_values(table, _PRICE_KEYS))
 
     keys: dict[str, str] = {}
     for action, key in data.get("keys", {}).items():
@@ -537,22 +559,10 @@ def parse_config(
     metrics = MetricsSettings()
     if "metrics" in data:
         chk.check_table(data["metrics"], _METRICS_KEYS, ["metrics"])
-        m = data["metrics"]
-        prom = m.get("prometheus_file")
-        metrics = MetricsSettings(
-            log=m.get("log", True),
-            prometheus_file=Path(prom).expanduser() if prom else None,
-        )
+        metrics = MetricsSettings(**_values(data["metrics"], _METRICS_KEYS))
 
     engine = data.get("engine", {})
     chk.check_table(engine, _ENGINE_KEYS, ["engine"])
-    for k in ("retries", "max_retry_wait", "max_event_bytes", "stall_threshold", "keyring_timeout"):
-        if k in engine and engine[k] < 0:
-            raise chk.fail(["engine", k], "must not be negative")
-    if "max_tokens" in engine and engine["max_tokens"] < 1:
-        raise chk.fail(["engine", "max_tokens"], "must be at least 1")
-    if "max_reply_bytes" in engine and engine["max_reply_bytes"] < 1:
-        raise chk.fail(["engine", "max_reply_bytes"], "must be at least 1")
 
     default_model = data.get("default_model")
     if default_model is not None and "/" not in default_model:
@@ -570,33 +580,16 @@ def parse_config(
         prices=prices,
         keys=keys,
         metrics=metrics,
-        default_model=default_model,
-        retries=engine.get("retries", 2),
-        max_retry_wait_s=float(engine.get("max_retry_wait", 300.0)),
-        max_event_bytes=engine.get("max_event_bytes", 1 << 20),
-        max_reply_bytes=engine.get("max_reply_bytes", DEFAULT_MAX_REPLY_BYTES),
-        stall_s=float(engine.get("stall_threshold", 1.0)),
-        keyring_timeout_s=float(engine.get("keyring_timeout", 3.0)),
-        theme=data.get("theme"),
-        max_tokens=engine.get("max_tokens", 4096),
+        **_values({k: v for k, v in data.items() if _TOP_KEYS[k][0]}, _TOP_KEYS),
+        **_values(engine, _ENGINE_KEYS),
     )
-
-
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
 
 
 def _timeouts(
     table: Mapping[str, Any], base: Timeouts, chk: _Checker, where: list[str]
 ) -> Timeouts:
-    for k, v in table.items():
-        if v <= 0:
-            raise chk.fail([*where, k], "must be a positive number of seconds")
-    return Timeouts(
-        connect=float(table.get("connect", base.connect)),
-        first_token=float(table.get("first_token", base.first_token)),
-        idle=float(table.get("idle", base.idle)),
-    )
+    chk.check_table(table, _TIMEOUT_KEYS, where)
+    return replace(base, **_values(table, _TIMEOUT_KEYS))
 
 
 def _string_map(value: Mapping[str, Any], chk: _Checker, where: list[str]) -> dict[str, str]:
@@ -658,7 +651,6 @@ def _endpoint(
             raise chk.fail([*where, "models"], f"item {i} must be a non-empty string")
     timeouts = base.timeouts if base else default_timeouts
     if "timeouts" in table:
-        chk.check_table(table["timeouts"], _TIMEOUT_KEYS, [*where, "timeouts"])
         timeouts = _timeouts(table["timeouts"], timeouts, chk, [*where, "timeouts"])
     verify: bool | str = table.get("verify", base.verify if base else True)
     if "ca_bundle" in table:
@@ -671,8 +663,6 @@ def _endpoint(
     )
     _check_headers(headers, chk, [*where, "headers"])
     mc = table.get("max_concurrency", base.max_concurrency if base else None)
-    if mc is not None and mc < 1:
-        raise chk.fail([*where, "max_concurrency"], "must be at least 1")
     # An endpoint defined in the user's config speaks chat unless it says otherwise.
     protocol = table.get("protocol", base.protocol if base else "chat")
     if protocol not in PROTOCOLS:
@@ -705,10 +695,8 @@ def _endpoint(
 
 def split_model_ref(ref: str) -> tuple[str, str]:
     """Split ``endpoint/model`` on the first '/' (model ids may contain '/' themselves)."""
-    endpoint, sep, model = ref.partition("/")
-    if not sep or not endpoint or not model:
-        raise ValueError(f"expected ENDPOINT/MODEL (e.g. openai/gpt-4o-mini), got {ref!r}")
-    return endpoint, model
+    parsed = ModelRef.parse(ref)
+    return parsed.endpoint, parsed.model
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from providers import attachments, secrets
 from providers.capabilities import Quirks, capabilities
 from providers.chunks import ChunkParser, error_text, well_formed
 from providers.chunks import loads as json_loads
-from providers.config import Config, Endpoint, split_model_ref
+from providers.config import Config, Endpoint
 from providers.discovery import get_models, served_model_ids
 from providers.events import (
     TOKEN_EVENTS,
@@ -54,6 +54,7 @@ from providers.failures import (
 from providers.keys import KeyLookupError, KeyStore, missing_key_message
 from providers.local import DEFAULT_MAX_TOKENS as LOCAL_MAX_TOKENS
 from providers.local import Lease, LocalError, LocalPool, count_root
+from providers.model_ref import ModelRef
 from providers.protocols import BuildSettings, protocol_for
 from providers.request import ChatRequest, messages_for
 from providers.sse import DecodeStats, EventTooLarge, aiter_sse
@@ -154,8 +155,8 @@ class Engine:
 
     def resolve(self, model_ref: str) -> tuple[Endpoint, str]:
         """The endpoint and model id of ``endpoint/model``."""
-        name, model = split_model_ref(model_ref)
-        return self.config.endpoint(name), model
+        ref = ModelRef.parse(model_ref)
+        return self.config.endpoint(ref.endpoint), ref.model
 
     def client_for(self, ep: Endpoint) -> httpx.AsyncClient:
         """The endpoint's long-lived client (created on first use)."""
@@ -240,7 +241,7 @@ class Engine:
             if ep.managed:  # start the local server now, so the first prompt does not wait
                 if self.local is None:
                     self.local = LocalPool()
-                await self.local.warm(ep, model_ref.split("/", 1)[1])
+                await self.local.warm(ep, ModelRef.parse(model_ref).model)
                 return
             key = await self.key_for(ep)
             await get_models(self.client_for(ep), ep, self._headers(ep, key), ep.timeouts.connect)
@@ -789,11 +790,6 @@ async def collect(engine: Engine, request: ChatRequest, **kwargs: Any) -> list[E
         out.append(Cancelled(t_ns=now_ns()))
         raise
     return out
-
-
-def cancelled_event() -> Cancelled:
-    """A ``Cancelled`` stamped now."""
-    return Cancelled(t_ns=now_ns())
 
 
 __all__ = ["ChatRequest", "Engine", "StartGate", "collect", "messages_for", "now_ns"]

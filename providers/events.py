@@ -189,7 +189,6 @@ Event = (
 )
 
 TOKEN_EVENTS = (TextDelta, ReasoningDelta, ToolCallDelta)
-TERMINAL_EVENTS = (Finished, StreamError, Cancelled)
 
 
 @dataclass(frozen=True, slots=True)

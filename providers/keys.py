@@ -252,11 +252,6 @@ class KeyStore:
             self._cache[endpoint.name] = resolved
         return resolved
 
-    def forget(self, endpoint: str) -> None:
-        """Drop a cached key (after `keys set` or `keys delete`)."""
-        with self._lock:
-            self._cache.pop(endpoint, None)
-
     def _lookup(self, ep: Endpoint) -> ResolvedKey:
         if ep.api_key_cmd:
             return ResolvedKey(run_key_command(ep.api_key_cmd), "cmd", ep.api_key_cmd)

@@ -34,6 +34,7 @@ from typing import IO
 
 from providers import paths
 from providers.config import Config, Endpoint, Timeouts
+from providers.discovery import answers
 
 LOCAL = "local"
 CONTEXT = 8192
@@ -257,10 +258,6 @@ def with_local(config: Config, gguf: str | None = None) -> Config:
     return replace(config, endpoints=endpoints)
 
 
-def is_local_ref(model_ref: str) -> bool:
-    return model_ref.split("/", 1)[0] == LOCAL
-
-
 @dataclass(frozen=True)
 class ModelFile:
     """What one local model's servers load: the file (found lazily) and its chat format."""
@@ -298,23 +295,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _answers(port: int) -> bool:
-    """Whether the server on ``port`` answers ``GET /v1/models`` with 200."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 2.0)
-        return status.split(b" ")[1:2] == [b"200"]
-    except (OSError, TimeoutError, IndexError):
-        return False
-    finally:
-        writer.close()
 
 
 def _log_tail(path: Path, lines: int = 30) -> list[str]:
@@ -618,7 +598,7 @@ class LocalServer:
             if proc.returncode is not None:
                 self._close_guard()
                 return proc.returncode, _log_tail(self.log_path)
-            if await _answers(port):
+            if await answers(f"http://127.0.0.1:{port}/v1"):
                 return None, []
             try:
                 await asyncio.wait_for(proc.wait(), 0.1)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Final, Literal, Protocol
 
 from providers.events import (
     TOKEN_EVENTS,
@@ -79,43 +79,23 @@ class RunMetrics:
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics`` object of ``ask --json`` (and exports, and the metrics log)."""
-        d = asdict(self)
-        d.pop("status")
-        d.pop("finish_reason")
         # Times and rates to the microsecond / thousandth; dollars are far smaller than that.
         return {
             k: (round(v, 12 if k.startswith("cost_") else 3) if isinstance(v, float) else v)
-            for k, v in d.items()
+            for k in JSON_KEYS
+            for v in (getattr(self, k),)
         }
 
 
-JSON_KEYS = (
-    "ttft_ms",
-    "ttfo_ms",
-    "decode_tps",
-    "e2e_ms",
-    "client_overhead_ms",
-    "connect_ms",
-    "output_tokens",
-    "output_tokens_estimated",
-    "input_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "itl_p50_ms",
-    "itl_p95_ms",
-    "stalls",
-    "retries",
-    "retry_wait_ms",
-    "cost_usd",
-    "prefill_tps",
-    "image_tokens",
-    "ttft_tool_ms",
-    "cost_input_usd",
-    "cost_cached_usd",
-    "cost_cache_write_usd",
-    "cost_output_usd",
-)
+# Statuses of a reply that ended as the model meant it to: counted in statistics, exit code 0.
+OK_STATUSES: Final = ("complete", "length")
+
+# Every figure of a run, by name: the one list the store's columns, exports, the metrics log
+# and the CSV of a replay are made from.
+METRIC_NAMES: Final = tuple(f.name for f in fields(RunMetrics) if f.name != "status")
+
+# The ``metrics`` object's keys: the figures, without the finish reason (said beside it).
+JSON_KEYS: Final = tuple(k for k in METRIC_NAMES if k != "finish_reason")
 
 
 def status_of(events: Sequence[Event]) -> Status:
@@ -393,3 +373,34 @@ def _tally(tokens: Sequence[Event]) -> TokenTally:
     for ev in tokens:
         tally.add(ev)
     return tally
+
+
+# The figures of a reply before its first event: what a pane shows while it waits.
+EMPTY_METRICS: Final = compute_metrics(())
+
+
+class Record(Protocol):
+    """A stored run read by column name: a ``sqlite3.Row`` or a dict."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def metrics_from_record(record: Record) -> RunMetrics:
+    """A ``RunMetrics`` rebuilt from a stored run (a database row or a JSON record).
+
+    A name the record lacks, or holds as null where the figure is never unknown (counts,
+    flags), keeps its value in ``EMPTY_METRICS``; flags stored as 0/1 come back as booleans.
+    """
+    values: dict[str, Any] = {}
+    for name in METRIC_NAMES:
+        empty = getattr(EMPTY_METRICS, name)
+        try:
+            v = record[name]
+        except (KeyError, IndexError):  # a dict's miss, a sqlite3.Row's
+            v = None
+        if v is None:
+            v = empty
+        elif isinstance(empty, bool):
+            v = bool(v)
+        values[name] = v
+    return replace(EMPTY_METRICS, status=record["status"], **values)

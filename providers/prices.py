@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.config import Config
+from providers.model_ref import ModelRef, endpoint_of
 
 _TABLE = Path(__file__).with_name("prices.toml")
 # Presets that reach the same provider through its OpenAI-compatible endpoint: same prices.
@@ -73,7 +74,7 @@ def builtin_models(endpoint: str | None = None) -> list[str]:
     refs = list(builtin_table()["models"])
     if endpoint is None:
         return refs
-    return [r for r in refs if r.split("/", 1)[0] == endpoint]
+    return [r for r in refs if endpoint_of(r) == endpoint]
 
 
 def model_info(ref: str, config: Config | None = None) -> ModelInfo:
@@ -82,7 +83,7 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
     Prices match the exact ``endpoint/model`` only (a gateway may charge differently); context
     length, a property of the model, also falls back to the same model id on another endpoint.
     """
-    endpoint = config.endpoints.get(ref.split("/", 1)[0]) if config is not None else None
+    endpoint = config.endpoints.get(endpoint_of(ref)) if config is not None else None
     if (
         config is not None
         and endpoint is not None
@@ -94,7 +95,7 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
         # The local model costs nothing per token; its context is what its server is given.
         return ModelInfo(ref=ref, price=Price(0.0, 0.0, 0.0, source="local"), context=CONTEXT)
     table: dict[str, dict[str, Any]] = builtin_table()["models"]
-    ep_name, _, model_id = ref.partition("/")
+    ep_name, model_id = (parsed := ModelRef.loose(ref)).endpoint, parsed.model
     provider = _SAME_PROVIDER.get(ep_name, ep_name) if endpoint is None or endpoint.preset else ""
     row = table.get(ref) or table.get(f"{provider}/{model_id}")
     price: Price | None = None
@@ -112,9 +113,8 @@ def model_info(ref: str, config: Config | None = None) -> ModelInfo:
         )
         context = int(row["context"]) if "context" in row else None
     else:
-        model = ref.split("/", 1)[-1]
         for other, orow in table.items():
-            if other.split("/", 1)[-1] == model and "context" in orow:
+            if ModelRef.loose(other).model == model_id and "context" in orow:
                 context = int(orow["context"])
                 break
     override = config.prices.get(ref) if config is not None else None

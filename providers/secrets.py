@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 
@@ -81,15 +80,3 @@ def redact_tokens(text: str) -> str:
         return mask(word) if has_digit and has_alpha else word
 
     return _TOKENISH.sub(hide, text)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts known secrets from every record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        red = redact(msg)
-        if red != msg:
-            record.msg = red
-            record.args = None
-        return True

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from providers.config import (
+    Config,
     ConfigError,
     add_endpoint,
     load_config,
+    parse_config,
     presets,
     split_model_ref,
 )
+from providers.model_ref import ModelRef, endpoint_of
 from providers.prices import model_info
 
 DOCUMENTED = """\
@@ -218,6 +221,30 @@ def test_split_model_ref_on_first_slash() -> None:
         split_model_ref("gpt-4o")
 
 
+@pytest.mark.parametrize("bad", ["gpt-4o", "/gpt-4o", "openai/", ""])
+def test_model_ref_parse_rejects_what_names_no_model(bad: str) -> None:
+    with pytest.raises(ValueError, match="ENDPOINT/MODEL"):
+        ModelRef.parse(bad)
+
+
+def test_model_ref_round_trips_a_model_id_with_slashes() -> None:
+    ref = ModelRef.parse("together/meta-llama/Llama-3-8b")
+    assert (ref.endpoint, ref.model) == ("together", "meta-llama/Llama-3-8b")
+    assert str(ref) == "together/meta-llama/Llama-3-8b" and ModelRef.parse(str(ref)) == ref
+    assert ModelRef.loose("openai") == ModelRef("openai", "")
+    assert endpoint_of("groq/openai/gpt-oss-120b") == "groq"
+
+
+def test_the_app_refuses_a_model_ref_without_a_model(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tokenrace -m openai/`` is refused before the app starts (it passed the old check)."""
+    from tui.launch import run_tui
+
+    assert run_tui(["openai/"]) == 2
+    assert "expected ENDPOINT/MODEL" in capsys.readouterr().err
+
+
 def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads a mode-000 file, so simulate the EACCES the user would get."""
     p = write(tmp_path, DOCUMENTED)
@@ -297,6 +324,13 @@ EP = '[endpoints.a]\nbase_url = "http://127.0.0.1:8000/v1"\n'
         ('[prices."a/b"]\ninput = nan\noutput = 1\n', 'prices."a/b".input', "finite"),
         (EP + "max_concurrency = 100000000\n", "endpoints.a.max_concurrency", "at most"),
         (EP + 'proxy = "socks://:99999"\n', "endpoints.a.proxy", "URL"),
+        # Lower bounds, declared with each key (TomlKey) like the upper ones.
+        ("[engine]\nretries = -1\n", "engine.retries", "must not be negative"),
+        ("[engine]\nmax_tokens = 0\n", "engine.max_tokens", "at least 1"),
+        ("[engine]\nmax_reply_bytes = 0\n", "engine.max_reply_bytes", "at least 1"),
+        (EP + "max_concurrency = 0\n", "endpoints.a.max_concurrency", "at least 1"),
+        (EP + "timeouts = { idle = 0 }\n", "endpoints.a.timeouts.idle", "positive"),
+        ('[prices."a/b"]\ncontext = -5\n', 'prices."a/b".context', "must not be negative"),
     ],
 )
 def test_unchecked_numbers_and_strings_fail_at_load(
@@ -334,3 +368,33 @@ def test_config_on_dev_zero_from_the_cli(tmp_path: Path) -> None:
     r = run_cli("models", env={"TOKENRACE_CONFIG": "/dev/zero"}, timeout=20)
     assert r.returncode != 0
     assert "not a regular file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_defaults_are_the_dataclasses_own() -> None:
+    """An empty config file is the dataclasses' defaults: each key's default is declared once."""
+    assert parse_config({}, environ={}) == Config(path=None, endpoints=presets({}))
+
+
+def test_every_key_lands_in_its_field(tmp_path: Path) -> None:
+    """Each [engine] key reaches the field it declares (names differ for some)."""
+    config = load_config(
+        write(
+            tmp_path,
+            "[engine]\nretries = 3\nmax_retry_wait = 7\nmax_event_bytes = 9\n"
+            "max_reply_bytes = 11\nstall_threshold = 2\nkeyring_timeout = 5\nmax_tokens = 13\n"
+            '[metrics]\nlog = false\nprometheus_file = "~/t.prom"\n',
+        )
+    )
+    got = (
+        config.retries,
+        config.max_retry_wait_s,
+        config.max_event_bytes,
+        config.max_reply_bytes,
+        config.stall_s,
+        config.keyring_timeout_s,
+        config.max_tokens,
+    )
+    assert got == (3, 7.0, 9, 11, 2.0, 5.0, 13)
+    assert isinstance(config.max_retry_wait_s, float) and isinstance(config.stall_s, float)
+    assert not config.metrics.log
+    assert config.metrics.prometheus_file == Path("~/t.prom").expanduser()

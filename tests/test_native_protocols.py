@@ -277,7 +277,7 @@ async def test_mid_stream_failures_keep_the_text(
 async def test_model_listing_and_key_validation(protocol: str) -> None:
     """The picker, `tokenrace models` and `keys set` list models in each protocol's shape."""
     from providers.config import Endpoint
-    from providers.control import list_models, validate_key
+    from providers.discovery import list_models, validate_key
 
     async with MockServer(scenarios=SCENARIOS, require_key="sk-good-key-123456") as srv:
         ep = Endpoint(name="nat", base_url=base_url(srv, protocol), protocol=protocol)
@@ -302,7 +302,7 @@ async def test_gemini_listing_reads_models_names_and_pages(raw_server: Any) -> N
     import json as _json
 
     from providers.config import Endpoint
-    from providers.control import list_models
+    from providers.discovery import list_models
     from tests.support.raw_server import Script
 
     def page(models: list[dict[str, Any]], token: str | None) -> Script:

@@ -12,10 +12,10 @@ from tests.support.cli import REPO
 
 STUCK_THREAD = """
 import threading, time
-from tui.launch import _exit_if_threads_linger
+from tui.textual_private import exit_if_threads_linger
 threading.Thread(target=lambda: time.sleep(3600), name="textual-input").start()
 print("ended", flush=True)
-_exit_if_threads_linger(7, wait_s=0.2)
+exit_if_threads_linger(7, wait_s=0.2)
 """
 
 STUCK_SHUTDOWN = """
@@ -27,10 +27,10 @@ threading.Event().wait()  # the main thread blocked, as in a shutdown that canno
 
 CLEAN = """
 import threading
-from tui.launch import _exit_if_threads_linger
+from tui.textual_private import exit_if_threads_linger
 t = threading.Thread(target=lambda: None)
 t.start()
-_exit_if_threads_linger(0, wait_s=5)
+exit_if_threads_linger(0, wait_s=5)
 print("returned", flush=True)
 """
 

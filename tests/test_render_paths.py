@@ -22,7 +22,7 @@ from textual.widget import Widget
 from tests.support.mock_server import MockServerProcess, builtin_scenarios
 from tests.support.tui import make_app, mock_config, scenario, send, wait_until
 from tests.test_compare_screen import screen
-from tui.compositor import CroppingCompositor
+from tui.textual_private import CroppingCompositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.message_list import MessageList

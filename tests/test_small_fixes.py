@@ -225,7 +225,8 @@ async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
     from tests.support.tui import make_app, mock_config, scenario, send, wait_until
     from tests.test_history_replay import write_suite
     from tui.screens.suite import COLUMNS, SuiteScreen
-    from tui.session.replay import cost_text, summarize
+    from tui.session.model_summary import cost_text
+    from tui.session.replay import summarize
 
     model = scenario(mock_server, text="a short reply", ttft_ms=3)
     config = mock_config(mock_server, prices={model: {"input": 0.15, "output": 0.6}})
@@ -239,7 +240,7 @@ async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
         await wait_until(pilot, lambda: len(screen.results) == 4 and not screen.running)
         table = screen.query_one(DataTable)
         (stats,) = summarize(screen.results, [model])
-        expected = cost_text(stats.to_json())  # what `tokenrace replay` prints
+        expected = cost_text(stats.cost_usd, stats.cost_known)  # what `tokenrace replay` prints
         assert expected.startswith("$0.0000"), expected
         assert table.get_row(model)[COLUMNS.index("cost")] == expected
         # Drawn whole: the column is as wide as the value.

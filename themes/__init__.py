@@ -132,7 +132,6 @@ BUILTIN: tuple[ThemeSpec, ...] = (
 )
 
 DEFAULT_DARK = "tokenrace-dark"
-DEFAULT_LIGHT = "tokenrace-light"
 
 
 def semantic_variables(dark: bool, overrides: dict[str, str] | None = None) -> dict[str, str]:

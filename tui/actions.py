@@ -90,11 +90,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
 CHAT_ONLY: frozenset[str] = frozenset()
 
 
-def help_rows() -> list[tuple[str, str, str]]:
-    """(keys, description, action id) for the help screen."""
-    return [(a.keys, a.description, a.id) for a in ACTIONS]
-
-
 def pretty_keys(keys: str) -> str:
     """``f1,question_mark`` → ``F1 / ?``."""
     names = {"question_mark": "?", "escape": "Esc", "enter": "Enter", "end": "End"}

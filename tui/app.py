@@ -21,10 +21,11 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from providers import paths
-from providers.config import Config, split_model_ref
+from providers.config import Config
 from providers.discovery import find_default_model
 from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
+from providers.model_ref import endpoint_of
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
@@ -485,7 +486,7 @@ class TokenraceApp(App[None]):
         from tui.session.metrics_log import append_record, run_record
 
         if self.config.metrics.log or self.config.metrics.prometheus_file:
-            err = append_record(run_record(model, model.split("/", 1)[0], metrics), self.config)
+            err = append_record(run_record(model, endpoint_of(model), metrics), self.config)
             if err and err != self._last_log_error:
                 self.notify(err, severity="warning")
             self._last_log_error = err
@@ -889,7 +890,3 @@ def copy_with_command(text: str) -> str | None:
         except (OSError, subprocess.SubprocessError):
             continue
     return None
-
-
-def model_endpoint(ref: str) -> str:
-    return split_model_ref(ref)[0]

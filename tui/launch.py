@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from providers import paths
 from providers.config import ConfigError, load_config
 from providers.local import LocalError, alias_for, check_gguf, missing_modules, with_local
+from providers.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from tui.session.conversation import Conversation
     from tui.session.state import UiState
     from tui.session.store import Store
-
-
-class TerminalOutput:
-    """The terminal stream Textual writes to, surviving the terminal going away.
-
-    Textual's writer thread writes frames to ``sys.__stderr__`` and dies on the first error;
-    when the terminal is closed (SIGHUP) those writes fail with EIO, the thread's bounded queue
-    fills, and the app's next frame blocked forever, before the SIGHUP handler could save the
-    replies. Writes to a terminal that is gone are dropped instead.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.gone = False
-
-    def write(self, text: str) -> int:
-        if not self.gone:
-            try:
-                return int(self._stream.write(text))
-            except OSError:
-                self.gone = True
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                self._stream.flush()
-            except OSError:
-                self.gone = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 def resume_conversation(store: Store, state: UiState) -> Conversation | None:
@@ -87,10 +53,12 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         print("Fix the file (it was not changed) and start tokenrace again.", file=sys.stderr)
         return 2
     for m in models:
-        if "/" not in m:
-            print(f"tokenrace: expected ENDPOINT/MODEL, got {m!r}", file=sys.stderr)
+        try:
+            ref = ModelRef.parse(m)
+        except ValueError as exc:
+            print(f"tokenrace: {exc}", file=sys.stderr)
             return 2
-        if m.split("/", 1)[0] not in config.endpoints:
+        if ref.endpoint not in config.endpoints:
             print(
                 f"tokenrace: unknown endpoint in {m!r}; known: "
                 f"{', '.join(sorted(config.endpoints))}",
@@ -103,7 +71,7 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             print(f"tokenrace: --local {local_gguf}: {problem}", file=sys.stderr)
             return 2
         if not models:
-            models = [f"local/{alias_for(local_gguf)}"]
+            models = [str(ModelRef("local", alias_for(local_gguf)))]
 
     from tui.app import TokenraceApp
     from tui.session.state import UiState
@@ -153,43 +121,18 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
             severity="error",
             timeout=15,
         )
-    terminal = sys.__stderr__
-    if terminal is not None:
-        # typeshed declares sys.__stderr__ a Final TextIOWrapper; Textual's writer thread
-        # writes to whatever it is, so it is replaced on purpose with a stream-like wrapper.
-        sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc,assignment]
     from tui import terminal_input
+    from tui.textual_private import exit_if_threads_linger, terminal_output_guard
 
     terminal_input.install()  # keys and pastes as real terminals send them
     try:
-        app.run()
+        with terminal_output_guard():
+            app.run()
     finally:
-        sys.__stderr__ = terminal  # type: ignore[misc]
         if store is not None:
             # Waits for the writes still queued; what the database refuses is saved elsewhere.
             app_holder.clear()
             store.close()
     code = app.return_code or 0
-    _exit_if_threads_linger(code)
+    exit_if_threads_linger(code)
     return code
-
-
-def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
-    """Exit now if a thread would keep the process alive after the app has ended.
-
-    Everything is saved by now. Textual's input thread, once its terminal is gone, can spin on
-    a descriptor that always reads empty, and the interpreter would wait for it at exit for
-    ever, at 40% of a core (seen after a closed tmux window).
-    """
-    import threading
-
-    main = threading.main_thread()
-    deadline = time.monotonic() + wait_s
-    for thread in threading.enumerate():
-        if thread is not main and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)

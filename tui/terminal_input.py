@@ -1,8 +1,9 @@
 """What the terminal sends, read the way xterm, VTE and tmux mean it (Textual 8 internals).
 
 Three changes to how Textual turns the terminal's bytes into events, made in this one module
-(pyproject pins ``textual<9``; ``tests/test_terminal_input.py`` checks each against Textual's
-own parser and driver, so an upgrade that moves them fails a test, not a user):
+through ``tui.textual_private`` (pyproject pins Textual; ``tests/test_terminal_input.py`` checks
+each against Textual's own parser and driver, so an upgrade that moves them fails a test, not a
+user):
 
 - **Invalid UTF-8 no longer kills the input thread.** The Linux driver decodes stdin with a
   strict incremental UTF-8 decoder; one stray byte (a paste of a binary log, a ``0xFF``)
@@ -22,7 +23,7 @@ own parser and driver, so an upgrade that moves them fails a test, not a user):
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 # Textual's WezTerm-on-macOS entries: ESC + key → the character Option+key composes.
@@ -46,16 +47,14 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from textual import _ansi_sequences, events
-    from textual._xterm_parser import XTermParser
-    from textual.drivers import linux_driver
+    from textual import events
 
-    to_keys = XTermParser._sequence_to_key_events
+    from tui.textual_private import ansi_sequence_keys, set_input_decoder, wrap_key_events
 
     def sequence_to_key_events(
-        self: XTermParser, sequence: str, alt: bool = False
+        to_keys: Callable[..., Iterable[events.Key]], parser: Any, sequence: str, alt: bool
     ) -> Iterator[events.Key]:
-        for key in to_keys(self, sequence, alt):
+        for key in to_keys(parser, sequence, alt):
             if not alt or key.key == "escape":
                 yield key
             elif key.key.startswith("alt+"):
@@ -63,9 +62,9 @@ def install() -> None:
             else:  # ESC Enter came out as plain Enter (sending the prompt), ESC Tab as Tab
                 yield events.Key(f"alt+{key.key}", None)
 
-    XTermParser._sequence_to_key_events = sequence_to_key_events  # type: ignore[method-assign]
-    setattr(linux_driver, "getincrementaldecoder", tolerant_decoder)  # noqa: B010
-    table: dict[str, Any] = _ansi_sequences.ANSI_SEQUENCES_KEYS  # type: ignore[assignment]
+    wrap_key_events(sequence_to_key_events)
+    set_input_decoder(tolerant_decoder)
+    table = ansi_sequence_keys()
     for seq in OPTION_COMPOSED:
         table.pop(seq, None)
     _installed = True

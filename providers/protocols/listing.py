@@ -1,7 +1,8 @@
 """Model listing and key validation for the native protocols (Anthropic, Gemini), over httpx.
 
-The openai SDK serves chat and Responses endpoints (control.py); Anthropic and Gemini answer
-``GET /models`` in their own shapes and want their own key headers, so they are asked directly.
+The openai SDK serves chat and Responses endpoints (providers.discovery); Anthropic and Gemini
+answer ``GET /models`` in their own shapes and want their own key headers, so they are asked
+directly.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from providers.config import Endpoint
 from providers.protocols import protocol_for
 
 if TYPE_CHECKING:
-    from providers.control import ModelListing
+    from providers.discovery import ModelListing
 
 _MAX_PAGES = 10
 
 
 async def list_native_models(ep: Endpoint, key: str | None, timeout_s: float) -> ModelListing:
     """``GET {base_url}/models`` with the protocol's headers, following pages; never raises."""
-    from providers.control import ModelListing
+    from providers.discovery import ModelListing
 
     protocol = protocol_for(ep.protocol)
     headers = {"Accept": "application/json", "User-Agent": "tokenrace/0.1"}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
-from providers.config import Config, load_config, split_model_ref
+from providers.config import Config, load_config
 from providers.engine import ChatRequest, Engine, messages_for, now_ns
 from providers.events import (
     Cancelled,
@@ -27,7 +27,8 @@ from providers.events import (
 from providers.inert import inert, inert_label, json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
-from providers.metrics import compute_metrics
+from providers.metrics import OK_STATUSES, compute_metrics
+from providers.model_ref import ModelRef, endpoint_of
 from providers.prices import model_info
 from providers.start_gate import StartGate
 from providers.tokens import estimate_prompt_tokens
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from tui.session.structured import SchemaCheck
 
 SCHEMA_VERSION = 1
-OK_STATUSES = ("complete", "length")
 STOP_SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGHUP")) if s)
 
 
@@ -239,7 +239,7 @@ def result_json(run: Run, printer: Printer) -> dict[str, Any]:
     """One element of ``ask --json`` output."""
     t = fold(run.events)
     m = printer.metrics(run)
-    endpoint, _ = split_model_ref(run.model)
+    endpoint = ModelRef.parse(run.model).endpoint
     return {
         "schema_version": SCHEMA_VERSION,
         "model": run.model,
@@ -331,7 +331,7 @@ async def run_ask(
 
         for r in runs:
             err = append_record(
-                run_record(r.model, split_model_ref(r.model)[0], printer.metrics(r), source="ask"),
+                run_record(r.model, endpoint_of(r.model), printer.metrics(r), source="ask"),
                 config,
             )
             if err:
@@ -355,7 +355,7 @@ def main(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     for m in ns.model:
         try:
-            split_model_ref(m)
+            ModelRef.parse(m)
         except ValueError as exc:
             print(f"tokenrace ask: {exc}", file=sys.stderr)
             return 2

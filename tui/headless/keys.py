@@ -9,7 +9,7 @@ import sys
 
 from providers import secrets
 from providers.config import Config, load_config
-from providers.control import validate_key
+from providers.discovery import validate_key
 from providers.inert import inert
 from providers.keys import KeyLookupError, Keyring, KeyStore
 from tui.headless.models import key_status

@@ -11,10 +11,11 @@ from typing import Any
 
 from providers import secrets
 from providers.config import Config, Endpoint, load_config
-from providers.control import ModelListing, list_models
+from providers.discovery import ModelListing, list_models
 from providers.inert import inert, inert_label
 from providers.keys import KeyLookupError, Keyring, KeyStore, ResolvedKey
 from providers.local import describe, with_local
+from providers.model_ref import ModelRef
 from providers.prices import as_of, builtin_models, format_context, format_price, model_info
 
 LOOPBACK_TIMEOUT_S = 2.0
@@ -72,7 +73,7 @@ async def survey(config: Config, names: list[str], store: KeyStore) -> list[Endp
             seen.setdefault(m, "config")
         if not seen or listing is None or listing.outcome != "ok":
             for ref in builtin_models(ep.name):
-                seen.setdefault(ref.split("/", 1)[1], "price table")
+                seen.setdefault(ModelRef.parse(ref).model, "price table")
         return EndpointReport(ep, key, key_error, listing, sorted(seen.items()))
 
     return list(await asyncio.gather(*(one(n) for n in names)))
@@ -105,7 +106,7 @@ def print_text(reports: list[EndpointReport], config: Config, verbose: bool) -> 
         shown = r.models if verbose or len(r.models) <= 40 else r.models[:40]
         width = max(len(inert_label(m)) for m, _ in shown)
         for model, source in shown:
-            info = model_info(f"{ep.name}/{model}", config)
+            info = model_info(str(ModelRef(ep.name, model)), config)
             label = inert_label(model)
             cached = (
                 f"cached ${info.price.cached_input:g}"
@@ -133,10 +134,11 @@ def as_json(reports: list[EndpointReport], config: Config) -> list[dict[str, Any
         ep = r.endpoint
         models = []
         for model, source in r.models:
-            info = model_info(f"{ep.name}/{model}", config)
+            ref = str(ModelRef(ep.name, model))
+            info = model_info(ref, config)
             models.append(
                 {
-                    "model": f"{ep.name}/{model}",
+                    "model": ref,
                     "source": source,
                     "input_per_m": info.price.input if info.price else None,
                     "output_per_m": info.price.output if info.price else None,

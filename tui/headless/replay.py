@@ -9,12 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
-from providers.config import atomic_write_text, load_config, split_model_ref
+from providers.config import atomic_write_text, load_config
 from providers.engine import ChatRequest, Engine, collect
 from providers.events import Event
 from providers.inert import json_inert
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool, with_local
+from providers.model_ref import ModelRef, endpoint_of
 from tui.session.metrics_log import append_record, run_record
 from tui.session.replay import (
     RunResult,
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
         return 2
     for m in ns.model:
         try:
-            split_model_ref(m)
+            ModelRef.parse(m)
         except ValueError as exc:
             print(f"tokenrace replay: {exc}", file=sys.stderr)
             return 2
@@ -135,7 +136,7 @@ def main(argv: list[str]) -> int:
     if config.metrics.log or config.metrics.prometheus_file:
         for r in results:
             err = append_record(
-                run_record(r.model, r.model.split("/", 1)[0], r.metrics, source="replay"), config
+                run_record(r.model, endpoint_of(r.model), r.metrics, source="replay"), config
             )
             if err:
                 print(f"warning: {err}", file=sys.stderr)

@@ -12,6 +12,7 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
+from providers.model_ref import ModelRef
 from tui.screens.dialog import Dialog, hint
 from tui.session.catalog import ModelEntry
 
@@ -108,7 +109,7 @@ class ModelPicker(Dialog[str | None]):
         if (
             query
             and "/" in query
-            and query.split("/", 1)[0]
+            and ModelRef.loose(query).endpoint
             and not any(e.ref == query for _, e in scored)
         ):
             options.add_option(

@@ -27,12 +27,12 @@ from providers.prices import format_context, model_info
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
-from tui.compositor import CroppingCompositor
 from tui.screens.pane_reply import PaneReply
 from tui.session import commands, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
+from tui.textual_private import use_cropping_compositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.message_list import MessageList
@@ -61,7 +61,7 @@ class RaceScreen(Screen[None]):
 
     def __init__(self, conversation: Conversation) -> None:
         super().__init__()
-        self._compositor = CroppingCompositor()
+        use_cropping_compositor(self)
         self.conv = conversation
         self.replies: dict[int, PaneReply] = {}
         self.race_id: str | None = None

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from tui.screens.dialog import Dialog
 from tui.screens.summary import summary_table
-from tui.session.race import ModelSummary
+from tui.session.model_summary import ModelSummary
 
 
 class ReplayResults(Dialog[None]):

@@ -18,10 +18,10 @@ from providers.inert import inert_label
 from providers.request import ChatRequest
 from tui import format as fmt
 from tui.screens.dialog import Dialog, hint
+from tui.session.model_summary import cost_text
 from tui.session.replay import (
     RunResult,
     SuiteError,
-    cost_text,
     load_suite,
     run_suite,
     summarize,
@@ -142,7 +142,7 @@ class SuiteScreen(Dialog[None]):
                 f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—",
                 f"{s.input_tokens:,}",
                 f"{s.output_tokens:,}",
-                cost_text(d),
+                cost_text(s.cost_usd, s.cost_known),
             ]
             for col, value in zip(COLUMNS[1:], values, strict=True):
                 # The columns were sized for "—": widen them, or "$0.000147" showed as "$0.0".

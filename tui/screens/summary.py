@@ -12,7 +12,8 @@ from textual.widgets import Input, Label, Static
 from providers.inert import inert_label
 from tui import format as fmt
 from tui.screens.dialog import Dialog, note
-from tui.session.race import ModelSummary, Projection, project, summarise
+from tui.session.model_summary import ModelSummary, cost_text
+from tui.session.race import Projection, project, summarise
 
 DEFAULT_INPUT_PER_MONTH = 50_000_000
 DEFAULT_OUTPUT_PER_MONTH = 10_000_000
@@ -27,11 +28,7 @@ def summary_table(rows: list[ModelSummary]) -> Content:
     )
     lines = [Content.styled(head, "bold")]
     for r in rows:
-        cost = (
-            fmt.usd(r.cost_usd)
-            if r.cost_known
-            else (f"≥{fmt.usd(r.cost_usd)}" if r.cost_usd else "—")
-        )
+        cost = cost_text(r.cost_usd, r.cost_known)
         rate = f"{r.decode_p50_tps:.1f}" if r.decode_p50_tps is not None else "—"
         name = inert_label(r.model)[:40]
         lines.append(

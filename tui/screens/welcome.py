@@ -12,6 +12,7 @@ from textual.widgets import Footer, Static
 from providers import paths, secrets
 from providers.config import Config
 from providers.local import LOCAL, bundled_model, describe
+from providers.model_ref import ModelRef
 
 
 def _local_rows(alias: str, default: bool) -> list[Content]:
@@ -45,8 +46,8 @@ def welcome_text(config: Config, local_model: str | None = None) -> Content:
             ),
         ]
         ep = config.endpoints.get(LOCAL)
-        for alias in ep.models if ep is not None else (local_model.split("/", 1)[1],):
-            rows += _local_rows(alias, default=f"{LOCAL}/{alias}" == local_model)
+        for alias in ep.models if ep is not None else (ModelRef.parse(local_model).model,):
+            rows += _local_rows(alias, default=str(ModelRef(LOCAL, alias)) == local_model)
         rows += [
             Content(
                 "The streaming, TTFT, tok/s and token counts are real; the answers are a tiny "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from providers.config import Config
 from providers.local import bundled_model
+from providers.model_ref import ModelRef, endpoint_of
 from providers.prices import builtin_models, format_context, format_price, model_info
 
 
@@ -31,12 +32,12 @@ class ModelEntry:
 
     @property
     def model(self) -> str:
-        return self.ref.split("/", 1)[1]
+        return ModelRef.parse(self.ref).model
 
 
 def entry(ref: str, config: Config, source: str) -> ModelEntry:
     info = model_info(ref, config)
-    endpoint, model = ref.split("/", 1)
+    endpoint, model = (parsed := ModelRef.parse(ref)).endpoint, parsed.model
     ep = config.endpoints.get(endpoint)
     note = ""
     if ep is not None and ep.managed:
@@ -52,13 +53,13 @@ def static_catalog(config: Config) -> list[ModelEntry]:
     seen: dict[str, ModelEntry] = {}
     for ep in config.endpoints.values():
         for m in ep.models:
-            ref = f"{ep.name}/{m}"
+            ref = str(ModelRef(ep.name, m))
             seen.setdefault(ref, entry(ref, config, "local" if ep.managed else "config"))
     for ref in builtin_models():
-        if ref.split("/", 1)[0] in config.endpoints:
+        if endpoint_of(ref) in config.endpoints:
             seen.setdefault(ref, entry(ref, config, "price table"))
     for ref in config.prices:
-        if ref.split("/", 1)[0] in config.endpoints:
+        if endpoint_of(ref) in config.endpoints:
             seen.setdefault(ref, entry(ref, config, "config"))
     return list(seen.values())
 
@@ -117,7 +118,7 @@ def resolve(name: str, entries: list[ModelEntry], config: Config) -> tuple[str |
     name = name.strip()
     if not name:
         return None, "give a model: /model ENDPOINT/MODEL"
-    if "/" in name and name.split("/", 1)[0] in config.endpoints:
+    if "/" in name and endpoint_of(name) in config.endpoints:
         return name, ""
     exact = [e for e in entries if e.model == name]
     if len(exact) == 1:

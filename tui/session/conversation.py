@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.attachments import Image
 from providers.capabilities import ChatParams
-from providers.config import Timeouts, split_model_ref
+from providers.config import Timeouts
 from providers.events import (
     TOKEN_EVENTS,
     Cancelled,
@@ -25,7 +25,15 @@ from providers.events import (
     Usage,
     fold,
 )
-from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
+from providers.metrics import (
+    EMPTY_METRICS,
+    RunMetrics,
+    TokenTally,
+    compute_metrics,
+    metrics_from_record,
+    status_of,
+)
+from providers.model_ref import ModelRef
 from providers.prices import Price
 from providers.tools import (
     ToolDef,
@@ -232,7 +240,7 @@ class Conversation:
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
                 if run is not None:
-                    turn.metrics = metrics_from_row(run)
+                    turn.metrics = metrics_from_record(run)
                     turn.race_id = run["race_id"]
             conv.turns(int(m["pane"])).append(turn)
         for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
@@ -251,48 +259,6 @@ class Conversation:
             )
             out.append(model or self.run_models.get(pane))
         return out
-
-
-def metrics_from_row(row: Any) -> RunMetrics:
-    """A ``RunMetrics`` rebuilt from a stored run."""
-
-    def get(k: str) -> Any:
-        return row[k]
-
-    return RunMetrics(
-        status=get("status"),
-        ttft_ms=get("ttft_ms"),
-        ttfo_ms=get("ttfo_ms"),
-        decode_tps=get("decode_tps"),
-        e2e_ms=get("e2e_ms"),
-        client_overhead_ms=get("client_overhead_ms"),
-        connect_ms=get("connect_ms"),
-        output_tokens=get("output_tokens"),
-        output_tokens_estimated=bool(get("output_tokens_estimated")),
-        input_tokens=get("input_tokens"),
-        cached_tokens=get("cached_tokens"),
-        reasoning_tokens=get("reasoning_tokens"),
-        itl_p50_ms=get("itl_p50_ms"),
-        itl_p95_ms=get("itl_p95_ms"),
-        itl_max_ms=get("itl_max_ms"),
-        stalls=get("stalls") or 0,
-        retries=get("retries") or 0,
-        retry_wait_ms=get("retry_wait_ms") or 0.0,
-        cost_usd=get("cost_usd"),
-        cost_reported=bool(get("cost_reported")),
-        overall_tps=get("overall_tps"),
-        token_events=get("token_events") or 0,
-        finish_reason=get("finish_reason"),
-        image_tokens=get("image_tokens"),
-        ttft_tool_ms=get("ttft_tool_ms"),
-        tool_calls=get("tool_calls") or 0,
-        cache_write_tokens=get("cache_write_tokens"),
-        prefill_tps=get("prefill_tps"),
-        cost_input_usd=get("cost_input_usd"),
-        cost_cached_usd=get("cost_cached_usd"),
-        cost_cache_write_usd=get("cost_cache_write_usd"),
-        cost_output_usd=get("cost_output_usd"),
-    )
 
 
 @dataclass
@@ -338,7 +304,7 @@ class LiveRun:
         pane: int = 0,
     ):
         self.model = model
-        self.endpoint = split_model_ref(model)[0]
+        self.endpoint = ModelRef.parse(model).endpoint
         self.t_submit_ns = t_submit_ns
         self.price = price
         self.prompt_estimate = prompt_estimate
@@ -583,30 +549,15 @@ class LiveRun:
         """The figures known so far, cheap (no pass over the events): saved with checkpoints,
         so a reply whose process died still has its TTFT and tokens."""
         f = self.live(time.perf_counter_ns() if now_ns is None else now_ns)
-        return RunMetrics(
-            status="streaming",
+        return replace(
+            EMPTY_METRICS,
             ttft_ms=f.ttft_ms,
-            ttfo_ms=None,
             decode_tps=f.decode_tps,
             e2e_ms=(self.t_last - self.t0) / 1e6 if self.t_last and self.t0 else None,
             client_overhead_ms=(self.t0 - self.t_submit_ns) / 1e6 if self.t0 else None,
-            connect_ms=None,
             output_tokens=f.tokens if self.token_events else None,
-            output_tokens_estimated=True,
-            input_tokens=None,
-            cached_tokens=None,
-            reasoning_tokens=None,
-            itl_p50_ms=None,
-            itl_p95_ms=None,
-            itl_max_ms=None,
-            stalls=0,
-            retries=0,
-            retry_wait_ms=0.0,
             cost_usd=f.cost_usd if self.token_events else None,
-            cost_reported=False,
-            overall_tps=None,
             token_events=self.token_events,
-            finish_reason=None,
         )
 
     def checkpoint(

@@ -24,8 +24,8 @@ from typing import Any
 from providers import paths, secrets
 from providers.attachments import KIND_NAMES, human_bytes
 from providers.inert import inert, inert_label, json_inert
+from providers.metrics import metrics_from_record
 from tui.format import metrics_text
-from tui.session.conversation import metrics_from_row
 from tui.session.store import METRIC_COLUMNS, Store
 
 SCHEMA_VERSION = 1
@@ -145,7 +145,7 @@ def export_markdown(store: Store, conv_id: int) -> str:
                 out += [f"**Error:** {m['error']}", ""]
             if "metrics" in m:
                 row = dict(m["metrics"], status=m["status"])
-                mm = metrics_from_row(row)
+                mm = metrics_from_record(row)
                 out += [f"*{metrics_text(mm)}*", ""]
             else:
                 out += [f"*{m['status']}*", ""]
@@ -297,7 +297,7 @@ def export_html(store: Store, conv_id: int) -> str:
             if m.get("error"):
                 out.append(f'<p class="error">Error: {_safe(m["error"])}</p>')
             if "metrics" in m:
-                mm = metrics_from_row(dict(m["metrics"], status=m["status"]))
+                mm = metrics_from_record(dict(m["metrics"], status=m["status"]))
                 out.append(f'<p class="figures">{_safe(metrics_text(mm))}</p>')
             else:
                 out.append(f'<p class="figures">{_safe(m["status"])}</p>')

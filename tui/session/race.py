@@ -7,16 +7,17 @@ projection are computed from stored runs, so what the screen says is what the da
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from providers.config import Config
-from providers.metrics import RunMetrics, percentile
+from providers.metrics import OK_STATUSES, RunMetrics, metrics_from_record
 from providers.prices import model_info
+from tui.session.model_summary import ModelSummary
 from tui.session.stats import Row
 
-OK_STATUSES = ("complete", "length")
 PANE_LETTERS = "ABCD"
 
 
@@ -114,101 +115,27 @@ def finishing_order(finish_ns: Mapping[int, int | None]) -> list[int]:
     return [p for _, p in sorted(done)] + sorted(p for p, t in finish_ns.items() if t is None)
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSummary:
-    """One model's row of the session summary."""
-
-    model: str
-    replies: int
-    failures: int
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
-    decode_p50_tps: float | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float | None
-    cost_known: bool
-    wins: int
-    ties: int
-    cached_tokens: int = 0
-    # The cost split over priced runs (DESIGN §4): input, cached, cache write, output.
-    cost_split: tuple[float, float, float, float] | None = None
-    prefill_p50_tps: float | None = None  # input ÷ TTFT: an upper bound of the prefill speed
-
-
-def _col(row: Row, key: str) -> object:
-    """A stored run's column, None where the row predates it."""
-    try:
-        return row[key]
-    except (KeyError, IndexError):
-        return None
-
-
-def _split(rows: Sequence[Row]) -> tuple[float, float, float, float] | None:
-    keys = ("cost_input_usd", "cost_cached_usd", "cost_cache_write_usd", "cost_output_usd")
-    priced = [r for r in rows if _col(r, "cost_input_usd") is not None]
-    if not priced:
-        return None
-    a, b, c, d = (sum(_num(r, k) for r in priced) for k in keys)
-    return a, b, c, d
-
-
-def _num(row: Row, key: str) -> float:
-    v = _col(row, key)
-    return float(v) if isinstance(v, (int, float)) else 0.0
-
-
 def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSummary]:
-    """Per model: replies, median / p95 TTFT, median decode rate, tokens, cost, verdicts.
-
-    ``runs`` are stored run rows; cancelled runs stay out of the statistics (DESIGN §5).
-    """
-    by_model: dict[str, list[Row]] = {}
+    """Per model, from stored run rows (or ``to_json`` records with a status) and verdicts:
+    the rules of ``tui.session.model_summary``, plus wins and ties."""
+    by_model: dict[str, ModelSummary] = {}
     for r in runs:
-        if r["status"] == "cancelled":
-            continue
-        by_model.setdefault(str(r["model"]), []).append(r)
-    wins: dict[str, int] = {}
-    ties: dict[str, int] = {}
+        model = str(r["model"])
+        summary = by_model.get(model) or ModelSummary(model)
+        if summary.add(str(r["status"]), metrics_from_record(r)):
+            by_model[model] = summary
     for v in verdicts:
-        import json
-
         winner = str(v["winner"])
         models = json.loads(v["models"]) if isinstance(v["models"], str) else list(v["models"])
-        if winner == "tie":
-            for m in models:
-                ties[m] = ties.get(m, 0) + 1
-        else:
-            wins[winner] = wins.get(winner, 0) + 1
-    out: list[ModelSummary] = []
-    for model, rows in by_model.items():
-        ok = [r for r in rows if r["status"] in OK_STATUSES]
-        ttfts = [float(r["ttft_ms"]) for r in ok if r["ttft_ms"] is not None]
-        rates = [float(r["decode_tps"]) for r in ok if r["decode_tps"] is not None]
-        costs = [r["cost_usd"] for r in rows]
-        known = all(c is not None for c in costs) and bool(costs)
-        out.append(
-            ModelSummary(
-                model=model,
-                replies=len(ok),
-                failures=len(rows) - len(ok),
-                ttft_p50_ms=percentile(ttfts, 50),
-                ttft_p95_ms=percentile(ttfts, 95),
-                decode_p50_tps=percentile(rates, 50),
-                input_tokens=sum(int(r["input_tokens"] or 0) for r in rows),
-                output_tokens=sum(int(r["output_tokens"] or 0) for r in rows),
-                cost_usd=sum(float(c) for c in costs if c is not None) if costs else None,
-                cost_known=known,
-                wins=wins.get(model, 0),
-                ties=ties.get(model, 0),
-                cached_tokens=sum(int(r["cached_tokens"] or 0) for r in rows),
-                cost_split=_split(rows),
-                prefill_p50_tps=percentile(
-                    [_num(r, "prefill_tps") for r in ok if _col(r, "prefill_tps") is not None], 50
-                ),
-            )
-        )
-    return sorted(out, key=lambda s: s.model)
+        for m in models if winner == "tie" else [winner]:
+            counted = by_model.get(m)
+            if counted is None:  # a model with no counted run has no row
+                continue
+            if winner == "tie":
+                counted.ties += 1
+            else:
+                counted.wins += 1
+    return sorted(by_model.values(), key=lambda s: s.model)
 
 
 @dataclass(frozen=True, slots=True)

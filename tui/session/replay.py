@@ -18,7 +18,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,14 @@ from providers.capabilities import ChatParams
 from providers.config import Config
 from providers.events import Event, fold
 from providers.inert import inert_label
-from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
+from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
 from providers.tokens import estimate_prompt_tokens
 from providers.tools import ToolDef, valid_calls
+from tui.session.model_summary import ModelSummary, cost_text
 
 now_ns = time.perf_counter_ns
-OK_STATUSES = ("complete", "length")
 _ALLOWED_KEYS = {
     "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
     "schema_file", "images", "tools", "tools_file", "role",
@@ -209,35 +209,20 @@ class RunResult:
 
 
 @dataclass
-class ModelStats:
-    """The per-model row of the suite table."""
+class ModelStats(ModelSummary):
+    """The per-model row of the suite table: the summary plus its JSON and schema checks."""
 
-    model: str
-    replies: int = 0
-    failures: int = 0
     json_expected: int = 0
     json_valid: int = 0
     schema_expected: int = 0
     schema_valid: int = 0
     tool_calls: int = 0
     tool_calls_valid: int = 0
-    ttft: list[float] = field(default_factory=list)
-    decode: list[float] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    cost_unknown: int = 0
 
-    def add(self, r: RunResult) -> None:
-        m = r.metrics
-        if r.status in OK_STATUSES:
-            self.replies += 1
-            if m.ttft_ms is not None:
-                self.ttft.append(m.ttft_ms)
-            if m.decode_tps is not None:
-                self.decode.append(m.decode_tps)
-        else:
-            self.failures += 1
+    def add_result(self, r: RunResult) -> None:
+        """Count one run of the suite (a cancelled one stays out, with its checks)."""
+        if not self.add(r.status, r.metrics):
+            return
         if r.json_valid is not None:
             self.json_expected += 1
             self.json_valid += int(r.json_valid)
@@ -246,12 +231,6 @@ class ModelStats:
             self.schema_valid += int(r.schema_valid)
         self.tool_calls += r.tool_calls or 0
         self.tool_calls_valid += r.tool_calls_valid or 0
-        self.input_tokens += m.input_tokens or 0
-        self.output_tokens += m.output_tokens or 0
-        if m.cost_usd is None:
-            self.cost_unknown += 1
-        else:
-            self.cost_usd += m.cost_usd
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -264,15 +243,13 @@ class ModelStats:
             "schema_valid": self.schema_valid,
             "tool_calls": self.tool_calls,
             "tool_calls_valid": self.tool_calls_valid,
-            "ttft_p50_ms": _r(percentile(self.ttft, 50)),
-            "ttft_p95_ms": _r(percentile(self.ttft, 95)),
-            "decode_p50_tps": _r(percentile(self.decode, 50)),
+            "ttft_p50_ms": _r(self.ttft_p50_ms),
+            "ttft_p95_ms": _r(self.ttft_p95_ms),
+            "decode_p50_tps": _r(self.decode_p50_tps),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": None
-            if self.cost_unknown == self.replies + self.failures
-            else round(self.cost_usd, 8),
-            "cost_complete": self.cost_unknown == 0,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 8),
+            "cost_complete": self.cost_known,
         }
 
 
@@ -284,7 +261,7 @@ def summarize(results: Sequence[RunResult], models: Sequence[str]) -> list[Model
     """One ``ModelStats`` per model, in the order the models were given."""
     stats = {m: ModelStats(m) for m in models}
     for r in results:
-        stats.setdefault(r.model, ModelStats(r.model)).add(r)
+        stats.setdefault(r.model, ModelStats(r.model)).add_result(r)
     return list(stats.values())
 
 
@@ -436,15 +413,6 @@ def to_csv(results: Sequence[RunResult]) -> str:
     return buf.getvalue()
 
 
-def cost_text(d: dict[str, Any]) -> str:
-    """A model's suite cost: ``—`` when unknown, ``≥`` when some runs had no price."""
-    from tui import format as fmt
-
-    if d["cost_usd"] is None:
-        return "—"
-    return ("" if d["cost_complete"] else "≥") + fmt.usd(d["cost_usd"])
-
-
 def table(stats: Sequence[ModelStats]) -> str:
     """The per-model table printed by ``tokenrace replay``."""
     from tui import format as fmt
@@ -461,7 +429,7 @@ def table(stats: Sequence[ModelStats]) -> str:
         sv = f"{s.schema_valid}/{s.schema_expected}" if s.schema_expected else "—"
         tv = f"{s.tool_calls_valid}/{s.tool_calls}" if s.tool_calls else "—"
         rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
-        cost = cost_text(d)
+        cost = cost_text(s.cost_usd, s.cost_known)
         lines.append(
             f"{inert_label(s.model)[:38]:<38} {s.replies:>7} {s.failures:>4} {jv:>8} {sv:>9} "
             f"{tv:>8} "

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from providers.config import Config
+from providers.model_ref import endpoint_of
 from tui.session.commands import CommandError
 from tui.session.conversation import Settings
 
@@ -46,7 +47,7 @@ def endpoint_thinks(config: Config, model: str | None) -> bool:
     """The ``thinking`` default of ``model``'s endpoint in config."""
     if not model:
         return False
-    ep = config.endpoints.get(model.split("/", 1)[0])
+    ep = config.endpoints.get(endpoint_of(model))
     return bool(ep is not None and ep.thinking)
 
 

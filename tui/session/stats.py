@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from providers.inert import inert_label
+from providers.metrics import OK_STATUSES
 
 Z95 = 1.959963984540054
-OK_STATUSES = ("complete", "length")
 
 
 class Row(Protocol):

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from providers.attachments import Image
 from providers.chunks import well_formed
-from providers.metrics import RunMetrics
+from providers.metrics import METRIC_NAMES, RunMetrics
 from tui.session.salvage import (
     TABLES,
     Salvaged,
@@ -46,6 +46,12 @@ _OLD_ID = (
     "(CASE WHEN {c} >= 1000000000000000000 THEN "
     f"(({{c}} / 1000000) - {ID_EPOCH_MS}) * {2**PID_BITS} + ({{c}} % 1000000) ELSE {{c}} END)"
 )
+
+# The figures RunMetrics gained after the first schema, so that a run keeps every one of them.
+ADD_METRIC_COLUMNS = """
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN prefill_tps REAL
+    """
 
 # Images attached to user messages (issue 17), and what the server said they cost. The bytes
 # are kept, not a path: a file moved, edited or deleted after sending would make a resumed
@@ -79,13 +85,12 @@ TOOL_CALLS_MIGRATION = """
     ALTER TABLE messages ADD COLUMN tool_calls TEXT NOT NULL DEFAULT ''
 """
 
-# The figures issue 17 adds to a run: time to first tool call, tool calls, the prompt-cache
-# write, the prefill rate and the cost split (input / cached / cache write / output).
+# The figures issue 17 adds to a run: time to first tool call, tool calls and the cost split
+# (input / cached / cache write / output); the prompt-cache write and the prefill rate came
+# with ADD_METRIC_COLUMNS.
 RUN_FIGURES_MIGRATION = """
     ALTER TABLE runs ADD COLUMN ttft_tool_ms REAL;
     ALTER TABLE runs ADD COLUMN tool_calls INTEGER;
-    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
-    ALTER TABLE runs ADD COLUMN prefill_tps REAL;
     ALTER TABLE runs ADD COLUMN cost_input_usd REAL;
     ALTER TABLE runs ADD COLUMN cost_cached_usd REAL;
     ALTER TABLE runs ADD COLUMN cost_cache_write_usd REAL;
@@ -176,6 +181,7 @@ MIGRATIONS: tuple[str, ...] = (
             ("verdicts", ("id", "conversation_id")),
         )
     ),
+    ADD_METRIC_COLUMNS,
     ADD_ATTACHMENTS,
     TOOL_CALLS_MIGRATION,
     RUN_FIGURES_MIGRATION,
@@ -183,39 +189,9 @@ MIGRATIONS: tuple[str, ...] = (
 
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
-METRIC_COLUMNS = (
-    "ttft_ms",
-    "ttfo_ms",
-    "decode_tps",
-    "e2e_ms",
-    "client_overhead_ms",
-    "connect_ms",
-    "output_tokens",
-    "output_tokens_estimated",
-    "input_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "itl_p50_ms",
-    "itl_p95_ms",
-    "itl_max_ms",
-    "stalls",
-    "retries",
-    "retry_wait_ms",
-    "cost_usd",
-    "cost_reported",
-    "overall_tps",
-    "token_events",
-    "finish_reason",
-    "image_tokens",
-    "ttft_tool_ms",
-    "tool_calls",
-    "cache_write_tokens",
-    "prefill_tps",
-    "cost_input_usd",
-    "cost_cached_usd",
-    "cost_cache_write_usd",
-    "cost_output_usd",
-)
+# The runs table holds every figure of RunMetrics, one column each (migration ADD_METRIC_COLUMNS
+# added the ones that came after the first schema).
+METRIC_COLUMNS = METRIC_NAMES
 
 _id_lock = threading.Lock()
 _last_ms = 0

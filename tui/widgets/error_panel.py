@@ -6,6 +6,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from providers.inert import inert, inert_label
+from providers.model_ref import endpoint_of
 
 HINTS = {
     "auth": "F5 retry · set the key with `tokenrace keys set ENDPOINT` · F2 another model",
@@ -19,8 +20,7 @@ HINTS = {
 
 def hint_for(kind: str, model: str) -> str:
     """What to do about an error of ``kind``, naming the model's endpoint."""
-    endpoint = model.split("/", 1)[0]
-    return HINTS.get(kind, "F5 retry · F2 another model").replace("ENDPOINT", endpoint)
+    return HINTS.get(kind, "F5 retry · F2 another model").replace("ENDPOINT", endpoint_of(model))
 
 
 class ErrorPanel(Static):

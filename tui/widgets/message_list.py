@@ -10,6 +10,7 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 
+from tui.textual_private import anchor_released
 from tui.widgets.uniform import UniformRows
 
 
@@ -40,7 +41,7 @@ class MessageList(UniformRows, VerticalScroll):
     @property
     def follow(self) -> bool:
         """True while the view sticks to the newest text."""
-        return self._fits or (self.is_anchored and not self._anchor_released)
+        return self._fits or (self.is_anchored and not anchor_released(self))
 
     def watch_virtual_size(self) -> None:
         self._align()

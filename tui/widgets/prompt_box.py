@@ -20,6 +20,7 @@ from textual.widgets.text_area import EditResult, Location
 from providers.attachments import Image
 from providers.inert import inert
 from tui.session.attachments import PendingImages, dropped_image_path, image_command
+from tui.textual_private import private_override
 
 PASTE_COLLAPSE_CHARS = 2000
 PASTE_COLLAPSE_LINES = 20
@@ -135,6 +136,7 @@ class PromptBox(TextArea):
         lines = text.count("\n") + 1
         return f"[paste #{number}: {human_size(len(text.encode('utf-8')))}, {lines:,} lines]"
 
+    @private_override(TextArea)
     async def _on_paste(self, event: events.Paste) -> None:
         # Textual runs ``TextArea._on_paste`` itself after this handler (a message goes to the
         # handler of every class in the MRO unless the default is prevented): calling it here
@@ -159,9 +161,11 @@ class PromptBox(TextArea):
     # typing) that touches part of a placeholder takes all of it, or lands after it. Both
     # TextArea methods below are where its keyboard actions edit the document.
 
+    @private_override(TextArea)
     def _delete_via_keyboard(self, start: Location, end: Location) -> EditResult | None:
         return super()._delete_via_keyboard(*self._whole_pastes(start, end))
 
+    @private_override(TextArea)
     def _replace_via_keyboard(
         self, insert: str, start: Location, end: Location
     ) -> EditResult | None:
@@ -182,6 +186,7 @@ class PromptBox(TextArea):
                     start, end = min(start, p0), max(end, p1)
         return start, end
 
+    @private_override(TextArea)
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
             event.prevent_default()

@@ -32,6 +32,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from providers.inert import inert
+from tui.textual_private import private_override, restore_styled_lines, styled_lines_kept
 
 if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
     from markdown_it import MarkdownIt
@@ -513,6 +514,7 @@ class StreamingMarkdown(Widget):
         self._last_step = (now, lines)
         self._reserved = lines - 1 + ahead
 
+    @private_override(Widget)
     def _size_updated(
         self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
     ) -> bool:
@@ -520,16 +522,9 @@ class StreamingMarkdown(Widget):
         # streaming changes no line above the new text (same width, nothing drawn below the
         # text), so the lines styled before it are kept: a step then restyles the lines
         # that changed, not the whole visible reply, in each pane.
-        cache = self._styles_cache
-        kept: dict[int, Strip] = {}
-        if size.width == self._size.width and not self.styles.gutter.bottom:
-            dirty = cache._dirty_lines
-            kept = {y: line for y, line in cache._cache.items() if y not in dirty}
+        kept = styled_lines_kept(self, size)
         resized = super()._size_updated(size, virtual_size, container_size, layout)
-        if kept and cache._width == size.width:
-            kept = {y: line for y, line in kept.items() if y < size.height}
-            cache._cache.update(kept)
-            cache._dirty_lines.difference_update(kept)
+        restore_styled_lines(self, kept, size)
         return resized
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from textual.geometry import Region
 from textual.strip import Strip
 
+from tui.textual_private import has_border_title
+
 if TYPE_CHECKING:
     from textual.widget import Widget
 
@@ -35,8 +37,7 @@ class UniformRows(_Base):
             or bottom[0]
             or styles.outline[0][0]
             or styles.outline[2][0]
-            or self._border_title is not None
-            or self._border_subtitle is not None
+            or has_border_title(self)
             or crop.height <= 1
         ):
             return super().render_lines(crop)

@@ -1,0 +1,307 @@
+"""A compositor that renders only the rows a partial update repaints.
+
+Textual's ``Compositor._get_renders`` crops a widget to the update region only when the widget
+is partly hidden; a widget wholly on screen renders every one of its rows, and the rows
+outside the update are then thrown away. While two panes stream, each frame repaints a few
+rows near the bottom of each pane, yet the screen, the pane row, both panes, both message lists
+and both replies each rendered all their 35–45 rows: about 13,000 styled rows a second, most of
+the compositor's time (``bench/README.md``, CPU row). Here every widget is cropped to the
+update's rows, so a frame costs the rows it repaints.
+
+The override keeps the parent's contract: widgets in the same front-to-back order, each with a
+clip whose intersection with its region is exactly the rows and columns its strips cover, which
+is what ``_render_chops`` reads. It leans on Textual 8 internals (``_get_renders``,
+``_regions_to_spans``, ``_dirty_regions``; pyproject pins ``textual<9``), so
+``tests/test_render_paths.py`` compares its output with Textual's own, cell by cell: a change
+there fails a test rather than the screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from textual._compositor import ChopsUpdate, Compositor
+from textual.geometry import Region, Size
+from textual.strip import Strip
+
+if TYPE_CHECKING:
+    from textual import events
+    from textual.screen import Screen
+    from textual.widget import Widget
+
+
+class CroppingCompositor(Compositor):
+    """``Compositor`` whose partial updates render only what they repaint.
+
+    Two cuts, both exact: each widget renders only the update's rows; and a widget is not
+    rendered at all when, on every row of the update, the columns to repaint that it spans
+    are already covered by widgets in front of it (the compositor keeps the front-most strip
+    there anyway). A reply's new lines are repainted by the reply's markdown view, so the
+    screen, the pane row, the panes, the message lists and the replies behind it are skipped.
+    """
+
+    _spans: list[tuple[int, int, int]] | None = None
+
+    def render_partial_update(self) -> ChopsUpdate | None:
+        # The spans to repaint, as the parent computes them from the same dirty regions.
+        regions = self._dirty_regions
+        self._spans = list(self._regions_to_spans(regions)) if regions else None
+        try:
+            return super().render_partial_update()
+        finally:
+            self._spans = None
+
+    def _get_renders(
+        self, crop: Region | None = None
+    ) -> Iterable[tuple[Region, Region, list[Strip]]]:
+        if crop is None:
+            yield from super()._get_renders(crop)
+            return
+        intersection = Region.intersection
+        top, bottom = crop.y, crop.bottom
+        # Per row, the columns still to repaint: widgets in front claim theirs first.
+        uncovered: dict[int, list[tuple[int, int]]] | None = None
+        if self._spans is not None:
+            uncovered = {}
+            for y, x1, x2 in self._spans:
+                uncovered.setdefault(y, []).append((x1, x2))
+        for widget, (region, widget_clip) in self.visible_widgets.items():
+            clip_x, clip_y, clip_width, clip_height = widget_clip
+            if clip_x >= crop.right or clip_x + clip_width <= crop.x:
+                continue  # beside the update, as Textual skips it
+            # Rows only: ``_render_chops`` cuts each strip at the widgets' edges counting from
+            # the strip's left end, which must be an edge too, so columns stay as they are.
+            y0 = max(clip_y, top)
+            y1 = min(clip_y + clip_height, bottom)
+            if y1 <= y0:
+                continue
+            clip = Region(clip_x, y0, clip_width, y1 - y0)
+            x, y, width, height = intersection(region, clip)
+            if not (width and height):
+                continue
+            if uncovered is not None:
+                rows = _claim(uncovered, x, x + width, y, y + height)
+                if rows is None:
+                    continue  # every column it would repaint is a front widget's
+                y, height = rows[0], rows[1] - rows[0]
+                clip = Region(clip_x, y, clip_width, height)
+            yield (
+                region,
+                clip,
+                widget.render_lines(Region(x - region.x, y - region.y, width, height)),
+            )
+
+
+def _claim(
+    uncovered: dict[int, list[tuple[int, int]]], x1: int, x2: int, y1: int, y2: int
+) -> tuple[int, int] | None:
+    """Take columns ``x1..x2`` of rows ``y1..y2`` from ``uncovered``; the first and last+1
+    rows where any were still uncovered, or None when none were."""
+    first = last = -1
+    for y in range(y1, y2):
+        ranges = uncovered.get(y)
+        if not ranges:
+            continue
+        left: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if b <= x1 or a >= x2:
+                left.append((a, b))
+                continue
+            if a < x1:
+                left.append((a, x1))
+            if b > x2:
+                left.append((x2, b))
+        if len(left) != len(ranges) or left != ranges:
+            if first < 0:
+                first = y
+            last = y
+            uncovered[y] = left
+    return None if first < 0 else (first, last + 1)
+
+
+# --- the fence --------------------------------------------------------------------------------
+# Every touch of Textual's private API, in one module (pyproject pins the Textual it ran on).
+#
+# An upgrade of Textual is one file to read and ``tests/test_textual_contracts.py`` (with
+# ``tests/test_render_paths.py`` and ``tests/test_terminal_input.py``) to run: each surface below
+# is checked there against Textual's own code path or signature.
+#
+# - ``CroppingCompositor``, put on a screen by ``use_cropping_compositor``
+#   (``Screen._compositor``);
+# - ``has_border_title`` (``Widget._border_title`` / ``_border_subtitle``);
+# - ``anchor_released`` (``Widget._anchor_released``);
+# - ``styled_lines_kept`` / ``restore_styled_lines`` (``Widget._styles_cache`` and its lines, for
+#   an override of ``Widget._size_updated``);
+# - ``private_override``: a widget method that overrides a private one says so, and the
+#   contracts test checks each still exists with the same parameters;
+# - the input side (``textual._xterm_parser``, ``textual._ansi_sequences``, the Linux driver's
+#   decoder), used by ``tui.terminal_input``;
+# - the output side: Textual's writer thread writes to ``sys.__stderr__``
+#   (``terminal_output_guard``) and its input thread may outlive a closed terminal
+#   (``exit_if_threads_linger``).
+
+
+def use_cropping_compositor(screen: Screen[Any]) -> None:
+    """Give ``screen`` the cropping compositor (Textual has no public hook for its compositor)."""
+    screen._compositor = CroppingCompositor()
+
+
+# --- widgets -----------------------------------------------------------------------------------
+
+
+def has_border_title(widget: Widget) -> bool:
+    """Whether ``widget`` draws a border title or subtitle (set, even if empty)."""
+    return widget._border_title is not None or widget._border_subtitle is not None
+
+
+def anchor_released(widget: Widget) -> bool:
+    """Whether the user scrolled an anchored ``widget`` away from its end (Textual keeps the
+    anchor but stops following until it is scrolled back)."""
+    return bool(widget._anchor_released)
+
+
+def styled_lines_kept(widget: Widget, size: Size) -> dict[int, Strip]:
+    """The lines of ``widget``'s styles cache still valid at ``size`` if only its height
+    changes (same width, no bottom gutter): read before ``Widget._size_updated`` drops them."""
+    cache = widget._styles_cache
+    if size.width != widget._size.width or widget.styles.gutter.bottom:
+        return {}
+    dirty = cache._dirty_lines
+    return {y: line for y, line in cache._cache.items() if y not in dirty}
+
+
+def restore_styled_lines(widget: Widget, kept: dict[int, Strip], size: Size) -> None:
+    """Put back the ``kept`` lines that still fit ``size``, clean (after ``_size_updated``)."""
+    cache = widget._styles_cache
+    if kept and cache._width == size.width:
+        kept = {y: line for y, line in kept.items() if y < size.height}
+        cache._cache.update(kept)
+        cache._dirty_lines.difference_update(kept)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# (the Textual class, our method) for every override of a private method, as declared.
+PRIVATE_OVERRIDES: list[tuple[type, Callable[..., Any]]] = []
+
+
+def private_override(base: type) -> Callable[[F], F]:
+    """Mark a method that overrides ``base``'s private method of the same name."""
+
+    def mark(method: F) -> F:
+        PRIVATE_OVERRIDES.append((base, method))
+        return method
+
+    return mark
+
+
+# --- the input side: what the terminal sends ---------------------------------------------------
+
+
+def wrap_key_events(
+    wrap: Callable[[Callable[..., Iterable[events.Key]], Any, str, bool], Iterator[events.Key]],
+) -> None:
+    """Route Textual's ``XTermParser._sequence_to_key_events(self, sequence, alt)`` through
+    ``wrap(original, parser, sequence, alt)``."""
+    from textual._xterm_parser import XTermParser
+
+    original = XTermParser._sequence_to_key_events
+
+    def sequence_to_key_events(
+        self: XTermParser, sequence: str, alt: bool = False
+    ) -> Iterator[events.Key]:
+        return wrap(original, self, sequence, alt)
+
+    XTermParser._sequence_to_key_events = sequence_to_key_events  # type: ignore[method-assign]
+
+
+def set_input_decoder(factory: Callable[[str], Any]) -> None:
+    """The ``codecs.getincrementaldecoder`` Textual's Linux driver decodes stdin with."""
+    from textual.drivers import linux_driver
+
+    setattr(linux_driver, "getincrementaldecoder", factory)  # noqa: B010
+
+
+def ansi_sequence_keys() -> dict[str, Any]:
+    """Textual's table of escape sequences to keys (or to characters), to edit in place."""
+    from textual import _ansi_sequences
+
+    table: dict[str, Any] = _ansi_sequences.ANSI_SEQUENCES_KEYS  # type: ignore[assignment]
+    return table
+
+
+# --- the output side: the terminal going away --------------------------------------------------
+
+
+class TerminalOutput:
+    """The terminal stream Textual writes to, surviving the terminal going away.
+
+    Textual's writer thread writes frames to ``sys.__stderr__`` and dies on the first error;
+    when the terminal is closed (SIGHUP) those writes fail with EIO, the thread's bounded queue
+    fills, and the app's next frame blocked forever, before the SIGHUP handler could save the
+    replies. Writes to a terminal that is gone are dropped instead.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._stream.write(text))
+            except OSError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except OSError:
+                self.gone = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def terminal_output_guard() -> Iterator[None]:
+    """While the app runs, Textual's writer thread writes through a ``TerminalOutput``."""
+    terminal = sys.__stderr__
+    if terminal is None:
+        yield
+        return
+    # typeshed declares sys.__stderr__ a Final TextIOWrapper; Textual's writer thread writes to
+    # whatever it is, so it is replaced on purpose with a stream-like wrapper.
+    sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        sys.__stderr__ = terminal  # type: ignore[misc]
+
+
+def exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
+    """Exit now if a thread would keep the process alive after the app has ended.
+
+    Everything is saved by now. Textual's input thread, once its terminal is gone, can spin on
+    a descriptor that always reads empty, and the interpreter would wait for it at exit for
+    ever, at 40% of a core (seen after a closed tmux window).
+    """
+    import threading
+
+    main = threading.main_thread()
+    deadline = time.monotonic() + wait_s
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
