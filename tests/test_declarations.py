@@ -160,7 +160,7 @@ def test_only_the_discovery_module_asks_for_models() -> None:
                 if id(node) in docs or not isinstance(node, ast.Constant):
                     continue
                 value = node.value
-                text = value.decode() if isinstance(value, bytes) else value
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
                 # "/models/…" is Gemini's generate path, not a listing.
                 listing = isinstance(text, str) and "/models" in text
                 if listing and not str(text).startswith("/models/") and rel not in allowed:
