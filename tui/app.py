@@ -28,6 +28,8 @@ from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
+from tui.session import blind
+from tui.session.blind import BlindRace
 from tui.session.catalog import (
     PICKER_REDISCOVER_S,
     ModelEntry,
@@ -104,13 +106,29 @@ class TokenraceApp(App[None]):
         """A toast. Never markup, whatever the caller says: messages quote model ids, server
         errors and what the user typed (``/model [/bogus]`` crashed as markup), and they are
         made inert, so a server's text cannot steer the terminal from a toast either."""
+        race = self.blind_race()
         super().notify(
-            inert(message),
-            title=inert_label(title),
+            inert(blind.scrub(race, message)),
+            title=inert_label(blind.scrub(race, title)),
             severity=severity,
             timeout=timeout,
             markup=False,
         )
+
+    def blind_race(self) -> BlindRace | None:
+        """The unrevealed blind race on screen (under any dialog), whose names stay hidden."""
+        for screen in reversed(self.screen_stack):
+            race = getattr(getattr(screen, "conv", None), "blind", None)
+            if isinstance(race, BlindRace) and race.hiding:
+                return race
+        return None
+
+    def blind_locked(self) -> bool:
+        """Whether an unrevealed blind race forbids what would show its models (says so)."""
+        if self.blind_race() is None:
+            return False
+        self.notify(blind.LOCKED, severity="warning")
+        return True
 
     def __init__(
         self,
@@ -491,6 +509,8 @@ class TokenraceApp(App[None]):
         """Run a replay suite on the current screen's model(s)."""
         from tui.screens.suite import SuiteScreen
 
+        if self.blind_locked():
+            return
         models = list(getattr(self.screen, "models", []) or [])
         model = getattr(self.screen, "model", None)
         if model and not models:
@@ -646,6 +666,8 @@ class TokenraceApp(App[None]):
         from tui.screens.model_picker import ModelPicker
 
         if isinstance(self.screen, CompareScreen):
+            if self.blind_locked():
+                return
             if len(self.screen_stack) > 2:
                 self.pop_screen()
             else:

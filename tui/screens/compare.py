@@ -30,7 +30,7 @@ from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
-from tui.session import commands
+from tui.session import blind, commands
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order
@@ -182,6 +182,14 @@ class CompareScreen(Screen[None]):
             tooltip="Verdict: which pane answered best (or a tie)",
             id="verdict",
         ),
+        Binding(
+            "alt+b",
+            "blind_race",
+            "Blind race",
+            show=False,
+            tooltip="Blind race: the same models, shuffled, named A, B… until the verdict",
+            id="blind_race",
+        ),
         Binding("pageup", "scroll_panes(-1)", "Scroll the panes up", show=False, priority=True),
         Binding("pagedown", "scroll_panes(1)", "Scroll the panes down", show=False, priority=True),
     ]
@@ -214,11 +222,15 @@ class CompareScreen(Screen[None]):
         assert isinstance(self.app, TokenraceApp)
         return self.app
 
+    def shown(self, model: str | None, index: int | None = None) -> str:
+        """The name to show for a pane's model: its label while a blind race hides it."""
+        return blind.shown(self.conv.blind, model, index)
+
     def compose(self) -> ComposeResult:
         yield Static("", id="topbar", markup=False)
         with Horizontal(id="panes"):
             for i, m in enumerate(self.models):
-                yield ComparePane(i, m)
+                yield ComparePane(i, m, self.shown(m, i))
         yield LiveLine("", id="strip")
         yield PromptBox(id="prompt")
         yield Static("", id="prompt-info", markup=False)
@@ -271,18 +283,25 @@ class CompareScreen(Screen[None]):
         if turn.role == "user":
             pane.messages.mount(UserMessage(turn.content))
         else:
+            race = self.conv.blind
             pane.messages.mount(
                 AssistantMessage(
-                    turn.model or "?",
+                    self.shown(turn.model, pane.index),
                     text=turn.content,
                     reasoning=turn.reasoning,
                     status=turn.status,
-                    metrics=turn.metrics,
+                    metrics=blind.metrics(race, turn.metrics) if turn.metrics else None,
                     finished=True,
                 )
             )
             if turn.error and turn.status in ("error", "interrupted"):
-                pane.messages.mount(ErrorPanel(turn.model or "?", turn.status, turn.error))
+                pane.messages.mount(
+                    ErrorPanel(
+                        self.shown(turn.model, pane.index),
+                        turn.status,
+                        blind.scrub(race, turn.error),
+                    )
+                )
 
     def _check_width(self) -> None:
         if self.size.width and self.size.width / max(1, len(self.models)) < MIN_PANE_WIDTH:
@@ -306,6 +325,7 @@ class CompareScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
+        bits += blind.topbar_bits(self.conv.blind)
         self.query_one("#topbar", Static).update(
             Content.assemble(
                 ("tokenrace compare", "bold"),
@@ -358,6 +378,9 @@ class CompareScreen(Screen[None]):
         s = self.conv.settings
         try:
             if cmd.name == "/model":
+                if blind.hiding(self.conv.blind):
+                    self.notify(blind.LOCKED, severity="warning")
+                    return
                 letter, _, name = cmd.arg.partition(" ")
                 if letter.upper() not in PANE_LETTERS[: len(self.models)] or not name:
                     self.notify(
@@ -382,12 +405,16 @@ class CompareScreen(Screen[None]):
                     self.pane_temperature[index] = temperature
                     shown = "the default" if temperature is None else f"{temperature:g}"
                     self.notify(f"Pane {letter.upper()}: temperature {shown} from the next prompt.")
-                    self.pane(index).set_model(self.models[index], self._pane_note(index))
+                    self.pane(index).set_model(
+                        self.models[index], self._pane_note(index), self.shown(None, index)
+                    )
                     return
                 s.temperature = commands.parse_temperature(cmd.arg)
                 self.pane_temperature.clear()
                 for pane in self.panes:
-                    pane.set_model(pane.model, self._pane_note(pane.index))
+                    pane.set_model(
+                        pane.model, self._pane_note(pane.index), self.shown(None, pane.index)
+                    )
             elif cmd.name == "/max-tokens":
                 s.max_tokens = commands.parse_max_tokens(cmd.arg)
             elif cmd.name == "/json":
@@ -432,7 +459,7 @@ class CompareScreen(Screen[None]):
     def set_pane_model(self, index: int, model: str) -> None:
         """Pane ``index`` continues its own conversation with ``model``."""
         self.models[index] = model
-        self.pane(index).set_model(model, self._pane_note(index))
+        self.pane(index).set_model(model, self._pane_note(index), self.shown(model, index))
         self.tapp.warm(model)
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
@@ -442,6 +469,10 @@ class CompareScreen(Screen[None]):
         """F2 in compare mode: choose the pane, then the model."""
         from tui.screens.model_picker import ModelPicker
         from tui.screens.pane_chooser import PaneChooser
+
+        if blind.hiding(self.conv.blind):
+            self.notify(blind.LOCKED, severity="warning")
+            return
 
         def pane_chosen(index: int | None) -> None:
             if index is None:
@@ -462,7 +493,7 @@ class CompareScreen(Screen[None]):
             )
 
         self.app.push_screen(
-            PaneChooser(self.models, "Change the model of which pane?"), pane_chosen
+            PaneChooser(self.shown_models, "Change the model of which pane?"), pane_chosen
         )
 
     # --- racing --------------------------------------------------------------------------
@@ -500,7 +531,7 @@ class CompareScreen(Screen[None]):
                 self.tapp.config.stall_s,
                 pane=pane.index,
             )
-            widget = AssistantMessage(pane.model, pane_label=pane.label)
+            widget = AssistantMessage(self.shown(pane.model, pane.index), pane_label=pane.label)
             pane.messages.mount(widget)
             pane.messages.resume_follow()
             self.runs[pane.index] = run
@@ -534,12 +565,13 @@ class CompareScreen(Screen[None]):
         params = self._pane_settings(pane.index)
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
-            if delta.reasoning:
+            held = self.conv.blind is not None and self.conv.blind.holds_replies()
+            if delta.reasoning and not held:
                 widget.append_reasoning(delta.reasoning)
-            if delta.text:
+            if delta.text and not held:
                 widget.append_text(delta.text)
             for note in delta.notices:
-                widget.add_notice(note)
+                widget.add_notice(blind.scrub(self.conv.blind, note))
             if delta.text or delta.reasoning:
                 pane.messages.content_grew()
             # The first token, then every second (DESIGN §6).
@@ -562,7 +594,9 @@ class CompareScreen(Screen[None]):
         if not run.done:
             run.feed([Cancelled(t_ns=time.perf_counter_ns())])
         m = run.final()
-        widget.finish(m)
+        race = self.conv.blind
+        if race is None or not race.holds_replies():
+            widget.finish(blind.metrics(race, m))
         turn = run.turn()
         self.conv.turns(pane.index).append(turn)
         run.checkpoint(
@@ -575,10 +609,17 @@ class CompareScreen(Screen[None]):
             kind = next(
                 (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )
-            pane.messages.mount(ErrorPanel(run.model, kind, turn.error))
+            pane.messages.mount(
+                ErrorPanel(self.shown(run.model, pane.index), kind, blind.scrub(race, turn.error))
+            )
         pane.messages.content_grew()
-        pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())
+        pane.status.show(
+            blind.figures(race, run.live(time.perf_counter_ns()), pane.index),
+            blind.spark(race, run.spark_rates()),
+        )
         self.handles.pop(pane.index, None)
+        if not self.streaming and race is not None and race.holds_replies():
+            self._show_held_replies()
         if not self.streaming:
             self.race_log.add({i: r.final() for i, r in self.runs.items()})
             self._frame_timer.pause()
@@ -607,7 +648,8 @@ class CompareScreen(Screen[None]):
             except Exception:
                 continue
             f = run.live(now)
-            pane.status.show(f, run.spark_rates())
+            race = self.conv.blind
+            pane.status.show(blind.figures(race, f, index), blind.spark(race, run.spark_rates()))
             widget = self.widgets.get(index)
             if widget is not None:
                 if f.retry_until_ns is not None:
@@ -615,7 +657,11 @@ class CompareScreen(Screen[None]):
                     widget.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
                 else:
                     ep = self.tapp.config.endpoints.get(run.endpoint)
-                    widget.show_live(run.live_label(now, ep.timeouts if ep else None))
+                    widget.show_live(
+                        blind.live_line(
+                            self.conv.blind, run.live_label(now, ep.timeouts if ep else None)
+                        )
+                    )
         self._update_strip()
 
     def _metrics_now(self, index: int) -> RunMetrics | None:
@@ -639,6 +685,9 @@ class CompareScreen(Screen[None]):
         strip = self.query_one("#strip", LiveLine)
         if len(self.models) < 2:
             strip.show("Add a second model to race: F2 → pane B, or /model B NAME")
+            return
+        if self.conv.blind is not None and self.conv.blind.hides_figures():
+            strip.show(blind.FIGURES_HIDDEN + " F9 gives the verdict and reveals the models.")
             return
         rows: list[Content] = []
         base = self._metrics_now(0)
@@ -739,7 +788,7 @@ class CompareScreen(Screen[None]):
             if index is not None:
                 self.action_cancel_pane(index)
 
-        self.app.push_screen(PaneChooser(self.models, "Cancel which pane's reply?"), chosen)
+        self.app.push_screen(PaneChooser(self.shown_models, "Cancel which pane's reply?"), chosen)
 
     def retry(self) -> None:
         """F5: run the last prompt again on every pane."""
@@ -817,7 +866,7 @@ class CompareScreen(Screen[None]):
         if len(answers) < 2:
             self.notify("Two answers are needed for a diff: send a prompt first.")
             return
-        self.app.push_screen(DiffView(answers, self.models))
+        self.app.push_screen(DiffView(answers, self.shown_models))
 
     def _verdict_pane(self, model: str) -> str:
         """``B best`` for a winning model (its pane's letter), or the model's name."""
@@ -837,19 +886,77 @@ class CompareScreen(Screen[None]):
             if index is None:
                 return
             winner = "tie" if index == -1 else self.models[index]
+            was_blind = blind.hiding(self.conv.blind)
             if self.tapp.store is not None:
-                self.tapp.store.save_verdict(self.conv.id, race_id, winner, self.models)
+                self.tapp.store.save_verdict(
+                    self.conv.id, race_id, winner, self.models, blind=was_blind
+                )
             self.verdicts.append((race_id, winner))
+            if self.conv.reveal(self.tapp.store):
+                self._show_names()
             self._update_strip()
             self.notify(
                 "Verdict: tie."
                 if winner == "tie"
                 else f"Verdict: pane {PANE_LETTERS[index]} ({winner}) was best."
             )
+            if was_blind and self.conv.blind is not None:
+                self.notify(f"Revealed: {blind.reveal_text(self.conv.blind)}", timeout=15)
 
         self.app.push_screen(
-            PaneChooser(self.models, "Which pane answered best?", allow_tie=True), chosen
+            PaneChooser(self.shown_models, "Which pane answered best?", allow_tie=True), chosen
         )
+
+    @property
+    def shown_models(self) -> list[str]:
+        return blind.shown_models(self.conv.blind, self.models)
+
+    def _show_held_replies(self) -> None:
+        """A blind race that holds replies: every pane's reply appears now, together."""
+        race = self.conv.blind
+        for index, run in self.runs.items():
+            widget = self.widgets[index]
+            if run.reasoning:
+                widget.append_reasoning(run.reasoning)
+            if run.text:
+                widget.append_text(run.text)
+            widget.finish(blind.metrics(race, run.final()))
+            self.pane(index).messages.content_grew()
+
+    def _show_names(self) -> None:
+        """The verdict revealed a blind race: every label becomes its model's name again."""
+        for pane in self.panes:
+            pane.set_model(pane.model, self._pane_note(pane.index), None)
+            turns = [t for t in self.conv.turns(pane.index) if t.role == "assistant"]
+            for widget, turn in zip(pane.query(AssistantMessage), turns, strict=False):
+                widget.model = turn.model or pane.model
+                widget.header.update(widget._header_text(widget.status))
+                if turn.metrics is not None:
+                    widget.metrics_line.show(fmt.metrics_text(turn.metrics))
+            run = self.runs.get(pane.index)
+            if run is not None and run.done:
+                pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())
+        self._update_topbar()
+
+    def action_blind_race(self) -> None:
+        """Alt+B: race the same models blind, shuffled, in a new conversation."""
+        from tui.screens.blind_options import BlindOptions
+
+        if self.streaming:
+            self.notify("Panes are still streaming: Esc cancels them.", severity="warning")
+            return
+        if len(self.models) < 2:
+            self.notify("A blind race needs two models or more.", severity="warning")
+            return
+
+        def chosen(race: blind.BlindRace | None) -> None:
+            if race is None:
+                return
+            race.models = blind.shuffled(self.models)
+            conv = Conversation(mode="compare", settings=self.conv.settings, blind=race)
+            self.tapp.switch_screen(CompareScreen(race.models, conv))
+
+        self.app.push_screen(BlindOptions(), chosen)
 
     def on_screen_resume(self) -> None:
         self.query_one(PromptBox).focus()

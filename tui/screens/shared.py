@@ -8,6 +8,7 @@ from typing import Any
 from textual.screen import Screen
 
 from providers.metrics import RunMetrics
+from tui.session import blind
 from tui.session.race import summarise
 
 
@@ -43,7 +44,11 @@ async def _replay(screen: Any, times: int) -> None:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0)
         statuses = [r.final() for r in runs]
-        finished += [(r.model, m) for r, m in zip(runs, statuses, strict=True)]
+        race = getattr(screen.conv, "blind", None)
+        finished += [
+            (blind.shown(race, r.model, r.pane), blind.metrics(race, m))
+            for r, m in zip(runs, statuses, strict=True)
+        ]
         if any(m.status == "cancelled" for m in statuses):
             screen.notify("Replay stopped: a run was cancelled.", severity="warning")
             break

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.session.stats import leaderboard, leaderboard_text
+from tui.session.stats import report_text, stats_report
 
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
@@ -58,10 +58,10 @@ class StatsScreen(ModalScreen[None]):
             store.flush()
             verdicts = store.verdicts()
             runs = store.runs()
-        board = leaderboard(verdicts, runs)
+        report = stats_report(verdicts, runs)
         text = (
-            leaderboard_text(board)
-            if board.standings
+            report_text(report)
+            if report.all.standings
             else "No verdicts yet: race models (F3) and press F9 when a race has finished."
         )
         # Model names are server- and user-supplied: Content, never markup.

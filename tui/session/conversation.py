@@ -23,6 +23,7 @@ from providers.events import (
 )
 from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
 from providers.prices import Price
+from tui.session.blind import BlindRace
 from tui.session.store import Store, new_id
 
 TITLE_CHARS = 60
@@ -99,6 +100,7 @@ class Conversation:
     saved: bool = False
     run_models: dict[int, str] = field(default_factory=dict)  # each pane's latest run's model
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
+    blind: BlindRace | None = None  # a blind race (compare mode): names hidden until revealed
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -115,8 +117,23 @@ class Conversation:
 
     def ensure_saved(self, store: Store | None) -> None:
         if not self.saved and store is not None:
-            store.create_conversation(self.id, self.title, self.mode, self.settings.to_dict())
+            store.create_conversation(
+                self.id,
+                self.title,
+                self.mode,
+                self.settings.to_dict(),
+                blind=self.blind.to_json() if self.blind is not None else None,
+            )
             self.saved = True
+
+    def reveal(self, store: Store | None) -> bool:
+        """End a blind race's hiding (the verdict was given); True if it was hiding."""
+        if self.blind is None or self.blind.revealed:
+            return False
+        self.blind.revealed = True
+        if store is not None and self.saved:
+            store.update_conversation(self.id, blind=self.blind.to_json())
+        return True
 
     def add_user(self, text: str, store: Store | None, panes: tuple[int, ...] = (0,)) -> Turn:
         """Append the user's prompt to every pane (and the store); names the conversation."""
@@ -148,6 +165,7 @@ class Conversation:
             mode=row.mode,
             settings=Settings.from_dict(row.settings),
             saved=True,
+            blind=BlindRace.from_json(row.blind),
         )
         for m in store.messages(conv_id):
             turn = Turn(
@@ -168,6 +186,8 @@ class Conversation:
         for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
             conv.run_models[int(run["pane"])] = run["model"]
         conv.verdicts = [(v["race_id"], v["winner"]) for v in store.verdicts(conv_id)]
+        if conv.blind is not None and not conv.blind.models:
+            conv.blind.models = [m or "" for m in conv.pane_models()]
         return conv
 
     def pane_models(self) -> list[str | None]:

@@ -24,6 +24,7 @@ from typing import Any
 from providers import paths, secrets
 from providers.inert import inert, inert_label, json_inert
 from tui.format import metrics_text
+from tui.session import blind
 from tui.session.conversation import metrics_from_row
 from tui.session.store import METRIC_COLUMNS, Store
 
@@ -66,7 +67,12 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
                 item["metrics"]["cost_reported"] = bool(run["cost_reported"])
         messages.append(item)
     verdicts = [
-        {"race_id": v["race_id"], "winner": v["winner"], "models": json.loads(v["models"])}
+        {
+            "race_id": v["race_id"],
+            "winner": v["winner"],
+            "models": json.loads(v["models"]),
+            "blind": bool(v["blind"]),
+        }
         for v in store.verdicts(conv_id)
     ]
     data = {
@@ -80,6 +86,8 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
         "messages": messages,
         "verdicts": verdicts,
     }
+    # An unrevealed blind race is exported as it is shown: models by label.
+    data = blind.export_view(blind.BlindRace.from_json(conv.blind), data)
     redacted: dict[str, Any] = json.loads(secrets.redact(json.dumps(data, ensure_ascii=False)))
     return redacted
 

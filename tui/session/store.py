@@ -132,6 +132,15 @@ MIGRATIONS: tuple[str, ...] = (
     ),
 )
 
+# Verdicts given in a blind race are kept apart from sighted ones (the leaderboard shows them
+# apart), and a conversation keeps its blind race's state (labels hidden or revealed, what the
+# user chose to see), so an unrevealed blind race stays blind when it is resumed.
+BLIND_RACES = """
+    ALTER TABLE verdicts ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN blind TEXT
+    """
+MIGRATIONS = (*MIGRATIONS, BLIND_RACES)
+
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
 METRIC_COLUMNS = (
@@ -226,6 +235,7 @@ class ConversationRow:
     created_at: float
     updated_at: float
     messages: int = 0
+    blind: dict[str, Any] | None = None  # a blind race's state (tui.session.blind)
 
 
 # A queued write; what it returns (a cursor, say) is dropped.
@@ -447,26 +457,36 @@ class Store:
         title: str = "",
         mode: str = "chat",
         settings: Mapping[str, Any] | None = None,
+        blind: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         data = json.dumps(dict(settings or {}))
+        race = json.dumps(dict(blind)) if blind is not None else None
 
         def op(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT OR IGNORE INTO conversations(id, title, mode, settings, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (conv_id, title, mode, data, now, now),
+                "updated_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conv_id, title, mode, data, now, now, race),
             )
 
         self.submit(op)
 
     def update_conversation(
-        self, conv_id: int, *, title: str | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        conv_id: int,
+        *,
+        title: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        blind: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         data = json.dumps(dict(settings)) if settings is not None else None
+        race = json.dumps(dict(blind)) if blind is not None else None
 
         def op(c: sqlite3.Connection) -> None:
+            if race is not None:
+                c.execute("UPDATE conversations SET blind = ? WHERE id = ?", (race, conv_id))
             if title is not None:
                 c.execute(
                     "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
@@ -586,7 +606,13 @@ class Store:
         self.submit(op)
 
     def save_verdict(
-        self, conv_id: int | None, race_id: str, winner: str, models: Iterable[str]
+        self,
+        conv_id: int | None,
+        race_id: str,
+        winner: str,
+        models: Iterable[str],
+        *,
+        blind: bool = False,
     ) -> None:
         now = time.time()
         data = json.dumps(list(models))
@@ -594,8 +620,8 @@ class Store:
         def op(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT INTO verdicts(id, conversation_id, race_id, winner, models, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (new_id(), conv_id, race_id, winner, data, now),
+                "created_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (new_id(), conv_id, race_id, winner, data, now, int(blind)),
             )
 
         self.submit(op)
@@ -631,6 +657,7 @@ class Store:
                 r["created_at"],
                 r["updated_at"],
                 r["n"],
+                _json_or_none(r["blind"]),
             )
             for r in self._read.execute(sql, args)
         ]
@@ -643,7 +670,13 @@ class Store:
         if r is None:
             return None
         return ConversationRow(
-            r["id"], r["title"], r["mode"], _json(r["settings"]), r["created_at"], r["updated_at"]
+            r["id"],
+            r["title"],
+            r["mode"],
+            _json(r["settings"]),
+            r["created_at"],
+            r["updated_at"],
+            blind=_json_or_none(r["blind"]),
         )
 
     def latest_conversation(self) -> int | None:
@@ -788,6 +821,10 @@ def _json(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return _json(text) if text else None
 
 
 def _explain(exc: sqlite3.OperationalError, path: Path) -> str:
