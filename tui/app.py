@@ -692,6 +692,48 @@ class TokenraceApp(App[None]):
         self.start_discovery(again_after_s=PICKER_REDISCOVER_S)
         self.push_screen(ModelPicker(self.catalog, first, title=f"Race {first} against…"), picked)
 
+    async def action_edit_prompt(self) -> None:
+        """Alt+E: the last prompt back in the prompt box; sending it is a new branch."""
+        await self.fork_from(-1)
+
+    def action_fork(self) -> None:
+        """Alt+T: choose an earlier prompt to start a new branch from."""
+        from tui.screens.fork_chooser import ForkChooser
+
+        conv = getattr(self.screen, "conv", None)
+        if conv is None or not conv.user_prompts():
+            self.notify("No prompt to fork from yet.")
+            return
+
+        async def chosen(index: int | None) -> None:
+            if index is not None:
+                await self.fork_from(index)
+
+        self.push_screen(ForkChooser(conv.user_prompts()), chosen)
+
+    async def fork_from(self, index: int) -> None:
+        """Start a new branch at the ``index``-th prompt of the conversation on screen."""
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+
+        screen = self.screen
+        conv = getattr(screen, "conv", None)
+        if conv is None or getattr(screen, "streaming", False):
+            self.notify("Wait for the reply to end (Esc cancels it) before editing.")
+            return
+        text = conv.fork_at(index, self.store)
+        if text is None:
+            self.notify("No prompt to edit yet.")
+            return
+        new: Screen[None] = (
+            CompareScreen(list(screen.models), conv)
+            if isinstance(screen, CompareScreen)
+            else ChatScreen(getattr(screen, "model", None), conv)
+        )
+        await self.switch_screen(new)
+        new.fill_prompt(text)  # type: ignore[attr-defined]
+        self.notify("Edit the prompt; Enter races it again as a new branch (the old is kept).")
+
     def action_conversations(self) -> None:
         from tui.screens.conversations import ConversationsScreen
 

@@ -1,4 +1,4 @@
-"""Alt+B in compare mode: how a blind race shows itself (timings, replies live or together)."""
+"""Alt+H in compare mode: how a blind race shows itself (timings, replies live or together)."""
 
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ class CompareScreen(Screen[None]):
             id="verdict",
         ),
         Binding(
-            "alt+b",
+            "alt+h,shift+f9",
             "blind_race",
             "Blind race",
             show=False,
@@ -939,7 +939,7 @@ class CompareScreen(Screen[None]):
         self._update_topbar()
 
     def action_blind_race(self) -> None:
-        """Alt+B: race the same models blind, shuffled, in a new conversation."""
+        """Alt+H: race the same models blind, shuffled, in a new conversation."""
         from tui.screens.blind_options import BlindOptions
 
         if self.streaming:

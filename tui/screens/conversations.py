@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,7 +15,38 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
+from tui.session.conversation import branch_tips, current_branch, message_tree
 from tui.session.store import ConversationRow
+
+TREE_LINES = 12
+TREE_CHARS = 70
+
+
+def tree_text(rows: list[Any], tips: dict[int, int | None]) -> Content:
+    """Pane A's messages as a tree: ``●`` marks the current branch, indents are branches."""
+    current = {int(r["id"]) for r in current_branch(rows, tips)}
+    lines: list[Content] = []
+    for depth, r in message_tree(rows, 0):
+        text = " ".join(str(r["content"]).split())
+        text = text[:TREE_CHARS] + ("…" if len(text) > TREE_CHARS else "")
+        mark = "●" if int(r["id"]) in current else "○"
+        what = "you › " if r["role"] == "user" else "  ↳ "
+        lines.append(
+            Content.assemble(
+                "  " * depth + f"{mark} {what}",
+                (inert_label(text or "(no text)"), "bold" if int(r["id"]) in current else "dim"),
+            )
+        )
+    if not lines:
+        return Content("")
+    branches = sum(1 for r in rows if int(r["pane"]) == 0 and r["role"] == "user") - len(
+        [r for r in current_branch(rows, tips) if int(r["pane"]) == 0 and r["role"] == "user"]
+    )
+    head = Content.styled(
+        "Branches (● the current one, which Enter resumes)" if branches else "Messages", "bold"
+    )
+    return Content("\n").join([head, *lines[-TREE_LINES:]])
+
 
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
@@ -40,6 +71,7 @@ class ConversationsScreen(ModalScreen[None]):
         border: round $primary; background: $surface; padding: 0 1;
     }
     ConversationsScreen OptionList { height: 1fr; }
+    ConversationsScreen #tree { height: auto; max-height: 14; border-top: solid $panel; }
     ConversationsScreen .hint { color: $text-muted; }
     ConversationsScreen #rename { display: none; }
     ConversationsScreen #rename.-on { display: block; }
@@ -74,6 +106,7 @@ class ConversationsScreen(ModalScreen[None]):
             yield Input(placeholder="search…", id="search")
             yield Input(placeholder="new title, Enter saves", id="rename")
             yield OptionList()
+            yield Static("", id="tree")
 
     def on_mount(self) -> None:
         self._refresh("")
@@ -99,6 +132,18 @@ class ConversationsScreen(ModalScreen[None]):
             )
         if self.rows:
             options.highlighted = 0
+        self._show_tree()
+
+    @on(OptionList.OptionHighlighted)
+    def _show_tree(self) -> None:
+        """The highlighted conversation's branches, as a tree."""
+        row = self._current()
+        tree = self.query_one("#tree", Static)
+        if row is None or self.tapp.store is None:
+            tree.update("")
+            return
+        rows = self.tapp.store.messages(row.id)
+        tree.update(tree_text(rows, branch_tips(row.branch)))
 
     @on(Input.Changed, "#search")
     def _search(self, event: Input.Changed) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from providers.events import (
 from providers.metrics import RunMetrics, TokenTally, compute_metrics, status_of
 from providers.prices import Price
 from tui.session.blind import BlindRace
-from tui.session.store import Store, new_id
+from tui.session.store import ROOT, Store, new_id
 
 TITLE_CHARS = 60
 SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
@@ -80,6 +81,7 @@ class Turn:
     error: str | None = None
     metrics: RunMetrics | None = None
     race_id: str | None = None  # the race this reply ran in (compare mode)
+    parent_id: int | None = None  # the message before it on its branch (None: the first)
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
@@ -101,6 +103,9 @@ class Conversation:
     run_models: dict[int, str] = field(default_factory=dict)  # each pane's latest run's model
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
     blind: BlindRace | None = None  # a blind race (compare mode): names hidden until revealed
+    # Per pane, the message the current branch starts from (set by an edit or a fork; the
+    # branch then follows the newest message below it).
+    branch: dict[int, int | None] = field(default_factory=dict)
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -146,12 +151,37 @@ class Conversation:
             store.add_prompt(text, self.id)
         turn = Turn(id=0, role="user", content=text)
         for pane in panes:
-            t = Turn(id=new_id(), role="user", content=text)
-            self.turns(pane).append(t)
+            turns = self.turns(pane)
+            t = Turn(
+                id=new_id(), role="user", content=text, parent_id=turns[-1].id if turns else None
+            )
+            turns.append(t)
             if store is not None:
-                store.save_message(t.id, self.id, "user", text, pane=pane)
+                parent = ROOT if t.parent_id is None else t.parent_id
+                store.save_message(t.id, self.id, "user", text, pane=pane, parent_id=parent)
             turn = t
         return turn
+
+    def user_prompts(self, pane: int = 0) -> list[str]:
+        """The user's prompts on the current branch, oldest first."""
+        return [t.content for t in self.turns(pane) if t.role == "user"]
+
+    def fork_at(self, index: int, store: Store | None) -> str | None:
+        """Start a new branch at the ``index``-th user prompt (negative counts from the end):
+        every pane's turns from that prompt on leave the current branch (they stay stored, as
+        an earlier branch); returns the prompt's text, for the user to edit and send."""
+        prompts = self.user_prompts()
+        if not prompts or not -len(prompts) <= index < len(prompts):
+            return None
+        index %= len(prompts)
+        for pane, turns in self.panes.items():
+            users = [i for i, t in enumerate(turns) if t.role == "user"]
+            if index < len(users):
+                del turns[users[index] :]
+            self.branch[pane] = turns[-1].id if turns else None
+        if store is not None and self.saved:
+            store.update_conversation(self.id, branch={str(p): t for p, t in self.branch.items()})
+        return prompts[index]
 
     @classmethod
     def load(cls, store: Store, conv_id: int) -> Conversation | None:
@@ -167,7 +197,9 @@ class Conversation:
             saved=True,
             blind=BlindRace.from_json(row.blind),
         )
-        for m in store.messages(conv_id):
+        conv.branch = branch_tips(row.branch)
+        rows = store.messages(conv_id)
+        for m in current_branch(rows, conv.branch):
             turn = Turn(
                 id=m["id"],
                 role=m["role"],
@@ -176,6 +208,7 @@ class Conversation:
                 reasoning=m["reasoning"],
                 status=m["status"],
                 error=m["error"],
+                parent_id=m["parent_id"],
             )
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
@@ -201,6 +234,72 @@ class Conversation:
             )
             out.append(model or self.run_models.get(pane))
         return out
+
+
+def branch_tips(stored: Mapping[str, Any] | None) -> dict[int, int | None]:
+    """A stored ``branch`` (JSON: pane → message id) as pane numbers to ids."""
+    out: dict[int, int | None] = {}
+    for pane, tip in (stored or {}).items():
+        if str(pane).isdigit() and (tip is None or isinstance(tip, int)):
+            out[int(pane)] = tip
+    return out
+
+
+def current_branch(rows: list[Any], tips: Mapping[int, int | None]) -> list[Any]:
+    """The stored messages on each pane's current branch, in order (pane by pane).
+
+    A pane's branch runs from its root to ``tips[pane]`` (the message a fork or an edit
+    started from), then on down the newest message below each one. A retried reply (F5) is a
+    sibling of the reply it replaced: older retried replies that nothing follows stay on the
+    branch, just before the reply that replaced them, as they did on screen.
+    """
+    out: list[Any] = []
+    for pane in sorted({int(r["pane"]) for r in rows}):
+        mine = [r for r in rows if int(r["pane"]) == pane]
+        nodes = {int(r["id"]): r for r in mine}
+        kids: dict[int | None, list[Any]] = {}
+        for r in sorted(mine, key=lambda r: int(r["id"])):
+            parent = r["parent_id"]
+            kids.setdefault(parent if parent in nodes else None, []).append(r)
+        spine: list[Any] = []
+        tip = tips.get(pane)
+        while tip is not None and tip in nodes and len(spine) <= len(nodes):
+            spine.insert(0, nodes[tip])
+            tip = nodes[tip]["parent_id"]
+        cursor = int(spine[-1]["id"]) if spine else None
+        while kids.get(cursor) and len(spine) <= len(nodes):
+            spine.append(kids[cursor][-1])
+            cursor = int(spine[-1]["id"])
+        on = {int(r["id"]) for r in spine}
+        for r in spine:
+            out.append(r)
+            if r["role"] == "user":
+                out += [
+                    k
+                    for k in kids.get(int(r["id"]), [])
+                    if int(k["id"]) not in on and k["role"] == "assistant" and not kids.get(k["id"])
+                ]
+    return out
+
+
+def message_tree(rows: list[Any], pane: int = 0) -> list[tuple[int, Any]]:
+    """A pane's stored messages as a tree, depth first (oldest branch first): (depth, row)."""
+    mine = sorted((r for r in rows if int(r["pane"]) == pane), key=lambda r: int(r["id"]))
+    ids = {int(r["id"]) for r in mine}
+    kids: dict[int | None, list[Any]] = {}
+    for r in mine:
+        kids.setdefault(r["parent_id"] if r["parent_id"] in ids else None, []).append(r)
+    out: list[tuple[int, Any]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        children = kids.get(parent, [])
+        for child in children:
+            out.append((depth, child))
+            # A line of single children stays at one depth: only a branch point indents.
+            walk(int(child["id"]), depth + (1 if len(children) > 1 else 0))
+
+    walk(None, 0)
+    return out
 
 
 def metrics_from_row(row: Any) -> RunMetrics:
@@ -299,6 +398,7 @@ class LiveRun:
         self.started_at = time.time()
         self.spark: list[int] = []  # token events per bucket since the first token
         self.message_id = new_id()
+        self.parent_id: int | None = None  # the turn this reply answers, found when saved
         self.run_id = new_id()
         self._final: RunMetrics | None = None
         self.shown_final = False  # the UI has shown the final figures
@@ -564,6 +664,12 @@ class LiveRun:
         err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
         has_message = bool(self.text_len or self._reasoning or self.done)
         if has_message:
+            if self.parent_id is None:
+                # The turn before this reply on its branch (the reply itself may be there).
+                self.parent_id = next(
+                    (t.id for t in reversed(conv.turns(self.pane)) if t.id != self.message_id),
+                    None,
+                )
             store.save_message(
                 self.message_id,
                 conv.id,
@@ -574,6 +680,7 @@ class LiveRun:
                 status=status,
                 error=err.message if err else None,
                 pane=self.pane,
+                parent_id=self.parent_id,
             )
         m = self.final() if self.done else self.partial_metrics()
         timings = None

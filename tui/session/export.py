@@ -25,7 +25,7 @@ from providers import paths, secrets
 from providers.inert import inert, inert_label, json_inert
 from tui.format import metrics_text
 from tui.session import blind
-from tui.session.conversation import metrics_from_row
+from tui.session.conversation import branch_tips, current_branch, metrics_from_row
 from tui.session.store import METRIC_COLUMNS, Store
 
 SCHEMA_VERSION = 1
@@ -45,9 +45,11 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
     if conv is None:
         raise ExportError(f"no conversation with id {conv_id}")
     messages = []
-    for m in store.messages(conv_id):
+    # The current branch: the one the conversation reopens on (earlier branches stay stored).
+    for m in current_branch(store.messages(conv_id), branch_tips(conv.branch)):
         item: dict[str, Any] = {
             "id": m["id"],
+            "parent_id": m["parent_id"],
             "pane": m["pane"],
             "role": m["role"],
             "model": m["model"],

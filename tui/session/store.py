@@ -141,6 +141,23 @@ BLIND_RACES = """
     """
 MIGRATIONS = (*MIGRATIONS, BLIND_RACES)
 
+# Conversations become trees: each message names its parent (the message before it in its
+# pane), so an edited prompt or a fork is a new branch beside the old one and nothing is
+# overwritten; ``branch`` holds, per pane, the message the branch last used starts from.
+# Stored conversations were lines: each message's parent is the one before it in its pane.
+CONVERSATION_TREES = """
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER;
+    ALTER TABLE conversations ADD COLUMN branch TEXT;
+    UPDATE messages SET parent_id = (
+        SELECT MAX(p.id) FROM messages p
+        WHERE p.conversation_id = messages.conversation_id AND p.pane = messages.pane
+        AND p.id < messages.id
+    );
+    CREATE INDEX messages_by_parent ON messages(parent_id)
+    """
+MIGRATIONS = (*MIGRATIONS, CONVERSATION_TREES)
+ROOT = 0  # save_message's parent_id for the first message of a branch (stored as NULL)
+
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
 METRIC_COLUMNS = (
@@ -236,6 +253,7 @@ class ConversationRow:
     updated_at: float
     messages: int = 0
     blind: dict[str, Any] | None = None  # a blind race's state (tui.session.blind)
+    branch: dict[str, Any] | None = None  # per pane, where the branch last used starts
 
 
 # A queued write; what it returns (a cursor, say) is dropped.
@@ -479,12 +497,19 @@ class Store:
         title: str | None = None,
         settings: Mapping[str, Any] | None = None,
         blind: Mapping[str, Any] | None = None,
+        branch: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         data = json.dumps(dict(settings)) if settings is not None else None
         race = json.dumps(dict(blind)) if blind is not None else None
+        tips = json.dumps(dict(branch)) if branch is not None else None
 
         def op(c: sqlite3.Connection) -> None:
+            if tips is not None:
+                c.execute(
+                    "UPDATE conversations SET branch = ?, updated_at = ? WHERE id = ?",
+                    (tips, now, conv_id),
+                )
             if race is not None:
                 c.execute("UPDATE conversations SET blind = ? WHERE id = ?", (race, conv_id))
             if title is not None:
@@ -518,8 +543,13 @@ class Store:
         status: str = "complete",
         error: str | None = None,
         pane: int = 0,
+        parent_id: int | None = None,
     ) -> None:
-        """Insert or update a message with its full current text (a checkpoint)."""
+        """Insert or update a message with its full current text (a checkpoint).
+
+        Its parent (the message before it on its branch) is set when it is inserted:
+        ``parent_id``, or ``ROOT`` for the first message of a branch; left out, the pane's
+        latest message (a line, as every message was before conversations became trees)."""
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
@@ -527,14 +557,24 @@ class Store:
             # hold it); done here, in the writer thread, off the UI's loop.
             text, thought = well_formed(content), well_formed(reasoning)
             why = well_formed(error) if error is not None else None
+            parent: int | None = parent_id or None
+            if parent_id is None:
+                # A caller that does not name the parent continues its pane's line.
+                last = c.execute(
+                    "SELECT id FROM messages WHERE conversation_id = ? AND pane = ? AND id != ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT 1",
+                    (conv_id, pane, msg_id),
+                ).fetchone()
+                parent = last[0] if last else None
             c.execute("BEGIN IMMEDIATE")
             c.execute(
                 "INSERT INTO messages(id, conversation_id, pane, role, model, content, reasoning, "
-                "status, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "status, error, created_at, updated_at, parent_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
                 "reasoning = excluded.reasoning, status = excluded.status, "
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
-                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
+                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now, parent),
             )
             c.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             c.execute("COMMIT")
@@ -658,6 +698,7 @@ class Store:
                 r["updated_at"],
                 r["n"],
                 _json_or_none(r["blind"]),
+                _json_or_none(r["branch"]),
             )
             for r in self._read.execute(sql, args)
         ]
@@ -677,6 +718,7 @@ class Store:
             r["created_at"],
             r["updated_at"],
             blind=_json_or_none(r["blind"]),
+            branch=_json_or_none(r["branch"]),
         )
 
     def latest_conversation(self) -> int | None:
