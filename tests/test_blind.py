@@ -91,6 +91,9 @@ async def test_a_blind_race_hides_every_name_until_the_verdict(
                 await wait_for_screen(pilot, CompareScreen)
         await pilot.press("f3")  # back to chat would name pane A's model: refused
         assert isinstance(app.screen, CompareScreen)
+        app.action_stats()  # the leaderboard's figures per model: refused too
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, CompareScreen)
         app.notify(f"{models[1]} said something")  # any toast naming a model is scrubbed
         await pilot.press("ctrl+s")  # the export dialog, then a Markdown file
         await pilot.pause(0.2)

@@ -814,6 +814,9 @@ class TokenraceApp(App[None]):
     def action_stats(self) -> None:
         from tui.screens.stats import StatsScreen
 
+        if self.blind_locked():  # its per-model figures would tell the race's panes apart
+            return
+
         self.push_screen(StatsScreen())
 
     # --- command palette -----------------------------------------------------------------
