@@ -112,6 +112,12 @@ async def test_edit_and_fork_keep_every_turn_and_resume_follows_the_branch(
     assert contents(conv, 0) == ["uno", "from A"] and contents(conv, 1) == ["uno", "from B"]
     md = export_text(store, conv_id, "md")
     assert "uno" in md and "two" not in md
+    # A fork not yet sent is the branch last used too: resume opens it, not the newest one.
+    assert conv.fork_at(-1, store) == "uno"
+    store.flush()
+    again = Conversation.load(store, conv_id)
+    assert again is not None and contents(again, 0) == [] and contents(again, 1) == []
+    assert len(store.messages(conv_id)) == 16
 
 
 def test_the_tree_migration_links_stored_lines(tmp_path: Path) -> None:

@@ -15,16 +15,17 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
-from tui.session.conversation import branch_tips, current_branch, message_tree
+from tui.session.conversation import branch_since, branch_tips, current_branch, message_tree
 from tui.session.store import ConversationRow
 
 TREE_LINES = 12
 TREE_CHARS = 70
 
 
-def tree_text(rows: list[Any], tips: dict[int, int | None]) -> Content:
+def tree_text(rows: list[Any], tips: dict[int, int | None], since: int | None = None) -> Content:
     """Pane A's messages as a tree: ``●`` marks the current branch, indents are branches."""
-    current = {int(r["id"]) for r in current_branch(rows, tips)}
+    on_branch = current_branch(rows, tips, since)
+    current = {int(r["id"]) for r in on_branch}
     lines: list[Content] = []
     for depth, r in message_tree(rows, 0):
         text = " ".join(str(r["content"]).split())
@@ -40,7 +41,7 @@ def tree_text(rows: list[Any], tips: dict[int, int | None]) -> Content:
     if not lines:
         return Content("")
     branches = sum(1 for r in rows if int(r["pane"]) == 0 and r["role"] == "user") - len(
-        [r for r in current_branch(rows, tips) if int(r["pane"]) == 0 and r["role"] == "user"]
+        [r for r in on_branch if int(r["pane"]) == 0 and r["role"] == "user"]
     )
     head = Content.styled(
         "Branches (● the current one, which Enter resumes)" if branches else "Messages", "bold"
@@ -143,7 +144,7 @@ class ConversationsScreen(ModalScreen[None]):
             tree.update("")
             return
         rows = self.tapp.store.messages(row.id)
-        tree.update(tree_text(rows, branch_tips(row.branch)))
+        tree.update(tree_text(rows, branch_tips(row.branch), branch_since(row.branch)))
 
     @on(Input.Changed, "#search")
     def _search(self, event: Input.Changed) -> None:

@@ -104,8 +104,9 @@ class Conversation:
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
     blind: BlindRace | None = None  # a blind race (compare mode): names hidden until revealed
     # Per pane, the message the current branch starts from (set by an edit or a fork; the
-    # branch then follows the newest message below it).
+    # branch then follows the newest message below it made since then: ``branch_since``).
     branch: dict[int, int | None] = field(default_factory=dict)
+    branch_since: int | None = None
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -179,8 +180,11 @@ class Conversation:
             if index < len(users):
                 del turns[users[index] :]
             self.branch[pane] = turns[-1].id if turns else None
+        self.branch_since = new_id()
         if store is not None and self.saved:
-            store.update_conversation(self.id, branch={str(p): t for p, t in self.branch.items()})
+            stored: dict[str, int | None] = {str(p): t for p, t in self.branch.items()}
+            stored["since"] = self.branch_since
+            store.update_conversation(self.id, branch=stored)
         return prompts[index]
 
     @classmethod
@@ -198,8 +202,9 @@ class Conversation:
             blind=BlindRace.from_json(row.blind),
         )
         conv.branch = branch_tips(row.branch)
+        conv.branch_since = branch_since(row.branch)
         rows = store.messages(conv_id)
-        for m in current_branch(rows, conv.branch):
+        for m in current_branch(rows, conv.branch, conv.branch_since):
             turn = Turn(
                 id=m["id"],
                 role=m["role"],
@@ -245,11 +250,21 @@ def branch_tips(stored: Mapping[str, Any] | None) -> dict[int, int | None]:
     return out
 
 
-def current_branch(rows: list[Any], tips: Mapping[int, int | None]) -> list[Any]:
+def branch_since(stored: Mapping[str, Any] | None) -> int | None:
+    """When the stored branch was chosen (an id: messages made later have larger ones)."""
+    since = (stored or {}).get("since")
+    return since if isinstance(since, int) else None
+
+
+def current_branch(
+    rows: list[Any], tips: Mapping[int, int | None], since: int | None = None
+) -> list[Any]:
     """The stored messages on each pane's current branch, in order (pane by pane).
 
     A pane's branch runs from its root to ``tips[pane]`` (the message a fork or an edit
-    started from), then on down the newest message below each one. A retried reply (F5) is a
+    started from), then on down the newest message below each one made after ``since``
+    (the moment that branch was chosen: the old branch below the tip is not followed, even
+    before the new one has a message). A retried reply (F5) is a
     sibling of the reply it replaced: older retried replies that nothing follows stay on the
     branch, just before the reply that replaced them, as they did on screen.
     """
@@ -267,8 +282,12 @@ def current_branch(rows: list[Any], tips: Mapping[int, int | None]) -> list[Any]
             spine.insert(0, nodes[tip])
             tip = nodes[tip]["parent_id"]
         cursor = int(spine[-1]["id"]) if spine else None
-        while kids.get(cursor) and len(spine) <= len(nodes):
-            spine.append(kids[cursor][-1])
+        floor = since if since is not None and pane in tips else None
+        while len(spine) <= len(nodes):
+            below = [k for k in kids.get(cursor, []) if floor is None or int(k["id"]) > floor]
+            if not below:
+                break
+            spine.append(below[-1])
             cursor = int(spine[-1]["id"])
         on = {int(r["id"]) for r in spine}
         for r in spine:

@@ -25,7 +25,12 @@ from providers import paths, secrets
 from providers.inert import inert, inert_label, json_inert
 from tui.format import metrics_text
 from tui.session import blind
-from tui.session.conversation import branch_tips, current_branch, metrics_from_row
+from tui.session.conversation import (
+    branch_since,
+    branch_tips,
+    current_branch,
+    metrics_from_row,
+)
 from tui.session.store import METRIC_COLUMNS, Store
 
 SCHEMA_VERSION = 1
@@ -46,7 +51,8 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
         raise ExportError(f"no conversation with id {conv_id}")
     messages = []
     # The current branch: the one the conversation reopens on (earlier branches stay stored).
-    for m in current_branch(store.messages(conv_id), branch_tips(conv.branch)):
+    tips, since = branch_tips(conv.branch), branch_since(conv.branch)
+    for m in current_branch(store.messages(conv_id), tips, since):
         item: dict[str, Any] = {
             "id": m["id"],
             "parent_id": m["parent_id"],
