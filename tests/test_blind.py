@@ -200,3 +200,27 @@ def test_stats_show_blind_and_sighted_verdicts_apart() -> None:
     assert (blind_a["wins"], sighted_a["wins"], sighted_a["losses"]) == (1, 0, 2)
     text = report_text(report)
     assert "Blind verdicts only" in text and "1 blind, 2 sighted" in text
+
+
+async def test_alt_h_starts_a_blind_race_of_the_same_models(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    from tui.screens.blind_options import BlindOptions
+
+    a = scenario(mock_server, text="One.", ttft_ms=5, tps=200)
+    b = scenario(mock_server, text="Two.", ttft_ms=5, tps=200)
+    config, models = two_endpoints(mock_server, a, b)
+    app = make_app(config, isolated_home, models=models)
+    async with app.run_test(size=(200, 40)) as pilot:
+        sighted = await wait_for_screen(pilot, CompareScreen)
+        assert models[0] in seen(app)
+        await pilot.press("alt+h")
+        await wait_for_screen(pilot, BlindOptions)
+        await pilot.press("t", "enter")
+        await wait_until(pilot, lambda: app.screen is not sighted and app.is_running)
+        s = await wait_for_screen(pilot, CompareScreen)
+        race = s.conv.blind
+        assert race is not None and race.hiding and race.show_timings and not race.live_replies
+        assert sorted(s.models) == sorted(models) and s.conv.id != sighted.conv.id
+        await pilot.pause(0.1)
+        assert not leaks(seen(app), names_of(models))
