@@ -81,7 +81,8 @@ KEY_FORMS: dict[str, list[Form]] = {
     "Shift+F5": [*shift_fkey(5), send_keys("S-F5")],
     "Shift+F6": [*shift_fkey(6), send_keys("S-F6")],
     "Shift+F12": [*shift_fkey(12), send_keys("S-F12")],
-    **{f"Alt+{c.upper()}": [*alt(c)] for c in "cgks"},
+    **{f"Shift+F{n}": [*shift_fkey(n), send_keys(f"S-F{n}")] for n in (7, 8, 9)},
+    **{f"Alt+{c.upper()}": [*alt(c)] for c in "cegkhst"},
     **{f"Alt+{n}": [*alt(str(n))] for n in range(1, 5)},
 }
 
@@ -245,6 +246,26 @@ def sends_again(model: str) -> Callable[[Session, Form], None]:
     return effect
 
 
+def edits_and_sends(model: str) -> Callable[[Session, Form], None]:
+    """The key takes the last prompt back into the prompt box; Enter races it again."""
+
+    def effect(s: Session, form: Form) -> None:
+        n = len(s.requests(model))
+        prompt = s.last_prompt(model)
+        before = s.count("Edit the prompt;")
+        s.press(key_of(form), form)
+        try:
+            s.wait_count("Edit the prompt;", before + 1, 10)
+        except TimeoutError as exc:
+            raise AssertionError(f"{key_of(form)} as {form!r} did nothing") from exc
+        s.press("Enter")
+        s.wait_requests(model, n + 1)
+        assert s.last_prompt(model) == prompt
+        s.idle(model)
+
+    return effect
+
+
 def key_of(form: Form) -> str:
     return next(k for k, forms in KEY_FORMS.items() if form in forms)
 
@@ -271,6 +292,10 @@ CHAT_DIALOGS: dict[str, Effect] = {
     "Ctrl+O": Toast("No reasoning in this conversation"),
     "F5": sends_again("code"),
     "Ctrl+G": sends_again("code"),
+    "Alt+T": Opens("Start a new branch from which prompt"),
+    "Shift+F8": Opens("Start a new branch from which prompt"),
+    "Alt+E": edits_and_sends("code"),
+    "Shift+F7": edits_and_sends("code"),
 }
 
 
@@ -387,6 +412,8 @@ COMPARE_DIALOGS: dict[str, Effect] = {
     "F2": Opens("Change the model of which pane"),
     "F6": Opens("From the runs stored"),
     "F8": Opens("Diff: pane A"),
+    "Alt+H": Opens("timings and cost:"),
+    "Shift+F9": Opens("timings and cost:"),
 }
 
 
@@ -465,7 +492,18 @@ def test_every_compare_key_through_tmux(
 
 # --- every key of the README, in every form ----------------------------------------------------
 
-COMPARE_KEYS = {"F2", "F6", "F7", "F8", "F9", "F10", "Ctrl+Q", *(f"Alt+{n}" for n in range(1, 5))}
+COMPARE_KEYS = {
+    "F2",
+    "F6",
+    "F7",
+    "F8",
+    "F9",
+    "F10",
+    "Ctrl+Q",
+    "Alt+H",
+    "Shift+F9",
+    *(f"Alt+{n}" for n in range(1, 5)),
+}
 CHAT_KEYS = set(KEY_FORMS) - COMPARE_KEYS | {"F2", "F6"}
 
 

@@ -60,6 +60,20 @@ ACTIONS: tuple[ActionSpec, ...] = (
         label="History",
     ),
     ActionSpec("retry", "f5", "app.retry", "Retry the last request", footer=True, label="Retry"),
+    ActionSpec(
+        "edit_prompt",
+        "alt+e,shift+f7",
+        "app.edit_prompt",
+        "Edit the last prompt; sending it races again as a new branch (the old one is kept)",
+        priority=True,
+    ),
+    ActionSpec(
+        "fork",
+        "alt+t,shift+f8",
+        "app.fork",
+        "Fork: start a new branch from an earlier prompt",
+        priority=True,
+    ),
     ActionSpec("cancel", "escape", "app.cancel", "Cancel streaming (all panes)"),
     ActionSpec(
         "cancel_or_quit",

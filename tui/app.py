@@ -30,6 +30,8 @@ from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
 from tui.messages import EngineNewsArrived
+from tui.session import blind
+from tui.session.blind import BlindRace
 from tui.session.catalog import (
     PICKER_REDISCOVER_S,
     ModelEntry,
@@ -110,13 +112,29 @@ class TokenraceApp(App[None]):
         """A toast. Never markup, whatever the caller says: messages quote model ids, server
         errors and what the user typed (``/model [/bogus]`` crashed as markup), and they are
         made inert, so a server's text cannot steer the terminal from a toast either."""
+        race = self.blind_race()
         super().notify(
-            inert(message),
-            title=inert_label(title),
+            inert(blind.scrub(race, message)),
+            title=inert_label(blind.scrub(race, title)),
             severity=severity,
             timeout=timeout,
             markup=False,
         )
+
+    def blind_race(self) -> BlindRace | None:
+        """The unrevealed blind race on screen (under any dialog), whose names stay hidden."""
+        for screen in reversed(self.screen_stack):
+            race = getattr(getattr(screen, "conv", None), "blind", None)
+            if isinstance(race, BlindRace) and race.hiding:
+                return race
+        return None
+
+    def blind_locked(self) -> bool:
+        """Whether an unrevealed blind race forbids what would show its models (says so)."""
+        if self.blind_race() is None:
+            return False
+        self.notify(blind.LOCKED, severity="warning")
+        return True
 
     def __init__(
         self,
@@ -495,6 +513,8 @@ class TokenraceApp(App[None]):
         """Run a replay suite on the current screen's model(s)."""
         from tui.screens.suite import SuiteScreen
 
+        if self.blind_locked():
+            return
         race = self._race_screen()
         models = [m for m in race.pane_models() if m] if race is not None else []
         if not models:
@@ -647,6 +667,8 @@ class TokenraceApp(App[None]):
         from tui.screens.model_picker import ModelPicker
 
         if isinstance(self.screen, CompareScreen):
+            if self.blind_locked():
+                return
             if len(self.screen_stack) > 2:
                 self.pop_screen()
             else:
@@ -670,6 +692,48 @@ class TokenraceApp(App[None]):
 
         self.start_discovery(again_after_s=PICKER_REDISCOVER_S)
         self.push_screen(ModelPicker(self.catalog, first, title=f"Race {first} against…"), picked)
+
+    async def action_edit_prompt(self) -> None:
+        """Alt+E: the last prompt back in the prompt box; sending it is a new branch."""
+        await self.fork_from(-1)
+
+    def action_fork(self) -> None:
+        """Alt+T: choose an earlier prompt to start a new branch from."""
+        from tui.screens.fork_chooser import ForkChooser
+
+        race = self._race_screen()
+        if race is None or not race.conv.user_prompts():
+            self.notify("No prompt to fork from yet.")
+            return
+
+        async def chosen(index: int | None) -> None:
+            if index is not None:
+                await self.fork_from(index)
+
+        self.push_screen(ForkChooser(race.conv.user_prompts()), chosen)
+
+    async def fork_from(self, index: int) -> None:
+        """Start a new branch at the ``index``-th prompt of the conversation on screen."""
+        from tui.screens.chat import ChatScreen
+        from tui.screens.compare import CompareScreen
+
+        screen = self._race_screen()
+        if screen is None or screen.streaming:
+            self.notify("Wait for the reply to end (Esc cancels it) before editing.")
+            return
+        conv = screen.conv
+        text = conv.fork_at(index, self.store)
+        if text is None:
+            self.notify("No prompt to edit yet.")
+            return
+        new: ChatScreen | CompareScreen = (
+            CompareScreen(list(screen.models), conv)
+            if isinstance(screen, CompareScreen)
+            else ChatScreen(screen.pane_models()[0], conv)
+        )
+        await self.switch_screen(new)
+        new.fill_prompt(text)
+        self.notify("Edit the prompt; Enter races it again as a new branch (the old is kept).")
 
     def action_conversations(self) -> None:
         from tui.screens.conversations import ConversationsScreen
@@ -748,6 +812,9 @@ class TokenraceApp(App[None]):
 
     def action_stats(self) -> None:
         from tui.screens.stats import StatsScreen
+
+        if self.blind_locked():  # its per-model figures would tell the race's panes apart
+            return
 
         self.push_screen(StatsScreen())
 

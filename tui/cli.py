@@ -36,6 +36,21 @@ def _tui_parser() -> argparse.ArgumentParser:
         metavar="ENDPOINT/MODEL",
         help="compare against this model too (same as another -m)",
     )
+    p.add_argument(
+        "--blind",
+        action="store_true",
+        help="race the -m models blind: shuffled, named A, B… until the verdict (F9)",
+    )
+    p.add_argument(
+        "--blind-timings",
+        action="store_true",
+        help="in a blind race, show timings and cost (hidden by default)",
+    )
+    p.add_argument(
+        "--blind-live",
+        action="store_true",
+        help="in a blind race, show replies as they stream (by default all together at the end)",
+    )
     p.add_argument("--resume", action="store_true", help="reopen the last conversation")
     p.add_argument("--local", metavar="PATH.gguf", help="serve this GGUF with the local endpoint")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -67,7 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TEXTUAL_FPS", "120")
     from tui.launch import run_tui
 
-    return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local)
+    blind = None
+    if ns.blind:
+        if len([*ns.model, *ns.vs]) < 2:
+            print("tokenrace: --blind races two models or more (-m A -m B)", file=sys.stderr)
+            return 2
+        blind = {"show_timings": ns.blind_timings, "live_replies": ns.blind_live}
+    return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local, blind=blind)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,23 @@ def local_problem(gguf: str) -> str | None:
     return None
 
 
-def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = None) -> int:
+def blind_conversation(
+    models: list[str], show_timings: bool = False, live_replies: bool = False
+) -> tuple[Conversation, list[str]]:
+    """A new blind race of ``models`` in a shuffled pane order, and that order."""
+    from tui.session.blind import BlindRace, shuffled
+    from tui.session.conversation import Conversation
+
+    race = BlindRace(shuffled(models), show_timings=show_timings, live_replies=live_replies)
+    return Conversation(mode="compare", blind=race), list(race.models)
+
+
+def run_tui(
+    models: list[str],
+    resume: bool = False,
+    local_gguf: str | None = None,
+    blind: dict[str, bool] | None = None,
+) -> int:
     """Run the app; returns the exit status."""
     try:
         config = with_local(load_config(), local_gguf)
@@ -103,6 +119,8 @@ def run_tui(models: list[str], resume: bool = False, local_gguf: str | None = No
         conversation = resume_conversation(store, state)
         if conversation is None:
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
+    if blind is not None and conversation is None:
+        conversation, models = blind_conversation(models, **blind)
     app = TokenraceApp(
         config,
         store=store,

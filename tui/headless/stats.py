@@ -7,7 +7,7 @@ import json
 import sys
 
 from providers import paths
-from tui.session.stats import leaderboard, leaderboard_text
+from tui.session.stats import report_text, stats_report
 from tui.session.store import Store, StoreError
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     db = paths.data_dir() / "history.db"
     if not db.exists():
-        board = leaderboard([], [])
+        report = stats_report([], [])
     else:
         try:
             store = Store(db)
@@ -31,13 +31,13 @@ def main(argv: list[str]) -> int:
             print(f"tokenrace stats: {exc}", file=sys.stderr)
             return 1
         try:
-            board = leaderboard(store.verdicts(), store.runs())
+            report = stats_report(store.verdicts(), store.runs())
         finally:
             store.close()
     if ns.json:
-        print(json.dumps(board.as_dict(), indent=2, ensure_ascii=True))
-    elif not board.standings:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=True))
+    elif not report.all.standings:
         print("No verdicts or runs yet: race models (tokenrace -m A -m B) and press F9.")
     else:
-        sys.stdout.write(leaderboard_text(board))
+        sys.stdout.write(report_text(report))
     return 0

@@ -24,10 +24,11 @@ from providers.metrics import RunMetrics
 from tui import format as fmt
 from tui.screens.pane_reply import PaneReply
 from tui.screens.race_screen import RaceScreen
-from tui.session import request_settings
+from tui.session import blind, request_settings
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
 from tui.session.conversation import Conversation
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order, split_row
+from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
 from tui.widgets.live_line import LiveLine
 from tui.widgets.message_list import MessageList
@@ -126,6 +127,14 @@ class CompareScreen(RaceScreen):
             tooltip="Verdict: which pane answered best (or a tie)",
             id="verdict",
         ),
+        Binding(
+            "alt+h,shift+f9",
+            "blind_race",
+            "Blind race",
+            show=False,
+            tooltip="Blind race: the same models, shuffled, named A, B… until the verdict",
+            id="blind_race",
+        ),
         Binding("pageup", "scroll_panes(-1)", "Scroll the panes up", show=False, priority=True),
         Binding("pagedown", "scroll_panes(1)", "Scroll the panes down", show=False, priority=True),
     ]
@@ -148,7 +157,7 @@ class CompareScreen(RaceScreen):
         yield Static("", id="topbar", markup=False)
         with Horizontal(id="panes"):
             for i, m in enumerate(self.models):
-                yield ComparePane(i, m)
+                yield ComparePane(i, m, self.shown(m, i))
         yield LiveLine("", id="strip")
         yield PromptBox(id="prompt")
         yield Static("", id="prompt-info", markup=False)
@@ -225,10 +234,13 @@ class CompareScreen(RaceScreen):
             " · ",
             inert_label(self.conv.title or "new race"),
             " · ",
-            " · ".join(bits + settings_bits),
+            " · ".join(bits + settings_bits + blind.topbar_bits(self.conv.blind)),
         )
 
     def switch_model(self, query: str, pane: int | None) -> None:
+        if blind.hiding(self.conv.blind):
+            self.notify(blind.LOCKED, severity="warning")
+            return
         ref, why = resolve(query, self.tapp.catalog, self.tapp.config)
         if ref is None:
             self.notify(why, severity="warning")
@@ -256,7 +268,7 @@ class CompareScreen(RaceScreen):
 
     def show_pane_settings(self) -> None:
         for p in self.panes:
-            p.set_model(p.model, self._pane_note(p.index))
+            p.set_model(p.model, self._pane_note(p.index), self.shown(None, p.index))
 
     def _pane_note(self, index: int) -> str:
         """What differs in this pane's requests: its own temperature, and thinking."""
@@ -288,7 +300,7 @@ class CompareScreen(RaceScreen):
     def set_pane_model(self, index: int, model: str) -> None:
         """Pane ``index`` continues its own conversation with ``model``."""
         self.models[index] = model
-        self.pane(index).set_model(model, self._pane_note(index))
+        self.pane(index).set_model(model, self._pane_note(index), self.shown(model, index))
         self.tapp.warm(model)
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
@@ -299,6 +311,10 @@ class CompareScreen(RaceScreen):
         """F2 in compare mode: choose the pane, then the model."""
         from tui.screens.model_picker import ModelPicker
         from tui.screens.pane_chooser import PaneChooser
+
+        if blind.hiding(self.conv.blind):
+            self.notify(blind.LOCKED, severity="warning")
+            return
 
         def pane_chosen(index: int | None) -> None:
             if index is None:
@@ -319,7 +335,7 @@ class CompareScreen(RaceScreen):
             )
 
         self.app.push_screen(
-            PaneChooser(self.models, "Change the model of which pane?"), pane_chosen
+            PaneChooser(self.shown_models, "Change the model of which pane?"), pane_chosen
         )
 
     # --- the race and its comparison strip -----------------------------------------------
@@ -350,6 +366,9 @@ class CompareScreen(RaceScreen):
         strip = self.query_one("#strip", LiveLine)
         if len(self.models) < 2:
             strip.show("Add a second model to race: F2 → pane B, or /model B NAME")
+            return
+        if self.conv.blind is not None and self.conv.blind.hides_figures():
+            strip.show(blind.FIGURES_HIDDEN + " F9 gives the verdict and reveals the models.")
             return
         rows: list[Content] = []
         base = self.metrics_now(0)
@@ -424,7 +443,7 @@ class CompareScreen(RaceScreen):
             if index is not None:
                 self.action_cancel_pane(index)
 
-        self.app.push_screen(PaneChooser(self.models, "Cancel which pane's reply?"), chosen)
+        self.app.push_screen(PaneChooser(self.shown_models, "Cancel which pane's reply?"), chosen)
 
     # --- scrolling, diff, verdict --------------------------------------------------------
 
@@ -480,7 +499,7 @@ class CompareScreen(RaceScreen):
         if len(answers) < 2:
             self.notify("Two answers are needed for a diff: send a prompt first.")
             return
-        self.app.push_screen(DiffView(answers, self.models))
+        self.app.push_screen(DiffView(answers, self.shown_models))
 
     def _verdict_pane(self, model: str) -> str:
         """``B best`` for a winning model (its pane's letter), or the model's name."""
@@ -500,16 +519,62 @@ class CompareScreen(RaceScreen):
             if index is None:
                 return
             winner = "tie" if index == -1 else self.models[index]
+            was_blind = blind.hiding(self.conv.blind)
             if self.tapp.store is not None:
-                self.tapp.store.save_verdict(self.conv.id, race_id, winner, self.models)
+                self.tapp.store.save_verdict(
+                    self.conv.id, race_id, winner, self.models, blind=was_blind
+                )
             self.verdicts.append((race_id, winner))
+            if self.conv.reveal(self.tapp.store):
+                self._show_names()
             self._update_strip()
             self.notify(
                 "Verdict: tie."
                 if winner == "tie"
                 else f"Verdict: pane {PANE_LETTERS[index]} ({winner}) was best."
             )
+            if was_blind and self.conv.blind is not None:
+                self.notify(f"Revealed: {blind.reveal_text(self.conv.blind)}", timeout=15)
 
         self.app.push_screen(
-            PaneChooser(self.models, "Which pane answered best?", allow_tie=True), chosen
+            PaneChooser(self.shown_models, "Which pane answered best?", allow_tie=True), chosen
         )
+
+    @property
+    def shown_models(self) -> list[str]:
+        return blind.shown_models(self.conv.blind, self.models)
+
+    def _show_names(self) -> None:
+        """The verdict revealed a blind race: every label becomes its model's name again."""
+        for pane in self.panes:
+            pane.set_model(pane.model, self._pane_note(pane.index), None)
+            turns = [t for t in self.conv.turns(pane.index) if t.role == "assistant"]
+            for widget, turn in zip(pane.query(AssistantMessage), turns, strict=False):
+                widget.model = turn.model or pane.model
+                widget.header.update(widget._header_text(widget.status))
+                if turn.metrics is not None:
+                    widget.metrics_line.show(fmt.metrics_text(turn.metrics))
+            run = self.runs.get(pane.index)
+            if run is not None and run.done:
+                pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())
+        self._update_topbar()
+
+    def action_blind_race(self) -> None:
+        """Alt+H: race the same models blind, shuffled, in a new conversation."""
+        from tui.screens.blind_options import BlindOptions
+
+        if self.streaming:
+            self.notify(self.BUSY, severity="warning")
+            return
+        if len(self.models) < 2:
+            self.notify("A blind race needs two models or more.", severity="warning")
+            return
+
+        def chosen(race: blind.BlindRace | None) -> None:
+            if race is None:
+                return
+            race.models = blind.shuffled(self.models)
+            conv = Conversation(mode="compare", settings=self.conv.settings, blind=race)
+            self.tapp.switch_screen(CompareScreen(race.models, conv))
+
+        self.app.push_screen(BlindOptions(), chosen)

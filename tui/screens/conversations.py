@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
 from tui.screens.dialog import Dialog, hint
+from tui.session.conversation import branch_since, branch_tips, current_branch, message_tree
 from tui.session.store import ConversationRow
+
+TREE_LINES = 12
+TREE_CHARS = 70
+
+
+def tree_text(rows: list[Any], tips: dict[int, int | None], since: int | None = None) -> Content:
+    """Pane A's messages as a tree: ``●`` marks the current branch, indents are branches."""
+    on_branch = current_branch(rows, tips, since)
+    current = {int(r["id"]) for r in on_branch}
+    lines: list[Content] = []
+    for depth, r in message_tree(rows, 0):
+        text = " ".join(str(r["content"]).split())
+        text = text[:TREE_CHARS] + ("…" if len(text) > TREE_CHARS else "")
+        mark = "●" if int(r["id"]) in current else "○"
+        what = "you › " if r["role"] == "user" else "  ↳ "
+        lines.append(
+            Content.assemble(
+                "  " * depth + f"{mark} {what}",
+                (inert_label(text or "(no text)"), "bold" if int(r["id"]) in current else "dim"),
+            )
+        )
+    if not lines:
+        return Content("")
+    branches = sum(1 for r in rows if int(r["pane"]) == 0 and r["role"] == "user") - len(
+        [r for r in on_branch if int(r["pane"]) == 0 and r["role"] == "user"]
+    )
+    head = Content.styled(
+        "Branches (● the current one, which Enter resumes)" if branches else "Messages", "bold"
+    )
+    return Content("\n").join([head, *lines[-TREE_LINES:]])
+
 
 
 def _age(ts: float) -> str:
@@ -32,6 +65,7 @@ class ConversationsScreen(Dialog[None]):
     DEFAULT_CSS = """
     ConversationsScreen > Vertical { width: 110; height: 85%; padding: 0 1; }
     ConversationsScreen OptionList { height: 1fr; }
+    ConversationsScreen #tree { height: auto; max-height: 14; border-top: solid $panel; }
     ConversationsScreen #rename { display: none; }
     ConversationsScreen #rename.-on { display: block; }
     """
@@ -57,6 +91,7 @@ class ConversationsScreen(Dialog[None]):
             yield Input(placeholder="search…", id="search")
             yield Input(placeholder="new title, Enter saves", id="rename")
             yield OptionList()
+            yield Static("", id="tree")
 
     def on_mount(self) -> None:
         self._refresh("")
@@ -82,6 +117,18 @@ class ConversationsScreen(Dialog[None]):
             )
         if self.rows:
             options.highlighted = 0
+        self._show_tree()
+
+    @on(OptionList.OptionHighlighted)
+    def _show_tree(self) -> None:
+        """The highlighted conversation's branches, as a tree."""
+        row = self._current()
+        tree = self.query_one("#tree", Static)
+        if row is None or self.tapp.store is None:
+            tree.update("")
+            return
+        rows = self.tapp.store.messages(row.id)
+        tree.update(tree_text(rows, branch_tips(row.branch), branch_since(row.branch)))
 
     @on(Input.Changed, "#search")
     def _search(self, event: Input.Changed) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from providers.events import Cancelled, StreamError
+from providers.events import Cancelled, StreamError, ToolCallDelta
 from providers.remote import StreamHandle
+from tui.session import blind
 from tui.session.conversation import LiveRun
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
@@ -52,16 +53,19 @@ class PaneReply:
     async def _consume(self, handle: StreamHandle) -> None:
         run, widget = self.run, self.widget
         messages = self.screen.messages_of(self.pane)
+        race = self.screen.conv.blind
+        # A blind race may hold every reply until all have finished (speed would tell).
+        held = race is not None and race.holds_replies()
         while (batch := await handle.next_batch()) is not None:
             delta = run.feed(batch)
-            if delta.reasoning:
+            if delta.reasoning and not held:
                 widget.append_reasoning(delta.reasoning)
-            if delta.text:
+            if delta.text and not held:
                 widget.append_text(delta.text)
-            if delta.tool_calls:
+            if delta.tool_calls and not held:
                 widget.append_tool_calls(delta.tool_calls)
             for note in delta.notices:
-                widget.add_notice(note)
+                widget.add_notice(blind.scrub(race, note))
             if delta.text or delta.reasoning or delta.tool_calls:
                 messages.content_grew()
             self.checkpoint_if_due()  # the first token, then every CHECKPOINT_S (DESIGN §6)
@@ -89,8 +93,10 @@ class PaneReply:
         if not run.done:
             run.feed([Cancelled(t_ns=time.perf_counter_ns())])
         m = run.final()
-        self.widget.finish(m)
-        self.widget.check_tool_calls(screen.conv.settings.tools)
+        race = screen.conv.blind
+        if race is None or not race.holds_replies():
+            self.widget.finish(blind.metrics(race, m))
+            self.widget.check_tool_calls(screen.conv.settings.tools)
         turn = run.turn()
         screen.conv.turns(self.pane).append(turn)
         run.checkpoint(screen.tapp.store, screen.conv, self.settings, race_id=self.race_id)
@@ -100,9 +106,16 @@ class PaneReply:
             kind = next(
                 (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )
-            messages.mount(ErrorPanel(run.model, kind, turn.error))
+            messages.mount(
+                ErrorPanel(
+                    screen.shown(run.model, self.pane), kind, blind.scrub(race, turn.error)
+                )
+            )
         messages.content_grew()
-        screen.status_of(self.pane).show(run.live(time.perf_counter_ns()), run.spark_rates())
+        screen.status_of(self.pane).show(
+            blind.figures(race, run.live(time.perf_counter_ns()), self.pane),
+            blind.spark(race, run.spark_rates()),
+        )
         self.handle = None
         screen.reply_finished(self)
 
@@ -119,13 +132,31 @@ class PaneReply:
         if run.done:
             return
         f = run.live(now_ns)
-        self.screen.status_of(self.pane).show(f, run.spark_rates())
+        race = self.screen.conv.blind
+        self.screen.status_of(self.pane).show(
+            blind.figures(race, f, self.pane), blind.spark(race, run.spark_rates())
+        )
         if f.retry_until_ns is None:
             ep = self.screen.tapp.config.endpoints.get(run.endpoint)
-            self.widget.show_live(run.live_label(now_ns, ep.timeouts if ep else None))
+            label = run.live_label(now_ns, ep.timeouts if ep else None)
+            self.widget.show_live(blind.live_line(race, label))
         else:
             left = max(0.0, (f.retry_until_ns - now_ns) / 1e9)
             self.widget.show_live(f"⟳ retrying in {left:.1f} s — Esc cancels")
+
+    def show_held(self) -> None:
+        """A blind race that held the replies: this one appears now, with the others."""
+        run, widget = self.run, self.widget
+        if run.reasoning:
+            widget.append_reasoning(run.reasoning)
+        if run.text:
+            widget.append_text(run.text)
+        calls = [e for e in run.events if isinstance(e, ToolCallDelta)]
+        if calls:
+            widget.append_tool_calls(calls)
+        widget.finish(blind.metrics(self.screen.conv.blind, run.final()))
+        widget.check_tool_calls(self.screen.conv.settings.tools)
+        self.screen.messages_of(self.pane).content_grew()
 
     def cancel(self) -> bool:
         """Ask the engine to cancel this stream; True if it was running."""

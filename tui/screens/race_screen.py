@@ -28,7 +28,7 @@ from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.screens.pane_reply import PaneReply
-from tui.session import commands, request_settings
+from tui.session import blind, commands, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
@@ -138,6 +138,10 @@ class RaceScreen(Screen[None]):
     def focused_pane(self) -> int:
         return 0
 
+    def shown(self, model: str | None, pane: int | None = None) -> str:
+        """The name to show for a pane's model: its label while a blind race hides it."""
+        return blind.shown(self.conv.blind, model, pane)
+
     # --- layout --------------------------------------------------------------------------
 
     def on_mount(self) -> None:
@@ -156,30 +160,33 @@ class RaceScreen(Screen[None]):
     def _render_history(self, pane: int) -> None:
         turns = self.conv.turns(pane)
         self._hidden[pane] = max(0, len(turns) - HISTORY_WINDOW)
-        widgets = self._turn_widgets(turns[self._hidden[pane] :])
+        widgets = self._turn_widgets(turns[self._hidden[pane] :], pane)
         if widgets:
             self.messages_of(pane).mount_all(widgets)
         self._update_earlier(pane)
 
-    def _turn_widgets(self, turns: list[Turn]) -> list[Widget]:
+    def _turn_widgets(self, turns: list[Turn], pane: int) -> list[Widget]:
         widgets: list[Widget] = []
+        race = self.conv.blind
         for t in turns:
             if t.role == "user":
                 widgets.append(UserMessage(t.content, t.images))
                 continue
             widgets.append(
                 AssistantMessage(
-                    t.model or "?",
+                    self.shown(t.model, pane),
                     text=t.content,
                     reasoning=t.reasoning,
                     status=t.status,
-                    metrics=t.metrics,
+                    metrics=blind.metrics(race, t.metrics) if t.metrics else None,
                     finished=True,
                     tool_calls=t.tool_calls,
                 )
             )
             if t.error and t.status in ("error", "interrupted"):
-                widgets.append(ErrorPanel(t.model or "?", t.status, t.error))
+                widgets.append(
+                    ErrorPanel(self.shown(t.model, pane), t.status, blind.scrub(race, t.error))
+                )
         return widgets
 
     def _update_earlier(self, pane: int) -> None:
@@ -198,7 +205,7 @@ class RaceScreen(Screen[None]):
             return False
         messages = self.messages_of(pane)
         start = max(0, hidden - HISTORY_WINDOW)
-        widgets = self._turn_widgets(self.conv.turns(pane)[start:hidden])
+        widgets = self._turn_widgets(self.conv.turns(pane)[start:hidden], pane)
         self._hidden[pane] = start
         first = next((c for c in messages.children if not c.has_class("earlier")), None)
         if widgets:
@@ -471,7 +478,7 @@ class RaceScreen(Screen[None]):
             price = model_info(model, config).price
             estimate = estimate_prompt_tokens(request.messages)
             run = LiveRun(model, t_submit, price, estimate, config.stall_s, pane=index)
-            widget = AssistantMessage(model, pane_label=self.pane_label(index))
+            widget = AssistantMessage(self.shown(model, index), pane_label=self.pane_label(index))
             messages = self.messages_of(index)
             messages.mount(widget)
             messages.resume_follow()
@@ -503,6 +510,10 @@ class RaceScreen(Screen[None]):
 
     def reply_finished(self, reply: PaneReply) -> None:
         """A pane's reply ended: stop the frame clock when none is left."""
+        race = self.conv.blind
+        if not self.streaming and race is not None and race.holds_replies():
+            for held in self.replies.values():  # a blind race shows every reply together
+                held.show_held()
         if not self.streaming and self._frame_timer is not None:
             self._frame_timer.pause()
         self._update_estimate()
@@ -603,7 +614,11 @@ class RaceScreen(Screen[None]):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0)
             statuses = [r.final() for r in runs]
-            finished += [(r.model, m) for r, m in zip(runs, statuses, strict=True)]
+            race = self.conv.blind
+            finished += [
+                (self.shown(r.model, r.pane), blind.metrics(race, m))
+                for r, m in zip(runs, statuses, strict=True)
+            ]
             if any(m.status == "cancelled" for m in statuses):
                 self.notify("Replay stopped: a run was cancelled.", severity="warning")
                 break

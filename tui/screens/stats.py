@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from tui.screens.dialog import Dialog, note
-from tui.session.stats import leaderboard, leaderboard_text
+from tui.session.stats import report_text, stats_report
 
 
 class StatsScreen(Dialog[None]):
@@ -34,10 +34,10 @@ class StatsScreen(Dialog[None]):
 
     def on_mount(self) -> None:
         runs, verdicts = self.stored()
-        board = leaderboard(verdicts, runs)
+        report = stats_report(verdicts, runs)
         text = (
-            leaderboard_text(board)
-            if board.standings
+            report_text(report)
+            if report.all.standings
             else "No verdicts yet: race models (F3) and press F9 when a race has finished."
         )
         # Model names are server- and user-supplied: Content, never markup.

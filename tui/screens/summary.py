@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +14,7 @@ from textual.widgets import Input, Label, Static
 from providers.inert import inert_label
 from tui import format as fmt
 from tui.screens.dialog import Dialog, note
+from tui.session import blind
 from tui.session.model_summary import ModelSummary, cost_text
 from tui.session.race import Projection, project, summarise
 
@@ -149,7 +152,17 @@ class SummaryScreen(Dialog[None]):
     def on_mount(self) -> None:
         runs, verdicts = self.stored(self.conv_id)
         self.rows = summarise(runs, verdicts)
-        self.query_one("#summary", Static).update(summary_table(self.rows))
+        race = self.tapp.blind_race()
+        if race is not None and race.hides_figures():
+            self.query_one("#summary", Static).update(Content(blind.FIGURES_HIDDEN))
+        elif race is not None:
+            # Named by label and sorted by it: the real names' order would say who is who.
+            shown = [replace(r, model=race.name(r.model)) for r in self.rows]
+            self.query_one("#summary", Static).update(
+                summary_table(sorted(shown, key=lambda r: r.model))
+            )
+        else:
+            self.query_one("#summary", Static).update(summary_table(self.rows))
         self._project()
 
     @on(Input.Changed)
@@ -165,6 +178,13 @@ class SummaryScreen(Dialog[None]):
             self.query_one("#out-per-month", Input).value,
         )
         models = list(dict.fromkeys([*(r.model for r in self.rows), *self.models]))
-        target.update(
-            projection_table(project(models, inp, out, self.tapp.config, self.rows), inp, out)
-        )
+        projected = project(models, inp, out, self.tapp.config, self.rows)
+        race = self.tapp.blind_race()
+        if race is not None and race.hides_figures():
+            target.update(Content(blind.FIGURES_HIDDEN))
+            return
+        if race is not None:
+            projected = sorted(
+                (replace(p, model=race.name(p.model)) for p in projected), key=lambda p: p.model
+            )
+        target.update(projection_table(projected, inp, out))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,7 +44,8 @@ from providers.tools import (
     calls_to_json,
     parse_tools,
 )
-from tui.session.store import Store, new_id
+from tui.session.blind import BlindRace
+from tui.session.store import ROOT, Store, new_id
 
 TITLE_CHARS = 60
 SPARK_BUCKET_NS = 250_000_000  # the sparkline shows tok/s per quarter second
@@ -135,6 +137,7 @@ class Turn:
     race_id: str | None = None  # the race this reply ran in (compare mode)
     images: tuple[Image, ...] = ()  # attached to a user message; sent with every later request
     tool_calls: tuple[ToolCall, ...] = ()  # calls the reply made (shown, never executed)
+    parent_id: int | None = None  # the message before it on its branch (None: the first)
 
     def counts_in_history(self) -> bool:
         """Whether this turn is sent back to the model with the next prompt."""
@@ -163,6 +166,11 @@ class Conversation:
     saved: bool = False
     run_models: dict[int, str] = field(default_factory=dict)  # each pane's latest run's model
     verdicts: list[tuple[str, str]] = field(default_factory=list)  # (race id, winner or "tie")
+    blind: BlindRace | None = None  # a blind race (compare mode): names hidden until revealed
+    # Per pane, the message the current branch starts from (set by an edit or a fork; the
+    # branch then follows the newest message below it made since then: ``branch_since``).
+    branch: dict[int, int | None] = field(default_factory=dict)
+    branch_since: int | None = None
 
     def turns(self, pane: int = 0) -> list[Turn]:
         return self.panes.setdefault(pane, [])
@@ -182,8 +190,23 @@ class Conversation:
 
     def ensure_saved(self, store: Store | None) -> None:
         if not self.saved and store is not None:
-            store.create_conversation(self.id, self.title, self.mode, self.settings.to_dict())
+            store.create_conversation(
+                self.id,
+                self.title,
+                self.mode,
+                self.settings.to_dict(),
+                blind=self.blind.to_json() if self.blind is not None else None,
+            )
             self.saved = True
+
+    def reveal(self, store: Store | None) -> bool:
+        """End a blind race's hiding (the verdict was given); True if it was hiding."""
+        if self.blind is None or self.blind.revealed:
+            return False
+        self.blind.revealed = True
+        if store is not None and self.saved:
+            store.update_conversation(self.id, blind=self.blind.to_json())
+        return True
 
     def add_user(
         self,
@@ -203,13 +226,45 @@ class Conversation:
             store.add_prompt(text, self.id)
         turn = Turn(id=0, role="user", content=text)
         for pane in panes:
-            t = Turn(id=new_id(), role="user", content=text, images=images)
-            self.turns(pane).append(t)
+            turns = self.turns(pane)
+            t = Turn(
+                id=new_id(),
+                role="user",
+                content=text,
+                images=images,
+                parent_id=turns[-1].id if turns else None,
+            )
+            turns.append(t)
             if store is not None:
-                store.save_message(t.id, self.id, "user", text, pane=pane)
+                parent = ROOT if t.parent_id is None else t.parent_id
+                store.save_message(t.id, self.id, "user", text, pane=pane, parent_id=parent)
                 store.save_attachments(t.id, images)
             turn = t
         return turn
+
+    def user_prompts(self, pane: int = 0) -> list[str]:
+        """The user's prompts on the current branch, oldest first."""
+        return [t.content for t in self.turns(pane) if t.role == "user"]
+
+    def fork_at(self, index: int, store: Store | None) -> str | None:
+        """Start a new branch at the ``index``-th user prompt (negative counts from the end):
+        every pane's turns from that prompt on leave the current branch (they stay stored, as
+        an earlier branch); returns the prompt's text, for the user to edit and send."""
+        prompts = self.user_prompts()
+        if not prompts or not -len(prompts) <= index < len(prompts):
+            return None
+        index %= len(prompts)
+        for pane, turns in self.panes.items():
+            users = [i for i, t in enumerate(turns) if t.role == "user"]
+            if index < len(users):
+                del turns[users[index] :]
+            self.branch[pane] = turns[-1].id if turns else None
+        self.branch_since = new_id()
+        if store is not None and self.saved:
+            stored: dict[str, int | None] = {str(p): t for p, t in self.branch.items()}
+            stored["since"] = self.branch_since
+            store.update_conversation(self.id, branch=stored)
+        return prompts[index]
 
     @classmethod
     def load(cls, store: Store, conv_id: int) -> Conversation | None:
@@ -223,9 +278,13 @@ class Conversation:
             mode=row.mode,
             settings=Settings.from_dict(row.settings),
             saved=True,
+            blind=BlindRace.from_json(row.blind),
         )
+        conv.branch = branch_tips(row.branch)
+        conv.branch_since = branch_since(row.branch)
         images = store.images(conv_id)
-        for m in store.messages(conv_id):
+        rows = store.messages(conv_id)
+        for m in current_branch(rows, conv.branch, conv.branch_since):
             turn = Turn(
                 id=m["id"],
                 role=m["role"],
@@ -236,6 +295,7 @@ class Conversation:
                 error=m["error"],
                 images=tuple(images.get(m["id"], ())),
                 tool_calls=calls_from_json(m["tool_calls"]),
+                parent_id=m["parent_id"],
             )
             if turn.role == "assistant":
                 run = store.run_for_message(turn.id)
@@ -246,6 +306,8 @@ class Conversation:
         for run in store.runs(conv_id):  # oldest first: the last one of a pane wins
             conv.run_models[int(run["pane"])] = run["model"]
         conv.verdicts = [(v["race_id"], v["winner"]) for v in store.verdicts(conv_id)]
+        if conv.blind is not None and not conv.blind.models:
+            conv.blind.models = [m or "" for m in conv.pane_models()]
         return conv
 
     def pane_models(self) -> list[str | None]:
@@ -259,6 +321,86 @@ class Conversation:
             )
             out.append(model or self.run_models.get(pane))
         return out
+
+
+def branch_tips(stored: Mapping[str, Any] | None) -> dict[int, int | None]:
+    """A stored ``branch`` (JSON: pane → message id) as pane numbers to ids."""
+    out: dict[int, int | None] = {}
+    for pane, tip in (stored or {}).items():
+        if str(pane).isdigit() and (tip is None or isinstance(tip, int)):
+            out[int(pane)] = tip
+    return out
+
+
+def branch_since(stored: Mapping[str, Any] | None) -> int | None:
+    """When the stored branch was chosen (an id: messages made later have larger ones)."""
+    since = (stored or {}).get("since")
+    return since if isinstance(since, int) else None
+
+
+def current_branch(
+    rows: list[Any], tips: Mapping[int, int | None], since: int | None = None
+) -> list[Any]:
+    """The stored messages on each pane's current branch, in order (pane by pane).
+
+    A pane's branch runs from its root to ``tips[pane]`` (the message a fork or an edit
+    started from), then on down the newest message below each one made after ``since``
+    (the moment that branch was chosen: the old branch below the tip is not followed, even
+    before the new one has a message). A retried reply (F5) is a
+    sibling of the reply it replaced: older retried replies that nothing follows stay on the
+    branch, just before the reply that replaced them, as they did on screen.
+    """
+    out: list[Any] = []
+    for pane in sorted({int(r["pane"]) for r in rows}):
+        mine = [r for r in rows if int(r["pane"]) == pane]
+        nodes = {int(r["id"]): r for r in mine}
+        kids: dict[int | None, list[Any]] = {}
+        for r in sorted(mine, key=lambda r: int(r["id"])):
+            parent = r["parent_id"]
+            kids.setdefault(parent if parent in nodes else None, []).append(r)
+        spine: list[Any] = []
+        tip = tips.get(pane)
+        while tip is not None and tip in nodes and len(spine) <= len(nodes):
+            spine.insert(0, nodes[tip])
+            tip = nodes[tip]["parent_id"]
+        cursor = int(spine[-1]["id"]) if spine else None
+        floor = since if since is not None and pane in tips else None
+        while len(spine) <= len(nodes):
+            below = [k for k in kids.get(cursor, []) if floor is None or int(k["id"]) > floor]
+            if not below:
+                break
+            spine.append(below[-1])
+            cursor = int(spine[-1]["id"])
+        on = {int(r["id"]) for r in spine}
+        for r in spine:
+            out.append(r)
+            if r["role"] == "user":
+                out += [
+                    k
+                    for k in kids.get(int(r["id"]), [])
+                    if int(k["id"]) not in on and k["role"] == "assistant" and not kids.get(k["id"])
+                ]
+    return out
+
+
+def message_tree(rows: list[Any], pane: int = 0) -> list[tuple[int, Any]]:
+    """A pane's stored messages as a tree, depth first (oldest branch first): (depth, row)."""
+    mine = sorted((r for r in rows if int(r["pane"]) == pane), key=lambda r: int(r["id"]))
+    ids = {int(r["id"]) for r in mine}
+    kids: dict[int | None, list[Any]] = {}
+    for r in mine:
+        kids.setdefault(r["parent_id"] if r["parent_id"] in ids else None, []).append(r)
+    out: list[tuple[int, Any]] = []
+
+    def walk(parent: int | None, depth: int) -> None:
+        children = kids.get(parent, [])
+        for child in children:
+            out.append((depth, child))
+            # A line of single children stays at one depth: only a branch point indents.
+            walk(int(child["id"]), depth + (1 if len(children) > 1 else 0))
+
+    walk(None, 0)
+    return out
 
 
 @dataclass
@@ -325,6 +467,7 @@ class LiveRun:
         self.started_at = time.time()
         self.spark: list[int] = []  # token events per bucket since the first token
         self.message_id = new_id()
+        self.parent_id: int | None = None  # the turn this reply answers, found when saved
         self.run_id = new_id()
         self._final: RunMetrics | None = None
         self.shown_final = False  # the UI has shown the final figures
@@ -579,6 +722,12 @@ class LiveRun:
         calls = fold(self.events).tool_calls if self.done else []
         has_message = bool(self.text_len or self._reasoning or self.done)
         if has_message:
+            if self.parent_id is None:
+                # The turn before this reply on its branch (the reply itself may be there).
+                self.parent_id = next(
+                    (t.id for t in reversed(conv.turns(self.pane)) if t.id != self.message_id),
+                    None,
+                )
             store.save_message(
                 self.message_id,
                 conv.id,
@@ -590,6 +739,7 @@ class LiveRun:
                 error=err.message if err else None,
                 pane=self.pane,
                 **({"tool_calls": calls_to_json(calls)} if calls else {}),
+                parent_id=self.parent_id,
             )
         m = self.final() if self.done else self.partial_metrics()
         timings = None

@@ -26,6 +26,12 @@ from providers.attachments import KIND_NAMES, human_bytes
 from providers.inert import inert, inert_label, json_inert
 from providers.metrics import metrics_from_record
 from tui.format import metrics_text
+from tui.session import blind
+from tui.session.conversation import (
+    branch_since,
+    branch_tips,
+    current_branch,
+)
 from tui.session.store import METRIC_COLUMNS, Store
 
 SCHEMA_VERSION = 1
@@ -46,9 +52,12 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
         raise ExportError(f"no conversation with id {conv_id}")
     messages = []
     images = store.images(conv_id)
-    for m in store.messages(conv_id):
+    # The current branch: the one the conversation reopens on (earlier branches stay stored).
+    tips, since = branch_tips(conv.branch), branch_since(conv.branch)
+    for m in current_branch(store.messages(conv_id), tips, since):
         item: dict[str, Any] = {
             "id": m["id"],
+            "parent_id": m["parent_id"],
             "pane": m["pane"],
             "role": m["role"],
             "model": m["model"],
@@ -84,7 +93,12 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
                 item["metrics"]["cost_reported"] = bool(run["cost_reported"])
         messages.append(item)
     verdicts = [
-        {"race_id": v["race_id"], "winner": v["winner"], "models": json.loads(v["models"])}
+        {
+            "race_id": v["race_id"],
+            "winner": v["winner"],
+            "models": json.loads(v["models"]),
+            "blind": bool(v["blind"]),
+        }
         for v in store.verdicts(conv_id)
     ]
     data = {
@@ -98,6 +112,8 @@ def export_data(store: Store, conv_id: int) -> dict[str, Any]:
         "messages": messages,
         "verdicts": verdicts,
     }
+    # An unrevealed blind race is exported as it is shown: models by label.
+    data = blind.export_view(blind.BlindRace.from_json(conv.blind), data)
     redacted: dict[str, Any] = json.loads(secrets.redact(json.dumps(data, ensure_ascii=False)))
     return redacted
 

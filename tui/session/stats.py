@@ -16,7 +16,8 @@ Pure computation over stored rows (no UI, no I/O). How verdicts count:
   the rest of its group, so its rating would run off to ±∞), every compared pair gets one
   virtual tie before fitting, and ``bt_regularised`` says so.
 
-Verdicts carry no blind/sighted flag yet; every stored verdict counts as sighted.
+Verdicts given in a blind race (names hidden until the verdict) carry a blind flag: the
+leaderboard counts all verdicts, and also shows the blind ones and the sighted ones apart.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ class Leaderboard:
     verdicts: int
     bt_regularised: bool
     bt_iterations: int
+    blind_verdicts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "verdicts": self.verdicts,
-            "sighted_verdicts": self.verdicts,
-            "blind_verdicts": 0,
+            "sighted_verdicts": self.verdicts - self.blind_verdicts,
+            "blind_verdicts": self.blind_verdicts,
             "rating_scale": "natural log of Bradley-Terry strength, mean 0 per compared group",
             "bt_regularised": self.bt_regularised,
             "bt_iterations": self.bt_iterations,
@@ -220,9 +222,19 @@ def bradley_terry(
     return {m: math.log(strength[m]) for m in models}, regularised, iters
 
 
+def is_blind(row: Row) -> bool:
+    """Whether a stored verdict was given in a blind race (rows from before the flag: no)."""
+    try:
+        return bool(row["blind"])
+    except (KeyError, IndexError):
+        return False
+
+
 def leaderboard(verdict_rows: Iterable[Row], run_rows: Iterable[Row] = ()) -> Leaderboard:
     """Per model: races, wins, ties, losses, Wilson win rate, BT rating, and run figures."""
-    verdicts = [v for v in (parse_verdict(r) for r in verdict_rows) if v is not None]
+    parsed = [(parse_verdict(r), is_blind(r)) for r in verdict_rows]
+    verdicts = [v for v, _ in parsed if v is not None]
+    blind_count = sum(1 for v, b in parsed if v is not None and b)
     races: dict[str, int] = {}
     wins: dict[str, int] = {}
     ties: dict[str, int] = {}
@@ -271,7 +283,43 @@ def leaderboard(verdict_rows: Iterable[Row], run_rows: Iterable[Row] = ()) -> Le
     standings.sort(
         key=lambda s: (s.rating is None, -(s.rating or 0.0), -(s.win_rate or 0.0), s.model)
     )
-    return Leaderboard(standings, len(verdicts), regularised, iters)
+    return Leaderboard(standings, len(verdicts), regularised, iters, blind_count)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport:
+    """The leaderboard over every verdict, and over the blind and the sighted ones apart."""
+
+    all: Leaderboard
+    blind: Leaderboard
+    sighted: Leaderboard
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = self.all.as_dict()
+        doc["blind"] = self.blind.as_dict()
+        doc["sighted"] = self.sighted.as_dict()
+        return doc
+
+
+def stats_report(verdict_rows: Iterable[Row], run_rows: Iterable[Row] = ()) -> StatsReport:
+    """``leaderboard`` of all verdicts, of the blind ones, and of the sighted ones."""
+    rows = list(verdict_rows)
+    runs = list(run_rows)
+    return StatsReport(
+        leaderboard(rows, runs),
+        leaderboard([r for r in rows if is_blind(r)], runs),
+        leaderboard([r for r in rows if not is_blind(r)], runs),
+    )
+
+
+def report_text(report: StatsReport) -> str:
+    """All verdicts' table; then the blind and the sighted ones apart when both exist."""
+    text = leaderboard_text(report.all)
+    if report.blind.verdicts and report.sighted.verdicts:
+        parts = (("Blind verdicts only", report.blind), ("Sighted verdicts only", report.sighted))
+        for name, board in parts:
+            text += f"\n{name}:\n\n" + leaderboard_text(board)
+    return text
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -321,7 +369,8 @@ def leaderboard_text(board: Leaderboard) -> str:
         )
         for r in rows
     ]
-    note = f"{board.verdicts} verdicts (all sighted: verdicts carry no blind flag yet)."
+    blind = board.blind_verdicts
+    note = f"{board.verdicts} verdicts ({blind} blind, {board.verdicts - blind} sighted)."
     if board.bt_regularised:
         note += (
             " Ratings regularised: a model never won or never lost, so each compared pair"

@@ -187,6 +187,32 @@ MIGRATIONS: tuple[str, ...] = (
     RUN_FIGURES_MIGRATION,
 )
 
+# Verdicts given in a blind race are kept apart from sighted ones (the leaderboard shows them
+# apart), and a conversation keeps its blind race's state (labels hidden or revealed, what the
+# user chose to see), so an unrevealed blind race stays blind when it is resumed.
+BLIND_RACES = """
+    ALTER TABLE verdicts ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN blind TEXT
+    """
+MIGRATIONS = (*MIGRATIONS, BLIND_RACES)
+
+# Conversations become trees: each message names its parent (the message before it in its
+# pane), so an edited prompt or a fork is a new branch beside the old one and nothing is
+# overwritten; ``branch`` holds, per pane, the message the branch last used starts from.
+# Stored conversations were lines: each message's parent is the one before it in its pane.
+CONVERSATION_TREES = """
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER;
+    ALTER TABLE conversations ADD COLUMN branch TEXT;
+    UPDATE messages SET parent_id = (
+        SELECT MAX(p.id) FROM messages p
+        WHERE p.conversation_id = messages.conversation_id AND p.pane = messages.pane
+        AND p.id < messages.id
+    );
+    CREATE INDEX messages_by_parent ON messages(parent_id)
+    """
+MIGRATIONS = (*MIGRATIONS, CONVERSATION_TREES)
+ROOT = 0  # save_message's parent_id for the first message of a branch (stored as NULL)
+
 INTERRUPTED_MESSAGE = "tokenrace stopped before the reply finished; the text received is kept"
 
 # The runs table holds every figure of RunMetrics, one column each (migration ADD_METRIC_COLUMNS
@@ -265,6 +291,8 @@ class ConversationRow:
     created_at: float
     updated_at: float
     messages: int = 0
+    blind: dict[str, Any] | None = None  # a blind race's state (tui.session.blind)
+    branch: dict[str, Any] | None = None  # per pane, where the branch last used starts
 
 
 # A queued write; what it returns (a cursor, say) is dropped.
@@ -486,26 +514,43 @@ class Store:
         title: str = "",
         mode: str = "chat",
         settings: Mapping[str, Any] | None = None,
+        blind: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         data = json.dumps(dict(settings or {}))
+        race = json.dumps(dict(blind)) if blind is not None else None
 
         def op(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT OR IGNORE INTO conversations(id, title, mode, settings, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (conv_id, title, mode, data, now, now),
+                "updated_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conv_id, title, mode, data, now, now, race),
             )
 
         self.submit(op)
 
     def update_conversation(
-        self, conv_id: int, *, title: str | None = None, settings: Mapping[str, Any] | None = None
+        self,
+        conv_id: int,
+        *,
+        title: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        blind: Mapping[str, Any] | None = None,
+        branch: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         data = json.dumps(dict(settings)) if settings is not None else None
+        race = json.dumps(dict(blind)) if blind is not None else None
+        tips = json.dumps(dict(branch)) if branch is not None else None
 
         def op(c: sqlite3.Connection) -> None:
+            if tips is not None:
+                c.execute(
+                    "UPDATE conversations SET branch = ?, updated_at = ? WHERE id = ?",
+                    (tips, now, conv_id),
+                )
+            if race is not None:
+                c.execute("UPDATE conversations SET blind = ? WHERE id = ?", (race, conv_id))
             if title is not None:
                 c.execute(
                     "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
@@ -539,9 +584,14 @@ class Store:
         error: str | None = None,
         pane: int = 0,
         tool_calls: str | None = None,
+        parent_id: int | None = None,
     ) -> None:
         """Insert or update a message with its full current text (a checkpoint); ``tool_calls``
-        (JSON, see providers.tools.calls_to_json) is written only when given."""
+        (JSON, see providers.tools.calls_to_json) is written only when given.
+
+        Its parent (the message before it on its branch) is set when it is inserted:
+        ``parent_id``, or ``ROOT`` for the first message of a branch; left out, the pane's
+        latest message (a line, as every message was before conversations became trees)."""
         now = time.time()
 
         def op(c: sqlite3.Connection) -> None:
@@ -549,14 +599,24 @@ class Store:
             # hold it); done here, in the writer thread, off the UI's loop.
             text, thought = well_formed(content), well_formed(reasoning)
             why = well_formed(error) if error is not None else None
+            parent: int | None = parent_id or None
+            if parent_id is None:
+                # A caller that does not name the parent continues its pane's line.
+                last = c.execute(
+                    "SELECT id FROM messages WHERE conversation_id = ? AND pane = ? AND id != ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT 1",
+                    (conv_id, pane, msg_id),
+                ).fetchone()
+                parent = last[0] if last else None
             c.execute("BEGIN IMMEDIATE")
             c.execute(
                 "INSERT INTO messages(id, conversation_id, pane, role, model, content, reasoning, "
-                "status, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "status, error, created_at, updated_at, parent_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET content = excluded.content, "
                 "reasoning = excluded.reasoning, status = excluded.status, "
                 "error = excluded.error, model = excluded.model, updated_at = excluded.updated_at",
-                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now),
+                (msg_id, conv_id, pane, role, model, text, thought, status, why, now, now, parent),
             )
             if tool_calls is not None:
                 c.execute(
@@ -656,7 +716,13 @@ class Store:
         self.submit(op)
 
     def save_verdict(
-        self, conv_id: int | None, race_id: str, winner: str, models: Iterable[str]
+        self,
+        conv_id: int | None,
+        race_id: str,
+        winner: str,
+        models: Iterable[str],
+        *,
+        blind: bool = False,
     ) -> None:
         now = time.time()
         data = json.dumps(list(models))
@@ -664,8 +730,8 @@ class Store:
         def op(c: sqlite3.Connection) -> None:
             c.execute(
                 "INSERT INTO verdicts(id, conversation_id, race_id, winner, models, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (new_id(), conv_id, race_id, winner, data, now),
+                "created_at, blind) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (new_id(), conv_id, race_id, winner, data, now, int(blind)),
             )
 
         self.submit(op)
@@ -701,6 +767,8 @@ class Store:
                 r["created_at"],
                 r["updated_at"],
                 r["n"],
+                _json_or_none(r["blind"]),
+                _json_or_none(r["branch"]),
             )
             for r in self._read.execute(sql, args)
         ]
@@ -713,7 +781,14 @@ class Store:
         if r is None:
             return None
         return ConversationRow(
-            r["id"], r["title"], r["mode"], _json(r["settings"]), r["created_at"], r["updated_at"]
+            r["id"],
+            r["title"],
+            r["mode"],
+            _json(r["settings"]),
+            r["created_at"],
+            r["updated_at"],
+            blind=_json_or_none(r["blind"]),
+            branch=_json_or_none(r["branch"]),
         )
 
     def latest_conversation(self) -> int | None:
@@ -874,6 +949,10 @@ def _json(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return _json(text) if text else None
 
 
 def _explain(exc: sqlite3.OperationalError, path: Path) -> str:

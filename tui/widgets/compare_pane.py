@@ -33,10 +33,11 @@ class ComparePane(UniformRows, Vertical):
     }
     """
 
-    def __init__(self, index: int, model: str) -> None:
+    def __init__(self, index: int, model: str, shown: str | None = None) -> None:
         super().__init__(classes=f"-pane-{index}", id=f"pane-{index}")
         self.index = index
         self.model = model
+        self.shown = shown  # the name shown instead of the model's (a blind race's label)
         self.header = Static("", classes="pane-header", markup=False)
         # The first child says how many older turns are not drawn yet (RaceScreen fills it).
         self.messages = MessageList(
@@ -58,13 +59,15 @@ class ComparePane(UniformRows, Vertical):
         yield self.status
 
     def on_mount(self) -> None:
-        self.set_model(self.model)
+        self.set_model(self.model, shown=self.shown)
 
-    def set_model(self, model: str, note: str = "") -> None:
+    def set_model(self, model: str, note: str = "", shown: str | None = None) -> None:
         self.model = model
+        self.shown = shown
+        name = shown or model
         self.header.update(
             Content.assemble(
-                f"{self.label}  ", inert_label(model), (f"  {note}", "italic") if note else ""
+                f"{self.label}  ", inert_label(name), (f"  {note}", "italic") if note else ""
             )
         )
-        self.status.show_idle(model)
+        self.status.show_idle(name)
