@@ -75,9 +75,9 @@ async def test_a_blind_race_hides_every_name_until_the_verdict(
         fast_pane = order.index(models[0])
         # Replies appear together: the fast pane has finished, its text is not shown yet.
         await wait_until(pilot, lambda: s.runs[fast_pane].done and not s.runs[1 - fast_pane].done)
-        assert s.widgets[fast_pane].body.source == ""
+        assert s.replies[fast_pane].widget.body.source == ""
         await wait_until(pilot, lambda: race_over(app), what="race")
-        assert s.widgets[fast_pane].body.source == "Quick reply."
+        assert s.replies[fast_pane].widget.body.source == "Quick reply."
         views = {"compare": seen(app)}
         # Timings are hidden by default: no figure, no sparkline.
         assert "TTFT—" in views["compare"] and not re.search(r"TTFT\d", views["compare"])
@@ -117,7 +117,7 @@ async def test_a_blind_race_hides_every_name_until_the_verdict(
         after = seen(app)
         assert all(m in after for m in models), after
         assert s.pane(0).model == order[0] and order[0] in str(s.pane(0).header.render())
-        assert re.search(r"TTFT \d", str(s.widgets[0].metrics_line.render()))
+        assert re.search(r"TTFT \d", str(s.replies[0].widget.metrics_line.render()))
         app.store.flush()
         assert [bool(v["blind"]) for v in app.store.verdicts(conv.id)] == [True]
         assert order[0] in export_text(app.store, conv.id, "md")

@@ -268,7 +268,7 @@ class CompareScreen(RaceScreen):
 
     def show_pane_settings(self) -> None:
         for p in self.panes:
-            p.set_model(p.model, self._pane_note(p.index), self.shown(None, p.index))
+            p.set_model(p.model, self._pane_note(p.index), self.shown(p.model, p.index))
 
     def _pane_note(self, index: int) -> str:
         """What differs in this pane's requests: its own temperature, and thinking."""

@@ -49,7 +49,6 @@ def tree_text(rows: list[Any], tips: dict[int, int | None], since: int | None = 
     return Content("\n").join([head, *lines[-TREE_LINES:]])
 
 
-
 def _age(ts: float) -> str:
     delta = time.time() - ts
     if delta < 3600:

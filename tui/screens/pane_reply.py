@@ -107,9 +107,7 @@ class PaneReply:
                 (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )
             messages.mount(
-                ErrorPanel(
-                    screen.shown(run.model, self.pane), kind, blind.scrub(race, turn.error)
-                )
+                ErrorPanel(screen.shown(run.model, self.pane), kind, blind.scrub(race, turn.error))
             )
         messages.content_grew()
         screen.status_of(self.pane).show(
