@@ -28,6 +28,7 @@ from providers.metrics import RunMetrics
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
+from tui.browser import copy_problem
 from tui.session.catalog import (
     PICKER_REDISCOVER_S,
     ModelEntry,
@@ -634,8 +635,12 @@ class TokenraceApp(App[None]):
         self._copy(block, "the last code block")
 
     def _copy(self, text: str, what: str) -> None:
-        self.copy_to_clipboard(text)  # OSC 52, through the terminal
-        via = copy_with_command(text)  # and the platform's clipboard command when there is one
+        if (problem := copy_problem(self.is_web)) is not None:  # tokenrace serve, plain http
+            self.notify(problem, severity="warning")
+            return
+        self.copy_to_clipboard(text)  # OSC 52, through the terminal (the page's clipboard)
+        # And the platform's clipboard command, when there is one and it is the user's machine.
+        via = None if self.is_web else copy_with_command(text)
         where = f" (and {via})" if via else ""
         self.notify(f"Copied {what}: {len(text):,} characters{where}.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from textual.screen import Screen
@@ -74,6 +75,13 @@ def export_conversation(screen: Screen[Any]) -> None:
             path = write_export(app.store, conv.id, fmt_name)
         except ExportError as exc:
             screen.notify(str(exc), severity="error")
+            return
+        if app.is_web:  # tokenrace serve: the file is on the server; the browser downloads it
+            mime = {"md": "text/markdown", "json": "application/json", "html": "text/html"}
+            app.deliver_binary(
+                path, save_filename=Path(path).name, mime_type=mime.get(fmt_name, "text/plain")
+            )
+            screen.notify(f"Exported {Path(path).name}: your browser downloads it", timeout=8)
             return
         screen.notify(f"Exported to {path}", timeout=8)
 
