@@ -137,6 +137,14 @@ class BrowserTerminal:
                 raise AssertionError(f"{pattern!r} never showed; the screen:\n{self.text()}")
             self.page.wait_for_timeout(100)
 
+    def wait_gone(self, pattern: str, timeout: float = 30.0) -> None:
+        """Wait until ``pattern`` (a regex) is no longer on the screen."""
+        deadline = time.monotonic() + timeout
+        while re.search(pattern, self.text()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} never went; the screen:\n{self.text()}")
+            self.page.wait_for_timeout(100)
+
     def type(self, text: str) -> None:
         """Type into the terminal as a person does (keyboard events on its text area)."""
         self.page.focus(".xterm-helper-textarea")
