@@ -80,6 +80,9 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         (["export", "--format", "html"], ()),
         (["stats"], ()),
         (["stats", "--json"], ()),
+        # Imports the server (aiohttp, textual-serve's AppService), then refuses the address:
+        # the apps it serves run in their own processes.
+        (["serve", "--no-token", "--host", "0.0.0.0"], ()),
     ],
 )
 def test_headless_commands_never_import_textual_or_rich(
