@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.support.browser import browser_problem, chromium, open_app, serve
+from tests.support.browser import PLAIN_HOST, browser_problem, chromium, open_app, serve
 from tests.support.cli import REPO
 from tests.support.mock_server import MockServerProcess
 from tui.actions import ACTIONS, BROWSER_RESERVED
@@ -178,8 +178,10 @@ def test_race_two_panes_in_the_browser(mock_server: MockServerProcess, isolated_
         mock_server.add_scenario(name, {"text": text, "ttft_ms": ttft_ms, "tps": 200})
     _config(isolated_home, mock_server)
     with serve("-m", f"mock/{quick}", "-m", f"mock/{slow}") as served, chromium() as browser:
-        term = open_app(browser, served.url, width=1400)
+        # Through a name that is not localhost: plain http there is not a secure context.
+        term = open_app(browser, served.url.replace("127.0.0.1", PLAIN_HOST), width=1400)
         term.wait_for(r"Message…", timeout=40)
+        assert term.page.evaluate("window.isSecureContext") is False
         term.type("race")
         term.press("Enter")
         term.wait_for(r"(?s)(✓ complete.*){2}")
@@ -191,6 +193,11 @@ def test_race_two_panes_in_the_browser(mock_server: MockServerProcess, isolated_
         ttft_a, ttft_b = (_ms(*first.findall(half)[0]) for half in (left, right))
         assert 30 <= ttft_a < 550 and 600 <= ttft_b < 5000, screen
         assert len(_requests(mock_server, quick)) == len(_requests(mock_server, slow)) == 1
+
+        # No clipboard on such a page: the app says so instead of pretending to copy.
+        term.press("Alt+c")
+        term.wait_for("Copying is unavailable here")
+        assert term.page.evaluate("window.__copies") == []
 
 
 def _halves(screen: str) -> tuple[str, str]:
@@ -262,3 +269,10 @@ def test_every_action_has_a_key_the_browser_passes_on() -> None:
     stuck = {what: k for what, k in keys.items() if not set(k.split(",")) - BROWSER_RESERVED}
     assert stuck == {}
     assert {"ctrl+n", "ctrl+t"} <= {k for a in ACTIONS for k in a.keys.split(",")}
+    # The README's browser column names the stand-ins, and they are bound (typed above).
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    stand_ins = re.findall(r"\| \*\*(Alt\+\w)\*\*: the browser keeps (Ctrl\+\w)", readme)
+    assert sorted(stand_ins) == [("Alt+N", "Ctrl+N"), ("Alt+T", "Ctrl+T")]
+    for alt, ctrl in stand_ins:
+        action = next(a for a in ACTIONS if ctrl.lower() in a.keys.split(","))
+        assert alt.lower() in action.keys.split(","), action

@@ -155,16 +155,28 @@ class BrowserTerminal:
         self.page.keyboard.press(key)
 
 
+# A name that is not localhost for a server on 127.0.0.1: a page there is not a secure context
+# (plain http off loopback, as another machine on the network would see it), yet every request
+# stays on loopback.
+PLAIN_HOST = "tokenrace.test"
+
+
 @contextmanager
 def chromium() -> Iterator[Any]:
-    """A headless Debian Chromium under Playwright (a Browser)."""
+    """A headless Debian Chromium under Playwright (a Browser); PLAIN_HOST is 127.0.0.1."""
     from playwright.sync_api import sync_playwright
 
     exe = chromium_path()
     assert exe is not None
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=exe, args=["--no-sandbox", "--disable-gpu"], headless=True
+            executable_path=exe,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--host-resolver-rules=MAP {PLAIN_HOST} 127.0.0.1",
+            ],
+            headless=True,
         )
         try:
             yield browser
@@ -176,7 +188,8 @@ def open_app(browser: Any, url: str, *, width: int = 1200, height: int = 720) ->
     """A new tab (its own context: clipboard allowed, a probe on clipboard writes) on ``url``."""
     context = browser.new_context(viewport={"width": width, "height": height})
     origin = url.split("?", 1)[0].rstrip("/")
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+    if PLAIN_HOST not in origin:  # Chromium refuses the grant where the page is not secure
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
     # Every write to the page's clipboard is recorded before it happens, whoever makes it.
     context.add_init_script(
         """
