@@ -70,10 +70,11 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
     name = f"serve-chat-{uuid.uuid4().hex[:8]}"
     payload = "pwned-by-the-server"
     osc52 = "\x1b]52;c;" + base64.b64encode(payload.encode()).decode() + "\x07"
-    mock_server.add_scenario(
-        name,
-        {"text": f"Streamed alpha beta gamma {osc52} delta epsilon", "ttft_ms": 80, "tps": 100},
-    )
+    # 20 tokens at 50 tok/s: a decode span of ~0.4 s, long enough that a busy machine's
+    # scheduling jitter stays small beside it.
+    tail = " ".join(f"w{i}" for i in range(14))
+    text = f"Streamed alpha beta gamma {osc52} delta epsilon {tail}"
+    mock_server.add_scenario(name, {"text": text, "ttft_ms": 80, "tps": 50})
     key = f"sk-canary-{uuid.uuid4().hex}"
     _config(isolated_home, mock_server, key_env="CANARY_KEY")
     with (
@@ -94,13 +95,14 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
         term.press("Enter")
         figures = term.wait_for(FIGURES.pattern)
         screen = term.text()
-        assert "Streamed alpha beta gamma" in screen and "delta epsilon" in screen
+        assert "Streamed alpha beta gamma" in screen and f"delta epsilon {tail}" in screen
         ttft = _ms(figures[1], figures[2])
         rate = float(figures[3].replace(",", ""))
         # The page's figures are the engine's, which match the server's own clock.
         server_ttft, server_rate = server_figures(_requests(mock_server, name)[-1])
-        assert ttft >= 80 and abs(ttft - server_ttft) < max(30, 0.2 * server_ttft), screen
-        assert abs(rate / server_rate - 1) < 0.25, (rate, server_rate, screen)
+        # (Margins for a busy 2-core machine: tests/test_timing.py holds the tight ones.)
+        assert ttft >= 80 and abs(ttft - server_ttft) < max(50, 0.25 * server_ttft), screen
+        assert abs(rate / server_rate - 1) < 0.35, (rate, server_rate, screen)
         assert _requests(mock_server, name)[-1]["body"]["messages"][-1]["content"] == (
             "hello from the browser"
         )
@@ -150,6 +152,10 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
         assert "hello from the browser" in exported and "Streamed alpha beta gamma" in exported
         assert key not in exported
 
+        term.press("F4")  # history
+        term.wait_for("Conversations · Enter resumes")
+        term.press("Escape")
+        term.wait_gone("Conversations · Enter resumes")
         term.press("Alt+t")
         term.wait_for("Search for themes")
         term.press("Escape")
@@ -228,6 +234,47 @@ def test_a_request_without_the_token_is_refused(isolated_home: Path) -> None:
         assert _status(served.url, f"/?token={token}") == 200
         good = {"Cookie": f"tokenrace-serve-{urlparse(served.url).port}={token}"}
         assert _status(served.url, "/static/js/textual.js", good) == 200
+
+
+def test_https_with_cert_and_key(tmp_path: Path) -> None:
+    pytest.importorskip("textual_serve", reason="the serve extra is not installed")
+    import shutil
+    import ssl
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with serve("--cert", str(cert), "--key", str(key)) as served:
+        assert served.url.startswith("https://127.0.0.1:")
+        parsed = urlparse(served.url)
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False  # the certificate names 127.0.0.1 as its CN only
+
+        def get(path: str) -> http.client.HTTPResponse:
+            conn = http.client.HTTPSConnection(
+                parsed.hostname or "", parsed.port, timeout=10, context=context
+            )
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            return response
+
+        assert get("/").status == 403
+        page = get(f"/?{parsed.query}")
+        assert page.status == 200
+        assert "Secure" in (page.getheader("Set-Cookie") or "")
+    r = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "serve", "--cert", str(cert)],
+        capture_output=True, text=True, cwd=REPO, timeout=30, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--cert and --key go together" in r.stderr
 
 
 def test_no_token_is_refused_off_loopback(isolated_home: Path) -> None:
