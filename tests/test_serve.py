@@ -47,6 +47,17 @@ def _requests(mock: MockServerProcess, model: str) -> list[dict[str, Any]]:
     ]
 
 
+def _apps(server_pid: int) -> list[Any]:
+    """The app processes `tokenrace serve` runs (psutil.Process), one per browser session."""
+    import psutil
+
+    return [
+        p
+        for p in psutil.Process(server_pid).children()
+        if "tui.cli" in " ".join(p.cmdline()) and p.is_running()
+    ]
+
+
 def server_figures(record: dict[str, Any]) -> tuple[float, float]:
     """TTFT (ms) and decode rate by the server's clock (as tests/test_timing.py reads them)."""
     sends = [s for s in record["sends"] if s["kind"] == "token"]
@@ -90,6 +101,7 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
         assert response is not None and response.status == 503
         assert "All 1 sessions are in use" in other.content()
         other.close()
+        assert len(_apps(served.proc.pid)) == 1  # one app process, for the one session
 
         term.type("hello from the browser")
         term.press("Enter")
@@ -171,6 +183,12 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
         seen = b"".join(term.received).decode("utf-8", "replace") + "".join(term.texts)
         seen += term.page.content()
         assert key not in seen and key[-12:] not in seen
+
+        # Closing the tab ends its app (and the app's engine).
+        app = _apps(served.proc.pid)[0]
+        term.page.context.close()
+        app.wait(timeout=30)
+        assert _apps(served.proc.pid) == []
 
 
 @needs_browser

@@ -34,6 +34,9 @@ from tui.browser import BROWSER_ENV
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_SESSIONS = 4
+# An app asked to quit (its tab closed, or the server stops) that is still running after this
+# long is killed. The app itself waits up to 15 s for a locked database before saving elsewhere.
+STOP_GRACE_S = 20.0
 TOKEN_PARAM = "token"
 
 STATIC = Path(str(files("textual_serve"))) / "static"
@@ -233,7 +236,7 @@ class TokenraceServer:
         finally:
             self.sessions -= 1
             if service is not None:
-                await service.stop()
+                await _stop(service)
             await ws.close()
         return ws
 
@@ -283,6 +286,16 @@ async def _relay(ws: web.WebSocketResponse, service: SessionService) -> None:
             await service.focus()
 
 
+async def _stop(service: SessionService) -> None:
+    """Ask the app to quit (it saves and stops its engine); kill it if it has not in time."""
+    try:
+        await asyncio.wait_for(service.stop(), STOP_GRACE_S)
+    except TimeoutError:
+        process = service._process  # textual-serve keeps no public handle on it
+        if process is not None and process.returncode is None:
+            process.kill()
+
+
 def _int(value: object, default: int) -> int:
     try:
         return max(1, min(1000, int(str(value))))
@@ -329,7 +342,7 @@ def app_command(models: Sequence[str]) -> str:
     argv = [sys.executable, "-m", "tui.cli"]
     for m in models:
         argv += ["-m", m]
-    return shlex.join(argv)
+    return "exec " + shlex.join(argv)  # the app replaces the shell: a kill reaches it
 
 
 def main(argv: list[str]) -> int:
