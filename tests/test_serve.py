@@ -175,6 +175,11 @@ def test_chat_in_the_browser(mock_server: MockServerProcess, isolated_home: Path
         term.press("Alt+n")
         term.wait_for("new conversation")
 
+        # The page asked this server for everything it loaded, and nothing else.
+        assert term.requests and all(u.startswith(served.base) for u in term.requests), (
+            term.requests
+        )
+
         # The key stayed on the server: used there, never sent to the page.
         assert all(
             r["headers"].get("authorization") == f"Bearer {key}"
@@ -248,9 +253,12 @@ def test_a_request_without_the_token_is_refused(isolated_home: Path) -> None:
         assert _status(served.url, "/ws/secure?width=80&height=24", upgrade) == 403
         cookie = {"Cookie": f"tokenrace-serve-{urlparse(served.url).port}=wrong"}
         assert _status(served.url, "/ws/secure", {**upgrade, **cookie}) == 403
+        # A page of another site cannot open a session, even with the cookie in hand.
+        good = {"Cookie": f"tokenrace-serve-{urlparse(served.url).port}={token}"}
+        evil = {**upgrade, **good, "Origin": "http://evil.example"}
+        assert _status(served.url, "/ws/secure", evil) == 403
         # With the token: the page, and the token as a cookie for the page's own requests.
         assert _status(served.url, f"/?token={token}") == 200
-        good = {"Cookie": f"tokenrace-serve-{urlparse(served.url).port}={token}"}
         assert _status(served.url, "/static/js/textual.js", good) == 200
 
 

@@ -94,6 +94,7 @@ class BrowserTerminal:
     stream: Any = None
     received: list[bytes] = field(default_factory=list)  # every binary frame, in order
     texts: list[str] = field(default_factory=list)  # every text frame, both ways
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for
 
     def attach(self) -> None:
         import pyte
@@ -101,6 +102,7 @@ class BrowserTerminal:
         self.screen = pyte.Screen(80, 24)
         self.stream = pyte.ByteStream(self.screen)
         self.page.on("websocket", self._on_websocket)
+        self.page.on("request", lambda request: self.requests.append(request.url))
 
     def _on_websocket(self, ws: Any) -> None:
         query = parse_qs(urlparse(ws.url).query)
