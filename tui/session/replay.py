@@ -24,7 +24,7 @@ from typing import Any
 from providers.capabilities import ChatParams
 from providers.config import Config, Role
 from providers.events import Event, fold
-from providers.inert import inert_label
+from providers.inert import inert, inert_label
 from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics, percentile
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
@@ -389,22 +389,30 @@ CSV_FIELDS = (
 )
 
 
+def csv_cell(text: str) -> str:
+    """A server's or user's string made safe for a CSV file: no control sequence reaches a
+    terminal that prints it, and a spreadsheet that opens it evaluates no formula (OWASP's
+    rule: a cell starting with = + - @ tab or CR is prefixed with an apostrophe)."""
+    text = inert(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_csv(results: Sequence[RunResult]) -> str:
-    """The runs, one row each, metrics flattened."""
+    """The runs, one row each, metrics flattened; text cells made inert (``csv_cell``)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for r in results:
         row: dict[str, Any] = {
             "prompt_index": r.prompt_index,
-            "prompt": r.prompt,
-            "model": r.model,
+            "prompt": csv_cell(r.prompt),
+            "model": csv_cell(r.model),
             "run": r.run,
             "status": r.status,
             "json_valid": "" if r.json_valid is None else str(r.json_valid).lower(),
             "schema_valid": "" if r.schema_valid is None else str(r.schema_valid).lower(),
-            "error": r.error or "",
-            "text": r.text,
+            "error": csv_cell(r.error or ""),
+            "text": csv_cell(r.text),
         }
         metrics = r.metrics.to_json()
         for k in JSON_KEYS:
