@@ -9,6 +9,7 @@ keeping the user's comments (tomlkit).
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -118,6 +119,23 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Role:
+    """A named system prompt and settings (``[roles.NAME]``), chosen with ``/role NAME``.
+
+    "Preset" already names a built-in endpoint, hence "role" (aichat's word for the same)."""
+
+    name: str
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    json_mode: bool = False
+    # A JSON Schema the reply must follow: inline, or read from ``schema_file`` (relative to
+    # the config file) when the role is loaded; either way held as the parsed schema.
+    schema: Mapping[str, Any] | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything read from config.toml, with presets merged in."""
 
@@ -139,6 +157,7 @@ class Config:
     # max_tokens for protocols that require one (Anthropic) when the user set none; one value
     # for every pane of a race, so the comparison stays fair.
     max_tokens: int = 4096
+    roles: Mapping[str, Role] = field(default_factory=dict)
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint called ``name``; ``KeyError`` with the known names otherwise."""
@@ -255,6 +274,16 @@ _TOP_KEYS: dict[str, tuple[type, ...]] = {
     "timeouts": (dict,),
     "metrics": (dict,),
     "engine": (dict,),
+    "roles": (dict,),
+}
+_ROLE_KEYS: dict[str, tuple[type, ...]] = {
+    "system": (str,),
+    "temperature": _NUM,
+    "max_tokens": (int,),
+    "json": (bool,),
+    "schema": (dict,),
+    "schema_file": (str,),
+    "description": (str,),
 }
 _METRICS_KEYS: dict[str, tuple[type, ...]] = {"log": (bool,), "prometheus_file": (str,)}
 _ENGINE_KEYS: dict[str, tuple[type, ...]] = {
@@ -554,6 +583,11 @@ def parse_config(
     if "max_reply_bytes" in engine and engine["max_reply_bytes"] < 1:
         raise chk.fail(["engine", "max_reply_bytes"], "must be at least 1")
 
+    roles = {
+        name: _role(name, table, chk, ["roles", name], path)
+        for name, table in data.get("roles", {}).items()
+    }
+
     default_model = data.get("default_model")
     if default_model is not None and "/" not in default_model:
         raise chk.fail(["default_model"], "expected 'endpoint/model'")
@@ -579,6 +613,47 @@ def parse_config(
         keyring_timeout_s=float(engine.get("keyring_timeout", 3.0)),
         theme=data.get("theme"),
         max_tokens=engine.get("max_tokens", 4096),
+        roles=roles,
+    )
+
+
+def _role(name: str, table: Any, chk: _Checker, where: list[str], path: Path | None) -> Role:
+    """One ``[roles.NAME]`` table, checked; a schema file is read now, so a broken one is
+    reported with the config's line, not when the role is first used."""
+    if not isinstance(table, dict):
+        raise chk.fail(where, f"expected table, got {_value_type(table)}")
+    if not name or _CONTROL.search(name) or any(c.isspace() for c in name):
+        raise chk.fail(["roles"], f"the role name {inert_label(name)!r} holds spaces or controls")
+    chk.check_table(table, _ROLE_KEYS, where)
+    temperature = table.get("temperature")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise chk.fail([*where, "temperature"], "must be between 0 and 2")
+    max_tokens = table.get("max_tokens")
+    if max_tokens is not None and not 1 <= max_tokens <= 1 << 24:
+        raise chk.fail([*where, "max_tokens"], "must be between 1 and 16777216")
+    if "schema" in table and "schema_file" in table:
+        raise chk.fail([*where, "schema_file"], "give schema or schema_file, not both")
+    schema: Mapping[str, Any] | None = table.get("schema")
+    if "schema_file" in table:
+        file = Path(table["schema_file"]).expanduser()
+        if not file.is_absolute() and path is not None:
+            file = path.parent / file
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            message = f"cannot read a JSON Schema from {file}: {exc}"
+            raise chk.fail([*where, "schema_file"], message) from None
+        if not isinstance(loaded, dict):
+            raise chk.fail([*where, "schema_file"], f"{file} holds no JSON object")
+        schema = loaded
+    return Role(
+        name=name,
+        system=table.get("system"),
+        temperature=_opt_float(temperature),
+        max_tokens=max_tokens,
+        json_mode=table.get("json", False),
+        schema=schema,
+        description=table.get("description"),
     )
 
 
