@@ -1,6 +1,6 @@
 """The ``tokenrace`` command: the TUI by default, and headless subcommands.
 
-Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``export``,
+Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``load``, ``export``,
 ``stats``) never import textual or rich; a test enforces it. Imports are deferred to the branch
 that needs them so every command starts fast.
 """
@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "export", "stats")
+HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "load", "export", "stats")
 
 
 def _tui_parser() -> argparse.ArgumentParser:
