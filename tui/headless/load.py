@@ -48,17 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("suite", type=Path, help='JSONL file: one {"prompt": …} object a line')
     p.add_argument("-m", "--model", action="append", required=True, metavar="ENDPOINT/MODEL")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--concurrency", metavar="1,2,4", help="streams in flight per model, a step each")
+    how.add_argument(
+        "--concurrency", metavar="1,2,4", help="streams in flight per model, a step each"
+    )
     how.add_argument("--rate", metavar="1,5,10", help="requests per second per model (Poisson)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--requests", type=int, metavar="N", help="requests per model and step (default 20)")
+    size.add_argument(
+        "--requests", type=int, metavar="N", help="requests per model and step (default 20)"
+    )
     size.add_argument("--duration", metavar="30s", help="each step lasts this long")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals")
     p.add_argument("--slo", default="ttft=500ms,itl=50ms", help="goodput target (TTFT and p95 ITL)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="stop once this much is spent")
-    p.add_argument("--procs", default="1", metavar="N|auto", help="engine processes on this machine")
+    p.add_argument(
+        "--procs", default="1", metavar="N|auto", help="engine processes on this machine"
+    )
     p.add_argument("--ray", metavar="ADDRESS|local[:N]", help="run the engines as Ray actors")
-    p.add_argument("--actors", type=int, metavar="N", help="Ray actors with --ray ADDRESS (default: one a node)")
+    p.add_argument(
+        "--actors",
+        type=int,
+        metavar="N",
+        help="Ray actors with --ray ADDRESS (default: one a node)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="write every step, request and health")
     p.add_argument("--csv", type=Path, metavar="OUT", help="write one row per step and model")
     p.add_argument("--plot", type=Path, metavar="FILE.svg", help="TTFT and throughput against load")
@@ -222,7 +233,9 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     if interrupted[0]:
-        print(f"tokenrace load: interrupted; {counts[0]} finished requests are kept", file=sys.stderr)
+        print(
+            f"tokenrace load: interrupted; {counts[0]} finished requests are kept", file=sys.stderr
+        )
     if any(r.stopped == "max_cost" for r in done):
         print(f"tokenrace load: stopped at --max-cost ${ns.max_cost:g}", file=sys.stderr)
     meta: dict[str, Any] = {
@@ -238,7 +251,9 @@ def main(argv: list[str]) -> int:
     try:
         if ns.json:
             doc = to_json(done, ns.model, slo, meta)
-            atomic_write_text(ns.json, json_inert(json.dumps(doc, indent=1, ensure_ascii=False)) + "\n")
+            atomic_write_text(
+                ns.json, json_inert(json.dumps(doc, indent=1, ensure_ascii=False)) + "\n"
+            )
         if ns.csv:
             atomic_write_text(ns.csv, to_csv(rows))
         if ns.plot:

@@ -84,8 +84,8 @@ def parse_duration(text: str) -> float:
 def parse_levels(text: str, *, whole: bool) -> list[float]:
     """``1,2,4`` as a list of positive numbers (whole numbers for concurrency)."""
     out: list[float] = []
-    for part in text.split(","):
-        part = part.strip()
+    for raw in text.split(","):
+        part = raw.strip()
         try:
             value = float(part)
         except ValueError:
@@ -144,6 +144,7 @@ class Sample:
     step: int
     model: str
     shard: str
+    prompt_index: int  # the suite line it sent (0-based)
     status: str
     failure: str | None  # the error's kind when it failed (e.g. rate_limit, server)
     ttft_ms: float | None
@@ -235,9 +236,7 @@ def split_step(plan: StepPlan, shards: int) -> list[ShardStep | None]:
         # Poisson streams add up to a Poisson stream of the summed rate.
         level = float(share(int(plan.level))) if plan.mode == "concurrency" else plan.level / busy
         out.append(
-            ShardStep(
-                plan.index, plan.mode, level, requests, plan.duration_s, plan.seed, i, offset
-            )
+            ShardStep(plan.index, plan.mode, level, requests, plan.duration_s, plan.seed, i, offset)
         )
         offset += requests or 0
     return out
@@ -316,7 +315,8 @@ class Shard:
             warm: list[float] = []
             task = asyncio.create_task(self._canary(self.engine, warm, []))
             deadline = time.monotonic() + 5
-            while len(warm) < 3 and not task.done() and time.monotonic() < deadline:
+            # Polls a list the canary task fills (an Event per event would cost more).
+            while len(warm) < 3 and not task.done() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -351,7 +351,7 @@ class Shard:
             helpers.append(asyncio.create_task(self._canary(engine, delays, canary_error)))
             # The step starts once the canary streams: its delays then cover every request.
             deadline_s = time.monotonic() + 2
-            while not delays and not helpers[-1].done() and time.monotonic() < deadline_s:
+            while not delays and not helpers[-1].done() and time.monotonic() < deadline_s:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
         t_start = now_ns()
         cpu_start = time.process_time()
@@ -359,12 +359,12 @@ class Shard:
         deadline = None if step.duration_s is None else t_start + int(step.duration_s * 1e9)
 
         async def one(model: str, i: int) -> None:
-            item = self.items[(step.offset + i) % len(self.items)]
-            request = _request(item, model)
+            index = (step.offset + i) % len(self.items)
+            request = _request(self.items[index], model)
             t_submit = now_ns()
             events = await collect(engine, request, t_submit_ns=t_submit)
             t_end[0] = max(t_end[0], now_ns())
-            emit(self._sample(step.index, model, item, request, events, t_submit))
+            emit(self._sample(step.index, model, index, request, events, t_submit))
 
         def launch(model: str, i: int) -> asyncio.Task[None]:
             task = asyncio.create_task(one(model, i))
@@ -444,7 +444,7 @@ class Shard:
         self,
         step: int,
         model: str,
-        item: SuiteItem,
+        index: int,
         request: ChatRequest,
         events: list[Any],
         t_submit: int,
@@ -467,6 +467,7 @@ class Shard:
             step=step,
             model=model,
             shard=self.name,
+            prompt_index=index,
             status=m.status,
             failure=failure,
             ttft_ms=m.ttft_ms,
@@ -809,7 +810,9 @@ TABLE_HEAD = (
 
 def table_line(row: StepRow) -> str:
     """One row of the live table (ms figures)."""
-    cost = "—" if row.cost_usd is None else ("" if row.cost_complete else "≥") + f"${row.cost_usd:.4f}"
+    cost = (
+        "—" if row.cost_usd is None else ("" if row.cost_complete else "≥") + f"${row.cost_usd:.4f}"
+    )
     flag = "LIMITED" if row.client_limited else "ok"
     if row.stamp_delay_p99_ms is None:
         flag = "?"

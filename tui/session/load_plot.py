@@ -24,7 +24,9 @@ def terminal_plot(rows: Sequence[StepRow]) -> str:
     """Bars per step and model: TTFT p50 (█) up to p99 (░), and output tok/s; ! = client-limited."""
     top = max((r.ttft[2] or r.ttft[0] or 0.0 for r in rows), default=0.0) or 1.0
     tps_top = max((r.output_tps or 0.0 for r in rows), default=0.0) or 1.0
-    lines = ["TTFT p50 █ to p99 ░ (ms) and output tok/s against load; ! marks a client-limited step"]
+    lines = [
+        "TTFT p50 █ to p99 ░ (ms) and output tok/s against load; ! marks a client-limited step"
+    ]
     for model in _models(rows):
         lines.append(f"  {inert_label(model)}")
         for r in (r for r in rows if r.model == model):
@@ -74,20 +76,31 @@ def svg_plot(rows: Sequence[StepRow]) -> str:
         )
         for frac in (0.0, 0.5, 1.0):
             yy = y(top * frac, top)
-            out.append(f'<text x="{left - 6}" y="{yy + 4}" text-anchor="end">{top * frac:,.0f}</text>')
+            out.append(
+                f'<text x="{left - 6}" y="{yy + 4}" text-anchor="end">{top * frac:,.0f}</text>'
+            )
         for i, (mode, level) in enumerate(levels):
             out.append(
                 f'<text x="{x(i, panel)}" y="{pad + plot_h + 16}" text-anchor="middle">'
                 f"{escape(level_text(mode, level))}</text>"
             )
-        label = "streams per model" if levels and levels[0][0] == "concurrency" else "requests/s per model"
+        label = (
+            "streams per model"
+            if levels and levels[0][0] == "concurrency"
+            else "requests/s per model"
+        )
         out.append(
-            f'<text x="{left + panel_w / 2}" y="{pad + plot_h + 34}" text-anchor="middle">{label}</text>'
+            f'<text x="{left + panel_w / 2}" y="{pad + plot_h + 34}" '
+            f'text-anchor="middle">{label}</text>'
         )
     for k, model in enumerate(models):
         colour = COLOURS[k % len(COLOURS)]
         mine = {(r.mode, r.level): r for r in rows if r.model == model}
-        series: list[tuple[int, float, str, str]] = [(0, ttft_top, "", "p50"), (0, ttft_top, "6,4", "p99"), (1, tps_top, "", "tps")]
+        series: list[tuple[int, float, str, str]] = [
+            (0, ttft_top, "", "p50"),
+            (0, ttft_top, "6,4", "p99"),
+            (1, tps_top, "", "tps"),
+        ]
         for panel, top, dash, which in series:
             pts = []
             for i, key in enumerate(levels):
@@ -98,9 +111,14 @@ def svg_plot(rows: Sequence[StepRow]) -> str:
                 if v is not None:
                     pts.append((x(i, panel), y(v, top), r.client_limited))
             if pts:
-                d = " ".join(f"{'M' if j == 0 else 'L'}{px:.1f},{py:.1f}" for j, (px, py, _) in enumerate(pts))
+                d = " ".join(
+                    f"{'M' if j == 0 else 'L'}{px:.1f},{py:.1f}"
+                    for j, (px, py, _) in enumerate(pts)
+                )
                 dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-                out.append(f'<path d="{d}" stroke="{colour}" fill="none" stroke-width="2"{dash_attr}/>')
+                out.append(
+                    f'<path d="{d}" stroke="{colour}" fill="none" stroke-width="2"{dash_attr}/>'
+                )
                 for px, py, limited in pts:
                     if limited:  # a hollow red square: the client set this figure
                         out.append(

@@ -54,7 +54,9 @@ async def _batched(
 # --- child processes ---------------------------------------------------------------------------
 
 
-def _child(conn: Connection, config: Config, items: list[SuiteItem], models: list[str], name: str) -> None:
+def _child(
+    conn: Connection, config: Config, items: list[SuiteItem], models: list[str], name: str
+) -> None:
     """A ``--procs`` child: one shard, commands in and results out over ``conn``."""
     asyncio.run(_child_main(conn, config, items, models, name))
 
@@ -167,9 +169,7 @@ class ProcessPool:
                 elif kind == "gone":
                     return None
 
-        got = await asyncio.gather(
-            *(one(i, p) for i, p in enumerate(parts) if p is not None)
-        )
+        got = await asyncio.gather(*(one(i, p) for i, p in enumerate(parts) if p is not None))
         return [h for h in got if h is not None]
 
     def stop_sending(self, cancel: bool) -> None:
@@ -245,13 +245,15 @@ def start_local_ray(workers: int) -> dict[str, Any]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
+    # Workers inherit the raylet's environment: they import this copy of tokenrace.
     root = _package_root()
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p
+    )
     ctx = ray.init(
         num_cpus=max(workers, 1),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
-        runtime_env={"env_vars": {"PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}},
         logging_level="ERROR",
         log_to_driver=False,
         configure_logging=False,
