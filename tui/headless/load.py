@@ -144,7 +144,8 @@ def main(argv: list[str]) -> int:
                 import ray
 
                 join_ray(address)
-                actors = ns.actors or max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+                nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+                actors = ns.actors or max(1, sum(1 for n in nodes if n.get("Alive")))
             pool = RayPool(config, items, ns.model, actors)
             ray_note = f"ray: {actors} actors"
         else:
@@ -165,11 +166,8 @@ def main(argv: list[str]) -> int:
 
     interrupted = [False]
     counts = [0, 0]
-    total = (
-        sum(p.requests for p in plans) * len(ns.model)
-        if all(p.requests is not None and p.mode == "concurrency" for p in plans)
-        else estimate.requests
-    )  # type: ignore[misc]
+    planned = [p.requests for p in plans if p.mode == "concurrency" and p.requests is not None]
+    total = sum(planned) * len(ns.model) if len(planned) == len(plans) else estimate.requests
     results: list[StepResult] = []
     print(TABLE_HEAD)
     print("-" * len(TABLE_HEAD), flush=True)
@@ -181,6 +179,7 @@ def main(argv: list[str]) -> int:
         _progress(counts[0], total, counts[1], str(s.step + 1))
 
     def on_step(result: StepResult) -> None:
+        results.append(result)
         if sys.stderr.isatty():
             sys.stderr.write("\r\x1b[K")
         for row in rows_of(result, ns.model, slo):
@@ -204,7 +203,7 @@ def main(argv: list[str]) -> int:
                 pool,
                 plans,
                 on_sample=on_sample,
-                on_step=lambda r: (results.append(r), on_step(r))[0],
+                on_step=on_step,
                 max_cost_usd=ns.max_cost,
                 stop=stop,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -239,9 +240,10 @@ def _package_root() -> str:
     return str(Path(tui.__file__).resolve().parent.parent)
 
 
-def start_local_ray(workers: int) -> dict[str, Any]:
-    """``--ray local[:N]``: a private Ray instance on this machine, on loopback only, no
-    dashboard, no usage statistics; returns ``ray.init``'s context as a dict."""
+def start_local_ray(workers: int) -> None:
+    """``--ray local[:N]``: a private Ray instance on this machine for N workers: node address
+    127.0.0.1, no dashboard, no usage statistics. (Ray's own servers still bind the wildcard
+    address; tests run it in a network namespace whose only interface is loopback.)"""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
@@ -250,15 +252,14 @@ def start_local_ray(workers: int) -> dict[str, Any]:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH", "")) if p
     )
-    ctx = ray.init(
+    ray.init(
         num_cpus=max(workers, 1),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         log_to_driver=False,
         configure_logging=False,
     )
-    return {"address": ctx.address_info.get("gcs_address")}
 
 
 def join_ray(address: str) -> None:
@@ -266,7 +267,7 @@ def join_ray(address: str) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
 
 
 def parse_ray(spec: str) -> tuple[str | None, int | None]:
@@ -295,9 +296,11 @@ class RayPool:
     async def start(self) -> None:
         import ray
 
-        remote = ray.remote(num_cpus=1, max_concurrency=1000)(LoadActor)
+        remote: Any = ray.remote(LoadActor)
+        # Async actors: a stop arrives while a step runs. SPREAD puts them on different nodes.
+        options = {"num_cpus": 1, "max_concurrency": 1000, "scheduling_strategy": "SPREAD"}
         self.actors = [
-            remote.options(scheduling_strategy="SPREAD").remote(*self._args, f"actor-{i + 1}")
+            remote.options(**options).remote(*self._args, f"actor-{i + 1}")
             for i in range(self.size)
         ]
         self.placed = list(await asyncio.gather(*(a.start.remote() for a in self.actors)))
