@@ -132,7 +132,12 @@ def check_against_log(steps: list[dict[str, Any]], records: list[dict[str, Any]]
             and (server_itl_p95_ms(theirs[k]) or 0.0) <= (slo.itl_ms or 0)
         )
         detail = [(q["ttft_ms"], q["itl_p95_ms"], ttfts[q["prompt_index"]]) for q in mine]
-        assert row["good"] == good, (step["level"], row["good"], good, detail, step["health"])
+        if step["client_limited"]:
+            # The tool said this step's figures describe the client: its stamps were late,
+            # so it can count fewer good requests than the server's log, never more.
+            assert row["good"] <= good, (step["level"], row["good"], good, detail)
+        else:
+            assert row["good"] == good, (step["level"], row["good"], good, detail, step["health"])
     assert i == len(records), (i, len(records))
 
 

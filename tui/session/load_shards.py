@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,10 +57,12 @@ async def _batched(
 # --- child processes ---------------------------------------------------------------------------
 
 
-def _child(
-    conn: Connection, config: Config, items: list[SuiteItem], models: list[str], name: str
-) -> None:
-    """A ``--procs`` child: one shard, commands in and results out over ``conn``."""
+def child_main() -> None:
+    """A ``--procs`` child (``python -c``, its end of the pipe as fd in ``argv[1]``): one shard,
+    commands in and results out. Started as a plain subprocess, not by multiprocessing, so
+    nothing of the parent's ``__main__`` is imported again."""
+    conn = Connection(int(sys.argv[1]))
+    config, items, models, name = conn.recv()
     asyncio.run(_child_main(conn, config, items, models, name))
 
 
@@ -110,7 +114,7 @@ async def _child_main(
 
 
 class ProcessPool:
-    """``--procs N``: N child processes, one shard each (spawned: nothing shared but pipes)."""
+    """``--procs N``: N child processes, one shard each (nothing shared but a socket pair)."""
 
     def __init__(
         self, config: Config, items: Sequence[SuiteItem], models: Sequence[str], procs: int
@@ -118,23 +122,29 @@ class ProcessPool:
         self.size = procs
         self._args = (config, list(items), list(models))
         self._conns: list[Connection] = []
-        self._procs: list[Any] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._inboxes: list[asyncio.Queue[tuple[str, Any]]] = []
         self.pids: list[int] = []
 
     async def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
         for i in range(self.size):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_child, args=(child, *self._args, f"proc-{i + 1}"), daemon=True
+            ours, theirs = socket.socketpair()
+            argv = [
+                sys.executable,
+                "-c",
+                "from tui.session.load_shards import child_main; child_main()",
+                str(theirs.fileno()),
+            ]
+            proc = await asyncio.to_thread(
+                subprocess.Popen, argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
             )
-            proc.start()
-            child.close()
+            theirs.close()
+            conn = Connection(ours.detach())
+            conn.send((*self._args, f"proc-{i + 1}"))
             inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-            threading.Thread(target=self._read, args=(parent, inbox, loop), daemon=True).start()
-            self._conns.append(parent)
+            threading.Thread(target=self._read, args=(conn, inbox, loop), daemon=True).start()
+            self._conns.append(conn)
             self._procs.append(proc)
             self._inboxes.append(inbox)
         for inbox in self._inboxes:
@@ -184,10 +194,11 @@ class ProcessPool:
                 conn.send(("close", None))
         deadline = time.monotonic() + 5
         for proc in self._procs:
-            await asyncio.to_thread(proc.join, max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
+            try:
+                await asyncio.to_thread(proc.wait, max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 proc.terminate()
-                await asyncio.to_thread(proc.join, 2)
+                await asyncio.to_thread(proc.wait)
         for conn in self._conns:
             conn.close()
 
