@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import REPO
-from tests.test_load import GROWING, SLO, check_against_log
+from tests.test_load import GROWING, SLO, check_against_log, favoured
 from tui.session.load import parse_slo
 
 pytest.importorskip("ray", reason="the scale extra (pip install -e '.[dev]') installs Ray")
@@ -53,6 +53,7 @@ def ray_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         text=True,
         timeout=240,
         check=False,
+        preexec_fn=favoured,  # Ray's processes, the actors and the mock server inherit it
     )  # fmt: skip
     assert r.returncode == 0 and out.exists(), r.stdout + r.stderr
     run: dict[str, Any] = json.loads(out.read_text())
