@@ -24,6 +24,13 @@ from typing import Final
 PORT_LINE: Final = "CANARY_PORT"
 DEFAULT_PACE_MS: Final = 20.0  # 50 events a second, the rate of one stream at 50 tok/s
 _MODEL_RE: Final = re.compile(rb'"model"\s*:\s*"pace-([0-9.]+)ms"')
+_PREEMPTED_NS: Final = 500_000
+
+
+def _event(text: bytes) -> bytes:
+    """One chat-completions chunk carrying ``text``, as an HTTP chunk."""
+    payload = b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % text
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
 def model_for(pace_ms: float) -> str:
@@ -51,8 +58,11 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             next_at += pace_s
             t = time.perf_counter_ns()
-            payload = b'data: {"choices":[{"index":0,"delta":{"content":"%d "}}]}\n\n' % t
-            writer.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+            writer.write(_event(b"%d " % t))
+            if time.perf_counter_ns() - t > _PREEMPTED_NS:
+                # Descheduled between the stamp and the write: this event's delay would be
+                # ours, not the client's. The client drops the event this names.
+                writer.write(_event(b"void %d " % t))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         pass

@@ -497,10 +497,17 @@ class Shard:
             model=f"{CANARY_ENDPOINT}/{model_for(CANARY_PACE_MS)}",
             messages=({"role": "user", "content": "canary"},),
         )
+        sent: list[int] = []
         async for ev in engine.stream(request):
             if isinstance(ev, TextDelta):
                 with contextlib.suppress(ValueError, IndexError):
-                    delays.append((ev.t_ns - int(ev.text.split()[0])) / 1e6)
+                    words = ev.text.split()
+                    if words[0] == "void":  # the canary was descheduled as it sent that one
+                        k = sent.index(int(words[1]))
+                        del sent[k], delays[k]
+                        continue
+                    sent.append(int(words[0]))
+                    delays.append((ev.t_ns - sent[-1]) / 1e6)
             elif isinstance(ev, StreamError):
                 error.append(ev.message)
                 return
