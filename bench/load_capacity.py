@@ -37,9 +37,7 @@ async def sweep(pool: ShardPool, levels: list[int], seconds: float) -> list[dict
     await pool.start()
     try:
         for i, level in enumerate(levels):
-            (result,) = await run_sweep(
-                pool, [StepPlan(i, "concurrency", level, None, seconds)]
-            )
+            (result,) = await run_sweep(pool, [StepPlan(i, "concurrency", level, None, seconds)])
             events = sum(len(s.itl_ms) + 1 for s in result.samples if s.ttft_ms is not None)
             window = result.window_s or 1.0
             cpu = sum(h.cpu_pct or 0.0 for h in result.health)
