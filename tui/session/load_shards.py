@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +128,7 @@ class ProcessPool:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for i in range(self.size):
-            ours, theirs = socket.socketpair()
+            conn, theirs = Pipe()  # a socket pair, duplex
             argv = [
                 sys.executable,
                 "-c",
@@ -140,7 +139,6 @@ class ProcessPool:
                 subprocess.Popen, argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
             )
             theirs.close()
-            conn = Connection(ours.detach())
             conn.send((*self._args, f"proc-{i + 1}"))
             inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
             threading.Thread(target=self._read, args=(conn, inbox, loop), daemon=True).start()
