@@ -149,9 +149,12 @@ def main(argv: list[str]) -> int:
             pool = RayPool(config, items, ns.model, actors)
             ray_note = f"ray: {actors} actors"
         else:
-            procs = auto_procs(plans, len(ns.model)) if ns.procs == "auto" else int(ns.procs)
-            if procs < 1:
-                raise ValueError("--procs must be at least 1 (or auto)")
+            if ns.procs == "auto":
+                procs = auto_procs(plans, len(ns.model))
+            elif not ns.procs.isdigit() or int(ns.procs) < 1:
+                raise ValueError(f"--procs takes a number of processes or auto, not {ns.procs!r}")
+            else:
+                procs = int(ns.procs)
             if procs == 1:
                 from tui.session.load import InProcessPool
 
@@ -210,6 +213,10 @@ def main(argv: list[str]) -> int:
         finally:
             with_suppressed(lambda: loop.remove_signal_handler(signal.SIGINT))
             await pool.aclose()
+            if ns.ray:
+                import ray
+
+                ray.shutdown()  # a local instance stops with it; a cluster is only left
 
     try:
         done = asyncio.run(go())
