@@ -68,7 +68,7 @@ def _best(steps: list[dict[str, Any]]) -> int:
 
 
 def run(quick: bool = False) -> list[Row]:
-    levels = [10, 20] if quick else [25, 50, 100, 200, 400, 800, 1600]
+    levels = [10, 20] if quick else [5, 10, 20, 40, 80, 160, 320, 640, 1280]
     seconds = 1.0 if quick else 3.0
     procs = os.cpu_count() or 1
     with MockServerProcess(scenarios={"s50": STREAM}) as server:

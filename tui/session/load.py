@@ -53,9 +53,9 @@ CANARY_PACE_MS = 20.0
 LAG_TICK_S = 0.01
 # An output-length guess for the cost estimate when a suite line sets no max_tokens.
 ASSUMED_OUTPUT_TOKENS = 1000
-# Streams one engine process sustains at 50 tok/s with stamping delay p99 <= 10 ms, measured by
-# bench/load_capacity.py on a busy 2-core machine (bench/README.md); ``--procs auto`` uses it.
-STREAMS_PER_PROCESS = 150
+# Streams one engine process sustains at 50 tok/s with stamping delay p99 <= 10 ms: 10-20 by
+# bench/load_capacity.py on a saturated 2-core machine (bench/README.md); ``--procs auto``.
+STREAMS_PER_PROCESS = 20
 
 
 # --- parsing the command line's figures ------------------------------------------------------
