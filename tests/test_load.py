@@ -46,12 +46,14 @@ def favoured(pid: int = 0) -> None:
         os.setpriority(os.PRIO_PROCESS, pid, -10)
     except (OSError, AttributeError):
         pass
-    # With autogroup scheduling (Linux), nice only orders processes within a session; the
-    # session's own weight is its autogroup's nice.
-    try:
-        Path(f"/proc/{pid or 'self'}/autogroup").write_text("-10")
-    except OSError:
-        pass
+    if pid == 0:
+        # With autogroup scheduling (Linux), nice only orders processes within a session; the
+        # session's own weight is its autogroup's nice. Callers start a session of their own
+        # (start_new_session), so this touches nothing else.
+        try:
+            Path("/proc/self/autogroup").write_text("-10")
+        except OSError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,7 @@ def load(args: list[str], home: Path, **kw: Any) -> subprocess.CompletedProcess[
         timeout=120,
         check=False,
         preexec_fn=favoured,
+        start_new_session=True,
         **kw,
     )
 

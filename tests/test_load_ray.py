@@ -55,6 +55,7 @@ def ray_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         timeout=240,
         check=False,
         preexec_fn=favoured,  # Ray's processes, the actors and the mock server inherit it
+        start_new_session=True,
     )  # fmt: skip
     assert r.returncode == 0 and out.exists(), r.stdout + r.stderr
     run: dict[str, Any] = json.loads(out.read_text())
