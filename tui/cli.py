@@ -1,8 +1,8 @@
 """The ``tokenrace`` command: the TUI by default, and headless subcommands.
 
-Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``load``, ``export``,
-``stats``) never import textual or rich; a test enforces it. Imports are deferred to the branch
-that needs them so every command starts fast.
+Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``load``,
+``export``, ``stats``) never import textual or rich; a test enforces it. Imports are deferred
+to the branch that needs them so every command starts fast.
 """
 
 from __future__ import annotations
