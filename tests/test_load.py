@@ -370,7 +370,8 @@ def test_a_starved_client_has_its_steps_flagged(
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tui.cli", "load", str(suite), "-m", "mock/s50",
-             "--concurrency", "2,2", "--requests", "6", "--json", str(out)],
+             "--concurrency", "2,2", "--requests", "6", "--json", str(out),
+             "--plot", str(isolated_home / "o.svg")],
             cwd=REPO,
             env=dict(os.environ, TOKENRACE_HOME=str(isolated_home)),
             stdout=subprocess.PIPE,
@@ -381,7 +382,7 @@ def test_a_starved_client_has_its_steps_flagged(
         server.wait_log(lambda log: any(r["path"] == "/v1/models" for r in log), 30)
         for h in hogs:
             os.kill(h.pid, signal.SIGCONT)
-        _, err = proc.communicate(timeout=60)
+        table, err = proc.communicate(timeout=60)
     finally:
         for h in hogs:
             h.kill()
@@ -392,3 +393,7 @@ def test_a_starved_client_has_its_steps_flagged(
         assert step["client_limited"], step["health"]
         assert step["rows"][0]["client_limited"] is True
     assert "client-limited steps: 1, 2" in err
+    # Flagged in the table, the terminal plot and the SVG too.
+    assert table.count("LIMITED") == 2 and table.count("\n  !") == 2, table
+    svg = (isolated_home / "o.svg").read_text()
+    assert svg.count("<title>client-limited</title>") >= 4  # 2 steps × (p50, p99, tok/s)

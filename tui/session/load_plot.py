@@ -49,7 +49,8 @@ def svg_plot(rows: Sequence[StepRow]) -> str:
     panel_w = (width - 3 * pad) / 2
     plot_h = height - 2 * pad - 30
     models = _models(rows)
-    levels = list(dict.fromkeys((r.mode, r.level) for r in rows))
+    # One x position per step (a sweep may repeat a level: 2,2 is two steps).
+    levels = list(dict.fromkeys((r.step, r.mode, r.level) for r in rows))
     n = max(1, len(levels) - 1)
     ttft_top = max((r.ttft[2] or r.ttft[0] or 0.0 for r in rows), default=0.0) or 1.0
     tps_top = max((r.output_tps or 0.0 for r in rows), default=0.0) or 1.0
@@ -79,14 +80,14 @@ def svg_plot(rows: Sequence[StepRow]) -> str:
             out.append(
                 f'<text x="{left - 6}" y="{yy + 4}" text-anchor="end">{top * frac:,.0f}</text>'
             )
-        for i, (mode, level) in enumerate(levels):
+        for i, (_, mode, level) in enumerate(levels):
             out.append(
                 f'<text x="{x(i, panel)}" y="{pad + plot_h + 16}" text-anchor="middle">'
                 f"{escape(level_text(mode, level))}</text>"
             )
         label = (
             "streams per model"
-            if levels and levels[0][0] == "concurrency"
+            if levels and levels[0][1] == "concurrency"
             else "requests/s per model"
         )
         out.append(
@@ -95,7 +96,7 @@ def svg_plot(rows: Sequence[StepRow]) -> str:
         )
     for k, model in enumerate(models):
         colour = COLOURS[k % len(COLOURS)]
-        mine = {(r.mode, r.level): r for r in rows if r.model == model}
+        mine = {(r.step, r.mode, r.level): r for r in rows if r.model == model}
         series: list[tuple[int, float, str, str]] = [
             (0, ttft_top, "", "p50"),
             (0, ttft_top, "6,4", "p99"),
