@@ -233,6 +233,28 @@ def test_a_rate_step_sends_its_requests_on_a_seeded_poisson_schedule(
     assert statistics.median(errors) < 30, (errors, sent, plan)
 
 
+def test_a_timed_step_awaits_and_counts_what_is_in_flight_at_its_end(
+    server: MockServerProcess, isolated_home: Path
+) -> None:
+    server.add_scenario("fifth", {"ttft_ms": 20, "tps": 50, "n_tokens": 10})  # ~0.2 s each
+    suite = write_home(isolated_home, server)
+    server.reset_log()
+    out = isolated_home / "o.json"
+    r = load(
+        [str(suite), "-m", "mock/fifth", "--concurrency", "3", "--duration", "500ms",
+         "--json", str(out)],
+        isolated_home,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (step,) = json.loads(out.read_text())["steps"]
+    sent = chat_records(server)
+    # Every request the step started was awaited and counted, finished, after its 0.5 s.
+    assert len(step["requests"]) == len(sent) >= 6
+    assert all(q["status"] == "complete" for q in step["requests"])
+    assert all(rec["closed_ns"] is not None for rec in sent)
+    assert step["window_ms"] > 500
+
+
 def test_no_retries_a_429_is_a_failure_and_max_cost_stops_the_sweep(
     server: MockServerProcess, isolated_home: Path
 ) -> None:
