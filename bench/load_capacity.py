@@ -2,7 +2,8 @@
 
 Runs ``tokenrace load``'s own shards against the mock server (50 tok/s a stream, one token an
 event, its spin-wait off), doubling the streams per step until an engine process's stamping
-delay p99 (its canary, DESIGN §4) exceeds 10 ms. One process (``--procs 1``), then one a core
+delay p99 (its canary, DESIGN §4) exceeds 10 ms twice in a row (once may be the host's spike).
+One process (``--procs 1``), then one a core
 (``--procs N``). Prints a table, writes bench/results/load_capacity.json, and the per-event
 CPU cost each step measured (the paper estimate in bench/README.md starts from it). The mock
 server runs on the same machine and takes its share of the cores: on 2 cores the machine's
@@ -37,7 +38,15 @@ async def sweep(pool: ShardPool, levels: list[int], seconds: float) -> list[dict
     await pool.start()
     try:
         for i, level in enumerate(levels):
-            (result,) = await run_sweep(pool, [StepPlan(i, "concurrency", level, None, seconds)])
+            for attempt in range(2):
+                plan = StepPlan(i, "concurrency", level, None, seconds)
+                (result,) = await run_sweep(pool, [plan])
+                # A shared host's spike can flag one step of a client with CPU to spare: a
+                # level is over the bound when it is flagged twice in a row.
+                if not result.client_limited:
+                    break
+                if attempt == 0:
+                    print(f"  {level} streams flagged once; again", file=sys.stderr)
             events = sum(len(s.itl_ms) + 1 for s in result.samples if s.ttft_ms is not None)
             window = result.window_s or 1.0
             cpu = sum(h.cpu_pct or 0.0 for h in result.health)
