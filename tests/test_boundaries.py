@@ -74,6 +74,7 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         (["ask", "-m", "mock/mock-instant", "hello"], ()),
         (["ask", "-m", "mock/mock-instant", "--json", "hello"], ()),
         (["replay", "{suite}", "-m", "mock/mock-instant", "--json", "{out}"], ()),
+        (["load", "{suite}", "-m", "mock/mock-instant", "--requests", "2", "--plot", "{svg}"], ()),
         (["export", "--list"], ()),
         (["export", "--format", "md"], ()),
         (["export", "--format", "json"], ()),
@@ -95,7 +96,10 @@ def test_headless_commands_never_import_textual_or_rich(
     suite.write_text('{"prompt": "hello"}\n')
     if args[0] == "export":  # something to export
         assert run_probe(["ask", "-m", "mock/mock-instant", "hi"], isolated_home) == "LEAKED []"
-    args = [a.format(suite=suite, out=isolated_home / "out.json") for a in args]
+    args = [
+        a.format(suite=suite, out=isolated_home / "out.json", svg=isolated_home / "o.svg")
+        for a in args
+    ]
     assert run_probe(args, isolated_home, allowed) == "LEAKED []"
 
 

@@ -504,6 +504,19 @@ class TokenraceApp(App[None]):
     def action_suite(self) -> None:
         self.open_suite()
 
+    def action_load_sweep(self) -> None:
+        """A load sweep on the current screen's model(s) (``tokenrace load`` in the app)."""
+        from tui.screens.load import LoadScreen
+
+        models = list(getattr(self.screen, "models", []) or [])
+        model = getattr(self.screen, "model", None)
+        if model and not models:
+            models = [model]
+        if not models:
+            self.notify("Pick a model first (F2).", severity="warning")
+            return
+        self.push_screen(LoadScreen(models))
+
     def store_error(self, message: str) -> None:
         """Called from the store's writer thread, or from a read here that found damage."""
         try:
@@ -777,6 +790,10 @@ class TokenraceApp(App[None]):
         yield SystemCommand(
             "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
         )
+        yield SystemCommand(
+            "Load sweep: TTFT and throughput as streams grow", "tokenrace load",
+            self.action_load_sweep,
+        )  # fmt: skip
         for keys, description, action in screen_actions(screen, self.config.keys):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))
 

@@ -21,6 +21,8 @@ def dispatch(command: str, argv: Sequence[str]) -> int:
             from tui.headless.endpoints import main as run
         elif command == "replay":
             from tui.headless.replay import main as run
+        elif command == "load":
+            from tui.headless.load import main as run
         elif command == "export":
             from tui.headless.export import main as run
         elif command == "stats":
