@@ -29,6 +29,7 @@ from bench import (
     cold_start,
     cpu,
     headless_ask,
+    load_capacity,
     long_conversation,
     render_lag,
     rival,
@@ -46,6 +47,7 @@ SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "cold_start": cold_start.run,
     "headless_ask": headless_ask.run,
     "long_conversation": long_conversation.run,
+    "load_capacity": load_capacity.run,
     "rival": rival.run,  # needs elia installed (bench/README.md); skipped otherwise
 }
 NEEDS_TMUX = {"render_lag", "sustainable_rate", "cpu", "cold_start", "long_conversation", "rival"}

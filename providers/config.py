@@ -9,6 +9,7 @@ keeping the user's comments (tomlkit).
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -166,6 +167,23 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Role:
+    """A named system prompt and settings (``[roles.NAME]``), chosen with ``/role NAME``.
+
+    "Preset" already names a built-in endpoint, hence "role" (aichat's word for the same)."""
+
+    name: str
+    system: str | None = toml_key((str,), None)
+    temperature: float | None = toml_key(_NUM, None, low=0, high=2, convert=float)
+    max_tokens: int | None = toml_key((int,), None, low=1, high=1 << 24)
+    json_mode: bool = toml_key((bool,), False, name="json")
+    # A JSON Schema the reply must follow: inline, or read from ``schema_file`` (relative to
+    # the config file) when the role is loaded; either way held as the parsed schema.
+    schema: Mapping[str, Any] | None = toml_key((dict,), None)
+    description: str | None = toml_key((str,), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything read from config.toml, with presets merged in."""
 
@@ -195,6 +213,7 @@ class Config:
     # max_tokens for protocols that require one (Anthropic) when the user set none; one value
     # for every pane of a race, so the comparison stays fair.
     max_tokens: int = toml_key((int,), 4096, table="engine", low=1)
+    roles: Mapping[str, Role] = field(default_factory=dict)
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint called ``name``; ``KeyError`` with the known names otherwise."""
@@ -296,9 +315,13 @@ _ENDPOINT_KEYS = {**_schema(Endpoint), "ca_bundle": ("", TomlKey((str,)))}
 _PRICE_KEYS = _schema(PriceOverride)
 _METRICS_KEYS = _schema(MetricsSettings)
 _ENGINE_KEYS = _schema(Config, "engine")
+_ROLE_KEYS = {**_schema(Role), "schema_file": ("", TomlKey((str,)))}
 _TOP_KEYS = {
     **_schema(Config, ""),
-    **{name: ("", _TABLE) for name in ("endpoints", "prices", "keys", "timeouts", "metrics")},
+    **{
+        name: ("", _TABLE)
+        for name in ("endpoints", "prices", "keys", "timeouts", "metrics", "roles")
+    },
     "engine": ("", _TABLE),
 }
 
@@ -564,6 +587,11 @@ def parse_config(
     engine = data.get("engine", {})
     chk.check_table(engine, _ENGINE_KEYS, ["engine"])
 
+    roles = {
+        name: _role(name, table, chk, ["roles", name], path)
+        for name, table in data.get("roles", {}).items()
+    }
+
     default_model = data.get("default_model")
     if default_model is not None and "/" not in default_model:
         raise chk.fail(["default_model"], "expected 'endpoint/model'")
@@ -582,7 +610,34 @@ def parse_config(
         metrics=metrics,
         **_values({k: v for k, v in data.items() if _TOP_KEYS[k][0]}, _TOP_KEYS),
         **_values(engine, _ENGINE_KEYS),
+        roles=roles,
     )
+
+
+def _role(name: str, table: Any, chk: _Checker, where: list[str], path: Path | None) -> Role:
+    """One ``[roles.NAME]`` table, checked; a schema file is read now, so a broken one is
+    reported with the config's line, not when the role is first used."""
+    if not isinstance(table, dict):
+        raise chk.fail(where, f"expected table, got {_value_type(table)}")
+    if not name or _CONTROL.search(name) or any(c.isspace() for c in name):
+        raise chk.fail(["roles"], f"the role name {inert_label(name)!r} holds spaces or controls")
+    chk.check_table(table, _ROLE_KEYS, where)
+    if "schema" in table and "schema_file" in table:
+        raise chk.fail([*where, "schema_file"], "give schema or schema_file, not both")
+    schema: Mapping[str, Any] | None = table.get("schema")
+    if "schema_file" in table:
+        file = Path(table["schema_file"]).expanduser()
+        if not file.is_absolute() and path is not None:
+            file = path.parent / file
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            message = f"cannot read a JSON Schema from {file}: {exc}"
+            raise chk.fail([*where, "schema_file"], message) from None
+        if not isinstance(loaded, dict):
+            raise chk.fail([*where, "schema_file"], f"{file} holds no JSON object")
+        schema = loaded
+    return Role(name=name, **{**_values(table, _ROLE_KEYS), "schema": schema})
 
 
 def _timeouts(

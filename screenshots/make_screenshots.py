@@ -2,6 +2,7 @@
 
     python screenshots/make_screenshots.py            # every scene, both themes
     python screenshots/make_screenshots.py chat-done  # one scene
+    python screenshots/make_screenshots.py browser    # `tokenrace serve` in headless Chromium
 
 Each scene starts the mock server, the real engine process and the app (headless, at a fixed
 terminal size), types into it with Pilot, and saves an SVG per theme. The figures on screen are
@@ -232,6 +233,32 @@ async def protocols(server: MockServerProcess, theme: str, out: Path) -> None:
             app.save_screenshot(str(out))
 
 
+def browser(server: MockServerProcess, out: Path) -> None:
+    """A race in `tokenrace serve`, in headless Chromium (Debian's, through Playwright)."""
+    from tests.support.browser import chromium, open_app, serve
+
+    server.add_scenario("fast-model", {"text": REPLY, "ttft_ms": 180, "tps": 90})
+    server.add_scenario("slow-model", {"text": REPLY, "ttft_ms": 650, "tps": 35})
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.toml"
+        config.write_text(
+            f'[endpoints.demo]\nbase_url = "{server.base_url}"\n'
+            'models = ["fast-model", "slow-model"]\n'
+            '[prices."demo/fast-model"]\ninput = 0.15\noutput = 0.60\n'
+            '[prices."demo/slow-model"]\ninput = 2.50\noutput = 10.00\n'
+        )
+        env = {"TOKENRACE_HOME": tmp, "TOKENRACE_CONFIG": str(config)}
+        models = ["-m", "demo/fast-model", "-m", "demo/slow-model"]
+        with serve(*models, env=env) as served, chromium() as chrome:
+            term = open_app(chrome, served.url, width=1400, height=760)
+            term.wait_for("Message…", timeout=60)
+            term.type(PROMPT)
+            term.press("Enter")
+            term.wait_for(r"(?s)(✓ complete.*){2}", timeout=60)
+            term.page.wait_for_timeout(500)
+            term.page.screenshot(path=str(out))
+
+
 SCENES: dict[str, Scene] = {
     "chat-mid": chat_mid,
     "chat-done": chat_done,
@@ -246,6 +273,11 @@ async def main(names: list[str]) -> None:
     os.environ["TOKENRACE_CONFIG"] = "/home/user/.config/tokenrace/config.toml"
     with MockServerProcess() as server:
         for name in names:
+            if name == "browser":
+                out = HERE / "browser-race.png"
+                await asyncio.to_thread(browser, server, out)  # Playwright's API is synchronous
+                print(f"wrote {out.relative_to(REPO)}")
+                continue
             for theme in THEMES:
                 out = HERE / f"{name}-{theme}.svg"
                 await SCENES[name](server, theme, out)
@@ -253,8 +285,8 @@ async def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or list(SCENES)
-    unknown = [n for n in chosen if n not in SCENES]
+    chosen = sys.argv[1:] or [*SCENES, "browser"]
+    unknown = [n for n in chosen if n not in SCENES and n != "browser"]
     if unknown:
-        sys.exit(f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(SCENES)}")
+        sys.exit(f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(SCENES)}, browser")
     asyncio.run(main(chosen))

@@ -32,6 +32,8 @@ ROWS = (
     "Open a ",
     "Keystroke to echo",
     "App RSS",
+    "Load capacity, one engine process",
+    "Load capacity, the machine",
     "Final-token lag vs elia",  # measured, or skipped with how to install elia
 )
 

@@ -74,12 +74,16 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         (["ask", "-m", "mock/mock-instant", "hello"], ()),
         (["ask", "-m", "mock/mock-instant", "--json", "hello"], ()),
         (["replay", "{suite}", "-m", "mock/mock-instant", "--json", "{out}"], ()),
+        (["load", "{suite}", "-m", "mock/mock-instant", "--requests", "2", "--plot", "{svg}"], ()),
         (["export", "--list"], ()),
         (["export", "--format", "md"], ()),
         (["export", "--format", "json"], ()),
         (["export", "--format", "html"], ()),
         (["stats"], ()),
         (["stats", "--json"], ()),
+        # Imports the server (aiohttp, textual-serve's AppService), then refuses the address:
+        # the apps it serves run in their own processes.
+        (["serve", "--no-token", "--host", "0.0.0.0"], ()),
     ],
 )
 def test_headless_commands_never_import_textual_or_rich(
@@ -92,7 +96,10 @@ def test_headless_commands_never_import_textual_or_rich(
     suite.write_text('{"prompt": "hello"}\n')
     if args[0] == "export":  # something to export
         assert run_probe(["ask", "-m", "mock/mock-instant", "hi"], isolated_home) == "LEAKED []"
-    args = [a.format(suite=suite, out=isolated_home / "out.json") for a in args]
+    args = [
+        a.format(suite=suite, out=isolated_home / "out.json", svg=isolated_home / "o.svg")
+        for a in args
+    ]
     assert run_probe(args, isolated_home, allowed) == "LEAKED []"
 
 

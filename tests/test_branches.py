@@ -72,8 +72,8 @@ async def test_edit_and_fork_keep_every_turn_and_resume_follows_the_branch(
         assert contents(s.conv, 1) == ["one", "from B"]
         s = await race(pilot, "two, edited")
         assert contents(s.conv, 1) == ["one", "from B", "two, edited", "from B"]
-        # Alt+T: fork from the first prompt.
-        await pilot.press("alt+t")
+        # Alt+R: fork from the first prompt.
+        await pilot.press("alt+r")
         await wait_for_screen(pilot, ForkChooser)
         await pilot.press("home", "enter")
         s = await wait_for_screen(pilot, CompareScreen)

@@ -466,3 +466,29 @@ async def test_endless_hostile_stream_cancelled_in_the_app(
         )
         await pilot.pause(0.2)
         assert_screen_inert(app, "endless stream, cancelled")
+
+
+def test_replay_csv_cells_are_inert_and_never_formulas() -> None:
+    from providers.metrics import compute_metrics
+    from tui.session.replay import RunResult, to_csv
+
+    hostile = '\x1b]52;c;aGk=\x07=HYPERLINK("http://x")'
+    r = RunResult(
+        prompt_index=0,
+        prompt="@SUM(1+1)",
+        model="m/\x1b[2Jx",
+        run=1,
+        status="complete",
+        text=hostile,
+        json_valid=None,
+        metrics=compute_metrics([], t_submit_ns=0),
+    )
+    out = to_csv([r])
+    assert is_inert(out.replace("\r\n", "\n"))
+    import csv
+    import io
+
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["prompt"] == "'@SUM(1+1)"
+    assert row["text"].startswith("␛]52") and "=HYPERLINK" in row["text"]
+    assert row["model"].startswith("m/␛[2J")

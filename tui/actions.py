@@ -69,7 +69,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec(
         "fork",
-        "alt+t,shift+f8",
+        "alt+r,shift+f8",
         "app.fork",
         "Fork: start a new branch from an earlier prompt",
         priority=True,
@@ -83,10 +83,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
         priority=True,
     ),
     ActionSpec("quit", "ctrl+q", "app.quit", "Quit", footer=True, priority=True, label="Quit"),
-    ActionSpec("new_chat", "ctrl+n", "app.new_chat", "New conversation"),
+    # Alt+N and Alt+T: a browser tab never gets Ctrl+N and Ctrl+T (BROWSER_RESERVED).
+    ActionSpec("new_chat", "ctrl+n,alt+n", "app.new_chat", "New conversation"),
     ActionSpec("copy_reply", "alt+c,f12", "app.copy_reply", "Copy the last reply"),
     ActionSpec("copy_code", "alt+k,shift+f12", "app.copy_code", "Copy the last code block"),
-    ActionSpec("theme", "ctrl+t", "app.change_theme", "Change theme"),
+    ActionSpec("theme", "ctrl+t,alt+t", "app.change_theme", "Change theme"),
     ActionSpec("history_search", "ctrl+r", "app.history_search", "Search past prompts"),
     ActionSpec("replay", "ctrl+g", "app.replay", "Replay the last prompt"),
     ActionSpec("replay_n", "alt+g,shift+f5", "app.replay_n", "Replay the last prompt N times"),
@@ -102,6 +103,28 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 CHAT_ONLY: frozenset[str] = frozenset()
+
+# Keys Chromium acts on before the page sees them (its reserved commands: new window, new tab,
+# close tab or window, reopen a closed tab, next or previous tab, quit), so the app in a browser
+# tab (`tokenrace serve`) never gets them; every action has another key. Other browser keys
+# (F5, Ctrl+R, Ctrl+S …) reach the page first, and the terminal in the page keeps them.
+BROWSER_RESERVED: frozenset[str] = frozenset(
+    {
+        "ctrl+n",
+        "ctrl+shift+n",
+        "ctrl+t",
+        "ctrl+shift+t",
+        "ctrl+w",
+        "ctrl+shift+w",
+        "ctrl+f4",
+        "alt+f4",
+        "ctrl+tab",
+        "ctrl+shift+tab",
+        "ctrl+pageup",
+        "ctrl+pagedown",
+        "ctrl+shift+q",
+    }
+)
 
 
 def pretty_keys(keys: str) -> str:

@@ -29,6 +29,7 @@ from providers.model_ref import endpoint_of
 from providers.remote import EngineProcess
 from themes import DEFAULT_DARK, all_specs, semantic_variables, to_textual
 from tui.actions import ACTIONS
+from tui.browser import copy_problem
 from tui.messages import EngineNewsArrived
 from tui.session import blind
 from tui.session.blind import BlindRace
@@ -525,6 +526,19 @@ class TokenraceApp(App[None]):
     def action_suite(self) -> None:
         self.open_suite()
 
+    def action_load_sweep(self) -> None:
+        """A load sweep on the current screen's model(s) (``tokenrace load`` in the app)."""
+        from tui.screens.load import LoadScreen
+
+        race = self._race_screen()
+        models = [m for m in race.pane_models() if m] if race is not None else []
+        if not models:
+            self.notify("Pick a model first (F2).", severity="warning")
+            return
+        if self.blind_locked():
+            return
+        self.push_screen(LoadScreen(models))
+
     def store_error(self, message: str) -> None:
         """Called from the store's writer thread, or from a read here that found damage."""
         try:
@@ -655,8 +669,12 @@ class TokenraceApp(App[None]):
         self._copy(block, "the last code block")
 
     def _copy(self, text: str, what: str) -> None:
-        self.copy_to_clipboard(text)  # OSC 52, through the terminal
-        via = copy_with_command(text)  # and the platform's clipboard command when there is one
+        if (problem := copy_problem(self.is_web)) is not None:  # tokenrace serve, plain http
+            self.notify(problem, severity="warning")
+            return
+        self.copy_to_clipboard(text)  # OSC 52, through the terminal (the page's clipboard)
+        # And the platform's clipboard command, when there is one and it is the user's machine.
+        via = None if self.is_web else copy_with_command(text)
         where = f" (and {via})" if via else ""
         self.notify(f"Copied {what}: {len(text):,} characters{where}.")
 
@@ -698,7 +716,7 @@ class TokenraceApp(App[None]):
         await self.fork_from(-1)
 
     def action_fork(self) -> None:
-        """Alt+T: choose an earlier prompt to start a new branch from."""
+        """Alt+R: choose an earlier prompt to start a new branch from."""
         from tui.screens.fork_chooser import ForkChooser
 
         race = self._race_screen()
@@ -838,6 +856,10 @@ class TokenraceApp(App[None]):
         yield SystemCommand(
             "Leaderboard: verdicts, win rates, ratings", "tokenrace stats", self.action_stats
         )
+        yield SystemCommand(
+            "Load sweep: TTFT and throughput as streams grow", "tokenrace load",
+            self.action_load_sweep,
+        )  # fmt: skip
         for keys, description, action in screen_actions(screen, self.config.keys):
             yield SystemCommand(description, keys, lambda a=action, s=screen: s.run_action(a))
 

@@ -1,8 +1,9 @@
 """The ``tokenrace`` command: the TUI by default, and headless subcommands.
 
-Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``export``,
-``stats``) never import textual or rich; a test enforces it. Imports are deferred to the branch
-that needs them so every command starts fast.
+Headless subcommands (``ask``, ``models``, ``keys``, ``endpoints``, ``replay``, ``load``,
+``export``, ``stats``, ``serve``) never import textual or rich; a test enforces it (``serve`` runs
+each app in its own process). Imports are deferred to the branch that needs them so every command
+starts fast.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "export", "stats")
+HEADLESS = ("ask", "models", "keys", "endpoints", "replay", "load", "export", "stats", "serve")
 
 
 def _tui_parser() -> argparse.ArgumentParser:

@@ -117,6 +117,7 @@ _SPEC_KEYS: Final = frozenset(
         "description",
         "tool_call",
         "tool_chunk_chars",
+        "ttft_per_stream_ms",
     }
 )
 
@@ -603,6 +604,7 @@ def validate_scenario(spec: object) -> None:
     if unknown:
         raise _SpecError(f"unknown scenario keys: {unknown}")
     _Plan.build(spec, {"messages": [{"role": "user", "content": "hi"}]})
+    _opt_num(spec, "ttft_per_stream_ms")
 
 
 # ----------------------------------------------------------------------------- HTTP plumbing
@@ -795,6 +797,7 @@ class MockServer:
         self._fail_counts: dict[str, int] = {}
         self._log: list[dict[str, Any]] = []
         self._next_id = 1
+        self._streaming = 0  # responses being streamed now (the latency model's load)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._conns: set[_Conn] = set()
         self._closing = False
@@ -1260,6 +1263,12 @@ class MockServer:
             await self._simple(conn, rec, 404, err, keep)
             return keep
         plan = _Plan.build(spec, body)
+        # The latency model of a loaded server: each stream already being served when this
+        # request arrives adds ``ttft_per_stream_ms`` to its TTFT (load tests set it).
+        rec["streams_at_receipt"] = self._streaming
+        per_stream = _opt_num(spec, "ttft_per_stream_ms")
+        if per_stream:
+            plan.ttft_ns += round(per_stream * 1e6 * self._streaming)
         extra = plan.response_headers
         if plan.require_key is not None and not self._authorized(req, plan.require_key):
             await self._simple(conn, rec, 401, self._bad_key(), keep, headers=extra)
@@ -1320,7 +1329,11 @@ class MockServer:
             created=int(time.time()),
             chunked=req.version != "HTTP/1.0",
         )
-        keep = await self._watched(conn, rec, self._stream(st, include_usage))
+        self._streaming += 1
+        try:
+            keep = await self._watched(conn, rec, self._stream(st, include_usage))
+        finally:
+            self._streaming -= 1
         return keep and req.keep_alive
 
     async def _fail(self, conn: _Conn, rec: dict[str, Any], plan: _Plan, keep: bool) -> None:

@@ -21,10 +21,22 @@ def dispatch(command: str, argv: Sequence[str]) -> int:
             from tui.headless.endpoints import main as run
         elif command == "replay":
             from tui.headless.replay import main as run
+        elif command == "load":
+            from tui.headless.load import main as run
         elif command == "export":
             from tui.headless.export import main as run
         elif command == "stats":
             from tui.headless.stats import main as run
+        elif command == "serve":
+            try:
+                from tui.headless.serve import main as run
+            except ImportError as exc:
+                print(
+                    f"tokenrace serve needs the serve extra ({exc.name} is missing): "
+                    "pip install 'tokenrace[serve]'",
+                    file=sys.stderr,
+                )
+                return 2
         else:
             print(f"tokenrace: unknown command {command!r}", file=sys.stderr)
             return 2

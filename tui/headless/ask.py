@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON list of tool definitions {name, description, parameters} the model may call; "
         "calls are shown, timed and checked against their schema, never executed",
     )
+    p.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="put this text file into the prompt, fenced with its name, before the prompt "
+        "(repeatable)",
+    )
+    p.add_argument(
+        "--role",
+        metavar="NAME",
+        help="a [roles.NAME] from config: its system prompt and settings (flags given here win)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
         "--local", metavar="PATH.gguf", help="serve this GGUF as the local endpoint (local/NAME)"
@@ -360,7 +374,9 @@ def main(argv: list[str]) -> int:
             print(f"tokenrace ask: {exc}", file=sys.stderr)
             return 2
     prompt = read_prompt(ns.prompt)
-    if prompt is None or not prompt.strip():
+    if ns.file and prompt is None:
+        prompt = ""  # the files alone are the prompt
+    if prompt is None or not (prompt.strip() or ns.file):
         print(
             "tokenrace ask: no prompt: give it as an argument, or pipe it in (use '-' to read "
             "stdin)",
@@ -397,12 +413,32 @@ def main(argv: list[str]) -> int:
         except ToolsError as exc:
             print(f"tokenrace ask: {exc}", file=sys.stderr)
             return 2
+    if ns.file:
+        from tui.session.file_refs import FileRefError, prepend_files
+
+        try:
+            prompt = prepend_files(prompt, ns.file).text.rstrip("\n")
+        except FileRefError as exc:
+            print(f"tokenrace ask: {exc}", file=sys.stderr)
+            return 2
     config = with_local(load_config(), ns.local)
+    system = ns.system
+    params = ChatParams()
+    if ns.role is not None:
+        from tui.session.roles import RoleError, apply_role, find_role
+
+        try:
+            applied = apply_role(find_role(config.roles, ns.role), None, params)
+        except RoleError as exc:
+            print(f"tokenrace ask: {exc}", file=sys.stderr)
+            return 2
+        system = ns.system if ns.system is not None else applied.system
+        params = applied.params
     params = ChatParams(
         tools=tools,
-        temperature=ns.temperature,
-        max_tokens=ns.max_tokens,
-        json_mode=ns.json_mode,
-        json_schema=schema,
+        temperature=params.temperature if ns.temperature is None else ns.temperature,
+        max_tokens=params.max_tokens if ns.max_tokens is None else ns.max_tokens,
+        json_mode=params.json_mode or ns.json_mode,
+        json_schema=params.json_schema if schema is None else schema,
     )
-    return asyncio.run(run_ask(config, ns.model, prompt, ns.system, params, ns.json, images))
+    return asyncio.run(run_ask(config, ns.model, prompt, system, params, ns.json, images))

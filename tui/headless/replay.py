@@ -71,12 +71,12 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"tokenrace replay: {exc}", file=sys.stderr)
             return 2
+    config = with_local(load_config())
     try:
-        items = load_suite(ns.suite)
+        items = load_suite(ns.suite, config.roles)
     except SuiteError as exc:
         print(f"tokenrace replay: {exc}", file=sys.stderr)
         return 2
-    config = with_local(load_config())
     failures = [0]
     interrupted = [False]
 

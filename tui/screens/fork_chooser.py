@@ -1,4 +1,4 @@
-"""Alt+T: choose one of the conversation's prompts to start a new branch from."""
+"""Alt+R: choose one of the conversation's prompts to start a new branch from."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, assert_never
 
 from textual import on
@@ -648,6 +649,13 @@ class RaceScreen(Screen[None]):
                 path = write_export(store, conv_id, fmt_name)
             except ExportError as exc:
                 self.notify(str(exc), severity="error")
+                return
+            if self.app.is_web:  # tokenrace serve: the file is on the server; the browser gets it
+                mime = {"md": "text/markdown", "json": "application/json", "html": "text/html"}
+                self.app.deliver_binary(
+                    path, save_filename=Path(path).name, mime_type=mime.get(fmt_name, "text/plain")
+                )
+                self.notify(f"Exported {Path(path).name}: your browser downloads it", timeout=8)
                 return
             self.notify(f"Exported to {path}", timeout=8)
 

@@ -92,7 +92,7 @@ class SuiteScreen(Dialog[None]):
 
     def _start(self, path_text: str) -> None:
         try:
-            items = load_suite(Path(path_text).expanduser())
+            items = load_suite(Path(path_text).expanduser(), self.tapp.config.roles)
         except SuiteError as exc:
             self.query_one("#status", Static).update(str(exc))
             return

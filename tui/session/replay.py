@@ -17,16 +17,16 @@ import csv
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
-from providers.config import Config
+from providers.config import Config, Role
 from providers.events import Event, fold
-from providers.inert import inert_label
+from providers.inert import inert, inert_label
 from providers.metrics import JSON_KEYS, RunMetrics, compute_metrics
 from providers.prices import model_info
 from providers.request import ChatRequest, messages_for
@@ -109,8 +109,24 @@ def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | N
     return None
 
 
-def load_suite(path: Path) -> list[SuiteItem]:
-    """Read a JSONL suite; blank lines and lines starting with # are skipped."""
+def _item_role(obj: dict[str, Any], roles: Mapping[str, Role], path: Path, no: int) -> Role | None:
+    """The ``[roles.NAME]`` the line names (its own keys win over the role's)."""
+    name = obj.get("role")
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise SuiteError(f'{path}:{no}: "role" must be a role name')
+    from tui.session.roles import RoleError, find_role
+
+    try:
+        return find_role(roles, name)
+    except RoleError as exc:
+        raise SuiteError(f"{path}:{no}: {exc}") from None
+
+
+def load_suite(path: Path, roles: Mapping[str, Role] | None = None) -> list[SuiteItem]:
+    """Read a JSONL suite; blank lines and lines starting with # are skipped. A line's
+    ``"role"`` is looked up in ``roles`` (config's) and filled in under the line's own keys."""
     from tui.session.structured import read_utf8
 
     text = read_utf8(path, SuiteError)
@@ -145,6 +161,20 @@ def load_suite(path: Path) -> list[SuiteItem]:
         max_tokens = obj.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise SuiteError(f'{path}:{no}: "max_tokens" must be a positive integer')
+        schema = _item_schema(obj, path, no)
+        role = _item_role(obj, roles or {}, path, no)
+        if role is not None:
+            from tui.session.roles import RoleError, apply_role
+
+            try:
+                applied = apply_role(role, None, ChatParams())
+            except RoleError as exc:
+                raise SuiteError(f"{path}:{no}: {exc}") from None
+            system = applied.system if system is None else system
+            temperature = applied.params.temperature if temperature is None else temperature
+            max_tokens = applied.params.max_tokens if max_tokens is None else max_tokens
+            json_mode = json_mode or applied.params.json_mode
+            schema = applied.params.json_schema if schema is None else schema
         items.append(
             SuiteItem(
                 prompt=prompt,
@@ -153,7 +183,7 @@ def load_suite(path: Path) -> list[SuiteItem]:
                 expect=expect,
                 temperature=float(temperature) if temperature is not None else None,
                 max_tokens=max_tokens,
-                schema=_item_schema(obj, path, no),
+                schema=schema,
                 images=_item_images(obj, path, no),
                 tools=_item_tools(obj, path, no),
             )
@@ -386,24 +416,32 @@ CSV_FIELDS = (
 )
 
 
+def csv_cell(text: str) -> str:
+    """A server's or user's string made safe for a CSV file: no control sequence reaches a
+    terminal that prints it, and a spreadsheet that opens it evaluates no formula (OWASP's
+    rule: a cell starting with = + - @ tab or CR is prefixed with an apostrophe)."""
+    text = inert(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_csv(results: Sequence[RunResult]) -> str:
-    """The runs, one row each, metrics flattened."""
+    """The runs, one row each, metrics flattened; text cells made inert (``csv_cell``)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for r in results:
         row: dict[str, Any] = {
             "prompt_index": r.prompt_index,
-            "prompt": r.prompt,
-            "model": r.model,
+            "prompt": csv_cell(r.prompt),
+            "model": csv_cell(r.model),
             "run": r.run,
             "status": r.status,
             "json_valid": "" if r.json_valid is None else str(r.json_valid).lower(),
             "schema_valid": "" if r.schema_valid is None else str(r.schema_valid).lower(),
             "tool_calls": "" if r.tool_calls is None else r.tool_calls,
             "tool_calls_valid": "" if r.tool_calls_valid is None else r.tool_calls_valid,
-            "error": r.error or "",
-            "text": r.text,
+            "error": csv_cell(r.error or ""),
+            "text": csv_cell(r.text),
         }
         metrics = r.metrics.to_json()
         for k in JSON_KEYS:
