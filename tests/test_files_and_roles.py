@@ -213,3 +213,59 @@ def test_a_suite_line_names_a_role(tmp_path: Path) -> None:
     suite.write_text('{"prompt": "a", "role": "ghost"}\n')
     with pytest.raises(SuiteError, match=r"suite\.jsonl:1: no role 'ghost'"):
         load_suite(suite, cfg.roles)
+
+
+async def test_role_schema_and_files_in_the_app(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.tui import (
+        chat_requests,
+        make_app,
+        mock_config,
+        replies,
+        replies_over,
+        send,
+        wait_until,
+    )
+    from tui.widgets.prompt_box import PromptBox
+
+    model = scenario(mock_server, text='{"name": 7}')
+    work = isolated_home / "work"
+    work.mkdir()
+    (work / "notes.md").write_text("buy milk\n")
+    (work / "person.json").write_text(json.dumps({"type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string"}}}))  # fmt: skip
+    monkeypatch.chdir(work)
+    roles = {"reviewer": {"system": "You review code.", "temperature": 0.2}}
+    app = make_app(mock_config(mock_server, roles=roles), isolated_home, models=[model])
+    async with app.run_test(size=(120, 40)) as pilot:
+        prompt = app.screen.query_one(PromptBox)
+        prompt.set_prompt("/role rev")
+        await pilot.press("tab")
+        assert prompt.text == "/role reviewer"
+        await pilot.press("enter")
+        await send(pilot, "/schema person.json")
+        topbar = str(app.screen.query_one("#topbar").render())
+        assert "role reviewer" in topbar and "schema" in topbar and "T=0.2" in topbar
+        prompt.set_prompt("summarise @no")
+        prompt.move_cursor(prompt.document.end)
+        await pilot.press("tab")
+        assert prompt.text == "summarise @notes.md"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: replies_over(app), what="the reply")
+        (body,) = [r["body"] for r in chat_requests(mock_server, model)]
+        assert body["messages"] == [
+            {"role": "system", "content": "You review code."},
+            {"role": "user", "content": "summarise notes.md:\n```markdown\nbuy milk\n```"},
+        ]
+        assert body["temperature"] == 0.2
+        assert body["response_format"]["type"] == "json_schema"
+        notes = str(replies(app)[0].notices.render())
+        assert "schema invalid at $.name: 7 is not of type 'string'" in notes
+        # A binary file is refused by name, and the prompt stays to be fixed.
+        (work / "blob.bin").write_bytes(b"\x00\x01")
+        await send(pilot, "look @blob.bin")
+        assert prompt.text == "look @blob.bin" and len(chat_requests(mock_server, model)) == 1
+        await send(pilot, "/role nope")
+        await send(pilot, "/role off")
+        assert "role" not in str(app.screen.query_one("#topbar").render())

@@ -97,6 +97,11 @@ class PaneReply:
         if race is None or not race.holds_replies():
             self.widget.finish(blind.metrics(race, m))
             self.widget.check_tool_calls(screen.conv.settings.tools)
+        schema = screen.conv.settings.schema
+        if schema is not None and run.status in ("complete", "length"):
+            from tui.session.structured import validate_reply
+
+            self.widget.add_notice(validate_reply(run.text, schema).describe())
         turn = run.turn()
         screen.conv.turns(self.pane).append(turn)
         run.checkpoint(screen.tapp.store, screen.conv, self.settings, race_id=self.race_id)

@@ -8,6 +8,7 @@ retry, replay, export and ``fill_prompt``. Each reply's own life is a ``PaneRepl
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -29,10 +30,11 @@ from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.screens.pane_reply import PaneReply
-from tui.session import blind, commands, request_settings
+from tui.session import blind, commands, file_refs, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
+from tui.session.roles import complete_role
 from tui.textual_private import use_cropping_compositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
@@ -225,6 +227,10 @@ class RaceScreen(Screen[None]):
             bits.append(f"max {s.max_tokens}")
         if s.json_mode:
             bits.append("JSON")
+        if s.schema is not None:
+            bits.append("schema")
+        if s.role is not None:
+            bits.append(f"role {s.role}")
         bits += request_settings.settings_bits(s)
         self.query_one("#topbar", Static).update(self.topbar(bits))
         self.show_pane_settings()
@@ -263,6 +269,15 @@ class RaceScreen(Screen[None]):
             return
         if not self._has_models():
             return
+        try:
+            expanded = file_refs.expand(text)
+        except file_refs.FileRefError as exc:
+            self.notify(f"Not sent: {exc}", severity="warning", markup=False)
+            return
+        if expanded.files:
+            names = ", ".join(f.name for f in expanded.files)
+            self.notify(f"With {len(expanded.files)} file(s) in the prompt: {names}", timeout=4)
+        text = expanded.text
         # Every pane must take the images, or none is sent: the race stays fair.
         images = event.prompt.images.images
         for index, model in enumerate(self.pane_models()):
@@ -309,6 +324,8 @@ class RaceScreen(Screen[None]):
                 self.tapp.action_show_help()
             case commands.RunSuite(path, runs):
                 self.tapp.open_suite(path, runs)
+            case commands.UseRole(name):
+                self.use_role(name)
             case commands.AttachImage(arg):
                 prompt = self.query_one(PromptBox)
                 message, ok = image_command(prompt.images, arg)
@@ -318,6 +335,24 @@ class RaceScreen(Screen[None]):
                 pass
             case _:  # mypy: a new Effect needs its case here
                 assert_never(out.effect)
+
+    def use_role(self, name: str | None) -> None:
+        """``/role NAME``: the role's settings over the conversation's (``/role off``: its name
+        comes off; what it set stays, visible in the top bar, until changed)."""
+        from tui.session.roles import RoleError, find_role
+
+        try:
+            role = None if name is None else find_role(self.tapp.config.roles, name)
+            settings = commands.role_settings(self.conv.settings, role)
+        except RoleError as exc:
+            self.notify(str(exc), severity="warning", markup=False)
+            return
+        self.conv.settings = settings
+        if self.conv.saved and self.tapp.store is not None:
+            self.tapp.store.update_conversation(self.conv.id, settings=settings.to_dict())
+        self._update_topbar()
+        self._update_estimate()
+        self.notify("Role off." if role is None else f"Role {role.name} on from the next prompt.")
 
     @on(TextArea.Changed, "#prompt")
     def _prompt_changed(self) -> None:
@@ -407,6 +442,15 @@ class RaceScreen(Screen[None]):
                 event.prompt.set_prompt(matches[0] + " ")
                 event.prompt.move_cursor(event.prompt.document.end)
             return
+        if not text.startswith("/"):
+            self._complete_file(event.prompt)
+            return
+        if text.startswith("/role "):
+            names = complete_role(self.tapp.config.roles, text.removeprefix("/role ").strip())
+            if names:
+                event.prompt.set_prompt(f"/role {names[0]}")
+                event.prompt.move_cursor(event.prompt.document.end)
+            return
         if text.partition(" ")[0] == "/image" and (completed := complete_image_command(text)):
             event.prompt.set_prompt(completed)
             event.prompt.move_cursor(event.prompt.document.end)
@@ -415,6 +459,20 @@ class RaceScreen(Screen[None]):
             if found:
                 event.prompt.set_prompt(prefix + found[0])
                 event.prompt.move_cursor(event.prompt.document.end)
+
+    def _complete_file(self, prompt: PromptBox) -> None:
+        """Tab on an ``@file`` word: the one match, or the matches' common start (and a list)."""
+        word, start = prompt.at_word()
+        found = file_refs.complete(word)
+        if not found:
+            self.notify(f"No file matches {word}", timeout=2, markup=False)
+            return
+        # Character by character on purpose: "@src/m" completes to "@src/mo" for mod/model.
+        choice = found[0] if len(found) == 1 else os.path.commonprefix(found)  # noqa: RUF071
+        if len(found) > 1:
+            self.query_one("#prompt-info", Static).update("  ".join(found[:8]))
+        if len(choice) > len(word):
+            prompt.replace(choice, start, prompt.cursor_location)
 
     @on(PromptBox.HistoryRequested)
     def _history(self, event: PromptBox.HistoryRequested) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from providers.config import Role
 from tui.session.conversation import Settings
 from tui.session.race import PANE_LETTERS
 
@@ -70,6 +71,14 @@ class AttachImage:
 
 
 @dataclass(frozen=True, slots=True)
+class UseRole:
+    """Put on the ``[roles.NAME]`` called ``name`` (None: take the role off); the roles live in
+    config, which the screen has."""
+
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SetPaneThinking:
     """One pane's own thinking (``/thinking B on``); ``pane`` None drops every pane's own."""
 
@@ -86,6 +95,7 @@ Effect = (
     | ShowHelp
     | RunSuite
     | AttachImage
+    | UseRole
 )
 
 
@@ -282,6 +292,60 @@ def _tools(settings: Settings, arg: str, panes: int) -> Outcome:
 
     new = replace(settings)
     return Outcome(new, request_settings.set_tools(new, arg) + _every_pane(panes))
+
+
+@command(
+    "/schema",
+    "replies must follow a JSON Schema: /schema FILE.json (off clears); each reply says valid "
+    "or invalid, with the first error's path",
+)
+def _schema(settings: Settings, arg: str, panes: int) -> Outcome:
+    from pathlib import Path
+
+    from tui.session.structured import SchemaError, load_schema
+
+    if arg.strip().lower() in ("", "off", "none"):
+        return Outcome(replace(settings, schema=None), "No schema from the next prompt.")
+    try:
+        schema = load_schema(Path(arg.strip()).expanduser())
+    except SchemaError as exc:
+        raise CommandError(str(exc)) from None
+    said = "Schema set: replies are asked for in its form and checked against it."
+    return Outcome(replace(settings, schema=schema), said + _every_pane(panes))
+
+
+@command(
+    "/role",
+    "use a [roles.NAME] from config (system prompt and settings): /role NAME (Tab completes; "
+    "/role off takes it off)",
+)
+def _role(settings: Settings, arg: str, panes: int) -> Outcome:
+    name = arg.strip()
+    if not name:
+        raise CommandError("/role NAME (Tab completes the roles in config), or /role off")
+    return Outcome(effect=UseRole(None if name.lower() in ("off", "none") else name))
+
+
+def role_settings(settings: Settings, role: Role | None) -> Settings:
+    """``settings`` with ``role``'s on (what it names replaces the conversation's), or with
+    the role's name taken off (its settings stay until changed: they are visible in the top
+    bar, and silently reverting them would change the next request behind the user's back)."""
+    if role is None:
+        return replace(settings, role=None)
+    from providers.capabilities import ChatParams
+    from tui.session.roles import apply_role
+
+    applied = apply_role(role, settings.system, ChatParams(json_schema=settings.schema))
+    p = applied.params
+    return replace(
+        settings,
+        role=role.name,
+        system=applied.system,
+        temperature=role.temperature if role.temperature is not None else settings.temperature,
+        max_tokens=role.max_tokens if role.max_tokens is not None else settings.max_tokens,
+        json_mode=settings.json_mode or role.json_mode,
+        schema=p.json_schema,
+    )
 
 
 @command("/suite", "run a replay suite on the current model(s): /suite PATH.jsonl [RUNS]")

@@ -67,6 +67,8 @@ class Settings:
     thinking: bool | None = None  # /thinking; None: the endpoint's default (config)
     thinking_budget: int | None = None  # /thinking BUDGET (tokens)
     tools: tuple[ToolDef, ...] = ()  # /tools FILE: tools the model may call (never executed)
+    schema: dict[str, Any] | None = None  # /schema FILE: the JSON Schema replies must follow
+    role: str | None = None  # /role NAME: the role whose settings these are (shown, stored)
 
     def params(self) -> ChatParams:
         return ChatParams(
@@ -76,6 +78,7 @@ class Settings:
             thinking=self.thinking,
             thinking_budget=self.thinking_budget,
             tools=self.tools,
+            json_schema=self.schema,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +98,10 @@ class Settings:
                 {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
                 for t in self.tools
             ]
+        if self.schema is not None:
+            d["schema"] = self.schema
+        if self.role is not None:
+            d["role"] = self.role
         return d
 
     @classmethod
@@ -109,6 +116,8 @@ class Settings:
             thinking=thinking if isinstance(thinking, bool) else None,
             thinking_budget=budget if isinstance(budget, int) else None,
             tools=_stored_tools(d.get("tools")),
+            schema=d["schema"] if isinstance(d.get("schema"), dict) else None,
+            role=d["role"] if isinstance(d.get("role"), str) else None,
         )
 
 

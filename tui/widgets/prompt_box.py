@@ -61,9 +61,17 @@ class PromptBox(TextArea):
         prompt: PromptBox
         text: str
 
+    def at_word(self) -> tuple[str, tuple[int, int]]:
+        """The ``@file`` word the cursor ends (``""`` when none) and where it starts."""
+        row, col = self.cursor_location
+        before = self.document.get_line(row)[:col]
+        start = max(before.rfind(" "), before.rfind("\t")) + 1
+        word = before[start:]
+        return (word, (row, start)) if word.startswith("@") else ("", (row, col))
+
     @dataclass
     class CompletionRequested(Message):
-        """Tab on a / command: complete it."""
+        """Tab on a / command or an ``@file`` word: complete it."""
 
         prompt: PromptBox
 
@@ -198,7 +206,7 @@ class PromptBox(TextArea):
             event.stop()
             self.insert("\n")
             return
-        if event.key == "tab" and self.text.startswith("/"):
+        if event.key == "tab" and (self.text.startswith("/") or self.at_word()[0]):
             event.prevent_default()
             event.stop()
             self.post_message(self.CompletionRequested(self))
