@@ -38,10 +38,7 @@ class ComparePane(UniformRows, Vertical):
         self.index = index
         self.model = model
         self.header = Static("", classes="pane-header", markup=False)
-        # The first child says how many older turns are not drawn yet (RaceScreen fills it).
-        self.messages = MessageList(
-            Static("", classes="earlier", markup=False), classes="pane-messages", top_aligned=True
-        )
+        self.messages = MessageList(classes="pane-messages", top_aligned=True)
         self.status = StatusBar()
 
     @property
