@@ -164,8 +164,12 @@ class RaceScreen(Screen[None]):
         turns = self.conv.turns(pane)
         self._hidden[pane] = max(0, len(turns) - HISTORY_WINDOW)
         widgets = self._turn_widgets(turns[self._hidden[pane] :], pane)
+        messages = self.messages_of(pane)
+        if self._hidden[pane] and not messages.query(".earlier"):
+            # Mounted only when turns are left out: every other pane's layout stays as it was.
+            widgets.insert(0, Static("", classes="earlier", markup=False))
         if widgets:
-            self.messages_of(pane).mount_all(widgets)
+            messages.mount_all(widgets)
         self._update_earlier(pane)
 
     def _turn_widgets(self, turns: list[Turn], pane: int) -> list[Widget]:
@@ -193,13 +197,14 @@ class RaceScreen(Screen[None]):
         return widgets
 
     def _update_earlier(self, pane: int) -> None:
+        """The line above the oldest turn shown that says how many are not drawn yet."""
         hidden = self._hidden.get(pane, 0)
-        earlier = self.messages_of(pane).query_one(".earlier", Static)
-        earlier.display = hidden > 0
-        if hidden:
-            earlier.update(
-                f"▲ {hidden} earlier messages — PageUp at the top (or Ctrl+Home) shows more"
-            )
+        found = self.messages_of(pane).query(".earlier")
+        text = f"▲ {hidden} earlier messages — PageUp at the top (or Ctrl+Home) shows more"
+        if found:
+            earlier = found.first(Static)
+            earlier.display = hidden > 0
+            earlier.update(text if hidden else "")
 
     def load_earlier(self, pane: int = 0) -> bool:
         """Mount the next window of older turns above the first one shown."""
@@ -547,7 +552,6 @@ class RaceScreen(Screen[None]):
             requests.append(request)
         if self._frame_timer is not None:
             self._frame_timer.resume()
-        self.race_changed()
         self.run_worker(
             self._submit(started, requests, t_submit), group="race", exit_on_error=False
         )

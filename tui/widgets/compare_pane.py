@@ -39,10 +39,7 @@ class ComparePane(UniformRows, Vertical):
         self.model = model
         self.shown = shown  # the name shown instead of the model's (a blind race's label)
         self.header = Static("", classes="pane-header", markup=False)
-        # The first child says how many older turns are not drawn yet (RaceScreen fills it).
-        self.messages = MessageList(
-            Static("", classes="earlier", markup=False), classes="pane-messages", top_aligned=True
-        )
+        self.messages = MessageList(classes="pane-messages", top_aligned=True)
         self.status = StatusBar()
 
     @property
