@@ -188,7 +188,12 @@ def test_ask_sends_files_and_role(isolated_home: Path, mock_server: MockServerPr
     # A flag given on the command line wins over the role's.
     r = run_cli("ask", "-m", model, "--role", "reviewer", "--temperature", "0.9", "x")
     assert r.returncode == 0, r.stderr
-    assert [rec["body"]["temperature"] for rec in mock_server.log() if rec["body"]][-1] == 0.9
+    mine = [
+        rec["body"]
+        for rec in mock_server.log()
+        if rec["path"] == "/v1/chat/completions" and f"mock/{rec['model']}" == model
+    ]
+    assert mine[-1]["temperature"] == 0.9
     bad = run_cli("ask", "-m", model, "-f", str(isolated_home / "none.txt"), "x")
     assert bad.returncode == 2 and "none.txt: no such file" in bad.stderr
     unknown = run_cli("ask", "-m", model, "--role", "nope", "x")

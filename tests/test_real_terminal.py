@@ -82,7 +82,7 @@ KEY_FORMS: dict[str, list[Form]] = {
     "Shift+F6": [*shift_fkey(6), send_keys("S-F6")],
     "Shift+F12": [*shift_fkey(12), send_keys("S-F12")],
     **{f"Shift+F{n}": [*shift_fkey(n), send_keys(f"S-F{n}")] for n in (7, 8, 9)},
-    **{f"Alt+{c.upper()}": [*alt(c)] for c in "cegkhst"},
+    **{f"Alt+{c.upper()}": [*alt(c)] for c in "cegkhsr"},
     **{f"Alt+{n}": [*alt(str(n))] for n in range(1, 5)},
 }
 
