@@ -42,9 +42,10 @@ WORDS = [
 
 
 def document(
-    prefix: str, n_tokens: int, kind: str, every: int = 25
+    prefix: str, n_tokens: int, kind: str, every: int = 25, end_marker: bool = False
 ) -> tuple[list[str], dict[str, int]]:
-    """Tokens of a reply and where its markers are (marker → token index)."""
+    """Tokens of a reply and where its markers are (marker → token index); with
+    ``end_marker``, the reply's last token is a marker of its own, in a closing paragraph."""
     tokens: list[str] = []
     markers: dict[str, int] = {}
     count = 0
@@ -86,6 +87,9 @@ def document(
             for _ in range(3):
                 tokens += ["| ", marker() + " ", "| ", "42 ", "|\n"]
             tokens.append("\n")
+    if end_marker:
+        tokens.append("\n")
+        tokens.append(marker())
     return tokens, markers
 
 
@@ -110,16 +114,33 @@ def measure(
     width: int = 160,
     height: int = 45,
     timeout: float = 120.0,
+    end_marker: bool = False,
+    spin: bool = True,
 ) -> LagRun:
-    """Run the app in tmux with ``panes`` panes streaming ``n_tokens`` at ``rate`` tok/s."""
+    """Run the app in tmux with ``panes`` panes streaming ``n_tokens`` at ``rate`` tok/s.
+
+    With ``end_marker`` every reply ends with a marker of its own, and the run stops once
+    every pane's end marker is on screen: at thousands of tokens a second most markers
+    scroll past between two frames (never drawn, as a terminal needs), so only the end
+    marker's lag is sure to be measured."""
     prefixes = ["MA", "MB", "MC", "MD"][:panes]
     docs = {}
     models = []
+    ends: set[str] = set()
     for p in prefixes:
-        tokens, markers = document(p, n_tokens, kind)
-        name = f"lag-{p}-{int(rate)}-{n_tokens}-{kind}"
+        tokens, markers = document(p, n_tokens, kind, end_marker=end_marker)
+        if end_marker:
+            ends.add(max(markers, key=markers.__getitem__))
+        name = f"lag-{p}-{int(rate)}-{n_tokens}-{kind}-{per_chunk}"
         server.add_scenario(
-            name, {"tokens": tokens, "ttft_ms": 50, "tps": rate, "tokens_per_chunk": per_chunk}
+            name,
+            {
+                "tokens": tokens,
+                "ttft_ms": 50,
+                "tps": rate,
+                "tokens_per_chunk": per_chunk,
+                "spin": spin,
+            },
         )
         docs[name] = (p, tokens, markers)
         models.append(name)
@@ -143,6 +164,8 @@ def measure(
             t = now_ns()
             for name in rx.findall(text):
                 seen.setdefault(name, t)
+            if ends and ends <= seen.keys():
+                break
             if "complete ·" in text and text.count("complete ·") >= panes:
                 # Every reply finished; give the last frame a moment, then stop looking.
                 text = tmux.screen()

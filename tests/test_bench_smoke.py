@@ -32,6 +32,14 @@ ROWS = (
     "Open a ",
     "Keystroke to echo",
     "App RSS",
+    "Final-token lag, 4 panes × 2,000 tok/s, 400 tokens, 4 tokens/event",
+    "Final-token lag, 4 panes × 2,000 tok/s, 400 tokens, 1 token/event",
+    "Render lag, 4 panes × 500 tok/s",
+    "Sustainable rate per pane (prose, 4 panes",
+    "Sustainable rate per pane (code, 4 panes",
+    "CPU, 4 panes × 2,000 tok/s",
+    "Timestamp honesty, 4 panes",
+    "Cold start to a usable chat screen",
     "Final-token lag vs elia",  # measured, or skipped with how to install elia
 )
 
