@@ -21,6 +21,7 @@ from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
+from tui.frame_pacer import FramePacer
 from tui.session import commands
 from tui.session.catalog import resolve
 from tui.session.conversation import Conversation, LiveRun, Turn
@@ -101,6 +102,7 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show_idle(self.model or "choosing a model…")
         # The frame clock runs only while something streams: an idle screen costs nothing.
         self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
+        self._pacer = FramePacer()
         self._update_estimate()
         if self.model:
             self.tapp.warm(self.model)
@@ -462,6 +464,8 @@ class ChatScreen(Screen[None]):
     def _tick(self) -> None:
         run = self.run
         if run is None or run.done:
+            return
+        if not self._pacer.frame():  # fewer frames while drawing keeps the UI busy
             return
         if self.reply is not None:
             self.reply.sync()

@@ -29,6 +29,7 @@ from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens
 from tui import format as fmt
 from tui.compositor import CroppingCompositor
+from tui.frame_pacer import FramePacer
 from tui.screens.chat import FIGURES_EVERY, FRAME_HZ
 from tui.session import commands
 from tui.session.catalog import PICKER_REDISCOVER_S, resolve
@@ -236,6 +237,7 @@ class CompareScreen(Screen[None]):
         self._update_strip()
         # The frame clock runs only while something streams: an idle screen costs nothing.
         self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
+        self._pacer = FramePacer()
         self._check_width()
         self.tapp.state.last_models = list(self.models)
         self.tapp._save_state()
@@ -586,6 +588,8 @@ class CompareScreen(Screen[None]):
 
     def _tick(self) -> None:
         if not self.runs:
+            return
+        if not self._pacer.frame():  # fewer frames while drawing keeps the UI busy
             return
         for index, run in self.runs.items():
             widget = self.widgets.get(index)

@@ -22,6 +22,7 @@ import re
 import time
 from bisect import bisect_right
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -249,6 +250,7 @@ class StreamingMarkdown(Widget):
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
         self.sized_blocks = 0  # closed blocks sized without being drawn (tests of the skip)
         self._settling = False  # drawing sized blocks after the reply ended (``_settle``)
+        self._follower_node: Any = False  # not looked up yet
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
         self._style: Style | None = None  # the widget's text style, until styles change
         self._options: tuple[int, ConsoleOptions] | None = None
@@ -357,7 +359,8 @@ class StreamingMarkdown(Widget):
         self._rerender_all()
 
     def _rerender_all(self, width: int | None = None) -> None:
-        """New width or theme: draw every block again (the only O(reply) path)."""
+        """New width or theme: draw every block again (the only O(reply) path; while the
+        list follows a streaming reply, only what is in sight is drawn, the rest sized)."""
         width = width or self._width_now()
         self.full_renders += 1
         self._style = self._options = None
@@ -400,6 +403,7 @@ class StreamingMarkdown(Widget):
         changed_from = self._closed_blocks.height  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
+        closed_blocks: list[str] | None = None
         # A long paragraph still being drawn in frame-sized steps finishes drawing first.
         finishing = self._finished and not (
             behind and self._open_first is not None and self._open_first.type == "paragraph_open"
@@ -415,6 +419,10 @@ class StreamingMarkdown(Widget):
             starts = block_starts(tokens)
             if len(starts) >= 2:
                 lines = tail.splitlines(keepends=True)
+                bounds = [0, *(start for start, _ in starts[1:])]
+                # The closed blocks, cut where this parse found them (no second parse).
+                closed_blocks = ["".join(lines[a:b]) for a, b in pairwise(bounds)]
+                closed_blocks = [b for b in closed_blocks if b.strip()]
                 closing = "".join(lines[: starts[-1][0]])
                 open_text = tail[len(closing) :]
             else:
@@ -426,7 +434,9 @@ class StreamingMarkdown(Widget):
             key = self._closed_upto
             self._closed_upto += len(closing)
             lazy = self._lazy()
-            for i, block in enumerate(split_blocks(closing, self._md)):
+            if closed_blocks is None:
+                closed_blocks = split_blocks(closing, self._md)
+            for i, block in enumerate(closed_blocks):
                 rendered = self._closed_paragraph(key, block) if i == 0 else []
                 if rendered or not lazy:
                     rendered = rendered or self._render_block(block, self._width)
@@ -482,12 +492,15 @@ class StreamingMarkdown(Widget):
     # --- drawing what is in sight --------------------------------------------------------
 
     def _follower(self) -> Any:
-        """The scrolling list this view is in, when it says whether it follows the newest text
-        (``MessageList.follow``); None elsewhere."""
-        for node in self.ancestors:
-            if hasattr(node, "follow") and hasattr(node, "scrollable_content_region"):
-                return node
-        return None
+        """The message list this view is in (it says whether it follows the newest text);
+        None elsewhere. Looked up once: a reply stays in its list."""
+        if self._follower_node is False:
+            from tui.widgets.message_list import MessageList
+
+            self._follower_node = next(
+                (n for n in self.ancestors if isinstance(n, MessageList)), None
+            )
+        return self._follower_node
 
     def _lazy(self) -> bool:
         """Whether closed blocks may be sized without being drawn: a reply that streamed (or
@@ -496,7 +509,7 @@ class StreamingMarkdown(Widget):
         if not self.driven:
             return False
         follower = self._follower()
-        return follower is not None and bool(follower.follow)
+        return follower is not None and bool(follower.pinned_to_end)
 
     def _keep_rows(self) -> int:
         """How many of the last rows can be in sight while the list follows: a screen's."""
@@ -563,7 +576,7 @@ class StreamingMarkdown(Widget):
             self._settling = False
             return
         follower = self._follower()
-        if follower is None or not follower.follow:
+        if follower is None or not follower.pinned_to_end:
             self._settling = False  # scrolling reveals them from here (``reveal``)
             return
         started = _perf()
