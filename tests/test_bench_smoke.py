@@ -45,6 +45,9 @@ ROWS = (
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="the terminal rows need tmux")
+# Fifteen scripts, four at a time: about a minute on a quiet machine, and up to twice the
+# suite's 120 s default on a busy one (the subprocess's own limit is 300 s).
+@pytest.mark.timeout(290)
 def test_every_benchmark_runs_and_reports_its_rows() -> None:
     result = subprocess.run(
         [sys.executable, "bench/run.py", "--quick"],
