@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (
     cold_start,
     cpu,
+    engine_events,
     fast_panes,
     headless_ask,
     long_conversation,
@@ -51,6 +52,7 @@ SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "fast_render_lag": fast_panes.run_render_lag,
     "fast_sustainable_rate": fast_panes.run_rates,
     "fast_cpu": fast_panes.run_cpu,
+    "engine_events": engine_events.run,
     "fast_timestamp_honesty": fast_panes.run_honesty,
     "cold_start_usable": fast_panes.run_cold_start,
     "rival": rival.run,  # needs elia installed (bench/README.md); skipped otherwise

@@ -40,6 +40,7 @@ ROWS = (
     "CPU, 4 panes × 2,000 tok/s",
     "Timestamp honesty, 4 panes",
     "Cold start to a usable chat screen",
+    "Engine at 4 × 2,000 events/s",
     "Final-token lag vs elia",  # measured, or skipped with how to install elia
 )
 
