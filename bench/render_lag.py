@@ -196,8 +196,9 @@ def measure(
                 continue
             pane_lags.append((seen[marker] - token_times[index]) / 1e6)
         lags[prefix] = pane_lags
-        if pane_lags:
-            finals[prefix] = pane_lags[-1]
+        last, index = max(markers.items(), key=lambda kv: kv[1])
+        if last in seen and index < len(token_times):  # the reply's last marker was seen
+            finals[prefix] = (seen[last] - token_times[index]) / 1e6
     return LagRun(lags, missed, finals, missed_names)
 
 
@@ -246,15 +247,24 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def _sustainable(r: LagRun) -> tuple[bool, dict[str, Any]]:
+    """Lag stays bounded: the last fifth's median within 2× the first fifth's + 50 ms, and each
+    pane's end marker on screen within 500 ms. Markers that scroll past between two frames are
+    never drawn (a terminal need not draw what no one could see; issue 21): they are counted,
+    not held against the rate, but every pane's end marker must show."""
     lags = all_lags(r)
-    if not lags or r.missed > len(lags) * 0.05:
-        return False, {"reason": "markers missed", "missed": r.missed}
+    if not lags or len(r.final_lag_ms) < len(r.lags):
+        return False, {"reason": "end markers not seen", "missed": r.missed}
     fifth = max(1, len(lags) // 5)
     first = median(lags[:fifth]) or 0.0
     last = median(lags[-fifth:]) or 0.0
     final = max(r.final_lag_ms.values()) if r.final_lag_ms else 0.0
     ok = last <= 2 * first + 50 and final <= 500
-    return ok, {"first_fifth_ms": first, "last_fifth_ms": last, "final_ms": final}
+    return ok, {
+        "first_fifth_ms": first,
+        "last_fifth_ms": last,
+        "final_ms": final,
+        "missed": r.missed,
+    }
 
 
 def run_rates(quick: bool = False) -> list[Row]:
@@ -273,7 +283,12 @@ def run_rates(quick: bool = False) -> list[Row]:
                 seconds = 0.8 if quick else 6.0
                 per_chunk = max(1, int(rate // 200))  # ≤ 200 events/s: the server must not spin
                 r = measure(
-                    server, rate=rate, n_tokens=int(rate * seconds), kind=kind, per_chunk=per_chunk
+                    server,
+                    rate=rate,
+                    n_tokens=int(rate * seconds),
+                    kind=kind,
+                    per_chunk=per_chunk,
+                    end_marker=True,
                 )
                 ok, info = _sustainable(r)
                 trials[rate] = {"sustainable": ok, **info}
