@@ -330,7 +330,19 @@ class StreamingMarkdown(Widget):
             # every ancestor's styles, a tenth of a frame's render: kept until styles change.
             self._style = self.rich_style
         style = self._style
-        lines = console.render_lines(renderable, options, pad=True)
+        if isinstance(renderable, Trimmed):
+            # What ``Trimmed`` yields, drawn once: Rich's lines, padded, without the blank
+            # ones at either end (through ``Trimmed`` every line was split and padded twice,
+            # a third of a block's cost).
+            lines = console.render_lines(renderable.renderable, options, pad=True)
+            start, end = 0, len(lines)
+            while start < end and not "".join(seg.text for seg in lines[start]).strip():
+                start += 1
+            while end > start and not "".join(seg.text for seg in lines[end - 1]).strip():
+                end -= 1
+            lines = lines[start:end]
+        else:
+            lines = console.render_lines(renderable, options, pad=True)
         self.rendered_lines += len(lines)
         return [Strip(Segment.apply_style(line, style=style), width) for line in lines]
 
