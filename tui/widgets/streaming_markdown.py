@@ -524,8 +524,11 @@ class StreamingMarkdown(Widget):
         return follower is not None and bool(follower.pinned_to_end)
 
     def _keep_rows(self) -> int:
-        """How many of the last rows can be in sight while the list follows: a screen's."""
-        return max(1, int(self.app.size.height * REVEAL_SCREENS))
+        """How many of the last rows can be in sight while the list follows: its viewport's
+        height (a screen's before the list is laid out)."""
+        follower = self._follower()
+        height = follower.scrollable_content_region.height if follower is not None else 0
+        return max(1, int((height or self.app.size.height) * REVEAL_SCREENS))
 
     def _estimate(self, source: str, width: int) -> int:
         """The lines a closed block will take, without drawing it: its source lines, folded at
