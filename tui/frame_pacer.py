@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 
 # Skip a tick when the UI thread was busy more than this share of the time since the last
-# frame, but never draw less often than MAX_WAIT_S. 0.6 and 0.25 s skipped frames at 4 × 500
-# tok/s on a busy host, where markers then scrolled past unseen (render lag p95 1.1-2.2 s vs
-# 0.4-0.9 s without pacing, same minutes); 0.85 and 0.15 s pace only a saturated UI.
-BUSY = 0.85
-MAX_WAIT_S = 0.15
+# frame, but never draw less often than MAX_WAIT_S. (0.85 and 0.15 s were tried: in the
+# benchmark pair of the same minutes, final-token lag at 4 × 2,000 tok/s went from 184-191 ms
+# to 557-1,787 ms, and render lag at 4 × 500 tok/s from 505 / 1,180 ms to 1,089 / 3,361 ms.)
+BUSY = 0.6
+MAX_WAIT_S = 0.25
 
 
 class FramePacer:
