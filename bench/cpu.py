@@ -18,31 +18,43 @@ MARKDOWN_TOKENS: list[str] = list(builtin_scenarios()["mock-markdown"]["tokens"]
 
 
 def streaming_cpu(
-    server: MockServerProcess, content: str, windows: int, window_s: float, settle_s: float
+    server: MockServerProcess,
+    content: str,
+    windows: int,
+    window_s: float,
+    settle_s: float,
+    *,
+    panes: int = 2,
+    rate: float = 100,
+    per_chunk: int = 1,
+    size: tuple[int, int] = (160, 45),
 ) -> list[float]:
     """CPU of the app and engine processes, in % of one core, over ``windows`` consecutive
-    windows while two panes stream ``content`` ("markdown" or "prose") at 100 tok/s each.
+    windows while ``panes`` panes stream ``content`` ("markdown" or "prose") at ``rate`` tok/s
+    each, ``per_chunk`` tokens an event.
 
     The mock server paces without its spin-wait (``"spin": false``): that spin is the test
     harness's, costs a fifth of a core at these rates, and competes for the two cores with
     the processes measured. Its sends are then about 0.1-0.2 ms late, which is no matter here.
     """
     tag = uuid.uuid4().hex[:6]
-    n = int(100 * (settle_s + windows * window_s + 6))
-    for side in ("a", "b"):
-        spec: dict[str, object] = {"ttft_ms": 20, "tps": 100, "spin": False}
+    n = int(rate * (settle_s + windows * window_s + 6))
+    sides = "abcd"[:panes]
+    for side in sides:
+        spec: dict[str, object] = {
+            "ttft_ms": 20,
+            "tps": rate,
+            "spin": False,
+            "tokens_per_chunk": per_chunk,
+        }
         if content == "markdown":
             spec["tokens"] = (MARKDOWN_TOKENS * (1 + n // len(MARKDOWN_TOKENS)))[:n]
         else:
             spec["n_tokens"] = n
         server.add_scenario(f"cpu-{tag}-{side}", spec)
     home = temp_home(server.base_url)
-    tmux = Tmux(
-        f"{sys.executable} -m tui.cli -m mock/cpu-{tag}-a -m mock/cpu-{tag}-b",
-        app_env(home),
-        160,
-        45,
-    )
+    models = " ".join(f"-m mock/cpu-{tag}-{side}" for side in sides)
+    tmux = Tmux(f"{sys.executable} -m tui.cli {models}", app_env(home), *size)
     try:
         tmux.wait_for("Message…", 30)
         procs = app_processes(tmux.pane_pid())

@@ -42,9 +42,10 @@ WORDS = [
 
 
 def document(
-    prefix: str, n_tokens: int, kind: str, every: int = 25
+    prefix: str, n_tokens: int, kind: str, every: int = 25, end_marker: bool = False
 ) -> tuple[list[str], dict[str, int]]:
-    """Tokens of a reply and where its markers are (marker → token index)."""
+    """Tokens of a reply and where its markers are (marker → token index); with
+    ``end_marker``, the reply's last token is a marker of its own, in a closing paragraph."""
     tokens: list[str] = []
     markers: dict[str, int] = {}
     count = 0
@@ -86,6 +87,9 @@ def document(
             for _ in range(3):
                 tokens += ["| ", marker() + " ", "| ", "42 ", "|\n"]
             tokens.append("\n")
+    if end_marker:
+        tokens.append("\n")
+        tokens.append(marker())
     return tokens, markers
 
 
@@ -110,16 +114,33 @@ def measure(
     width: int = 160,
     height: int = 45,
     timeout: float = 120.0,
+    end_marker: bool = False,
+    spin: bool = True,
 ) -> LagRun:
-    """Run the app in tmux with ``panes`` panes streaming ``n_tokens`` at ``rate`` tok/s."""
+    """Run the app in tmux with ``panes`` panes streaming ``n_tokens`` at ``rate`` tok/s.
+
+    With ``end_marker`` every reply ends with a marker of its own, and the run stops once
+    every pane's end marker is on screen: at thousands of tokens a second most markers
+    scroll past between two frames (never drawn, as a terminal needs), so only the end
+    marker's lag is sure to be measured."""
     prefixes = ["MA", "MB", "MC", "MD"][:panes]
     docs = {}
     models = []
+    ends: set[str] = set()
     for p in prefixes:
-        tokens, markers = document(p, n_tokens, kind)
-        name = f"lag-{p}-{int(rate)}-{n_tokens}-{kind}"
+        tokens, markers = document(p, n_tokens, kind, end_marker=end_marker)
+        if end_marker:
+            ends.add(max(markers, key=markers.__getitem__))
+        name = f"lag-{p}-{int(rate)}-{n_tokens}-{kind}-{per_chunk}"
         server.add_scenario(
-            name, {"tokens": tokens, "ttft_ms": 50, "tps": rate, "tokens_per_chunk": per_chunk}
+            name,
+            {
+                "tokens": tokens,
+                "ttft_ms": 50,
+                "tps": rate,
+                "tokens_per_chunk": per_chunk,
+                "spin": spin,
+            },
         )
         docs[name] = (p, tokens, markers)
         models.append(name)
@@ -143,6 +164,8 @@ def measure(
             t = now_ns()
             for name in rx.findall(text):
                 seen.setdefault(name, t)
+            if ends and ends <= seen.keys():
+                break
             if "complete ·" in text and text.count("complete ·") >= panes:
                 # Every reply finished; give the last frame a moment, then stop looking.
                 text = tmux.screen()
@@ -173,8 +196,9 @@ def measure(
                 continue
             pane_lags.append((seen[marker] - token_times[index]) / 1e6)
         lags[prefix] = pane_lags
-        if pane_lags:
-            finals[prefix] = pane_lags[-1]
+        last, index = max(markers.items(), key=lambda kv: kv[1])
+        if last in seen and index < len(token_times):  # the reply's last marker was seen
+            finals[prefix] = (seen[last] - token_times[index]) / 1e6
     return LagRun(lags, missed, finals, missed_names)
 
 
@@ -223,15 +247,24 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def _sustainable(r: LagRun) -> tuple[bool, dict[str, Any]]:
+    """Lag stays bounded: the last fifth's median within 2× the first fifth's + 50 ms, and each
+    pane's end marker on screen within 500 ms. Markers that scroll past between two frames are
+    never drawn (a terminal need not draw what no one could see; issue 21): they are counted,
+    not held against the rate, but every pane's end marker must show."""
     lags = all_lags(r)
-    if not lags or r.missed > len(lags) * 0.05:
-        return False, {"reason": "markers missed", "missed": r.missed}
+    if not lags or len(r.final_lag_ms) < len(r.lags):
+        return False, {"reason": "end markers not seen", "missed": r.missed}
     fifth = max(1, len(lags) // 5)
     first = median(lags[:fifth]) or 0.0
     last = median(lags[-fifth:]) or 0.0
     final = max(r.final_lag_ms.values()) if r.final_lag_ms else 0.0
     ok = last <= 2 * first + 50 and final <= 500
-    return ok, {"first_fifth_ms": first, "last_fifth_ms": last, "final_ms": final}
+    return ok, {
+        "first_fifth_ms": first,
+        "last_fifth_ms": last,
+        "final_ms": final,
+        "missed": r.missed,
+    }
 
 
 def run_rates(quick: bool = False) -> list[Row]:
@@ -250,7 +283,12 @@ def run_rates(quick: bool = False) -> list[Row]:
                 seconds = 0.8 if quick else 6.0
                 per_chunk = max(1, int(rate // 200))  # ≤ 200 events/s: the server must not spin
                 r = measure(
-                    server, rate=rate, n_tokens=int(rate * seconds), kind=kind, per_chunk=per_chunk
+                    server,
+                    rate=rate,
+                    n_tokens=int(rate * seconds),
+                    kind=kind,
+                    per_chunk=per_chunk,
+                    end_marker=True,
                 )
                 ok, info = _sustainable(r)
                 trials[rate] = {"sustainable": ok, **info}

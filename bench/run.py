@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (
     cold_start,
     cpu,
+    engine_events,
+    fast_panes,
     headless_ask,
     load_capacity,
     long_conversation,
@@ -48,9 +50,28 @@ SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "headless_ask": headless_ask.run,
     "long_conversation": long_conversation.run,
     "load_capacity": load_capacity.run,
+    "fast_final_lag": fast_panes.run_final_lag,
+    "fast_render_lag": fast_panes.run_render_lag,
+    "fast_sustainable_rate": fast_panes.run_rates,
+    "fast_cpu": fast_panes.run_cpu,
+    "engine_events": engine_events.run,
+    "fast_timestamp_honesty": fast_panes.run_honesty,
+    "cold_start_usable": fast_panes.run_cold_start,
     "rival": rival.run,  # needs elia installed (bench/README.md); skipped otherwise
 }
-NEEDS_TMUX = {"render_lag", "sustainable_rate", "cpu", "cold_start", "long_conversation", "rival"}
+NEEDS_TMUX = {
+    "render_lag",
+    "sustainable_rate",
+    "cpu",
+    "cold_start",
+    "long_conversation",
+    "rival",
+    "fast_final_lag",
+    "fast_render_lag",
+    "fast_sustainable_rate",
+    "fast_cpu",
+    "cold_start_usable",
+}
 
 
 def _run_one(name: str, quick: bool) -> list[Row]:

@@ -21,10 +21,14 @@ def encode(obj: Any) -> bytes:
     return HEADER.pack(len(data)) + data
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """The next frame's object; raises ``asyncio.IncompleteReadError`` at EOF."""
+async def read_frame(reader: asyncio.StreamReader, counts: list[int] | None = None) -> Any:
+    """The next frame's object; raises ``asyncio.IncompleteReadError`` at EOF. ``counts``
+    (frames, bytes) adds this frame (the pipe's traffic, for the benchmarks)."""
     head = await reader.readexactly(HEADER.size)
     (size,) = HEADER.unpack(head)
     if size > MAX_FRAME:
         raise ValueError(f"frame of {size} bytes is larger than the cap")
+    if counts is not None:
+        counts[0] += 1
+        counts[1] += HEADER.size + size
     return pickle.loads(await reader.readexactly(size))

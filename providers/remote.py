@@ -96,6 +96,7 @@ class EngineProcess:
         self._warm_pending: list[str] = []
         self.pid: int | None = None
         self.restarts = 0
+        self.pipe_counts = [0, 0]  # frames and bytes read from the engine (benchmarks)
 
     @property
     def running(self) -> bool:
@@ -164,7 +165,7 @@ class EngineProcess:
         assert proc.stdout is not None
         try:
             while True:
-                msg = await read_frame(proc.stdout)
+                msg = await read_frame(proc.stdout, self.pipe_counts)
                 match msg:
                     case Events(by_stream):
                         for sid, evs in by_stream.items():

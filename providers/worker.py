@@ -179,6 +179,8 @@ async def serve(read_fd: int, write_fd: int) -> None:
     writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
     worker = Worker(writer)
     worker.send(Ready(os.getpid()))
+    # In the engine's log (its stderr): when it was ready, for the cold-start benchmark.
+    print(f"engine ready, pid {os.getpid()}", file=sys.stderr, flush=True)
     try:
         while True:
             try:

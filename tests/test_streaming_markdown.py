@@ -352,3 +352,135 @@ async def test_a_costly_open_block_is_drawn_at_most_a_quarter_of_the_time(
         assert view.source == _table(200)
         shown = [line.rstrip() for line in _shown(view) if line.strip()]
         assert shown == [line.rstrip() for line in _whole(view, _table(200)) if line.strip()]
+
+
+class _Pane(App[None]):
+    """A reply streaming at the bottom of a list that follows it (as in a pane), and the same
+    text fed to a view that draws every block (the reference)."""
+
+    CSS = """
+    MessageList { height: 1fr; overflow-y: scroll; }
+    #refbox { height: 3; overflow-y: scroll; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+
+        from tui.widgets.message_list import MessageList
+
+        with MessageList():
+            yield StreamingMarkdown("", driven=True, id="lazy")
+        with VerticalScroll(id="refbox"):
+            yield StreamingMarkdown("", driven=True, id="ref")
+
+
+def _fast_text() -> str:
+    """Prose, code, tables and lists, and a closing paragraph."""
+    return _mixed(12) + "1. first\n2. second\n\n> a quote\n\nThe end of the reply.\n"
+
+
+def _tokens(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def _on_screen(view: StreamingMarkdown) -> list[str]:
+    """The view's rows the list shows now, as drawn."""
+    from tui.widgets.message_list import MessageList
+
+    lst = view.app.query_one(MessageList)
+    viewport = lst.scrollable_content_region
+    top = viewport.y - view.region.y
+    drawn = view._closed_blocks.height + len(view._open_lines)  # not the lines reserved below
+    rows = range(max(0, top), min(drawn, top + viewport.height))
+    return [view.render_line(y).text for y in rows]
+
+
+async def _stream(
+    pilot: Any, views: list[StreamingMarkdown], text: str, tok_per_frame: int
+) -> None:
+    tokens = _tokens(text)
+    for i in range(0, len(tokens), tok_per_frame):
+        piece = "".join(tokens[i : i + tok_per_frame])
+        for view in views:
+            view.append(piece)
+            view.sync()
+        await pilot.pause()
+
+
+def _contiguous_in(rows: list[str], lines: list[str]) -> bool:
+    n = len(rows)
+    return any(lines[i : i + n] == rows for i in range(len(lines) - n + 1))
+
+
+async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_full_render() -> None:
+    # 3,000 tok/s drawn at 20 frames a second: 150 tokens a frame, in a 12-row list. Blocks
+    # that scroll past between frames are sized, not drawn; what is on screen is always what
+    # a full render shows; after the end, the top of the reply, scrolled back to, is exact.
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        tokens = _tokens(text)
+        for i in range(0, len(tokens), 150):
+            piece = "".join(tokens[i : i + 150])
+            for view in (lazy, ref):
+                view.append(piece)
+                view.sync()
+            await pilot.pause()
+            shown = _on_screen(lazy)
+            assert shown and _contiguous_in(shown, _shown(ref)), i
+        drawn_while_streaming = lazy.rendered_blocks
+        blocks = len(ref._blocks)
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert lazy.sized_blocks > blocks // 3
+        assert drawn_while_streaming < blocks * 0.7, (drawn_while_streaming, blocks)
+        from tui.widgets.message_list import MessageList
+
+        lst = app.query_one(MessageList)
+        lst.scroll_home(animate=False)
+        await pilot.pause()
+        await pilot.pause()
+        assert lst.scroll_y == 0
+        assert _on_screen(lazy) == _shown(ref)[: len(_on_screen(lazy))]
+        assert _shown(lazy) == _shown(ref)
+        assert lazy.source == ref.source == text
+
+
+async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_exactly() -> None:
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        from tui.widgets.message_list import MessageList
+
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        half = len(text) // 2
+        await _stream(pilot, [lazy, ref], text[:half], 150)
+        assert lazy.pending > 0
+        lst = app.query_one(MessageList)
+        before = _on_screen(lazy)
+        lst.scroll_up(animate=False)  # one row up: the rows seen move down by exactly one
+        await pilot.pause()
+        after = _on_screen(lazy)
+        assert after[1:] == before[: len(after) - 1]
+        for _ in range(6):  # page by page towards the top: always what a full render shows
+            page = _on_screen(lazy)
+            lst.scroll_page_up(animate=False)
+            await pilot.pause()
+            shown = _on_screen(lazy)
+            # The new page, then the page before it: one run of a full render's lines.
+            assert _contiguous_in(shown + page, _shown(ref))
+        await _stream(pilot, [lazy, ref], text[half:], 150)
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert _shown(lazy) == _shown(ref)

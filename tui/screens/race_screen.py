@@ -29,6 +29,7 @@ from providers.prices import format_context, model_info
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
+from tui.frame_pacer import FramePacer
 from tui.screens.pane_reply import PaneReply
 from tui.session import blind, commands, file_refs, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
@@ -154,6 +155,7 @@ class RaceScreen(Screen[None]):
         self._update_topbar()
         # The frame clock runs only while something streams: an idle screen costs nothing.
         self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
+        self._pacer = FramePacer()
         self._update_estimate()
         for model in self.pane_models():
             if model:
@@ -584,6 +586,8 @@ class RaceScreen(Screen[None]):
 
     def _tick(self) -> None:
         if not self.replies:
+            return
+        if not self._pacer.frame():  # fewer frames while drawing keeps the UI busy
             return
         for reply in self.replies.values():
             reply.frame()  # every pane's new text in the same frame

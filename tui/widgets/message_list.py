@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
+from textual.widget import Widget
 
 from tui.textual_private import anchor_released
 from tui.widgets.uniform import UniformRows
@@ -43,6 +44,12 @@ class MessageList(UniformRows, VerticalScroll):
         """True while the view sticks to the newest text."""
         return self._fits or (self.is_anchored and not anchor_released(self))
 
+    @property
+    def pinned_to_end(self) -> bool:
+        """True while the view shows the end of the list and keeps showing it as it grows
+        (following, and not top-aligned turns that fit: those are shown from the top)."""
+        return not self._fits and self.is_anchored and not self._anchor_released
+
     def watch_virtual_size(self) -> None:
         self._align()
 
@@ -67,6 +74,30 @@ class MessageList(UniformRows, VerticalScroll):
         super().watch_scroll_y(old_value, new_value)
         if self.follow:
             self.new_below = False
+        else:
+            self._reveal(old_value, new_value)
+
+    def _reveal(self, old: float, new: float) -> None:
+        """The user scrolls: replies draw the blocks that scrolled past unseen while they
+        streamed (``StreamingMarkdown.reveal``) before they come into sight, and the list
+        scrolls by what that moved above the rows on screen, so that those rows stay put."""
+        from tui.widgets.streaming_markdown import StreamingMarkdown
+
+        views = [v for v in self.query(StreamingMarkdown) if v.pending]
+        if not views:
+            return
+        viewport = self.scrollable_content_region
+        scrolled = round(new) - round(old)  # regions are laid out at the old offset
+        shift = 0
+        for view in views:
+            top = viewport.y - view.region.y + scrolled
+            shift += view.reveal(top, top + viewport.height, top)
+        if shift:
+            target = max(0.0, new + shift)
+            # Past the old height's limit: the layout that follows grows the list to match.
+            self.set_reactive(Widget.scroll_y, target)
+            self.set_reactive(Widget.scroll_target_y, target)
+            self.refresh(layout=True)
 
     def content_grew(self) -> None:
         """New text arrived: the anchor keeps up, or we say that there is more below."""

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_right
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -54,6 +56,11 @@ PARAGRAPH_OPEN_LINES = 3  # ... all but its last lines, which later text can sti
 # never costs what arrived since the last one (a server streaming without end took every
 # frame longer than the last, and the keys with it).
 PARAGRAPH_FRAME_CHARS = 12_000
+# A closed block that scrolled out of sight before any frame drew it is sized, not drawn
+# (``_Closed``): drawn when it comes into view (within this many screen heights of it), or
+# after the reply ends, this long at most a step, while nothing else is to be drawn.
+REVEAL_SCREENS = 1.0
+SETTLE_STEP_S = 0.004
 LONG_PARAGRAPH_CHARS = 4 * PARAGRAPH_FRAME_CHARS  # a closed paragraph longer is drawn in steps
 _UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
 _NOT_PLAIN = re.compile(r"[^A-Za-z0-9 .,;:?'\"()/-]")
@@ -227,9 +234,7 @@ class StreamingMarkdown(Widget):
         self._scheduled = False
         self._synced_len = -1
         self._closed_upto = 0  # characters of source that are closed blocks
-        self._blocks: list[str] = []  # closed blocks' sources
-        self._block_lines: list[list[Strip]] = []  # each closed block, rendered
-        self._closed_lines: list[Strip] = []  # all of them, flattened
+        self._closed_blocks = _Closed()  # closed blocks: sources, lines (or estimated heights)
         self._open = ""  # the open block's source
         self._open_first: Token | None = None  # its first token, from the last block parse
         self._reserved = 0  # lines taken while streaming (``_grow``)
@@ -244,9 +249,28 @@ class StreamingMarkdown(Widget):
         self.block_parses = 0  # parses to find where blocks start (tests of the skip)
         self.rendered_blocks = 0  # closed blocks rendered (tests of the cost bound)
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
+        self.sized_blocks = 0  # closed blocks sized without being drawn (tests of the skip)
+        self._settling = False  # drawing sized blocks after the reply ended (``_settle``)
+        self._follower_node: Any = False  # not looked up yet
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
         self._style: Style | None = None  # the widget's text style, until styles change
         self._options: tuple[int, ConsoleOptions] | None = None
+
+    @property
+    def _blocks(self) -> list[str]:
+        return self._closed_blocks.sources
+
+    @property
+    def _closed_lines(self) -> list[Strip]:
+        """Every closed block's lines, each drawn (those only sized so far are drawn now)."""
+        for i in self._closed_blocks.pending_indexes():
+            self._draw_block(i)
+        return self._closed_blocks.flat()
+
+    @property
+    def pending(self) -> int:
+        """Closed blocks sized but not drawn yet."""
+        return self._closed_blocks.pending
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -288,6 +312,12 @@ class StreamingMarkdown(Widget):
         self._finished = True
         if self.is_mounted:
             self._sync()
+            self._start_settling()
+
+    def _start_settling(self) -> None:
+        if self._finished and self._closed_blocks.pending and not self._settling:
+            self._settling = True
+            self.set_timer(1.0 / self.fps, self._settle)
 
     # --- rendering -----------------------------------------------------------------------
 
@@ -301,7 +331,19 @@ class StreamingMarkdown(Widget):
             # every ancestor's styles, a tenth of a frame's render: kept until styles change.
             self._style = self.rich_style
         style = self._style
-        lines = console.render_lines(renderable, options, pad=True)
+        if isinstance(renderable, Trimmed):
+            # What ``Trimmed`` yields, drawn once: Rich's lines, padded, without the blank
+            # ones at either end (through ``Trimmed`` every line was split and padded twice,
+            # a third of a block's cost).
+            lines = console.render_lines(renderable.renderable, options, pad=True)
+            start, end = 0, len(lines)
+            while start < end and not "".join(seg.text for seg in lines[start]).strip():
+                start += 1
+            while end > start and not "".join(seg.text for seg in lines[end - 1]).strip():
+                end -= 1
+            lines = lines[start:end]
+        else:
+            lines = console.render_lines(renderable, options, pad=True)
         self.rendered_lines += len(lines)
         return [Strip(Segment.apply_style(line, style=style), width) for line in lines]
 
@@ -330,19 +372,27 @@ class StreamingMarkdown(Widget):
         self._rerender_all()
 
     def _rerender_all(self, width: int | None = None) -> None:
-        """New width or theme: draw every block again (the only O(reply) path)."""
+        """New width or theme: draw every block again (the only O(reply) path; while the
+        list follows a streaming reply, only what is in sight is drawn, the rest sized)."""
         width = width or self._width_now()
         self.full_renders += 1
         self._style = self._options = None
         self._width = width
         self._dark = self.app.current_theme.dark
-        self._block_lines = [self._render_block(b, width) for b in self._blocks]
-        self._closed_lines = [line for block in self._block_lines for line in block]
+        if self._lazy():
+            # Only what is in sight is drawn again; the rest is sized until it comes into view.
+            for i, block in enumerate(self._closed_blocks.sources):
+                self._closed_blocks.set(i, None, self._estimate(block, width))
+            self._draw_in_sight()
+        else:
+            for i, block in enumerate(self._closed_blocks.sources):
+                self._closed_blocks.set(i, self._render_block(block, width))
         if self._fence is not None:
             self._fence.reset()
         self._paragraph.reset()
         self._render_open(width)
         self.refresh(layout=True)
+        self._start_settling()
 
     def _sync(self, refresh: bool = True) -> None:
         source = self.source
@@ -363,9 +413,10 @@ class StreamingMarkdown(Widget):
         self._synced_len = len(source)
         self.syncs += 1
         height = self._height()
-        changed_from = len(self._closed_lines)  # lines above this one stay as they are
+        changed_from = self._closed_blocks.height  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
+        closed_blocks: list[str] | None = None
         # A long paragraph still being drawn in frame-sized steps finishes drawing first.
         finishing = self._finished and not (
             behind and self._open_first is not None and self._open_first.type == "paragraph_open"
@@ -381,21 +432,33 @@ class StreamingMarkdown(Widget):
             starts = block_starts(tokens)
             if len(starts) >= 2:
                 lines = tail.splitlines(keepends=True)
+                bounds = [0, *(start for start, _ in starts[1:])]
+                # The closed blocks, cut where this parse found them (no second parse).
+                closed_blocks = ["".join(lines[a:b]) for a, b in pairwise(bounds)]
+                closed_blocks = [b for b in closed_blocks if b.strip()]
                 closing = "".join(lines[: starts[-1][0]])
                 open_text = tail[len(closing) :]
             else:
                 closing, open_text = "", tail
             open_first = starts[-1][1] if starts else None
         self._open_first = open_first
+        lazy = False
         if closing:
             key = self._closed_upto
             self._closed_upto += len(closing)
-            for i, block in enumerate(split_blocks(closing, self._md)):
+            lazy = self._lazy()
+            if closed_blocks is None:
+                closed_blocks = split_blocks(closing, self._md)
+            for i, block in enumerate(closed_blocks):
                 rendered = self._closed_paragraph(key, block) if i == 0 else []
-                rendered = rendered or self._render_block(block, self._width)
-                self._blocks.append(block)
-                self._block_lines.append(rendered)
-                self._closed_lines.extend(rendered)
+                if rendered or not lazy:
+                    rendered = rendered or self._render_block(block, self._width)
+                    self._closed_blocks.append(block, rendered)
+                else:
+                    # Sized now; drawn below if it is still in sight once this frame's text
+                    # is in (at thousands of tokens a second most blocks are not).
+                    self.sized_blocks += 1
+                    self._closed_blocks.append(block, None, self._estimate(block, self._width))
             self._fence = None
         if open_text != self._open or closing or behind:
             before = self._open_lines
@@ -410,6 +473,8 @@ class StreamingMarkdown(Widget):
                 # The open block's top lines are often the same strips (a frozen paragraph, a
                 # fence's finished chunks): only lines from the first change down are redrawn.
                 changed_from += _common_prefix(before, self._open_lines)
+        if lazy:
+            self._draw_in_sight()
         self._grow()
         new_height = self._height()
         if self._paragraph.behind and not self._scheduled and self.is_mounted:
@@ -436,6 +501,107 @@ class StreamingMarkdown(Widget):
             return []
         self.rendered_blocks += 1
         return [*lines, Strip.blank(self._width, self._style)]
+
+    # --- drawing what is in sight --------------------------------------------------------
+
+    def _follower(self) -> Any:
+        """The message list this view is in (it says whether it follows the newest text);
+        None elsewhere. Looked up once: a reply stays in its list."""
+        if self._follower_node is False:
+            from tui.widgets.message_list import MessageList
+
+            self._follower_node = next(
+                (n for n in self.ancestors if isinstance(n, MessageList)), None
+            )
+        return self._follower_node
+
+    def _lazy(self) -> bool:
+        """Whether closed blocks may be sized without being drawn: a reply that streamed (or
+        streams) at the bottom of a list that follows it, so that only its last screenful
+        can be seen."""
+        if not self.driven:
+            return False
+        follower = self._follower()
+        return follower is not None and bool(follower.pinned_to_end)
+
+    def _keep_rows(self) -> int:
+        """How many of the last rows can be in sight while the list follows: its viewport's
+        height (a screen's before the list is laid out)."""
+        follower = self._follower()
+        height = follower.scrollable_content_region.height if follower is not None else 0
+        return max(1, int((height or self.app.size.height) * REVEAL_SCREENS))
+
+    def _estimate(self, source: str, width: int) -> int:
+        """The lines a closed block will take, without drawing it: its source lines, folded at
+        the width, and the blank line after it (exact for plain text; near for the rest)."""
+        rows = 1
+        for line in source.rstrip("\n").split("\n"):
+            rows += max(1, -(-len(line) // max(1, width - 2)))
+        return rows
+
+    def _draw_block(self, i: int) -> int:
+        """Draw closed block ``i`` (sized until now); returns how its height changed."""
+        before = self._closed_blocks.heights[i]
+        self._closed_blocks.set(i, self._render_block(self._closed_blocks.sources[i], self._width))
+        return self._closed_blocks.heights[i] - before
+
+    def _draw_in_sight(self) -> None:
+        """Draw the sized blocks among the last screenful of rows (all below is drawn)."""
+        closed = self._closed_blocks
+        if not closed.pending:
+            return
+        keep = self._keep_rows()
+        rows = len(self._open_lines)
+        for i in range(len(closed.sources) - 1, -1, -1):
+            if rows >= keep:
+                break
+            if closed.lines[i] is None:
+                self._draw_block(i)
+            rows += closed.heights[i]
+
+    def reveal(self, top: int, bottom: int, anchor: int) -> int:
+        """Draw the sized blocks among rows ``top`` to ``bottom`` (and a screen either side),
+        this view's rows about to be in sight; returns how far the row ``anchor`` moved (the
+        list scrolls by as much, so that rows on screen stay where they are). Rows already
+        drawn at the bottom are the anchor when they are in sight."""
+        closed = self._closed_blocks
+        if not closed.pending:
+            return 0
+        margin = self._keep_rows()
+        exact_from = closed.exact_from()
+        if top <= exact_from < bottom:
+            anchor = exact_from
+        lo, hi = top - margin, bottom + margin
+        moved = 0
+        for i in closed.pending_indexes():
+            start = closed.tops[i]
+            end = start + closed.heights[i]
+            if end <= lo or start >= hi:
+                continue
+            delta = self._draw_block(i)
+            if end <= anchor:
+                moved += delta
+        self.refresh(layout=True)
+        return moved
+
+    def _settle(self) -> None:
+        """After the reply ended, draw its sized blocks a few at a time, nearest the end first,
+        while the list follows (the anchor keeps the rows on screen still)."""
+        closed = self._closed_blocks
+        if not closed.pending or not self.is_mounted:
+            self._settling = False
+            return
+        follower = self._follower()
+        if follower is None or not follower.pinned_to_end:
+            self._settling = False  # scrolling reveals them from here (``reveal``)
+            return
+        started = _perf()
+        for i in reversed(closed.pending_indexes()):
+            self._draw_block(i)
+            if _perf() - started > SETTLE_STEP_S:
+                break
+        self.refresh(layout=True)
+        self.set_timer(1.0 / self.fps, self._settle)
 
     def _same_blocks(self, tail: str) -> bool:
         """True when ``tail`` is the open block plus text on its last line that cannot change
@@ -489,7 +655,7 @@ class StreamingMarkdown(Widget):
         and redraw of the pane. So a streaming reply grows in steps (``_grow``) and most
         frames redraw only the new text.
         """
-        lines = len(self._closed_lines) + len(self._open_lines)
+        lines = self._closed_blocks.height + len(self._open_lines)
         if self._finished or not self.driven or not lines:
             return lines
         return max(lines, self._reserved)
@@ -501,7 +667,7 @@ class StreamingMarkdown(Widget):
         lines, as before; code, lists and tables grow 10-40 lines a second, and stepped
         every 4 lines they relayouted the screen 9-11 times a second with two panes (a third
         of the UI's CPU); the blank lines reserved are filled within about half a second."""
-        lines = len(self._closed_lines) + len(self._open_lines)
+        lines = self._closed_blocks.height + len(self._open_lines)
         if self._finished or not self.driven or lines <= self._reserved:
             return
         now = _now()
@@ -544,14 +710,79 @@ class StreamingMarkdown(Widget):
         return selection.extract(text), "\n"
 
     def render_line(self, y: int) -> Strip:
-        closed = self._closed_lines
-        if y < len(closed):
-            line = closed[y]
-        elif y - len(closed) < len(self._open_lines):
-            line = self._open_lines[y - len(closed)]
-        else:
-            return Strip.blank(self.size.width, self._style or self.rich_style)
-        return line
+        closed = self._closed_blocks
+        if y < closed.height:
+            i = bisect_right(closed.tops, y) - 1
+            lines = closed.lines[i]
+            if lines is None:
+                # Not expected (blocks are drawn before they come into sight), but if a
+                # sized block is asked for, it is drawn, and laid out again.
+                self._draw_block(i)
+                self.call_after_refresh(self.refresh, layout=True)
+                lines = closed.lines[i] or []
+            offset = y - closed.tops[i]
+            if offset < len(lines):
+                return lines[offset]
+        elif y - closed.height < len(self._open_lines):
+            return self._open_lines[y - closed.height]
+        return Strip.blank(self.size.width, self._style or self.rich_style)
+
+
+class _Closed:
+    """The closed blocks of a reply: each one's source, its lines once drawn (None while it is
+    only sized) and its height (estimated while only sized), with the row each starts at."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.lines: list[list[Strip] | None] = []
+        self.heights: list[int] = []
+        self.tops: list[int] = []
+        self.height = 0
+        self.pending = 0
+        self._flat: list[Strip] | None = []
+
+    def append(self, source: str, lines: list[Strip] | None, estimate: int = 0) -> None:
+        self.sources.append(source)
+        self.lines.append(lines)
+        height = len(lines) if lines is not None else estimate
+        self.heights.append(height)
+        self.tops.append(self.height)
+        self.height += height
+        if lines is None:
+            self.pending += 1
+            self._flat = None
+        elif self._flat is not None:
+            self._flat.extend(lines)
+
+    def set(self, i: int, lines: list[Strip] | None, estimate: int = 0) -> None:
+        """Block ``i`` drawn as ``lines``, or only sized (``estimate``); rows below move."""
+        self.pending += (lines is None) - (self.lines[i] is None)
+        self.lines[i] = lines
+        height = len(lines) if lines is not None else estimate
+        delta = height - self.heights[i]
+        self.heights[i] = height
+        if delta:
+            tops = self.tops
+            for j in range(i + 1, len(tops)):
+                tops[j] += delta
+            self.height += delta
+        self._flat = None
+
+    def pending_indexes(self) -> list[int]:
+        return [i for i, lines in enumerate(self.lines) if lines is None] if self.pending else []
+
+    def exact_from(self) -> int:
+        """The first row from which every block down is drawn."""
+        for i in range(len(self.lines) - 1, -1, -1):
+            if self.lines[i] is None:
+                return self.tops[i] + self.heights[i]
+        return 0
+
+    def flat(self) -> list[Strip]:
+        """Every block's lines in order (all drawn)."""
+        if self._flat is None:
+            self._flat = [line for lines in self.lines for line in lines or ()]
+        return self._flat
 
 
 def _common_prefix(old: list[Strip], new: list[Strip]) -> int:
