@@ -16,7 +16,7 @@ PROMPT_KEYS = (
     ("Enter", "send the prompt"),
     ("Ctrl+J / Shift+Enter", "new line in the prompt"),
     ("Up / Down", "walk earlier prompts (when the prompt is empty)"),
-    ("Tab", "complete a / command"),
+    ("Tab", "complete a / command, a role, or an @file path"),
 )
 
 
