@@ -62,6 +62,8 @@ def _painted(update: Any, console: Any) -> dict[tuple[int, int], tuple[str, Any]
     """The cells a partial update writes on the terminal, with their styles (Textual also
     sends a bare cursor move at a span's right end: not a cell)."""
     cells: dict[tuple[int, int], tuple[str, Any]] = {}
+    if not update.spans:  # nothing in the regions to paint (Textual's own update then fails)
+        return cells
     x = y = 0
     for segment in update.__rich_console__(console, console.options):
         if segment.control:

@@ -25,7 +25,10 @@ from tests.support.mock_server import MockServerProcess
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 POLL_S = 0.25  # screen reads while waiting: light, next to an app whose figures are checked
-METRICS = re.compile(r"✓ complete · TTFT ([\d.]+) (ms|s) · ([\d.,]+) tok/s · ([\d,]+) tok")
+METRICS = re.compile(
+    r"✓ complete · TTFT ([\d.]+) (ms|s) · ([\d.,]+) tok/s · (?:prefill ≤[\d.,]+ tok/s · )?"
+    r"([\d,]+) tok"
+)
 
 
 def _ms(value: str, unit: str) -> float:

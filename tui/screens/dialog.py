@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, OptionList, ProgressBar, Static
+
+from providers.inert import inert_label
 
 if TYPE_CHECKING:
     from tui.app import TokenraceApp
@@ -51,6 +55,23 @@ class Dialog(ModalScreen[R]):
             options.action_cursor_down()
         else:
             options.action_cursor_up()
+
+
+def run_table(columns: tuple[str, ...]) -> list[Widget]:
+    """A run's progress bar, its live table (with ``columns``) and its status line: the body of
+    the suite and load dialogs."""
+    table: DataTable[Any] = DataTable(id="table", cursor_type="none", zebra_stripes=True)
+    for label in columns:
+        table.add_column(label, key=label)
+    status = Static("", id="status", classes="hint", markup=False)
+    return [ProgressBar(total=1, show_eta=False, id="progress"), table, status]
+
+
+def models_hint(title: str, models: Sequence[str], rest: str) -> Static:
+    """A run dialog's top line: its title, the models it runs on (shown as they are), its keys."""
+    return hint(
+        Content.assemble((title, "bold"), f" on {', '.join(map(inert_label, models))} · {rest}")
+    )
 
 
 def hint(text: str | Content) -> Static:

@@ -15,11 +15,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from providers.inert import inert_label
+from tui.screens.dialog import Dialog, models_hint, run_table
 from tui.session.load import (
     LoadError,
     Sample,
@@ -34,7 +33,6 @@ from tui.session.load import (
 from tui.session.replay import SuiteError, SuiteItem, load_suite
 
 if TYPE_CHECKING:
-    from tui.app import TokenraceApp
     from tui.session.load_shards import ProcessPool
 
 SLO = Slo(ttft_ms=500, itl_ms=50)  # the command's default target
@@ -45,18 +43,14 @@ def _ms(v: float | None) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
-class LoadScreen(ModalScreen[None]):
+class LoadScreen(Dialog[None]):
     """Suite path, streams per step, requests per step; Enter runs; Esc stops, then closes."""
 
     DEFAULT_CSS = """
-    LoadScreen { align: center middle; }
-    LoadScreen > Vertical {
-        width: 95%; height: 85%; border: round $primary; background: $surface; padding: 0 1;
-    }
+    LoadScreen > Vertical { width: 95%; height: 85%; padding: 0 1; }
     LoadScreen Horizontal { height: auto; }
     LoadScreen Input { width: 1fr; }
     LoadScreen DataTable { height: 1fr; }
-    LoadScreen .hint { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "close", "Stop / close", show=False)]
 
@@ -70,35 +64,16 @@ class LoadScreen(ModalScreen[None]):
         self.stop = asyncio.Event()
         self.running = False
 
-    @property
-    def tapp(self) -> TokenraceApp:
-        from tui.app import TokenraceApp
-
-        assert isinstance(self.app, TokenraceApp)
-        return self.app
-
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(
-                Content.assemble(
-                    ("Load sweep", "bold"),
-                    f" on {', '.join(map(inert_label, self.models))} · no retries · Enter runs "
-                    "· Esc stops, then closes",
-                ),
-                classes="hint",
+            yield models_hint(
+                "Load sweep", self.models, "no retries · Enter runs · Esc stops, then closes"
             )
             with Horizontal():
                 yield Input(self.initial_path, placeholder="suite.jsonl", id="path")
                 yield Input("1,2,4", placeholder="streams per step: 1,2,4", id="levels")
                 yield Input("10", placeholder="requests per step", id="requests")
-            yield ProgressBar(total=1, show_eta=False, id="progress")
-            yield DataTable(id="table", cursor_type="none", zebra_stripes=True)
-            yield Static("", id="status", classes="hint", markup=False)
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label in COLUMNS:
-            table.add_column(label, key=label)
+            yield from run_table(COLUMNS)
 
     @on(Input.Submitted)
     def _submitted(self, _event: Input.Submitted) -> None:

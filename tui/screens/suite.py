@@ -10,14 +10,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.content import Content
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from providers.events import Event
 from providers.inert import inert_label
 from providers.request import ChatRequest
 from tui import format as fmt
-from tui.screens.dialog import Dialog, hint
+from tui.screens.dialog import Dialog, models_hint, run_table
 from tui.session.model_summary import cost_text
 from tui.session.replay import (
     RunResult,
@@ -63,22 +62,16 @@ class SuiteScreen(Dialog[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield hint(
-                Content.assemble(
-                    ("Replay suite", "bold"),
-                    f" on {', '.join(map(inert_label, self.models))} · a JSONL file, one "
-                    '{"prompt": …} per line · Enter runs · Esc closes',
-                )
+            yield models_hint(
+                "Replay suite",
+                self.models,
+                'a JSONL file, one {"prompt": …} per line · Enter runs · Esc closes',
             )
             yield Input(self.initial_path, placeholder="path/to/suite.jsonl", id="path")
-            yield ProgressBar(total=1, show_eta=False, id="progress")
-            yield DataTable(id="table", cursor_type="none", zebra_stripes=True)
-            yield Static("", id="status", classes="hint", markup=False)
+            yield from run_table(COLUMNS)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label in COLUMNS:
-            table.add_column(label, key=label)
         for m in self.models:
             # A str cell would be parsed as markup: a model id is shown as it is.
             table.add_row(Text(inert_label(m)), *["—"] * (len(COLUMNS) - 1), key=m)
@@ -136,7 +129,7 @@ class SuiteScreen(Dialog[None]):
             values = [
                 str(s.replies),
                 str(s.failures),
-                f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—",
+                str(s.json),
                 fmt.ms(d["ttft_p50_ms"]),
                 fmt.ms(d["ttft_p95_ms"]),
                 f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—",

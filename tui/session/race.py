@@ -78,12 +78,9 @@ class RaceLog:
             if a is None or b is None or a.status not in OK_STATUSES or b.status not in OK_STATUSES:
                 continue
             d = compare(a, b)
-            if d.ttft_ms is not None:
-                ttft.append(d.ttft_ms)
-            if d.tps_ratio is not None:
-                tps.append(d.tps_ratio)
-            if d.cost_ratio is not None:
-                cost.append(d.cost_ratio)
+            for value, into in ((d.ttft_ms, ttft), (d.tps_ratio, tps), (d.cost_ratio, cost)):
+                if value is not None:
+                    into.append(value)
         return Delta(_median(ttft), _median(tps), _median(cost))
 
     def count(self, pane: int) -> int:

@@ -18,7 +18,7 @@ import io
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -221,58 +221,57 @@ class RunResult:
     tool_calls_valid: int | None = None  # calls whose arguments parse and fit the tool's schema
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "prompt_index": self.prompt_index,
-            "prompt": self.prompt,
-            "model": self.model,
-            "run": self.run,
-            "status": self.status,
-            "text": self.text,
-            "json_valid": self.json_valid,
-            "schema_valid": self.schema_valid,
-            "schema_error": self.schema_error,
-            "tool_calls": self.tool_calls,
-            "tool_calls_valid": self.tool_calls_valid,
-            "error": self.error,
-            "metrics": self.metrics.to_json(),
-        }
+        """Every field, the metrics as their own JSON object (``--json``'s run records)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metrics"}
+        return {**out, "metrics": self.metrics.to_json()}
+
+
+@dataclass
+class Tally:
+    """A check counted over runs: how many were checked, how many passed."""
+
+    checked: int = 0
+    passed: int = 0
+
+    def add(self, checked: int, passed: int) -> None:
+        self.checked += checked
+        self.passed += passed
+
+    def __str__(self) -> str:
+        """``passed/checked``, or ``—`` when nothing was checked (the table's cell)."""
+        return f"{self.passed}/{self.checked}" if self.checked else "—"
 
 
 @dataclass
 class ModelStats(ModelSummary):
-    """The per-model row of the suite table: the summary plus its JSON and schema checks."""
+    """The per-model row of the suite table: the summary plus its JSON, schema and tool-call
+    checks (JSON and schema per reply, tool calls per call)."""
 
-    json_expected: int = 0
-    json_valid: int = 0
-    schema_expected: int = 0
-    schema_valid: int = 0
-    tool_calls: int = 0
-    tool_calls_valid: int = 0
+    json: Tally = field(default_factory=Tally)
+    schema: Tally = field(default_factory=Tally)
+    tools: Tally = field(default_factory=Tally)
 
     def add_result(self, r: RunResult) -> None:
         """Count one run of the suite (a cancelled one stays out, with its checks)."""
         if not self.add(r.status, r.metrics):
             return
         if r.json_valid is not None:
-            self.json_expected += 1
-            self.json_valid += int(r.json_valid)
+            self.json.add(1, int(r.json_valid))
         if r.schema_valid is not None:
-            self.schema_expected += 1
-            self.schema_valid += int(r.schema_valid)
-        self.tool_calls += r.tool_calls or 0
-        self.tool_calls_valid += r.tool_calls_valid or 0
+            self.schema.add(1, int(r.schema_valid))
+        self.tools.add(r.tool_calls or 0, r.tool_calls_valid or 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "replies": self.replies,
             "failures": self.failures,
-            "json_expected": self.json_expected,
-            "json_valid": self.json_valid,
-            "schema_expected": self.schema_expected,
-            "schema_valid": self.schema_valid,
-            "tool_calls": self.tool_calls,
-            "tool_calls_valid": self.tool_calls_valid,
+            "json_expected": self.json.checked,
+            "json_valid": self.json.passed,
+            "schema_expected": self.schema.checked,
+            "schema_valid": self.schema.passed,
+            "tool_calls": self.tools.checked,
+            "tool_calls_valid": self.tools.passed,
             "ttft_p50_ms": _r(self.ttft_p50_ms),
             "ttft_p95_ms": _r(self.ttft_p95_ms),
             "decode_p50_tps": _r(self.decode_p50_tps),
@@ -463,9 +462,7 @@ def table(stats: Sequence[ModelStats]) -> str:
     lines = [head, "-" * len(head)]
     for s in stats:
         d = s.to_json()
-        jv = f"{s.json_valid}/{s.json_expected}" if s.json_expected else "—"
-        sv = f"{s.schema_valid}/{s.schema_expected}" if s.schema_expected else "—"
-        tv = f"{s.tool_calls_valid}/{s.tool_calls}" if s.tool_calls else "—"
+        jv, sv, tv = str(s.json), str(s.schema), str(s.tools)
         rate = f"{d['decode_p50_tps']:.1f}" if d["decode_p50_tps"] is not None else "—"
         cost = cost_text(s.cost_usd, s.cost_known)
         lines.append(

@@ -48,7 +48,7 @@ class MessageList(UniformRows, VerticalScroll):
     def pinned_to_end(self) -> bool:
         """True while the view shows the end of the list and keeps showing it as it grows
         (following, and not top-aligned turns that fit: those are shown from the top)."""
-        return not self._fits and self.is_anchored and not self._anchor_released
+        return not self._fits and self.is_anchored and not anchor_released(self)
 
     def watch_virtual_size(self) -> None:
         self._align()
