@@ -224,3 +224,26 @@ async def test_alt_h_starts_a_blind_race_of_the_same_models(
         assert sorted(s.models) == sorted(models) and s.conv.id != sighted.conv.id
         await pilot.pause(0.1)
         assert not leaks(seen(app), names_of(models))
+
+
+def test_a_hidden_race_shows_counts_only_whatever_figures_exist() -> None:
+    from dataclasses import fields
+
+    from providers.metrics import EMPTY_METRICS, RunMetrics
+    from tui.session import blind
+
+    race = blind.BlindRace(models=["x/a", "y/b"])
+    full = RunMetrics(
+        **{
+            f.name: (True if f.type == "bool" else 7 if "int" in str(f.type) else 1.5)
+            for f in fields(RunMetrics)
+            if f.name not in ("status", "finish_reason")
+        },
+        status="complete",
+        finish_reason="stop",
+    )
+    shown = blind.metrics(race, full)
+    timing = [f.name for f in fields(RunMetrics) if f.name.endswith(("_ms", "_tps", "_usd"))]
+    assert timing and all(getattr(shown, k) == getattr(EMPTY_METRICS, k) for k in timing)
+    assert shown.prefill_tps is None and shown.cost_input_usd is None
+    assert (shown.output_tokens, shown.input_tokens, shown.status) == (7, 7, "complete")

@@ -476,8 +476,9 @@ class RaceScreen(Screen[None]):
             return
         # Character by character on purpose: "@src/m" completes to "@src/mo" for mod/model.
         choice = found[0] if len(found) == 1 else os.path.commonprefix(found)  # noqa: RUF071
-        if len(found) > 1:
-            self.query_one("#prompt-info", Static).update("  ".join(found[:8]))
+        if len(found) > 1:  # a toast: the estimate line is redrawn as the prompt changes
+            more = f"  (+{len(found) - 8} more)" if len(found) > 8 else ""
+            self.notify("  ".join(found[:8]) + more, timeout=4, markup=False)
         if len(choice) > len(word):
             prompt.replace(choice, start, prompt.cursor_location)
 

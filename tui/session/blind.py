@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from providers.metrics import RunMetrics
+from providers.metrics import EMPTY_METRICS, RunMetrics
 
 LETTERS = "ABCD"
 HIDDEN_ENDPOINT = "a hidden endpoint"
@@ -142,25 +142,28 @@ def scrub(race: BlindRace | None, text: str) -> str:
     return text if race is None else race.scrub(text)
 
 
+# What a hidden race still shows of a reply: its counts. Everything else (every timing, rate
+# and cost, and any figure added later) is blanked, so a new figure cannot leak a race.
+_SHOWN_WHILE_HIDDEN = (
+    "status",
+    "output_tokens",
+    "output_tokens_estimated",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "image_tokens",
+    "tool_calls",
+    "token_events",
+    "finish_reason",
+)
+
+
 def metrics(race: BlindRace | None, m: RunMetrics) -> RunMetrics:
-    """A reply's figures as shown: timings and cost blanked while the race hides them."""
+    """A reply's figures as shown: only its counts while the race hides timings and cost."""
     if race is None or not race.hides_figures():
         return m
-    return replace(
-        m,
-        ttft_ms=None,
-        ttfo_ms=None,
-        decode_tps=None,
-        e2e_ms=None,
-        client_overhead_ms=None,
-        connect_ms=None,
-        itl_p50_ms=None,
-        itl_p95_ms=None,
-        itl_max_ms=None,
-        cost_usd=None,
-        overall_tps=None,
-        retry_wait_ms=0.0,
-    )
+    return replace(EMPTY_METRICS, **{k: getattr(m, k) for k in _SHOWN_WHILE_HIDDEN})
 
 
 def figures(race: BlindRace | None, f: _T, index: int | None = None) -> _T:
