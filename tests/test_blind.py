@@ -233,15 +233,12 @@ def test_a_hidden_race_shows_counts_only_whatever_figures_exist() -> None:
     from tui.session import blind
 
     race = blind.BlindRace(models=["x/a", "y/b"])
-    full = RunMetrics(
-        **{
-            f.name: (True if f.type == "bool" else 7 if "int" in str(f.type) else 1.5)
-            for f in fields(RunMetrics)
-            if f.name not in ("status", "finish_reason")
-        },
-        status="complete",
-        finish_reason="stop",
-    )
+    values: dict[str, Any] = {
+        f.name: (True if f.type == "bool" else 7 if "int" in str(f.type) else 1.5)
+        for f in fields(RunMetrics)
+        if f.name not in ("status", "finish_reason")
+    }
+    full = RunMetrics(**values, status="complete", finish_reason="stop")
     shown = blind.metrics(race, full)
     timing = [f.name for f in fields(RunMetrics) if f.name.endswith(("_ms", "_tps", "_usd"))]
     assert timing and all(getattr(shown, k) == getattr(EMPTY_METRICS, k) for k in timing)
