@@ -29,7 +29,7 @@ from bench.common import (
     temp_home,
 )
 from bench.cpu import MARKDOWN_TOKENS
-from bench.render_lag import LagRun, all_lags, measure
+from bench.render_lag import LagRun, all_lags, measure, sustainable
 from tests.support.mock_server import MockServerProcess
 
 WIDTH, HEIGHT = 200, 50
@@ -121,26 +121,6 @@ def run_render_lag(quick: bool = False) -> list[Row]:
 RATE_PER_CHUNK = 4  # tokens an event in the sustainable-rate trials
 
 
-def _bounded(r: LagRun) -> tuple[bool, dict[str, Any]]:
-    """Lag stays bounded: the last fifth's median lag within 2× the first's + 50 ms, and every
-    pane's end marker on screen within 500 ms. Markers that scrolled past between two frames
-    are counted, not held against the rate (a terminal never draws what no one could see)."""
-    lags = all_lags(r)
-    if not lags or len(r.final_lag_ms) < PANES:
-        return False, {"reason": "end markers not seen", "missed": r.missed}
-    fifth = max(1, len(lags) // 5)
-    first = median(lags[:fifth]) or 0.0
-    last = median(lags[-fifth:]) or 0.0
-    final = max(r.final_lag_ms.values())
-    ok = last <= 2 * first + 50 and final <= 500
-    return ok, {
-        "first_fifth_ms": first,
-        "last_fifth_ms": last,
-        "final_ms": final,
-        "missed": r.missed,
-    }
-
-
 def run_rates(quick: bool = False) -> list[Row]:
     """The highest per-pane rate, 4 panes, at which lag stays bounded: prose and code."""
     plans = {"prose": [3000] if quick else [3000, 6000], "code": [1500] if quick else [1500, 3000]}
@@ -165,7 +145,7 @@ def run_rates(quick: bool = False) -> list[Row]:
                     timeout=seconds + 30,
                     spin=False,
                 )
-                ok, info = _bounded(r)
+                ok, info = sustainable(r, PANES)
                 trials[rate] = {"sustainable": ok, **info}
                 if ok:
                     best = max(best, rate)
@@ -258,12 +238,7 @@ async def _race4(
 ) -> tuple[list[int], float]:
     """Pane A at ``fast_rate`` tok/s of mixed markdown, C and D at 1,000, B at a scripted
     50 tok/s: B's stamps, as the app received them, and B's decode rate."""
-    from providers.config import parse_config
-    from providers.events import TOKEN_EVENTS
-    from tui.app import TokenraceApp
-    from tui.screens.compare import CompareScreen
-    from tui.session.state import UiState
-    from tui.session.store import Store
+    from bench.timestamp_honesty import pane_b_stamps
 
     home = Path(tempfile.mkdtemp(prefix="tokenrace-bench-"))
     os.environ["TOKENRACE_HOME"] = str(home)
@@ -279,28 +254,8 @@ async def _race4(
             },
         )
     server.add_scenario("honest4-b", {"n_tokens": b_tokens, "ttft_ms": 300, "tps": 50})
-    config = parse_config({"endpoints": {"mock": {"base_url": server.base_url}}})
-    app = TokenraceApp(
-        config,
-        store=Store(home / "history.db"),
-        state=UiState(),
-        models=["mock/honest4-a", "mock/honest4-b", "mock/honest4-c", "mock/honest4-d"],
-        discover_models=False,
-        save_state=False,
-        probe_loopback=False,
-    )
-    async with app.run_test(size=(WIDTH, HEIGHT)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
-        await pilot.pause(0.3)
-        screen.send("go")
-        while not (screen.runs and screen.runs[1].shown_final):
-            await pilot.pause(0.05)
-        b = screen.runs[1]
-        ours = [e.t_ns for e in b.events if isinstance(e, TOKEN_EVENTS)]
-        decode = b.final().decode_tps
-    assert decode is not None
-    return ours, decode
+    models = ["mock/honest4-a", "mock/honest4-b", "mock/honest4-c", "mock/honest4-d"]
+    return await pane_b_stamps(server, home, models, (WIDTH, HEIGHT), every_pane=False)
 
 
 def run_honesty(quick: bool = False) -> list[Row]:

@@ -36,22 +36,41 @@ async def race(
     os.environ["TOKENRACE_HOME"] = str(home)
     server.add_scenario("honest-a", {"text": heavy_text(multiplier), "ttft_ms": 5})
     server.add_scenario("honest-b", {"n_tokens": b_tokens, "ttft_ms": 300, "tps": 50})
+    return await pane_b_stamps(server, home, ["mock/honest-a", "mock/honest-b"], (160, 45))
+
+
+async def pane_b_stamps(
+    server: MockServerProcess,
+    home: Path,
+    models: list[str],
+    size: tuple[int, int],
+    every_pane: bool = True,
+) -> tuple[list[int], float]:
+    """Race ``models`` in the app (``go`` as the prompt): pane B's token stamps as the app
+    received them, and B's decode rate, once every pane (or B alone) has finished."""
     config = parse_config({"endpoints": {"mock": {"base_url": server.base_url}}})
     app = TokenraceApp(
         config,
         store=Store(home / "history.db"),
         state=UiState(),
-        models=["mock/honest-a", "mock/honest-b"],
+        models=models,
         discover_models=False,
         save_state=False,
         probe_loopback=False,
     )
-    async with app.run_test(size=(160, 45)) as pilot:
+    async with app.run_test(size=size) as pilot:
         screen = app.screen
         assert isinstance(screen, CompareScreen)
         await pilot.pause(0.3)
         screen.send("go")
-        while not (screen.runs and all(r.shown_final for r in screen.runs.values())):
+
+        def done() -> bool:
+            runs = screen.runs
+            return bool(runs) and all(
+                r.shown_final for i, r in runs.items() if every_pane or i == 1
+            )
+
+        while not done():
             await pilot.pause(0.05)
         b = screen.runs[1]
         ours = [e.t_ns for e in b.events if isinstance(e, TOKEN_EVENTS)]
