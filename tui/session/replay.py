@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from providers.attachments import Image, ImageError, load_image
 from providers.capabilities import ChatParams
@@ -39,6 +39,8 @@ _ALLOWED_KEYS = {
     "prompt", "system", "json_mode", "expect", "temperature", "max_tokens", "name", "schema",
     "schema_file", "images", "tools", "tools_file", "role",
 }  # fmt: skip
+
+T = TypeVar("T")
 
 
 class SuiteError(ValueError):
@@ -71,42 +73,45 @@ def _item_images(obj: dict[str, Any], path: Path, no: int) -> tuple[Image, ...]:
         raise SuiteError(f"{path}:{no}: {exc}") from None
 
 
+def _inline_or_file(
+    obj: dict[str, Any],
+    key: str,
+    path: Path,
+    no: int,
+    parse: Callable[[Any, str], T],
+    load: Callable[[Path], T],
+    error: type[Exception],
+) -> T | None:
+    """The line's ``key``, inline or from ``key_file`` (relative to the suite): parsed with
+    ``parse``, read with ``load``; their ``error`` becomes a SuiteError naming the line."""
+    file_key = f"{key}_file"
+    if key in obj and file_key in obj:
+        raise SuiteError(f'{path}:{no}: give "{key}" or "{file_key}", not both')
+    try:
+        if key in obj:
+            return parse(obj[key], f"{path}:{no}")
+        if file_key in obj:
+            name = obj[file_key]
+            if not isinstance(name, str) or not name:
+                raise SuiteError(f'{path}:{no}: "{file_key}" must be a file name')
+            return load(path.parent / name)
+    except error as exc:
+        raise SuiteError(str(exc) if file_key not in obj else f"{path}:{no}: {exc}") from None
+    return None
+
+
 def _item_tools(obj: dict[str, Any], path: Path, no: int) -> tuple[ToolDef, ...]:
     """The line's tool definitions, inline or from ``tools_file`` (relative to the suite)."""
     from providers.tools import ToolsError, load_tools, parse_tools
 
-    if "tools" in obj and "tools_file" in obj:
-        raise SuiteError(f'{path}:{no}: give "tools" or "tools_file", not both')
-    try:
-        if "tools" in obj:
-            return parse_tools(obj["tools"], f"{path}:{no}")
-        if "tools_file" in obj:
-            name = obj["tools_file"]
-            if not isinstance(name, str) or not name:
-                raise SuiteError(f'{path}:{no}: "tools_file" must be a file name')
-            return load_tools(path.parent / name)
-    except ToolsError as exc:
-        raise SuiteError(str(exc) if "tools_file" not in obj else f"{path}:{no}: {exc}") from None
-    return ()
+    return _inline_or_file(obj, "tools", path, no, parse_tools, load_tools, ToolsError) or ()
 
 
 def _item_schema(obj: dict[str, Any], path: Path, no: int) -> dict[str, Any] | None:
     """The line's JSON Schema, inline or from ``schema_file`` (relative to the suite)."""
     from tui.session.structured import SchemaError, check_schema, load_schema
 
-    if "schema" in obj and "schema_file" in obj:
-        raise SuiteError(f'{path}:{no}: give "schema" or "schema_file", not both')
-    try:
-        if "schema" in obj:
-            return check_schema(obj["schema"], f"{path}:{no}")
-        if "schema_file" in obj:
-            name = obj["schema_file"]
-            if not isinstance(name, str) or not name:
-                raise SuiteError(f'{path}:{no}: "schema_file" must be a file name')
-            return load_schema(path.parent / name)
-    except SchemaError as exc:
-        raise SuiteError(str(exc) if "schema_file" not in obj else f"{path}:{no}: {exc}") from None
-    return None
+    return _inline_or_file(obj, "schema", path, no, check_schema, load_schema, SchemaError)
 
 
 def _item_role(obj: dict[str, Any], roles: Mapping[str, Role], path: Path, no: int) -> Role | None:
