@@ -393,10 +393,12 @@ class RaceScreen(Screen[None]):
             parts, over = self._estimate_parts(model, tokens, full)
             too_long = too_long or over
             label = f"{PANE_LETTERS[index]}: " if len(models) > 1 else ""
-            panes.append(Content(label + " · ".join(parts)))
+            if parts:  # nothing known of this model's price or context: nothing to say
+                panes.append(Content(label + " · ".join(parts)))
         line = Content(" · ").join(panes)
         if len(models) > 1:
-            line = Content.assemble(f"next request ≈{most:,} tok in · ", line)
+            head = f"next request ≈{most:,} tok in"
+            line = Content.assemble(head + " · ", line) if panes else Content(head)
         if too_long:
             line = Content.assemble(("⚠ exceeds the model's context window: ", "bold"), line)
         info.update(line)
