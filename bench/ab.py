@@ -27,7 +27,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import Row, print_table, write_json  # noqa: E402
+from bench.common import Row, as_installed, print_table, write_json  # noqa: E402
 
 # A number not glued to a letter or digit before it ("p99 0.58" reads 0.58, not 99).
 _NUMBER = re.compile(r"(?<![A-Za-z\d.])\d[\d,]*(?:\.\d+)?")
@@ -105,6 +105,8 @@ def main() -> int:
     p.add_argument("--margin", type=float, default=0.10)
     ns = p.parse_args()
     base = worktree_at(ns.base)
+    for tree in (base, REPO):  # both from bytecode, as installed (an older run.py did not)
+        as_installed(tree)
     old: dict[str, list[float]] = {}
     new: dict[str, list[float]] = {}
     started = time.monotonic()

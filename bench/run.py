@@ -38,7 +38,7 @@ from bench import (
     timestamp_honesty,
     ttft_overhead,
 )
-from bench.common import Row, cpu_speed_ms, print_table, write_json
+from bench.common import Row, as_installed, cpu_speed_ms, print_table, write_json
 
 SUITE: dict[str, Callable[[bool], list[Row]]] = {
     "ttft_overhead": ttft_overhead.run,
@@ -127,6 +127,7 @@ def main() -> int:
         ran = [r for name in names for r in _run_one(name, ns.quick)]
         ns.rows_json.write_text(json.dumps([asdict(r) for r in ran]))
         return 0
+    as_installed()
     rows: list[Row] = []
     timings: dict[str, float] = {}
     speed_before = cpu_speed_ms()
