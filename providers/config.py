@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from providers import paths, secrets
 from providers.inert import inert_label
-from providers.model_ref import ModelRef
 from providers.protocols import PROTOCOLS
 
 _NUM = (int, float)
@@ -743,15 +742,6 @@ def _endpoint(
         protocol=protocol,
         thinking=table.get("thinking", base.thinking if base else False),
     )
-
-
-# --- model references ------------------------------------------------------------------------
-
-
-def split_model_ref(ref: str) -> tuple[str, str]:
-    """Split ``endpoint/model`` on the first '/' (model ids may contain '/' themselves)."""
-    parsed = ModelRef.parse(ref)
-    return parsed.endpoint, parsed.model
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from providers.config import (
     load_config,
     parse_config,
     presets,
-    split_model_ref,
 )
 from providers.model_ref import ModelRef, endpoint_of
 from providers.prices import model_info
@@ -212,13 +211,11 @@ def test_add_endpoint_to_missing_file(tmp_path: Path) -> None:
     assert load_config(p).endpoint("gw").base_url == "https://gw.example/v1"
 
 
-def test_split_model_ref_on_first_slash() -> None:
-    assert split_model_ref("openrouter/meta-llama/llama-4-maverick") == (
-        "openrouter",
-        "meta-llama/llama-4-maverick",
-    )
+def test_model_ref_splits_on_first_slash() -> None:
+    ref = ModelRef.parse("openrouter/meta-llama/llama-4-maverick")
+    assert (ref.endpoint, ref.model) == ("openrouter", "meta-llama/llama-4-maverick")
     with pytest.raises(ValueError, match="ENDPOINT/MODEL"):
-        split_model_ref("gpt-4o")
+        ModelRef.parse("gpt-4o")
 
 
 @pytest.mark.parametrize("bad", ["gpt-4o", "/gpt-4o", "openai/", ""])

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from providers.config import atomic_write_text, load_config, split_model_ref
+from providers.config import atomic_write_text, load_config
 from providers.inert import json_inert
 from providers.local import with_local
+from providers.model_ref import ModelRef
 from tui.session.load import (
     TABLE_HEAD,
     LoadError,
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
         plans = _plans(ns)
         slo = parse_slo(ns.slo)
         for m in ns.model:
-            split_model_ref(m)
+            ModelRef.parse(m)  # a wrong model reference is said before anything starts
         items = load_suite(ns.suite)
     except (LoadError, SuiteError, ValueError) as exc:
         print(f"tokenrace load: {exc}", file=sys.stderr)
