@@ -284,7 +284,7 @@ class RaceScreen(Screen[None]):
         if expanded.files:
             names = ", ".join(f.name for f in expanded.files)
             self.notify(f"With {len(expanded.files)} file(s) in the prompt: {names}", timeout=4)
-        text = expanded.text
+        typed, text = text, expanded.text
         # Every pane must take the images, or none is sent: the race stays fair.
         images = event.prompt.images.images
         for index, model in enumerate(self.pane_models()):
@@ -295,7 +295,7 @@ class RaceScreen(Screen[None]):
                 return
         event.prompt.clear_prompt()
         self._history_pos = -1
-        self.send(text, t_submit, event.prompt.take_images())
+        self.send(text, t_submit, event.prompt.take_images(), typed=typed)
 
     def _has_models(self) -> bool:
         if all(self.pane_models()):
@@ -517,15 +517,20 @@ class RaceScreen(Screen[None]):
     # --- racing --------------------------------------------------------------------------
 
     def send(
-        self, text: str, t_submit_ns: int | None = None, images: tuple[Image, ...] = ()
+        self,
+        text: str,
+        t_submit_ns: int | None = None,
+        images: tuple[Image, ...] = (),
+        typed: str | None = None,
     ) -> None:
         """Send ``text`` (with ``images``) as the next user turn to every pane; the requests
-        leave together."""
+        leave together. ``typed``: the prompt as written, when its ``@file`` words made
+        ``text`` longer (it names the conversation and is what Up recalls)."""
         t_submit = t_submit_ns or time.perf_counter_ns()
         panes = tuple(range(len(self.pane_models())))
-        self.conv.add_user(text, self.tapp.store, panes=panes, images=images)
+        self.conv.add_user(text, self.tapp.store, panes=panes, images=images, typed=typed)
         self.tapp.remember_conversation(self.conv.id)
-        self.tapp.history_added(text)
+        self.tapp.history_added(text if typed is None else typed)
         for index in panes:
             self.messages_of(index).mount(UserMessage(text, images))
         self.race(t_submit)

@@ -223,16 +223,19 @@ class Conversation:
         store: Store | None,
         panes: tuple[int, ...] = (0,),
         images: tuple[Image, ...] = (),
+        typed: str | None = None,
     ) -> Turn:
         """Append the user's prompt (and its images) to every pane and the store; names the
-        conversation."""
+        conversation. ``typed`` is the prompt as the user wrote it when ``text`` is more (its
+        ``@file`` words expanded): the title and the prompt history take the typed one."""
+        typed = text if typed is None else typed
         if not self.title:
-            line = " ".join(text.split())
+            line = " ".join(typed.split())
             self.title = line[:TITLE_CHARS] + ("…" if len(line) > TITLE_CHARS else "")
         self.ensure_saved(store)
         if store is not None:
             store.update_conversation(self.id, title=self.title)
-            store.add_prompt(text, self.id)
+            store.add_prompt(typed, self.id)
         turn = Turn(id=0, role="user", content=text)
         for pane in panes:
             turns = self.turns(pane)
