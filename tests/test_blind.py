@@ -18,6 +18,7 @@ from tui.session.conversation import Conversation
 from tui.session.export import export_text
 from tui.session.store import MIGRATIONS, connect, migrate
 from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.error_panel import ErrorPanel
 
 
 def two_endpoints(mock: MockServerProcess, fast: str, slow: str) -> tuple[Any, list[str]]:
@@ -180,6 +181,12 @@ def test_scrub_replaces_whole_names_only() -> None:
     assert race.scrub(text) == (
         "a hidden endpoint rejected model B; model A answered; gpt-4orca is another"
     )
+    # A name ending a clause or a sentence is a name; inside a longer name it is not.
+    ollama = blind.BlindRace(["ollama/llama3", "ollama/qwen3"])
+    said = "llama3: no key. Tried qwen3. Not llama3:8b or qwen3.5 or llama3.1:8b"
+    assert ollama.scrub(said) == (
+        "model A: no key. Tried model B. Not llama3:8b or qwen3.5 or llama3.1:8b"
+    )
     race.revealed = True
     assert race.scrub(text) == text
 
@@ -244,3 +251,32 @@ def test_a_hidden_race_shows_counts_only_whatever_figures_exist() -> None:
     assert timing and all(getattr(shown, k) == getattr(EMPTY_METRICS, k) for k in timing)
     assert shown.prefill_tps is None and shown.cost_input_usd is None
     assert (shown.output_tokens, shown.input_tokens, shown.status) == (7, 7, "complete")
+
+
+async def test_an_error_panel_is_blind_until_the_verdict_then_names_its_model(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    fast = scenario(mock_server, text="Quick reply.", ttft_ms=5, tps=200)
+    denied = scenario(mock_server, status=401, error_body={"error": {"message": "no key"}})
+    config, models = two_endpoints(mock_server, fast, denied)
+    denied_id = models[1].split("/")[1]
+    mock_server.add_scenario(
+        denied_id, {"status": 401, "error_body": {"error": {"message": f"{denied_id}: no key"}}}
+    )
+    conv, order = blind_conversation(models)
+    app = make_app(config, isolated_home, models=order, conversation=conv)
+    async with app.run_test(size=(200, 45)) as pilot:
+        s = await wait_for_screen(pilot, CompareScreen)
+        await send(pilot, "which is better?")
+        await wait_until(pilot, lambda: race_over(app), what="race")
+        (panel,) = s.query(ErrorPanel)
+        before = seen(app)
+        assert not leaks(before, names_of(models)), leaks(before, names_of(models))
+        assert panel.model.startswith("model ")
+        await pilot.press("f9")
+        await wait_for_screen(pilot, PaneChooser)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.pause(0.2)
+        shown = str(panel.render())
+        assert models[1] in shown and f"{denied_id}: no key" in shown, shown

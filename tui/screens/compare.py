@@ -30,6 +30,7 @@ from tui.session.conversation import Conversation
 from tui.session.race import PANE_LETTERS, Delta, RaceLog, compare, finishing_order, split_row
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.compare_pane import ComparePane
+from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.live_line import LiveLine
 from tui.widgets.message_list import MessageList
 from tui.widgets.prompt_box import PromptBox
@@ -554,6 +555,8 @@ class CompareScreen(RaceScreen):
                 widget.header.update(widget._header_text(widget.status))
                 if turn.metrics is not None:
                     widget.metrics_line.show(fmt.metrics_text(turn.metrics))
+            for panel in pane.query(ErrorPanel):
+                panel.reveal()
             run = self.runs.get(pane.index)
             if run is not None and run.done:
                 pane.status.show(run.live(time.perf_counter_ns()), run.spark_rates())

@@ -10,7 +10,6 @@ from providers.remote import StreamHandle
 from tui.session import blind
 from tui.session.conversation import LiveRun
 from tui.widgets.assistant_message import AssistantMessage
-from tui.widgets.error_panel import ErrorPanel
 
 if TYPE_CHECKING:
     from tui.screens.race_screen import RaceScreen
@@ -111,9 +110,7 @@ class PaneReply:
             kind = next(
                 (e.kind for e in reversed(run.events) if isinstance(e, StreamError)), "error"
             )
-            messages.mount(
-                ErrorPanel(screen.shown(run.model, self.pane), kind, blind.scrub(race, turn.error))
-            )
+            messages.mount(screen.error_panel(run.model, self.pane, kind, turn.error))
         messages.content_grew()
         screen.status_of(self.pane).show(
             blind.figures(race, run.live(time.perf_counter_ns()), self.pane),

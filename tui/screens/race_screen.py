@@ -193,10 +193,14 @@ class RaceScreen(Screen[None]):
                 )
             )
             if t.error and t.status in ("error", "interrupted"):
-                widgets.append(
-                    ErrorPanel(self.shown(t.model, pane), t.status, blind.scrub(race, t.error))
-                )
+                widgets.append(self.error_panel(t.model, pane, t.status, t.error))
         return widgets
+
+    def error_panel(self, model: str | None, pane: int, kind: str, error: str) -> ErrorPanel:
+        """A failed reply's panel, under the pane's blind label while the race is hidden."""
+        race = self.conv.blind
+        hidden = (model or "", error) if race is not None and race.hiding else None
+        return ErrorPanel(self.shown(model, pane), kind, blind.scrub(race, error), hidden=hidden)
 
     def _update_earlier(self, pane: int) -> None:
         """The line above the oldest turn shown that says how many are not drawn yet."""

@@ -25,6 +25,9 @@ LOCKED = "Blind race: the models stay hidden until the verdict (F9)."
 FIGURES_HIDDEN = "Blind race: timings and cost are hidden until the verdict (F9)."
 # A name inside a longer word or id (``gpt-4o`` inside ``gpt-4o-mini``) is not that name.
 _NAME_CHAR = r"[\w./:@-]"
+# Where a hidden name ends: no name character follows, except a '.' or ':' that ends a sentence
+# or a clause ("s-05: no key", "used gpt-4o."), not one inside a longer name ("llama3:8b").
+_NAME_END = r"(?![\w/@-]|[.:][\w./:@-])"
 
 _T = TypeVar("_T")
 
@@ -78,7 +81,7 @@ class BlindRace:
         if not self.hiding or not text:
             return text
         for secret, shown in self.replacements():
-            pattern = rf"(?<!{_NAME_CHAR}){re.escape(secret)}(?!{_NAME_CHAR})"
+            pattern = rf"(?<!{_NAME_CHAR}){re.escape(secret)}{_NAME_END}"
             # A function, so a backslash in a name is never read as a group reference.
             text = re.sub(pattern, _constant(shown), text)
         return text

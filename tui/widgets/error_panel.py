@@ -35,20 +35,32 @@ class ErrorPanel(Static):
     }
     """
 
-    def __init__(self, model: str, kind: str, message: str, *, retrying: bool = False) -> None:
+    def __init__(
+        self, model: str, kind: str, message: str, *, hidden: tuple[str, str] | None = None
+    ) -> None:
+        """``model`` and ``message`` as shown; ``hidden``: in a blind race, the real model and
+        message, shown once the verdict reveals the race (``reveal``)."""
         self.model = model
         self.kind = kind
         self.message = message
-        hint = hint_for(kind, model)
-        super().__init__(
-            Content.assemble(
-                ("✗ ", "bold"),
-                (inert_label(model), "bold"),
-                f" · {kind}\n",
-                inert(message),
-                "\n",
-                (hint, "italic"),
-            ),
-            markup=False,
-        )
+        self._hidden = hidden
+        super().__init__(self._content(), markup=False)
         self.border_title = "error"
+
+    def _content(self) -> Content:
+        return Content.assemble(
+            ("✗ ", "bold"),
+            (inert_label(self.model), "bold"),
+            f" · {self.kind}\n",
+            inert(self.message),
+            "\n",
+            (hint_for(self.kind, self.model), "italic"),
+        )
+
+    def reveal(self) -> None:
+        """The blind race's verdict is in: the real model and message replace the labels."""
+        if self._hidden is None:
+            return
+        self.model, self.message = self._hidden
+        self._hidden = None
+        self.update(self._content())
