@@ -108,6 +108,61 @@ def load_tools(path: Path) -> tuple[ToolDef, ...]:
     return parse_tools(obj, str(path))
 
 
+# The keys of Gemini's Schema object (the OpenAPI 3.0 subset that "parameters" takes).
+_GEMINI_SCHEMA_KEYS = frozenset(
+    [
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    ]
+)
+
+
+def _fits_gemini_schema(schema: Any) -> bool:
+    if not isinstance(schema, Mapping):
+        return False
+    for key, value in schema.items():
+        if key not in _GEMINI_SCHEMA_KEYS:
+            return False
+        if key == "type" and not isinstance(value, str):
+            return False  # ["string", "null"] is JSON Schema's, not OpenAPI's
+        if key == "properties" and not (
+            isinstance(value, Mapping) and all(_fits_gemini_schema(v) for v in value.values())
+        ):
+            return False
+        if key == "items" and not _fits_gemini_schema(value):
+            return False
+        if key == "anyOf" and not (
+            isinstance(value, list) and all(_fits_gemini_schema(v) for v in value)
+        ):
+            return False
+    return True
+
+
+def _gemini_field(schema: Mapping[str, Any]) -> str:
+    """Which field of a Gemini function declaration carries ``schema``."""
+    return "parameters" if _fits_gemini_schema(schema) else "parametersJsonSchema"
+
+
 def request_tools(protocol: str, tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
     """The ``tools`` field of a request in ``protocol``'s documented form."""
     if protocol == "anthropic":
@@ -116,10 +171,15 @@ def request_tools(protocol: str, tools: Sequence[ToolDef]) -> list[dict[str, Any
             for t in tools
         ]
     if protocol == "gemini":
-        # parametersJsonSchema takes JSON Schema as is; "parameters" is an OpenAPI subset, but
-        # it is the documented example's field, and plain object schemas fit it.
+        # "parameters" takes an OpenAPI subset (the documented example's field); a schema using
+        # more of JSON Schema ($ref, additionalProperties, a list of types…) goes as
+        # "parametersJsonSchema", which takes it as is (the two are mutually exclusive).
         decls = [
-            {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+            {
+                "name": t.name,
+                "description": t.description,
+                _gemini_field(t.parameters): dict(t.parameters),
+            }
             for t in tools
         ]
         return [{"functionDeclarations": decls}]

@@ -242,6 +242,21 @@ async def test_arguments_that_break_the_schema_are_counted_invalid(mock: MockSer
     assert not check_call((WEATHER,), ToolCall(0, None, "nope", "{}")).schema_valid
 
 
+def test_gemini_gets_a_schema_beyond_openapi_as_parameters_json_schema() -> None:
+    (plain,) = parse_tools(doc_tools("gemini"), "doc")
+    assert request_tools("gemini", (plain,)) == GEMINI_DOC  # the documented field
+    rich = [
+        {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False},
+        {"type": "object", "properties": {"x": {"type": ["string", "null"]}}},
+        {"type": "object", "properties": {"p": {"$ref": "#/$defs/point"}}},
+        {"type": "array", "items": {"type": "object", "properties": {"n": {"const": 1}}}},
+    ]
+    for schema in rich:
+        tool = ToolDef(name="f", description="", parameters=schema)
+        (decl,) = request_tools("gemini", (tool,))[0]["functionDeclarations"]
+        assert decl["parametersJsonSchema"] == schema and "parameters" not in decl, schema
+
+
 def test_tool_files_are_checked(tmp_path: Path) -> None:
     good = tmp_path / "tools.json"
     good.write_text(json.dumps({"tools": CHAT_DOC}))  # OpenAI's shape is taken too
