@@ -245,7 +245,7 @@ async def test_arguments_that_break_the_schema_are_counted_invalid(mock: MockSer
 def test_gemini_gets_a_schema_beyond_openapi_as_parameters_json_schema() -> None:
     (plain,) = parse_tools(doc_tools("gemini"), "doc")
     assert request_tools("gemini", (plain,)) == GEMINI_DOC  # the documented field
-    rich = [
+    rich: list[dict[str, Any]] = [
         {"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": False},
         {"type": "object", "properties": {"x": {"type": ["string", "null"]}}},
         {"type": "object", "properties": {"p": {"$ref": "#/$defs/point"}}},
