@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tui.launch import resume_conversation
 from tui.screens.compare import CompareScreen
 from tui.screens.conversations import ConversationsScreen
 from tui.screens.fork_chooser import ForkChooser
-from tui.session.conversation import Conversation, current_branch, message_tree
+from tui.session.conversation import Conversation, branch_ends, current_branch, message_tree
 from tui.session.export import export_text
 from tui.session.state import UiState
 from tui.session.store import CONVERSATION_TREES, MIGRATIONS, connect, migrate
@@ -86,7 +87,24 @@ async def test_edit_and_fork_keep_every_turn_and_resume_follows_the_branch(
         f4 = await wait_for_screen(pilot, ConversationsScreen)
         tree = str(f4.query_one("#tree").render())
         assert "● you › uno" in tree and "○ you › two, edited" in tree, tree
-        await pilot.press("escape")
+        # Ctrl+B picks another branch (oldest first, round), Enter resumes it in every pane.
+        for marked in (["one", "two"], ["one", "two, edited"], ["uno"], ["one", "two"]):
+            await pilot.press("ctrl+b")
+            tree = str(f4.query_one("#tree").render())
+            assert re.findall(r"● you › (.*)", tree) == marked, tree
+        await pilot.press("enter")
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, CompareScreen)
+                and app.screen.conv.id == conv_id
+                and "two" in contents(app.screen.conv, 0)
+            ),
+            what="the conversation resumed",
+        )
+        s = await wait_for_screen(pilot, CompareScreen)
+        assert contents(s.conv, 0) == ["one", "from A", "two", "from A"]
+        assert contents(s.conv, 1) == ["one", "from B", "two", "from B"]
     store = app.store
     assert store is not None
     store.flush()
@@ -106,17 +124,17 @@ async def test_edit_and_fork_keep_every_turn_and_resume_follows_the_branch(
             (0, "user", "uno"),
             (1, "assistant", reply),
         ], shape
-    # --resume opens the branch last used; the export follows it too.
+    # --resume opens the branch last used (the one picked in F4); the export follows it too.
     conv = resume_conversation(store, state)
     assert conv is not None and conv.id == conv_id
-    assert contents(conv, 0) == ["uno", "from A"] and contents(conv, 1) == ["uno", "from B"]
+    assert contents(conv, 1) == ["one", "from B", "two", "from B"]
     md = export_text(store, conv_id, "md")
-    assert "uno" in md and "two" not in md
+    assert "two" in md and "uno" not in md and "edited" not in md
     # A fork not yet sent is the branch last used too: resume opens it, not the newest one.
-    assert conv.fork_at(-1, store) == "uno"
+    assert conv.fork_at(-1, store) == "two"
     store.flush()
     again = Conversation.load(store, conv_id)
-    assert again is not None and contents(again, 0) == [] and contents(again, 1) == []
+    assert again is not None and contents(again, 0) == ["one", "from A"]
     assert len(store.messages(conv_id)) == 16
 
 
@@ -155,3 +173,7 @@ def test_a_retried_reply_stays_on_the_branch_before_its_replacement() -> None:
     ]
     assert [r["id"] for r in current_branch(rows, {})] == [1, 2, 3, 4]
     assert [r["id"] for r in current_branch(rows, {0: 1})] == [1, 2, 3, 4]
+    # A retried reply ends no branch of its own: one branch here, and one when the retry is
+    # the last message.
+    assert branch_ends(rows) == [4]
+    assert branch_ends(rows[:3]) == [3]

@@ -15,7 +15,14 @@ from textual.widgets.option_list import Option
 
 from providers.inert import inert_label
 from tui.screens.dialog import Dialog, hint
-from tui.session.conversation import branch_since, branch_tips, current_branch, message_tree
+from tui.session.conversation import (
+    branch_ends,
+    branch_since,
+    branch_tips,
+    branch_tips_at,
+    current_branch,
+    message_tree,
+)
 from tui.session.store import ConversationRow
 
 TREE_LINES = 12
@@ -44,7 +51,8 @@ def tree_text(rows: list[Any], tips: dict[int, int | None], since: int | None = 
         [r for r in on_branch if int(r["pane"]) == 0 and r["role"] == "user"]
     )
     head = Content.styled(
-        "Branches (● the current one, which Enter resumes)" if branches else "Messages", "bold"
+        "Branches (● the one Enter resumes; Ctrl+B picks another)" if branches else "Messages",
+        "bold",
     )
     return Content("\n").join([head, *lines[-TREE_LINES:]])
 
@@ -71,6 +79,7 @@ class ConversationsScreen(Dialog[None]):
     BINDINGS = [
         Binding("escape", "close", "Close", show=False),
         Binding("ctrl+e", "rename", "Rename", show=False, priority=True),
+        Binding("ctrl+b", "next_branch", "Another branch", show=False, priority=True),
         Binding("delete", "delete", "Delete", show=False, priority=True),
         Binding("down", "move(1)", show=False),
         Binding("up", "move(-1)", show=False),
@@ -80,12 +89,13 @@ class ConversationsScreen(Dialog[None]):
         super().__init__()
         self.rows: list[ConversationRow] = []
         self._armed_delete: int | None = None
+        self._picked: dict[int, int] = {}  # conversation → the branch picked (Ctrl+B), by index
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield hint(
-                "Conversations · Enter resumes · Ctrl+E renames · Delete twice deletes "
-                "· type to search titles and text · Esc closes"
+                "Conversations · Enter resumes · Ctrl+B another branch · Ctrl+E renames "
+                "· Delete twice deletes · type to search titles and text · Esc closes"
             )
             yield Input(placeholder="search…", id="search")
             yield Input(placeholder="new title, Enter saves", id="rename")
@@ -127,7 +137,29 @@ class ConversationsScreen(Dialog[None]):
             tree.update("")
             return
         rows = self.tapp.store.messages(row.id)
-        tree.update(tree_text(rows, branch_tips(row.branch), branch_since(row.branch)))
+        picked = self._picked.get(row.id)
+        if picked is None:
+            tree.update(tree_text(rows, branch_tips(row.branch), branch_since(row.branch)))
+        else:
+            tree.update(tree_text(rows, branch_tips_at(rows, picked)))
+
+    def action_next_branch(self) -> None:
+        """Ctrl+B: mark the highlighted conversation's next branch as the one to resume."""
+        row = self._current()
+        if row is None or self.tapp.store is None:
+            return
+        rows = self.tapp.store.messages(row.id)
+        ends = branch_ends(rows, 0)
+        if len(ends) < 2:
+            self.notify("This conversation has one branch.")
+            return
+        picked = self._picked.get(row.id)
+        if picked is None:  # start from the branch it would resume now
+            on = current_branch(rows, branch_tips(row.branch), branch_since(row.branch))
+            on_ids = {int(r["id"]) for r in on if int(r["pane"]) == 0}
+            picked = next((i for i, end in enumerate(ends) if end in on_ids), len(ends) - 1)
+        self._picked[row.id] = (picked + 1) % len(ends)
+        self._show_tree()
 
     @on(Input.Changed, "#search")
     def _search(self, event: Input.Changed) -> None:
@@ -150,6 +182,11 @@ class ConversationsScreen(Dialog[None]):
         row = self._current()
         if row is None:
             return
+        picked = self._picked.get(row.id)
+        if picked is not None and self.tapp.store is not None:
+            tips = branch_tips_at(self.tapp.store.messages(row.id), picked)
+            self.tapp.store.update_conversation(row.id, branch={str(p): t for p, t in tips.items()})
+            self.tapp.store.flush()
         self.dismiss()
         self.tapp.open_conversation(row.id)
 

@@ -415,6 +415,37 @@ def message_tree(rows: list[Any], pane: int = 0) -> list[tuple[int, Any]]:
     return out
 
 
+def branch_ends(rows: list[Any], pane: int = 0) -> list[int]:
+    """The last message of each of a pane's branches, oldest branch first (the tree's order):
+    every message nothing follows, except a reply a retry replaced (a later reply beside it)."""
+    tree = [r for _, r in message_tree(rows, pane)]
+    parents = {r["parent_id"] for r in tree}
+    ends: list[int] = []
+    for r in tree:
+        rid = int(r["id"])
+        if rid in parents:
+            continue
+        retried = r["role"] == "assistant" and any(
+            o["parent_id"] == r["parent_id"] and o["role"] == "assistant" and int(o["id"]) > rid
+            for o in tree
+        )
+        if not retried:
+            ends.append(rid)
+    return ends
+
+
+def branch_tips_at(rows: list[Any], index: int) -> dict[int, int | None]:
+    """Every pane's tip for the ``index``-th branch (oldest first): a race gives every pane the
+    same edits and forks, so a pane's branches line up with pane A's (a pane with fewer keeps
+    its last)."""
+    tips: dict[int, int | None] = {}
+    for pane in sorted({int(r["pane"]) for r in rows}):
+        ends = branch_ends(rows, pane)
+        if ends:
+            tips[pane] = ends[min(index, len(ends) - 1)]
+    return tips
+
+
 @dataclass
 class LiveFigures:
     """What the status bar shows while a reply streams; cheap to compute every frame."""
