@@ -87,9 +87,9 @@ async def test_edit_and_fork_keep_every_turn_and_resume_follows_the_branch(
         f4 = await wait_for_screen(pilot, ConversationsScreen)
         tree = str(f4.query_one("#tree").render())
         assert "● you › uno" in tree and "○ you › two, edited" in tree, tree
-        # Ctrl+B picks another branch (oldest first, round), Enter resumes it in every pane.
+        # Tab picks another branch (oldest first, round), Enter resumes it in every pane.
         for marked in (["one", "two"], ["one", "two, edited"], ["uno"], ["one", "two"]):
-            await pilot.press("ctrl+b")
+            await pilot.press("tab")
             tree = str(f4.query_one("#tree").render())
             assert re.findall(r"● you › (.*)", tree) == marked, tree
         await pilot.press("enter")

@@ -51,7 +51,7 @@ def tree_text(rows: list[Any], tips: dict[int, int | None], since: int | None = 
         [r for r in on_branch if int(r["pane"]) == 0 and r["role"] == "user"]
     )
     head = Content.styled(
-        "Branches (● the one Enter resumes; Ctrl+B picks another)" if branches else "Messages",
+        "Branches (● the one Enter resumes; Tab picks another)" if branches else "Messages",
         "bold",
     )
     return Content("\n").join([head, *lines[-TREE_LINES:]])
@@ -79,7 +79,7 @@ class ConversationsScreen(Dialog[None]):
     BINDINGS = [
         Binding("escape", "close", "Close", show=False),
         Binding("ctrl+e", "rename", "Rename", show=False, priority=True),
-        Binding("ctrl+b", "next_branch", "Another branch", show=False, priority=True),
+        Binding("tab", "next_branch", "Another branch", show=False, priority=True),
         Binding("delete", "delete", "Delete", show=False, priority=True),
         Binding("down", "move(1)", show=False),
         Binding("up", "move(-1)", show=False),
@@ -89,12 +89,12 @@ class ConversationsScreen(Dialog[None]):
         super().__init__()
         self.rows: list[ConversationRow] = []
         self._armed_delete: int | None = None
-        self._picked: dict[int, int] = {}  # conversation → the branch picked (Ctrl+B), by index
+        self._picked: dict[int, int] = {}  # conversation → the branch picked (Tab), by index
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield hint(
-                "Conversations · Enter resumes · Ctrl+B another branch · Ctrl+E renames "
+                "Conversations · Enter resumes · Tab another branch · Ctrl+E renames "
                 "· Delete twice deletes · type to search titles and text · Esc closes"
             )
             yield Input(placeholder="search…", id="search")
@@ -144,7 +144,7 @@ class ConversationsScreen(Dialog[None]):
             tree.update(tree_text(rows, branch_tips_at(rows, picked)))
 
     def action_next_branch(self) -> None:
-        """Ctrl+B: mark the highlighted conversation's next branch as the one to resume."""
+        """Tab: mark the highlighted conversation's next branch as the one to resume."""
         row = self._current()
         if row is None or self.tapp.store is None:
             return
