@@ -60,6 +60,16 @@ async def test_panes_stream_side_by_side(
         strip = str(app.screen.query_one("#strip").render())
         assert "◆ A" not in strip and "B vs A" in strip and "finishing order 1. A  2. B" in strip
         assert "▲ later" in strip  # B's first token came later than A's, said with a glyph
+        # Narrower, the session's figures take a row of their own, under this prompt's: no
+        # row wraps in the middle of a figure.
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.2)
+        widget = app.screen.query_one("#strip")
+        lines = str(widget.render()).split("\n")
+        assert lines[0].startswith("● B vs A this prompt:") and "session" not in lines[0]
+        assert lines[1].lstrip().startswith("session (1):")
+        assert widget.size.height == len(lines) and all(len(ln) <= 120 for ln in lines)
+        await pilot.resize_terminal(160, 40)
         # Each pane keeps its own history; both requests left together.
         reqs = chat_requests(mock_server, a) + chat_requests(mock_server, b)
         s = screen(app)

@@ -210,6 +210,7 @@ class CompareScreen(RaceScreen):
 
     def on_resize(self) -> None:
         self._check_width()
+        self._update_strip()  # its rows are split to the width
 
     # --- what a race of several panes says ---------------------------------------------------
 
@@ -373,21 +374,18 @@ class CompareScreen(RaceScreen):
             return
         rows: list[Content] = []
         base = self.metrics_now(0)
+        width = strip.content_region.width or self.size.width
         for pane in self.panes[1:]:
             this = describe(compare(base, self.metrics_now(pane.index)))
             n = self.race_log.count(pane.index)
             session = describe(self.race_log.session_delta(pane.index)) if n else Content("—")
-            rows.append(
-                Content.assemble(
-                    (f"{pane.label} vs A ", "bold"),
-                    "this prompt: ",
-                    this,
-                    "   session",
-                    f" ({n})" if n else "",
-                    ": ",
-                    session,
-                )
-            )
+            lead = f"{pane.label} vs A "
+            head = Content.assemble((lead, "bold"), "this prompt: ", this)
+            tail = Content.assemble("session", f" ({n})" if n else "", ": ", session)
+            if head.cell_length + 3 + tail.cell_length <= width:
+                rows.append(Content.assemble(head, "   ", tail))
+            else:  # two rows, the session's under this prompt's, rather than a wrap mid-figure
+                rows += [head, Content.assemble(" " * len(lead), tail)]
         if self.finish_ns and not self.streaming:
             order = finishing_order(self.finish_ns)
             names = []
