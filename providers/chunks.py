@@ -23,6 +23,7 @@ from providers.events import (
     ToolCallDelta,
     Usage,
 )
+from providers.protocols import DecoderState
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 # JSON may spell a lone UTF-16 surrogate ("\\ud800"); Python keeps it in the str, and it then
@@ -149,15 +150,11 @@ def parse_usage(u: dict[str, Any], t_ns: int, bad: list[str] | None = None) -> U
     )
 
 
-class ChunkParser:
+class ChunkParser(DecoderState):
     """Turns SSE events of one stream into our events."""
 
     def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-        self.finish_reason: str | None = None
-        self.done = False
-        self.error: StreamError | None = None
-        self.data_events = 0
+        super().__init__(endpoint)
         self.warned_usage = False
 
     def feed(self, event: str, data: str, t_ns: int) -> list[Event]:

@@ -84,6 +84,50 @@ class WireProtocol(Protocol):
         ...
 
 
+class DecoderState:
+    """The fields every ``Decoder`` has, as a stream starts."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: StreamError | None = None
+        self.data_events = 0
+
+
+class BearerProtocol:
+    """What most protocols do alike, each overridden where a protocol differs: no query, the
+    key as a Bearer token, an OpenAI-shaped model listing, and only 401/403 say a bad key."""
+
+    key_header = "Authorization"
+
+    def query(self) -> dict[str, str]:
+        return {}
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def model_ids(self, listing: Any) -> list[str]:
+        return data_model_ids(listing)
+
+    def auth_failure(self, status: int, body: Any) -> bool:
+        return False
+
+
+def with_tools_and_extra(
+    body: dict[str, Any], protocol: ProtocolName, settings: BuildSettings
+) -> dict[str, Any]:
+    """A native body's last steps: the tools in the protocol's own form, then the endpoint's
+    ``extra_body`` over everything (the user's word is last)."""
+    if settings.params.tools:
+        from providers.tools import request_tools
+
+        body["tools"] = request_tools(protocol, settings.params.tools)
+    if settings.extra_body:
+        body.update(settings.extra_body)
+    return body
+
+
 def data_model_ids(listing: Any) -> list[str]:
     """Model ids from an OpenAI-shaped ``GET /models`` answer (``{"data": [{"id": …}]}``),
     which chat completions, Responses and Anthropic all give."""

@@ -16,20 +16,21 @@ from providers.events import (
     Event,
     Notice,
     ReasoningDelta,
-    StreamError,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 from providers.protocols import (
+    BearerProtocol,
     BuildSettings,
     Decoder,
+    DecoderState,
     ProtocolName,
     as_int,
-    data_model_ids,
     parse_object,
     remote_error,
     text_of,
+    with_tools_and_extra,
 )
 
 API_VERSION = "2023-06-01"
@@ -48,7 +49,7 @@ FINISH = {
 }
 
 
-class AnthropicProtocol:
+class AnthropicProtocol(BearerProtocol):
     """The Anthropic Messages API, natively."""
 
     name: ProtocolName = "anthropic"
@@ -56,9 +57,6 @@ class AnthropicProtocol:
 
     def path(self, model: str) -> str:
         return "/messages"
-
-    def query(self) -> dict[str, str]:
-        return {}
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
@@ -128,36 +126,20 @@ class AnthropicProtocol:
             notes.append("structured output: Anthropic has no schema mode; asked in the prompt")
         elif params.json_mode:
             notes.append("JSON mode is not supported here; asked in the prompt instead")
-        if params.tools:
-            from providers.tools import request_tools
-
-            body["tools"] = request_tools("anthropic", params.tools)
-        if settings.extra_body:
-            body.update(settings.extra_body)
-        return body, notes
+        return with_tools_and_extra(body, "anthropic", settings), notes
 
     def decoder(self, endpoint: str) -> Decoder:
         return AnthropicDecoder(endpoint)
-
-    def model_ids(self, listing: Any) -> list[str]:
-        return data_model_ids(listing)
-
-    def auth_failure(self, status: int, body: Any) -> bool:
-        return False
 
 
 ANTHROPIC = AnthropicProtocol()
 
 
-class AnthropicDecoder:
+class AnthropicDecoder(DecoderState):
     """Anthropic's named events → our events."""
 
     def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-        self.finish_reason: str | None = None
-        self.done = False
-        self.error: StreamError | None = None
-        self.data_events = 0
+        super().__init__(endpoint)
         self._blocks: dict[int, str] = {}  # content block index → its type
         self._tool_of_block: dict[int, int] = {}  # tool_use block index → our tool index
         self._tool_args: dict[int, bool] = {}  # our tool index → any argument text seen

@@ -7,23 +7,16 @@ from typing import Any
 from providers.attachments import wire_content
 from providers.capabilities import build_body
 from providers.chunks import ChunkParser
-from providers.protocols import BuildSettings, Decoder, ProtocolName, data_model_ids
+from providers.protocols import BearerProtocol, BuildSettings, Decoder, ProtocolName
 
 
-class ChatProtocol:
+class ChatProtocol(BearerProtocol):
     """OpenAI chat completions, spoken by most OpenAI-compatible servers."""
 
     name: ProtocolName = "chat"
-    key_header = "Authorization"
 
     def path(self, model: str) -> str:
         return "/chat/completions"
-
-    def query(self) -> dict[str, str]:
-        return {}
-
-    def auth_headers(self, key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def build(
         self, model: str, messages: list[dict[str, Any]], settings: BuildSettings
@@ -49,12 +42,6 @@ class ChatProtocol:
 
     def decoder(self, endpoint: str) -> Decoder:
         return ChunkParser(endpoint)
-
-    def model_ids(self, listing: Any) -> list[str]:
-        return data_model_ids(listing)
-
-    def auth_failure(self, status: int, body: Any) -> bool:
-        return False
 
 
 CHAT = ChatProtocol()

@@ -17,19 +17,21 @@ from providers.events import (
     Event,
     Notice,
     ReasoningDelta,
-    StreamError,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 from providers.protocols import (
+    BearerProtocol,
     BuildSettings,
     Decoder,
+    DecoderState,
     ProtocolName,
     as_int,
     parse_object,
     remote_error,
     text_of,
+    with_tools_and_extra,
 )
 
 # finishReason → our finish reason; anything blocked for safety or policy is "filtered".
@@ -52,7 +54,7 @@ def _parts(message: dict[str, Any]) -> list[Any]:
     return content if isinstance(content, list) else [{"text": content}]
 
 
-class GeminiProtocol:
+class GeminiProtocol(BearerProtocol):
     """The Gemini API (generativelanguage), natively."""
 
     name: ProtocolName = "gemini"
@@ -107,13 +109,7 @@ class GeminiProtocol:
             config["responseJsonSchema"] = params.json_schema
         if config:
             body["generationConfig"] = config
-        if params.tools:
-            from providers.tools import request_tools
-
-            body["tools"] = request_tools("gemini", params.tools)
-        if settings.extra_body:
-            body.update(settings.extra_body)
-        return body, notes
+        return with_tools_and_extra(body, "gemini", settings), notes
 
     def decoder(self, endpoint: str) -> Decoder:
         return GeminiDecoder(endpoint)
@@ -138,15 +134,11 @@ class GeminiProtocol:
 GEMINI = GeminiProtocol()
 
 
-class GeminiDecoder:
+class GeminiDecoder(DecoderState):
     """Gemini's ``GenerateContentResponse`` events → our events (candidate 0 is shown)."""
 
     def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-        self.finish_reason: str | None = None
-        self.done = False
-        self.error: StreamError | None = None
-        self.data_events = 0
+        super().__init__(endpoint)
         self._tools = 0
         self._last_usage: tuple[Any, ...] | None = None
         self.thought_signatures: list[str] = []  # kept for a later turn (tool calls)

@@ -15,39 +15,33 @@ from providers.chunks import error_text
 from providers.events import (
     Event,
     ReasoningDelta,
-    StreamError,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 from providers.protocols import (
+    BearerProtocol,
     BuildSettings,
     Decoder,
+    DecoderState,
     ProtocolName,
     as_int,
-    data_model_ids,
     parse_object,
     remote_error,
+    with_tools_and_extra,
 )
 
 # incomplete_details.reason → our finish reason.
 INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
-class ResponsesProtocol:
+class ResponsesProtocol(BearerProtocol):
     """The OpenAI Responses API."""
 
     name: ProtocolName = "responses"
-    key_header = "Authorization"
 
     def path(self, model: str) -> str:
         return "/responses"
-
-    def query(self) -> dict[str, str]:
-        return {}
-
-    def auth_headers(self, key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def build(
         self, model: str, messages: list[dict[str, Any]], settings: BuildSettings
@@ -82,36 +76,20 @@ class ResponsesProtocol:
             }
         elif params.json_mode:
             body["text"] = {"format": {"type": "json_object"}}
-        if params.tools:
-            from providers.tools import request_tools
-
-            body["tools"] = request_tools("responses", params.tools)
-        if settings.extra_body:
-            body.update(settings.extra_body)
-        return body, notes
+        return with_tools_and_extra(body, "responses", settings), notes
 
     def decoder(self, endpoint: str) -> Decoder:
         return ResponsesDecoder(endpoint)
-
-    def model_ids(self, listing: Any) -> list[str]:
-        return data_model_ids(listing)
-
-    def auth_failure(self, status: int, body: Any) -> bool:
-        return False
 
 
 RESPONSES = ResponsesProtocol()
 
 
-class ResponsesDecoder:
+class ResponsesDecoder(DecoderState):
     """Responses stream events → our events."""
 
     def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-        self.finish_reason: str | None = None
-        self.done = False
-        self.error: StreamError | None = None
-        self.data_events = 0
+        super().__init__(endpoint)
         self._tools: dict[str, int] = {}  # output item id (or output_index) → our tool index
         self._summary: tuple[Any, Any] | None = None  # (item, summary_index) of the last delta
 
