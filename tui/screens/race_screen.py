@@ -184,6 +184,7 @@ class RaceScreen(Screen[None]):
             widgets.append(
                 AssistantMessage(
                     self.shown(t.model, pane),
+                    pane_label=self.pane_label(pane),  # as the reply had while it streamed
                     text=t.content,
                     reasoning=t.reasoning,
                     status=t.status,
