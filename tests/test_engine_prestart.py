@@ -73,6 +73,17 @@ async def test_the_prestarted_engine_serves_the_first_reply(
     assert early.proc.poll() is not None  # stopped and reaped with the app
 
 
+def _silent_process(log: Path) -> Prestarted:
+    """A process alive when adopted that ends before it says it is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(0.3)"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
+    return Prestarted(proc, log)
+
+
 @pytest.mark.parametrize("how", ["dead before", "dies unready"])
 async def test_a_prestarted_engine_that_died_is_replaced_without_a_word(
     how: str, mock_server: MockServerProcess, tmp_path: Path
@@ -83,14 +94,8 @@ async def test_a_prestarted_engine_that_died_is_replaced_without_a_word(
         assert early is not None
         early.proc.kill()
         early.proc.wait(10)
-    else:  # alive when adopted, then gone before it says it is ready
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(0.3)"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-        )
-        early = Prestarted(proc, log)
+    else:
+        early = _silent_process(log)
     died: list[str] = []
     engine = EngineProcess(
         mock_config(mock_server), log_path=log, on_died=died.append, prestarted=early
@@ -148,7 +153,7 @@ class _FakeEarly:
 @pytest.mark.parametrize(
     "args",
     [*([name] for name in cli.HEADLESS), ["--version"], ["--blind", "-m", "mock/a"]],
-    ids=lambda a: " ".join(a),
+    ids=" ".join,
 )
 def test_only_the_chat_ui_starts_an_engine_early(
     args: list[str], monkeypatch: pytest.MonkeyPatch, gc_restored: None
@@ -161,9 +166,14 @@ def test_only_the_chat_ui_starts_an_engine_early(
         return fake
 
     ran: list[dict[str, Any]] = []
+
+    def run_tui(**kw: Any) -> int:
+        ran.append(kw)
+        return 0
+
     monkeypatch.setattr(prestart_module, "prestart", recorded)
     monkeypatch.setattr("tui.headless.dispatch", lambda name, rest: 0)
-    monkeypatch.setattr("tui.launch.run_tui", lambda **kw: ran.append(kw) or 0)
+    monkeypatch.setattr("tui.launch.run_tui", run_tui)
     monkeypatch.setenv("TEXTUAL_FPS", os.environ.get("TEXTUAL_FPS", "120"))
     cli.main(args)
     assert calls == [] and ran == []
