@@ -80,6 +80,8 @@ class Prestarted:
 
 def prestart(log_path: Path | None) -> Prestarted | None:
     """Start the engine process now; None if it cannot start (the app then tries again)."""
+    if sys.platform == "win32":
+        return None  # asyncio reads a child's pipes there only when it made them (overlapped)
     log = open_log(log_path)
     try:
         proc = subprocess.Popen(
