@@ -21,7 +21,7 @@ from typing import Protocol
 from providers.config import Config
 from providers.events import Event, StreamError
 from providers.framing import encode, read_frame
-from providers.prestart import Prestarted, engine_command, engine_env, open_log
+from providers.prestart import NEW_SESSION, Prestarted, engine_command, engine_env, open_log
 from providers.request import ChatRequest
 from providers.wire import (
     Cancel,
@@ -221,6 +221,7 @@ class EngineProcess:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=log_file if log_file is not None else asyncio.subprocess.DEVNULL,
                     env=engine_env(),
+                    start_new_session=NEW_SESSION,
                 )
             finally:
                 if log_file is not None:

@@ -27,6 +27,10 @@ from tests.support.mock_server import MockServerProcess
 from tests.support.tui import make_app, mock_config
 from tui import cli
 
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="platform: the engine starts early on POSIX only"
+)
+
 REQUEST = ChatRequest(model="mock/mock-fast", messages=({"role": "user", "content": "hi"},))
 
 
@@ -64,6 +68,7 @@ async def test_the_prestarted_engine_serves_the_first_reply(
         events = await _reply(engine)
         assert isinstance(events[-1], Finished), events[-3:]
         assert engine.pid == early.proc.pid  # the same process, configured after it was ready
+        assert os.getsid(engine.pid) != os.getsid(0)  # a CPU share of its own (autogroup)
         await engine.start()  # started once: a second start changes nothing
         assert engine.pid == early.proc.pid
         assert _ready_lines(log) == [f"engine ready, pid {early.proc.pid}"]
@@ -104,6 +109,7 @@ async def test_a_prestarted_engine_that_died_is_replaced_without_a_word(
         events = await _reply(engine)
         assert isinstance(events[-1], Finished), events[-3:]
         assert engine.pid is not None and engine.pid != early.proc.pid
+        assert os.getsid(engine.pid) != os.getsid(0)  # as the early one would have been
         assert engine.restarts == 0 and not died
         assert early.proc.poll() is not None
     finally:
