@@ -22,12 +22,12 @@ def engine_command() -> list[str]:
     return [sys.executable, "-m", "providers.worker"]
 
 
-# The engine runs in a session of its own. Where the kernel groups CPU time by session
-# (autogroup, on by default on most Linux desktops), it then has a share of its own instead of
-# taking half of the UI's: at start-up the UI's first frame was 29 % later with the engine
-# started beside it in its session on a busy 2-core host, 7 % in its own (bench/README.md).
-# It needs nothing from the terminal: it ignores Ctrl+C and hang-ups, ends with its stdin,
-# and the kernel stops it if the UI dies (pdeathsig).
+# The engine runs in a session of its own. Where the kernel shares CPU time out by session
+# (autogroup, on by default on many Linux desktops), it then has a share of its own instead of
+# taking half of the UI's: on a busy 2-core host, with the engine started early, the UI's first
+# frame came later in 9 pairs of 9 with the engine in the UI's session (bench/README.md). It
+# needs nothing from the terminal: it ignores Ctrl+C and hang-ups, ends with its stdin, and the
+# kernel stops it if the UI dies (pdeathsig).
 NEW_SESSION = True
 
 

@@ -206,6 +206,7 @@ def test_the_engine_is_up_before_the_first_frame_and_answers(
         engines: list[psutil.Process] = []
         while not engines and time.monotonic() < deadline:
             engines = _engine_children(shell)
+            time.sleep(0.01)
         assert engines, "no engine process"
         # Found before the UI drew anything: it runs while the UI imports.
         assert "Message…" not in tmux.screen()
