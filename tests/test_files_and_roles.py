@@ -266,10 +266,11 @@ async def test_role_schema_and_files_in_the_app(
         assert body["temperature"] == 0.2
         # The conversation is named by the prompt as typed, and Up recalls it so (the file is
         # read again when it is sent again), not by the file's text pasted in.
-        assert app.store.flush()
-        (stored,) = app.store.conversations()
+        store = app.store
+        assert store is not None and store.flush()
+        (stored,) = store.conversations()
         assert stored.title == "summarise @notes.md"
-        assert app.store.prompts()[0] == app.prompt_history()[0] == "summarise @notes.md"
+        assert store.prompts()[0] == app.prompt_history()[0] == "summarise @notes.md"
         assert body["response_format"]["type"] == "json_schema"
         notes = str(replies(app)[0].notices.render())
         assert "schema invalid at $.name: 7 is not of type 'string'" in notes
