@@ -118,13 +118,21 @@ async def _race_in_process(base_url: str, names: list[str]) -> dict[str, float]:
     pipe = _NullPipe()
     worker = Worker(pipe)  # type: ignore[arg-type]
     counted = [0]
-    emit_many = worker.emit_many
+    emit_one = worker.emit
 
-    def count(sid: int, events: list[Event]) -> None:
-        counted[0] += len(events)
-        emit_many(sid, events)
+    def count_one(sid: int, ev: Event) -> None:
+        counted[0] += 1
+        emit_one(sid, ev)
 
-    worker.emit_many = count  # type: ignore[method-assign]
+    worker.emit = count_one  # type: ignore[method-assign]
+    emit_many = getattr(worker, "emit_many", None)  # (absent before the batched read path)
+    if emit_many is not None:
+
+        def count_many(sid: int, events: list[Event]) -> None:
+            counted[0] += len(events)
+            emit_many(sid, events)
+
+        worker.emit_many = count_many  # type: ignore[method-assign]
     worker.configure(parse_config({"endpoints": {"mock": {"base_url": base_url}}}))
     assert worker.engine is not None
     await worker.engine.warm(f"mock/{names[0]}")

@@ -19,11 +19,11 @@ import pytest
 
 from providers.config import parse_config
 from providers.engine import Engine, collect
-from providers.events import TextDelta
+from providers.events import TextDelta, fold
 from providers.keys import KeyStore
 from providers.request import ChatRequest
 from providers.sse import BytesSource, DecodeStats, EventTooLarge, SSEStream, aiter_sse_httpx
-from providers.transport import JOIN_CHUNKS, ChunkJoiner, make_transport
+from providers.transport import JOIN_CHUNKS, AsyncioStream, ChunkJoiner, make_transport
 from tests.conftest import SAMPLES
 from tests.support.raw_server import RawServer, Script, sse_events
 
@@ -163,6 +163,9 @@ def h11_reads(reads: list[bytes], join: bool) -> tuple[bytes, int, str]:
     try:
         for raw in reads:
             fed = joiner.feed(raw) if join else raw
+            while joiner.held:  # what AsyncioStream.read passes on at its next call
+                held, joiner.held = joiner.held, b""
+                fed += joiner.feed(held)
             if fed:
                 conn.receive_data(fed)
             while (event := conn.next_event()) is not h11.NEED_DATA:
@@ -280,3 +283,79 @@ async def test_events_of_one_read_are_stamped_when_that_read_returned(
     stamps = [e.t_ns for e in events if isinstance(e, TextDelta)]
     assert len(stamps) == n
     assert len(set(stamps)) <= 3, sorted(set(stamps))
+
+
+def dechunked_reads(reads: list[bytes]) -> tuple[bytes, bytes, int, str]:
+    """``read_body``'s view of a response read in ``reads``: the head and the held-back start
+    passed on, then the body de-chunked; what is left for h11; the reads that gave data; and
+    whether h11, given the head and what was left for it, sees the end of an empty body."""
+    joiner = ChunkJoiner()
+    joiner.arm()
+    head, body, for_h11, data_reads = b"", b"", b"", 0
+    pending = list(reads)
+    while pending and not joiner.in_body:
+        head += joiner.feed(pending.pop(0))
+    assert joiner.in_body
+    pending.insert(0, joiner.held)
+    joiner.held = b""
+    while pending and joiner.in_body:
+        data = joiner.dechunk(pending.pop(0))
+        body += data
+        data_reads += bool(data)
+    assert joiner.error is None
+    for_h11 = joiner.held + b"".join(pending)
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(
+        h11.Request(method="POST", target="/", headers=[("Host", "x"), ("Content-Length", "0")])
+    )
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(head + for_h11)
+    seen = []
+    while (event := conn.next_event()) is not h11.NEED_DATA:
+        seen.append(type(event).__name__)
+        if isinstance(event, h11.EndOfMessage):
+            break
+    return body, for_h11, data_reads, ",".join(seen)
+
+
+def test_a_body_read_past_h11_is_the_same_and_h11_still_sees_its_end() -> None:
+    events = sse_events((SAMPLES / "openai_chat_tool_call.sse").read_text(encoding="utf-8"))
+    data = HEAD + chunked(events, b"X-Trailer: 1\r\n")
+    for cut in range(len(HEAD), len(data)):
+        body, for_h11, data_reads, seen = dechunked_reads([data[:cut], data[cut:]])
+        assert body == b"".join(events), cut
+        assert for_h11 == b"0\r\nX-Trailer: 1\r\n\r\n"
+        assert seen == "Response,EndOfMessage" and data_reads <= 2
+    for size in (1, 3, 64):
+        assert dechunked_reads(reads_of(data, size))[0] == b"".join(events)
+
+
+async def test_the_engine_reads_the_body_past_h11_and_keeps_its_connection(
+    raw_server: RawServer,
+) -> None:
+    chunk = b'data: {"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
+    # No [DONE]: the engine stops reading at [DONE] (closing the connection), at the body's end
+    # otherwise.
+    end = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    for _ in range(2):
+        raw_server.push(Script(chunks=[chunk] * 50 + [end]))
+    config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
+    engine = Engine(config, KeyStore(use_keyring=False))
+    streams: list[object] = []
+    plain = AsyncioStream.read_body
+
+    async def spy(self: AsyncioStream, max_bytes: int = 64 * 1024) -> bytes:
+        streams.append(self)
+        return await plain(self, max_bytes)
+
+    try:
+        AsyncioStream.read_body = spy  # type: ignore[method-assign]
+        for _ in range(2):
+            events = await collect(
+                engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},))
+            )
+            assert fold(events).text == "tok " * 50 and fold(events).finish_reason == "stop"
+    finally:
+        AsyncioStream.read_body = plain  # type: ignore[method-assign]
+        await engine.aclose()
+    assert streams and len(set(map(id, streams))) == 1  # both replies, one kept-alive connection
