@@ -8,10 +8,12 @@ the cost of getting events to the UI, which must stay well under a core at this 
 
     python bench/engine_events.py [--rate 2000] [--seconds 4] [--in-process]
 
-``--in-process`` runs the same worker in this process, its pipe writes counted and dropped, and
-reports this process's CPU time per event (``time.process_time``, so time spent descheduled on a
-busy host does not count) and the network reads per event: the engine costs most per event when
-each read carries one event, so a figure is only comparable with one at a similar reads/event.
+``--in-process`` runs the same worker in this process (its pipe writes counted and dropped)
+against a server of its own, four streams, and reports this process's CPU time per event
+(``time.process_time``: time spent descheduled on a busy host does not count) in two fixed
+cases: one event a read (an event every 2 ms a stream: the engine's dearest case) and every
+reply in one write (many events a read: its cheapest). The figure above, with the mock server,
+falls between the two, wherever the host's load puts the events a read that run.
 """
 
 from __future__ import annotations
@@ -100,20 +102,67 @@ class _NullPipe:
         self.bytes += len(data)
 
 
-async def _race_in_process(base_url: str, names: list[str]) -> dict[str, float]:
-    from providers.transport import AsyncioStream
+_EVENT = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"bench","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}'
+    b"\n\n"
+)
+_END = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"bench","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def _serve_events(n: int, gap_s: float) -> None:
+    """A server of ``n`` one-token events a reply, in chunks like a real server's: all in one
+    write (``gap_s`` 0) or one a write every ``gap_s`` (so each of the client's reads carries
+    one). Prints its port; serves until stdin closes."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in request.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                if b'"model"' not in body:  # a GET of /models (warming): an empty list
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b'Content-Length: 11\r\n\r\n{"data":[]}'
+                    )
+                    continue
+                if gap_s <= 0:
+                    writer.write(head + _chunk(_EVENT) * n + _chunk(_END) + b"0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                writer.write(head)
+                t = time.perf_counter()
+                for _ in range(n):
+                    t += gap_s
+                    await asyncio.sleep(max(0.0, t - time.perf_counter()))
+                    writer.write(_chunk(_EVENT))
+                writer.write(_chunk(_END) + b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+async def _race_in_process(base_url: str, streams: int) -> dict[str, float]:
     from providers.worker import Worker
-
-    reads = [0]
-    plain_read = AsyncioStream.read
-
-    async def counted_read(
-        self: AsyncioStream,
-        max_bytes: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-    ) -> bytes:
-        reads[0] += 1
-        return await plain_read(self, max_bytes, timeout)
 
     pipe = _NullPipe()
     worker = Worker(pipe)  # type: ignore[arg-type]
@@ -133,52 +182,47 @@ async def _race_in_process(base_url: str, names: list[str]) -> dict[str, float]:
             emit_many(sid, events)
 
         worker.emit_many = count_many  # type: ignore[method-assign]
-    worker.configure(parse_config({"endpoints": {"mock": {"base_url": base_url}}}))
+    worker.configure(parse_config({"endpoints": {"bench": {"base_url": base_url}}}))
     assert worker.engine is not None
-    await worker.engine.warm(f"mock/{names[0]}")
-    AsyncioStream.read = counted_read  # type: ignore[method-assign]
+    await worker.engine.warm("bench/bench")
     try:
         cpu0, t0 = time.process_time(), time.perf_counter()
-        for sid, name in enumerate(names):
+        for sid in range(streams):
             request = ChatRequest(
-                model=f"mock/{name}", messages=({"role": "user", "content": "go"},)
+                model="bench/bench", messages=({"role": "user", "content": "go"},)
             )
-            worker.start(sid, request, time.perf_counter_ns(), "race", len(names))
+            worker.start(sid, request, time.perf_counter_ns(), "race", streams)
         await asyncio.gather(*worker.tasks.values())
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     finally:
-        AsyncioStream.read = plain_read  # type: ignore[method-assign]
         await worker.shutdown()
-    return {
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "events": counted[0],
-        "reads": reads[0],
-        "frames": pipe.frames,
-        "bytes": pipe.bytes,
-    }
+    return {"cpu_s": cpu, "wall_s": wall, "events": counted[0]}
 
 
-def measure_in_process(rate: float = 2000, seconds: float = 4.0) -> dict[str, float]:
-    """The worker in this process: CPU time per event and reads per event."""
-    n = int(rate * seconds)
-    with MockServerProcess() as server:
-        names = []
-        for side in "abcd":
-            name = f"engine-inproc-{side}-{int(rate)}-{seconds:g}"
-            server.add_scenario(name, {"n_tokens": n, "ttft_ms": 20, "tps": rate, "spin": False})
-            names.append(name)
-        asyncio.run(_race_in_process(server.base_url, names[:1]))  # imports, connections
-        r = asyncio.run(_race_in_process(server.base_url, names))
-    events = r["events"]
+def measure_in_process(n: int = 4000, gap_s: float = 0.001, streams: int = 4) -> dict[str, float]:
+    """The worker in this process against a server of its own (``_serve_events``): this
+    process's CPU time per event, so a busy host's descheduling does not count, with the
+    events a read fixed by the server (one, or all) rather than by the host's load."""
+    import subprocess
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(n), str(gap_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
+        asyncio.run(_race_in_process(base_url, 1))  # imports, first connections
+        r = asyncio.run(_race_in_process(base_url, streams))
+    finally:
+        server.communicate("")
     return {
-        "events": events,
+        "events": r["events"],
         "wall_s": r["wall_s"],
-        "engine_us_per_event": r["cpu_s"] / events * 1e6,
+        "engine_us_per_event": r["cpu_s"] / r["events"] * 1e6,
         "engine_cpu_pct": 100 * r["cpu_s"] / r["wall_s"],
-        "reads_per_event": r["reads"] / events,
-        "pipe_bytes_per_s": r["bytes"] / r["wall_s"],
-        "frames_per_s": r["frames"] / r["wall_s"],
     }
 
 
@@ -213,10 +257,20 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--in-process", action="store_true", help="the worker in this process")
+    p.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     ns = p.parse_args()
+    if ns.serve:
+        asyncio.run(_serve_events(int(ns.serve[0]), float(ns.serve[1])))
+        sys.exit(0)
     if ns.in_process:
-        for k, v in measure_in_process(ns.rate, ns.seconds).items():
-            print(f"{k:24} {v:,.2f}")
+        # An event every 2 ms a stream: each read carries one (the engine's dearest case);
+        # then every reply in one write: many events a read (its cheapest).
+        for label, n, gap in (
+            ("one event a read", int(500 * ns.seconds), 0.002),
+            ("all in one write", int(ns.rate * ns.seconds), 0.0),
+        ):
+            m = measure_in_process(n, gap)
+            print(f"{label}: " + ", ".join(f"{k} {v:,.2f}" for k, v in m.items()))
         sys.exit(0)
     for k, v in measure(ns.rate, ns.seconds, ns.runs).items():
         print(f"{k:24} {v:,.2f}")
