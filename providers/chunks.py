@@ -247,8 +247,11 @@ class ChunkParser(DecoderState):
         return out
 
     def _choice(self, choice: dict[str, Any], t_ns: int, out: list[Event]) -> None:
-        index = _int(choice.get("index")) or 0
-        tokens = _token_count(choice)
+        index = choice.get("index")
+        if type(index) is not int or not 0 <= index <= _MAX_COUNT:  # else the common case
+            index = _int(index) or 0
+        # Exact counts are rare (vLLM token_ids, logprobs): most chunks skip the lookup.
+        tokens = _token_count(choice) if "token_ids" in choice or "logprobs" in choice else None
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             delta = choice.get("message") if isinstance(choice.get("message"), dict) else None

@@ -100,6 +100,16 @@ class Worker:
             # stream reaches the UI as a few batches a frame rather than hundreds of frames.
             self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
+    def emit_many(self, sid: int, events: list[Event]) -> None:
+        batch = self._batch.get(sid)
+        if batch is None:
+            self._batch[sid] = events
+        else:
+            batch.extend(events)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._batch:
@@ -130,8 +140,10 @@ class Worker:
     ) -> None:
         assert self.engine is not None
         try:
-            async for ev in self.engine.stream(request, gate=gate, t_submit_ns=t_submit_ns):
-                self.emit(sid, ev)
+            async for events in self.engine.stream_batches(
+                request, gate=gate, t_submit_ns=t_submit_ns
+            ):
+                self.emit_many(sid, events)
         except asyncio.CancelledError:
             self.emit(sid, Cancelled(t_ns=now_ns()))
         except Exception as exc:  # never let one stream take the process down

@@ -5,8 +5,9 @@
 Builds a throwaway venv, installs tokenrace with its test tools, upgrades the pinned libraries
 we reach into (textual, rich, httpx, httpcore, httpx-sse) to their newest releases, and runs the
 tests that compare our paths with theirs: the compositor and render paths, the snapshots, the
-streaming markdown view, the selection/theme contracts, the SSE samples and the timing tests
-(httpcore's network backend stamps t0). A green run means the pins in pyproject.toml can move
+streaming markdown view, the selection/theme contracts, the SSE samples, the read path
+(httpx-sse's SSEDecoder, h11's chunked bodies) and the timing tests (httpcore's network
+backend stamps t0). A green run means the pins in pyproject.toml can move
 to the versions it prints. Never part of .ci/run: it downloads whatever is newest today.
 """
 
@@ -26,6 +27,7 @@ GUARDS = [
     "tests/test_streaming_markdown.py",
     "tests/test_textual_contracts.py",
     "tests/test_sse_samples.py",
+    "tests/test_fast_read_path.py",
     "tests/test_timing.py",
 ]
 

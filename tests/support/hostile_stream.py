@@ -56,6 +56,9 @@ async def _reply(writer: asyncio.StreamWriter, model: str) -> None:
         while True:  # as fast as the client reads (drain waits for it)
             await _chunk(writer, _delta(words_kb(seed)))
             seed += 1
+            # drain() returns at once while the client keeps up: without this, a client as
+            # fast as this server would get one endless reply and never the other's headers.
+            await asyncio.sleep(0)
     if model == "hostile":
         await _chunk(writer, _delta(f"bad {LONE} char"))
         await _chunk(writer, _delta(" then more"))
