@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO
 
 from providers.config import Config
 from providers.events import Event, StreamError
 from providers.framing import encode, read_frame
-from providers.prestart import NEW_SESSION, Prestarted, engine_command, engine_env, open_log
 from providers.request import ChatRequest
 from providers.wire import (
     Cancel,
@@ -38,64 +38,6 @@ from providers.wire import (
 )
 
 now_ns = time.perf_counter_ns
-
-EXIT_POLL_S = 0.005  # how often an adopted engine is checked for its exit, once told to go
-
-
-class _Worker(Protocol):
-    """What ``EngineProcess`` uses of its process: asyncio's, or one started early."""
-
-    @property
-    def stdin(self) -> asyncio.StreamWriter | None: ...
-    @property
-    def stdout(self) -> asyncio.StreamReader | None: ...
-    @property
-    def returncode(self) -> int | None: ...
-    async def wait(self) -> int: ...
-    def kill(self) -> None: ...
-    def terminate(self) -> None: ...
-
-
-class _Adopted:
-    """An engine process started before the event loop (``prestart``), on asyncio pipes."""
-
-    def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        stdin: asyncio.StreamWriter,
-        stdout: asyncio.StreamReader,
-    ) -> None:
-        self._proc = proc
-        self.stdin = stdin
-        self.stdout = stdout
-
-    @classmethod
-    async def connect(cls, proc: subprocess.Popen[bytes]) -> _Adopted:
-        """Read and write the process's pipes as ``create_subprocess_exec`` would."""
-        assert proc.stdin is not None and proc.stdout is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, proc.stdin
-        )
-        return cls(proc, asyncio.StreamWriter(transport, protocol, None, loop), reader)
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.poll()
-
-    async def wait(self) -> int:
-        # Not asyncio's child: no watcher reports its exit, so look (only at its end).
-        while (code := self._proc.poll()) is None:  # noqa: ASYNC110 - nothing to await
-            await asyncio.sleep(EXIT_POLL_S)
-        return code
-
-    def kill(self) -> None:
-        self._proc.kill()
-
-    def terminate(self) -> None:
-        self._proc.terminate()
 
 
 @dataclass
@@ -128,24 +70,6 @@ class StreamHandle:
         return batch
 
 
-async def _ready(proc: _Worker) -> Ready:
-    """The process's first frame, which says it is ready for commands."""
-    assert proc.stdout is not None
-    ready = await asyncio.wait_for(read_frame(proc.stdout), 30)
-    if not isinstance(ready, Ready):
-        raise RuntimeError(f"engine process said {ready!r} instead of ready")
-    return ready
-
-
-async def _abandon(proc: _Worker) -> None:
-    """Make sure a process that failed to start is gone."""
-    if proc.returncode is None:
-        proc.kill()
-    if proc.stdin is not None:
-        proc.stdin.close()
-    await proc.wait()
-
-
 class EngineProcess:
     """Owns the engine worker process and routes its events to stream handles."""
 
@@ -154,7 +78,6 @@ class EngineProcess:
         config: Config,
         log_path: Path | None = None,
         on_died: Callable[[str], None] | None = None,
-        prestarted: Prestarted | None = None,
     ):
         self.config = config
         self.log_path = log_path
@@ -163,9 +86,7 @@ class EngineProcess:
         self.on_status: Callable[[str, str], None] | None = None
         # Called when the last running stream is done (the UI collects garbage then).
         self.on_idle: Callable[[], None] | None = None
-        # Started by the command line before the UI's imports: the first start adopts it.
-        self._prestarted = prestarted
-        self._proc: _Worker | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, StreamHandle] = {}
         self._ids = itertools.count(1)
@@ -200,46 +121,47 @@ class EngineProcess:
             raise
 
     async def _spawn(self) -> None:
-        early = self._prestarted.take() if self._prestarted is not None else None
-        self._prestarted = None
-        ready = None
-        proc: _Worker
-        if early is not None:
-            self._proc = proc = await _Adopted.connect(early)
+        stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
+        log_file = None
+        if self.log_path is not None:
             try:
-                ready = await _ready(proc)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                # It died before it was ready: start another, as if there had been none.
-                self._proc = None
-                await _abandon(proc)
-        if ready is None:
-            log_file = open_log(self.log_path)
-            try:
-                self._proc = proc = await asyncio.create_subprocess_exec(
-                    *engine_command(),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=log_file if log_file is not None else asyncio.subprocess.DEVNULL,
-                    env=engine_env(),
-                    start_new_session=NEW_SESSION,
-                )
-            finally:
-                if log_file is not None:
-                    log_file.close()
-            ready = await _ready(proc)
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - tiny, once
+                stderr = log_file
+            except OSError:
+                log_file = None
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "providers.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+        finally:
+            if log_file is not None:
+                log_file.close()
+        assert self._proc.stdout is not None
+        ready = await asyncio.wait_for(read_frame(self._proc.stdout), 30)
+        if not isinstance(ready, Ready):
+            raise RuntimeError(f"engine process said {ready!r} instead of ready")
         self.pid = ready.pid
         self._send(Configure(self.config))
         pending, self._warm_pending = self._warm_pending, []
         for model_ref in pending:
             self._send(Warm(model_ref))
-        self._reader_task = asyncio.create_task(self._read_loop(proc))
+        self._reader_task = asyncio.create_task(self._read_loop(self._proc))
 
     def _send(self, msg: ToEngine) -> None:
         if self._proc is None or self._proc.stdin is None or self._proc.stdin.is_closing():
             raise ConnectionError("the engine process is not running")
         self._proc.stdin.write(encode(msg))
 
-    async def _read_loop(self, proc: _Worker) -> None:
+    async def _read_loop(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         try:
             while True:
@@ -265,7 +187,7 @@ class EngineProcess:
             return
         await self._died(proc)
 
-    async def _died(self, proc: _Worker) -> None:
+    async def _died(self, proc: asyncio.subprocess.Process) -> None:
         try:
             code = await asyncio.wait_for(proc.wait(), 2)
         except TimeoutError:
@@ -355,9 +277,6 @@ class EngineProcess:
     async def close(self) -> None:
         """Stop the worker: ask nicely, then terminate, then kill."""
         self._closing = True
-        if self._prestarted is not None:
-            self._prestarted.discard()  # the app ended before it started the engine
-            self._prestarted = None
         proc = self._proc
         if proc is None:
             return

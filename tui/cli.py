@@ -81,32 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # timer has drawn the new text: at 120 Hz that wait is 4 ms on average instead of 8
     # (render lag, 10,000 tokens, same run: p95 106-107 ms -> 81-90 ms, median 65 -> 54-58).
     os.environ.setdefault("TEXTUAL_FPS", "120")
+    from tui.launch import run_tui
+
     blind = None
     if ns.blind:
         if len([*ns.model, *ns.vs]) < 2:
             print("tokenrace: --blind races two models or more (-m A -m B)", file=sys.stderr)
             return 2
         blind = {"show_timings": ns.blind_timings, "live_replies": ns.blind_live}
-    # The chat UI will run: its engine process starts now, so that the engine's imports run on
-    # the other core while ours (textual, the app) do and the first frame is drawn; the app
-    # adopts it when it starts the engine (config comes then), or it is stopped on the way out.
-    from providers import paths
-    from providers.prestart import prestart
-
-    engine = prestart(paths.data_dir() / "engine.log")
-    try:
-        from tui.launch import run_tui
-
-        return run_tui(
-            models=[*ns.model, *ns.vs],
-            resume=ns.resume,
-            local_gguf=ns.local,
-            blind=blind,
-            engine=engine,
-        )
-    finally:
-        if engine is not None:
-            engine.discard()  # nothing if the app adopted it
+    return run_tui(models=[*ns.model, *ns.vs], resume=ns.resume, local_gguf=ns.local, blind=blind)
 
 
 if __name__ == "__main__":

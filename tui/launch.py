@@ -11,7 +11,6 @@ from providers.local import LocalError, alias_for, check_gguf, missing_modules, 
 from providers.model_ref import ModelRef
 
 if TYPE_CHECKING:
-    from providers.prestart import Prestarted
     from tui.session.conversation import Conversation
     from tui.session.state import UiState
     from tui.session.store import Store
@@ -61,9 +60,8 @@ def run_tui(
     resume: bool = False,
     local_gguf: str | None = None,
     blind: dict[str, bool] | None = None,
-    engine: Prestarted | None = None,
 ) -> int:
-    """Run the app; returns the exit status. ``engine``: its process, started early."""
+    """Run the app; returns the exit status."""
     try:
         config = with_local(load_config(), local_gguf)
     except ConfigError as exc:
@@ -123,14 +121,8 @@ def run_tui(
             print("tokenrace: no conversation to resume; starting a new one", file=sys.stderr)
     if blind is not None and conversation is None:
         conversation, models = blind_conversation(models, **blind)
-    engine_process = None
-    if engine is not None:
-        from providers.remote import EngineProcess
-
-        engine_process = EngineProcess(config, log_path=engine.log_path, prestarted=engine)
     app = TokenraceApp(
         config,
-        engine=engine_process,
         store=store,
         state=state,
         models=models,
