@@ -8,11 +8,13 @@ machine. Text is fed in random-sized pieces, as it arrives from a model.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
 
+from tests.support.mock_server import MockServerProcess
 from tui.widgets.streaming_markdown import (
     FENCE_CHUNK_LINES,
     PARAGRAPH_FREEZE_LINES,
@@ -484,3 +486,25 @@ async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_e
         ref.finish()
         await pilot.pause()
         assert _shown(lazy) == _shown(ref)
+
+
+async def test_the_renderer_is_made_ready_after_the_first_frame(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    # Its imports are deferred past start-up; without the preload the first reply's first code
+    # block paid them (~90 ms) in the middle of streaming.
+    from tests.support.tui import make_app, mock_config, wait_until
+    from tui.widgets.streaming_markdown import lexer_for, markdown_class
+
+    markdown_class.cache_clear()
+    lexer_for.cache_clear()
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(
+            pilot,
+            lambda: (
+                markdown_class.cache_info().currsize == 1 and lexer_for.cache_info().currsize == 1
+            ),
+            what="the renderer preloaded",
+        )
+        assert not app.screen.query(StreamingMarkdown)  # no reply drew it: the preload did

@@ -242,6 +242,9 @@ class TokenraceApp(App[None]):
         self._gc_screens = {id(s) for s in self.screen_stack}
         self.set_interval(GC_CHECK_S, self._collect)
         self.engine.on_idle = self._replies_ended
+        from tui.widgets.streaming_markdown import preload
+
+        threading.Thread(target=preload, name="tokenrace-preload", daemon=True).start()
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:

@@ -160,6 +160,16 @@ def lexer_for(language: str) -> Any:
         return language
 
 
+def preload() -> None:
+    """Import and build what drawing a reply needs (markdown-it, Rich's markdown and syntax,
+    Pygments' Python lexer: ~90 ms), so that the first reply does not wait for it. Run in a
+    thread once the first frame is out: the imports are deferred to keep start-up fast, and
+    without this the first code block of the first reply stalled the frames for as long (render
+    lag at 2 × 200 tok/s peaked at 170-280 ms a second into the stream)."""
+    markdown_class()
+    lexer_for("python")
+
+
 def render_markdown(source: str, dark: bool) -> Trimmed:
     """One piece of markdown as Rich draws it, with code coloured for the app's mode."""
     return Trimmed(markdown_class()(source, code_theme(dark)))
