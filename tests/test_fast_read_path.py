@@ -25,6 +25,7 @@ from providers.request import ChatRequest
 from providers.sse import BytesSource, DecodeStats, EventTooLarge, SSEStream, aiter_sse_httpx
 from providers.transport import JOIN_CHUNKS, AsyncioStream, ChunkJoiner, make_transport
 from tests.conftest import SAMPLES
+from tests.support.engine_run import events_from
 from tests.support.raw_server import RawServer, Script, sse_events
 
 Decoded = tuple[list[tuple[str, str]], str | None, int]
@@ -274,12 +275,7 @@ async def test_events_of_one_read_are_stamped_when_that_read_returned(
     end = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
     chunks = [chunk] * n + [end]
     raw_server.push(Script(chunks=chunks, delays_s=[0.05] + [0.0] * n))
-    config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
-    engine = Engine(config, KeyStore(use_keyring=False))
-    try:
-        events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
-    finally:
-        await engine.aclose()
+    events = await events_from(raw_server.base_url)
     stamps = [e.t_ns for e in events if isinstance(e, TextDelta)]
     assert len(stamps) == n
     assert len(set(stamps)) <= 3, sorted(set(stamps))

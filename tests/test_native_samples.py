@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
-from providers.config import parse_config
-from providers.engine import ChatRequest, Engine, collect
 from providers.events import Usage, fold
-from providers.keys import KeyStore
 from providers.metrics import compute_metrics
 from tests.conftest import SAMPLES
+from tests.support.engine_run import events_from
 from tests.support.raw_server import RawServer, Script
 
 
@@ -259,14 +257,7 @@ async def test_native_sample_decodes(name: str, raw_server: RawServer) -> None:
     else:
         raw_server.push(Script(chunks=recorded_events(raw)))
     protocol = protocol_of(name)
-    config = parse_config(
-        {"endpoints": {"rec": {"base_url": raw_server.base_url, "protocol": protocol}}}
-    )
-    engine = Engine(config, KeyStore(use_keyring=False))
-    try:
-        events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
-    finally:
-        await engine.aclose()
+    events = await events_from(raw_server.base_url, protocol)
     (sent,) = raw_server.requests
     want_path = {
         "anthropic": "/v1/messages",

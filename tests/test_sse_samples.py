@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from providers.config import parse_config
-from providers.engine import ChatRequest, Engine, collect
 from providers.events import ServerTimings, Usage, fold
-from providers.keys import KeyStore
 from providers.metrics import compute_metrics
 from tests.conftest import SAMPLES
+from tests.support.engine_run import events_from
 from tests.support.raw_server import RawServer, Script, sse_events
 
 
@@ -126,12 +124,7 @@ def test_every_openai_format_sample_has_expectations() -> None:
 async def test_sample_decodes(name: str, raw_server: RawServer) -> None:
     body = (SAMPLES / name).read_text(encoding="utf-8")
     raw_server.push(Script(chunks=sse_events(body)))
-    config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
-    engine = Engine(config, KeyStore(use_keyring=False))
-    try:
-        events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
-    finally:
-        await engine.aclose()
+    events = await events_from(raw_server.base_url)
     exp = EXPECT[name]
     t = fold(events)
     m = compute_metrics(events)
@@ -171,10 +164,7 @@ async def test_deepseek_reasoning_counts_all_streamed_tokens(raw_server: RawServ
     raw_server.push(
         Script(chunks=sse_events((SAMPLES / "deepseek_reasoner_reasoning_content.sse").read_text()))
     )
-    config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
-    engine = Engine(config, KeyStore(use_keyring=False))
-    events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
-    await engine.aclose()
+    events = await events_from(raw_server.base_url)
     m = compute_metrics(events)
     assert m.output_tokens == 212
     assert m.reasoning_tokens == 198
@@ -185,10 +175,7 @@ async def test_llamacpp_timings_kept_apart(raw_server: RawServer) -> None:
     raw_server.push(
         Script(chunks=sse_events((SAMPLES / "llamacpp_server_timings_excerpt.sse").read_text()))
     )
-    config = parse_config({"endpoints": {"rec": {"base_url": raw_server.base_url}}})
-    engine = Engine(config, KeyStore(use_keyring=False))
-    events = await collect(engine, ChatRequest("rec/m", ({"role": "user", "content": "hi"},)))
-    await engine.aclose()
+    events = await events_from(raw_server.base_url)
     timings = [e for e in events if isinstance(e, ServerTimings)]
     assert len(timings) == 1
     values = dict(timings[0].values)
