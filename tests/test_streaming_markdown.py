@@ -488,23 +488,26 @@ async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_e
         assert _shown(lazy) == _shown(ref)
 
 
-async def test_the_renderer_is_made_ready_after_the_first_frame(
+async def test_the_renderer_is_built_while_the_first_prompt_is_typed(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
-    # Its imports are deferred past start-up; without the preload the first reply's first code
+    # Its imports are kept out of start-up; without the preload the first reply's first code
     # block paid them (~90 ms) in the middle of streaming.
     from tests.support.tui import make_app, mock_config, wait_until
+    from tui.widgets.prompt_box import PromptBox
     from tui.widgets.streaming_markdown import lexer_for, markdown_class
 
     markdown_class.cache_clear()
     lexer_for.cache_clear()
+
+    def built() -> bool:
+        return markdown_class.cache_info().currsize == lexer_for.cache_info().currsize == 1
+
     app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(
-            pilot,
-            lambda: (
-                markdown_class.cache_info().currsize == 1 and lexer_for.cache_info().currsize == 1
-            ),
-            what="the renderer preloaded",
-        )
+        await pilot.pause(0.5)
+        assert not built()  # not at start-up: it would cost the first frame
+        app.screen.query_one(PromptBox).focus()
+        await pilot.press("h")
+        await wait_until(pilot, built, what="the renderer built")
         assert not app.screen.query(StreamingMarkdown)  # no reply drew it: the preload did

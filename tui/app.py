@@ -58,8 +58,6 @@ GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, 
 GC_MIDDLE_ANYWAY = 300  # while streaming without a pause (~30 s of two fast panes): freeze
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
 DISCOVERY_DELAY_S = 5.0
-# When the markdown renderer is built (``streaming_markdown.preload``), after the first frame.
-PRELOAD_AFTER_S = 0.3
 # Closing the terminal (SIGHUP) or `kill` (SIGTERM): replies end as interrupted and are saved,
 # the terminal is restored, and the exit status is 128 + the signal, as if it had killed us.
 # A stop by signal that has not finished in this long is forced (the database waits 10 s for a
@@ -184,6 +182,7 @@ class TokenraceApp(App[None]):
         self._gc_full_wanted = False
         self._gc_frozen = False
         self._theme_errors: list[str] = []
+        self._preloaded = False  # the markdown renderer built ahead (preload_renderer)
         self.summary_workload: tuple[str, str] | None = None  # F6's monthly tokens, as typed
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
@@ -244,9 +243,6 @@ class TokenraceApp(App[None]):
         self._gc_screens = {id(s) for s in self.screen_stack}
         self.set_interval(GC_CHECK_S, self._collect)
         self.engine.on_idle = self._replies_ended
-        # The renderer is built a little later, in a thread: right after the first refresh
-        # its imports would hold the interpreter while the first frame is still being written.
-        self.set_timer(PRELOAD_AFTER_S, self._preload_renderer)
         if self.start_engine:
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
@@ -254,7 +250,14 @@ class TokenraceApp(App[None]):
             # CPU we keep away from start-up (the picker starts it at once if opened sooner).
             self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
 
-    def _preload_renderer(self) -> None:
+    def preload_renderer(self) -> None:
+        """Build the markdown renderer in a thread (once), when a prompt is being typed or
+        sent: its imports are kept out of start-up (started after the first refresh, they cost
+        the first frame 1.18× in two same-run A/Bs), and without this the first reply's first
+        code block paid them mid-stream."""
+        if self._preloaded:
+            return
+        self._preloaded = True
         from tui.widgets.streaming_markdown import preload
 
         threading.Thread(target=preload, name="tokenrace-preload", daemon=True).start()

@@ -368,6 +368,7 @@ class RaceScreen(Screen[None]):
 
     @on(TextArea.Changed, "#prompt")
     def _prompt_changed(self) -> None:
+        self.tapp.preload_renderer()  # ready by the time the reply comes
         if self._estimate_timer is None:
             self._estimate_timer = self.set_timer(0.15, self._update_estimate_now)
 
@@ -543,6 +544,7 @@ class RaceScreen(Screen[None]):
 
     def race(self, t_submit: int) -> None:
         """Start every pane's reply to the conversation as it stands."""
+        self.tapp.preload_renderer()  # a replay or retry types nothing
         self.race_id = uuid.uuid4().hex if self.RACE else None
         requests: list[ChatRequest] = []
         started: list[PaneReply] = []
