@@ -91,13 +91,18 @@ def run(quick: bool = False) -> list[Row]:
     ]
     p99 = pct(errors, 99)
     assert p99 is not None
-    rate_ok = abs(rate - 50) <= 0.02 * 50
+    # B's decode rate against the rate of the server's own sends, one token an event: the
+    # mock keeps an absolute schedule, so a first token sent late on a loaded machine is
+    # followed by a catch-up, and 50 tok/s is what was asked, not what was sent.
+    sent_rate = (len(sends) - 1) / ((sends[-1] - sends[0]) / 1e9)
+    rate_ok = abs(rate - sent_rate) <= 0.02 * sent_rate
     return [
         Row(
             "Timestamp honesty under load (B's gaps vs server's)",
-            "p99 error ≤ 10 ms; B within 2% of 50 tok/s",
-            f"p99 {p99:.2f} ms, max {max(errors):.2f} ms; B {rate:.2f} tok/s",
+            "p99 error ≤ 10 ms; B's rate within 2% of the server's",
+            f"p99 {p99:.2f} ms, max {max(errors):.2f} ms; "
+            f"B {rate:.2f} tok/s, server {sent_rate:.2f}",
             p99 <= 10 and rate_ok,
-            {"gap_errors_ms": errors, "b_rate": rate},
+            {"gap_errors_ms": errors, "b_rate": rate, "server_rate": sent_rate},
         )
     ]
