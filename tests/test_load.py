@@ -92,6 +92,18 @@ def load(args: list[str], home: Path, **kw: Any) -> subprocess.CompletedProcess[
     )
 
 
+def load_process(args: list[str], home: Path) -> subprocess.Popen[str]:
+    """``tokenrace load ARGS`` started in the background, its output piped (``load`` waits)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "load", *args],
+        cwd=REPO,
+        env=dict(os.environ, TOKENRACE_HOME=str(home)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def chat_records(server: MockServerProcess) -> list[dict[str, Any]]:
     log = [r for r in server.log() if r["path"] == "/v1/chat/completions"]
     return sorted(log, key=lambda r: r["received_ns"])
@@ -299,14 +311,10 @@ def test_ctrl_c_stops_sending_at_once_and_writes_what_finished(
     suite = write_home(isolated_home, server)
     server.reset_log()
     out = isolated_home / "o.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "load", str(suite), "-m", "mock/slowish",
-         "--concurrency", "2", "--requests", "500", "--json", str(out)],
-        cwd=REPO,
-        env=dict(os.environ, TOKENRACE_HOME=str(isolated_home)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = load_process(
+        [str(suite), "-m", "mock/slowish", "--concurrency", "2", "--requests", "500",
+         "--json", str(out)],
+        isolated_home,
     )  # fmt: skip
     try:
         server.wait_log(lambda log: sum(r["closed_ns"] is not None for r in log) >= 6, 30)
@@ -384,15 +392,10 @@ def test_a_starved_client_has_its_steps_flagged(
     # (SIGSTOP/SIGCONT of its process alone; the canary's server, a child of its own, keeps
     # sending on time). CPU hogs were tried first: the scheduler favours a process that sleeps
     # (the engine waits on sockets), so on a quiet machine hogs starved it too little to flag.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "load", str(suite), "-m", "mock/s50",
-         "--concurrency", "2,2", "--requests", "6", "--json", str(out),
-         "--plot", str(isolated_home / "o.svg")],
-        cwd=REPO,
-        env=dict(os.environ, TOKENRACE_HOME=str(isolated_home)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = load_process(
+        [str(suite), "-m", "mock/s50", "--concurrency", "2,2", "--requests", "6",
+         "--json", str(out), "--plot", str(isolated_home / "o.svg")],
+        isolated_home,
     )  # fmt: skip
     done = threading.Event()
 
