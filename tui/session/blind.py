@@ -27,7 +27,7 @@ FIGURES_HIDDEN = "Blind race: timings and cost are hidden until the verdict (F9)
 _NAME_CHAR = r"[\w./:@-]"
 # Where a hidden name ends: no name character follows, except a '.' or ':' that ends a sentence
 # or a clause ("s-05: no key", "used gpt-4o."), not one inside a longer name ("llama3:8b").
-_NAME_END = r"(?![\w/@-]|[.:][\w./:@-])"
+_NAME_END = rf"(?![\w/@-]|[.:]{_NAME_CHAR})"
 
 _T = TypeVar("_T")
 
