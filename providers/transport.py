@@ -236,12 +236,26 @@ SocketOption = (
 )
 
 
+# What one read of a socket asks for. asyncio asks for 256 KiB, and a buffer that large is
+# allocated with mmap and freed with munmap on every read: recv of a 300-byte event cost 15 µs
+# against 1.8 µs at 64 KiB on this machine (a socket pair, 20,000 reads), and a fast stream
+# is read once an event.
+READ_SIZE = 64 * 1024
+
+
+def small_reads(transport: asyncio.BaseTransport) -> None:
+    """Make an asyncio socket or pipe transport read at most ``READ_SIZE`` bytes a call."""
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = READ_SIZE  # type: ignore[attr-defined]
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One TCP (or TLS) connection on asyncio streams."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader = reader
         self._writer = writer
+        small_reads(writer.transport)
         self._joiner = ChunkJoiner()
         self.read_ns = 0  # when the last read returned (perf_counter_ns)
 

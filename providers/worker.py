@@ -9,7 +9,8 @@ messages are the dataclasses of ``providers.wire``: ``Configure`` first, then ``
 
 Events are flushed every few milliseconds (``FLUSH_INTERVAL_S``) in one frame: a fast stream
 reaches the UI as a few batches per displayed frame instead of one per network read, and the
-timestamps, taken when the bytes were decoded, are not affected. Writes go through an asyncio
+timestamps, taken when the bytes were read, are not affected. While streams pour in, the loop
+reads the sockets once a millisecond (``providers.paced_loop``). Writes go through an asyncio
 pipe transport, so a UI that is busy rendering never blocks the stamping of other streams here.
 The process exits
 when its stdin closes, so it cannot outlive the UI.
@@ -28,6 +29,7 @@ from providers.events import Cancelled, Event, StreamError
 from providers.framing import MAX_FRAME, encode, read_frame
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool
+from providers.paced_loop import new_event_loop, window_from_env
 from providers.request import ChatRequest
 from providers.start_gate import StartGate
 from providers.wire import (
@@ -240,8 +242,11 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    # While streams pour in, the loop reads once a window (``providers.paced_loop``).
+    window = window_from_env(os.environ.get("TOKENRACE_PACE_MS"))
     try:
-        asyncio.run(serve(read_fd, write_fd))
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(window)) as runner:
+            runner.run(serve(read_fd, write_fd))
     except KeyboardInterrupt:
         pass
 
