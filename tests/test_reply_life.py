@@ -5,7 +5,16 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from providers.events import RequestSent, TextDelta
+import pytest
+
+from providers.events import (
+    Finished,
+    RequestSent,
+    ServerTimings,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+)
 from tui.session.conversation import CHECKPOINT_S, Conversation, LiveRun
 from tui.session.store import Store, connect, recover_interrupted
 
@@ -109,3 +118,44 @@ def test_migration_2_adds_the_streaming_pid_and_old_streaming_replies_read_inter
     msg = conn.execute("SELECT status, content FROM messages WHERE id = 2").fetchone()
     assert (msg["status"], msg["content"]) == ("interrupted", "half a repl")
     conn.close()
+
+
+def test_a_finished_reply_is_not_read_again_event_by_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its turn, save and status come from what ``feed`` saw: at the end of a fast race, a
+    reply of 8,000 events was read seven times over in the frame that showed its last token."""
+    from tui.session import conversation
+
+    def no_fold(events: object) -> None:
+        raise AssertionError("the events were folded again")
+
+    monkeypatch.setattr(conversation, "fold", no_fold)
+    store = Store(tmp_path / "h.db")
+    conv = Conversation()
+    run = _run()
+    run.feed([RequestSent(t_ns=1), *(TextDelta(t_ns=2 + i, text="x ") for i in range(50))])
+    run.feed([ServerTimings(t_ns=60, values=(("predicted_ms", 12.5),))])
+    run.feed([Finished(t_ns=70, reason="stop")])
+    assert run.status == "complete" and run.final().status == "complete"
+    assert run.turn().tool_calls == ()
+    run.checkpoint(store, conv, {})
+    store.flush()
+    (saved,) = store.runs(conv.id)
+    assert saved["status"] == "complete"
+    store.close()
+
+
+def test_a_reply_with_tool_calls_or_an_error_keeps_them() -> None:
+    run = _run()
+    run.feed(
+        [
+            RequestSent(t_ns=1),
+            ToolCallDelta(t_ns=2, index=0, id="c1", name="get", arguments='{"a":'),
+            ToolCallDelta(t_ns=3, index=0, arguments="1}"),
+            StreamError(t_ns=4, kind="server", message="boom"),
+        ]
+    )
+    turn = run.turn()
+    assert [(c.name, c.arguments) for c in turn.tool_calls] == [("get", '{"a":1}')]
+    assert turn.error == "boom" and run.status == "error"

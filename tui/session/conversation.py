@@ -19,6 +19,7 @@ from providers.events import (
     ReasoningDelta,
     RequestSent,
     Retrying,
+    ServerTimings,
     StreamError,
     TextDelta,
     ToolCall,
@@ -513,6 +514,12 @@ class LiveRun:
         self.parent_id: int | None = None  # the turn this reply answers, found when saved
         self.run_id = new_id()
         self._final: RunMetrics | None = None
+        # Read at the end from what ``feed`` saw, not by scanning every event again (a reply
+        # of 8,000 events was read seven times over as it finished, in the frame that showed
+        # its last token).
+        self._error: StreamError | None = None
+        self._server_timings: ServerTimings | None = None
+        self._has_tool_calls = False
         self.shown_final = False  # the UI has shown the final figures
         self._saved_at: float | None = None  # time.monotonic() of the last checkpoint
         self._saved_events = 0  # len(self.events) at the last checkpoint
@@ -554,6 +561,7 @@ class LiveRun:
                     reasoning.append(ev.text)
                 elif isinstance(ev, ToolCallDelta) and ev.choice == 0:
                     delta.tool_calls.append(ev)
+                    self._has_tool_calls = True
             elif isinstance(ev, RequestSent):
                 self.t0 = ev.t_ns
                 self.retry = None
@@ -566,7 +574,10 @@ class LiveRun:
                 delta.notices.append(ev.message)
             elif isinstance(ev, StreamError):
                 delta.error = ev
+                self._error = ev
                 self.done = True
+            elif isinstance(ev, ServerTimings):
+                self._server_timings = ev
             elif isinstance(ev, (Finished, Cancelled)):
                 self.done = True
         if text:
@@ -581,6 +592,9 @@ class LiveRun:
 
     @property
     def status(self) -> str:
+        """What became of the reply (from every event; read once it is over)."""
+        if self._final is not None and self.done:
+            return self._final.status
         return status_of(self.events)
 
     def interrupt(self, message: str) -> None:
@@ -693,9 +707,12 @@ class LiveRun:
             self._final = m
         return m
 
+    def _tool_calls(self) -> list[ToolCall]:
+        return fold(self.events).tool_calls if self._has_tool_calls else []
+
     def turn(self) -> Turn:
         """The assistant turn this run produced (so far)."""
-        err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
+        err = self._error
         return Turn(
             id=self.message_id,
             role="assistant",
@@ -705,7 +722,7 @@ class LiveRun:
             status=self.status,
             error=err.message if err else None,
             metrics=self.final() if self.done else None,
-            tool_calls=tuple(fold(self.events).tool_calls),
+            tool_calls=tuple(self._tool_calls()),
         )
 
     def checkpoint_due(self, now: float | None = None) -> bool:
@@ -761,8 +778,8 @@ class LiveRun:
         self._saved_tokens = self.token_events
         conv.ensure_saved(store)
         status = self.status
-        err = next((e for e in reversed(self.events) if isinstance(e, StreamError)), None)
-        calls = fold(self.events).tool_calls if self.done else []
+        err = self._error
+        calls = self._tool_calls() if self.done else []
         has_message = bool(self.text_len or self._reasoning or self.done)
         if has_message:
             if self.parent_id is None:
@@ -786,9 +803,7 @@ class LiveRun:
             )
         m = self.final() if self.done else self.partial_metrics()
         timings = None
-        from providers.events import ServerTimings
-
-        st = next((e for e in self.events if isinstance(e, ServerTimings)), None)
+        st = self._server_timings
         if st is not None:
             timings = dict(st.values)
         store.save_run(

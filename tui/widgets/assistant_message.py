@@ -19,6 +19,9 @@ from tui.widgets.streaming_markdown import StreamingMarkdown
 from tui.widgets.tool_call import ToolCallView
 from tui.widgets.uniform import UniformRows
 
+# Statuses with a look of their own (``AssistantMessage.DEFAULT_CSS``).
+_CLASSED = frozenset({"cancelled", "interrupted", "error"})
+
 
 class ReasoningBlock(Collapsible):
     """The model's visible reasoning, above the answer."""
@@ -71,7 +74,7 @@ class AssistantMessage(UniformRows, Vertical):
         pane_label: str = "",
         tool_calls: Sequence[ToolCall] = (),
     ) -> None:
-        super().__init__(classes=f"-{status}")
+        super().__init__(classes=f"-{status}" if status in _CLASSED else "")
         self.model = model
         self.pane_label = pane_label
         self.status = status
@@ -141,11 +144,19 @@ class AssistantMessage(UniformRows, Vertical):
     def show_live(self, line: str) -> None:
         self.metrics_line.show(line)
 
+    def finish_text(self) -> None:
+        """The stream is over: draw the rest of the text (``finish`` shows the figures)."""
+        self.body.finish()
+        if self.reasoning is not None:
+            self.reasoning.body.finish()
+
     def finish(self, metrics: RunMetrics) -> None:
         """The reply is over: render what is left and show the final figures."""
         self.status = metrics.status
-        self.set_class(True, f"-{metrics.status}")
-        self.remove_class("-streaming")
+        if metrics.status in _CLASSED:
+            # Only these statuses are styled: a class change restyles the whole reply (10 ms a
+            # pane at the end of a fast race, before its last text reached the screen).
+            self.add_class(f"-{metrics.status}")
         self.body.finish()
         if self.reasoning is not None:
             self.reasoning.body.finish()
