@@ -5,11 +5,20 @@ the estimate line)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from providers.config import parse_config
-from tests.support.tui import make_app, wait_for_screen, wait_until
+from tests.support.mock_server import MockServerProcess
+from tests.support.tui import (
+    make_app,
+    mock_config,
+    replies_over,
+    send,
+    wait_for_screen,
+    wait_until,
+)
 from tui.screens.compare import CompareScreen
 from tui.screens.race_screen import HISTORY_WINDOW
 from tui.session import commands
@@ -126,3 +135,51 @@ async def test_engine_news_reaches_the_idle_chat_as_a_message(isolated_home: Pat
         app._engine_status("mock/a (local): starting its server", "info")
         bar = chat.query_one(StatusBar)
         await wait_until(pilot, lambda: bar.extra == "starting its server", what="the news")
+
+
+async def test_the_last_text_is_drawn_before_the_figures_and_the_save(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end of a fast race, each reply's bookkeeping (its figures from every event, the
+    save, the log) ran before its last text reached the screen: the last text now goes out
+    in a frame of its own, and ``streaming`` holds until the bookkeeping is done."""
+    from textual.screen import Screen
+
+    from tui.screens.pane_reply import PaneReply
+
+    frames = 0
+    real_refresh = Screen._compositor_refresh
+
+    def counted(self: Screen[Any]) -> None:
+        nonlocal frames
+        frames += 1
+        real_refresh(self)
+
+    seen: list[tuple[bool, int, bool]] = []
+    real_finish = PaneReply.finish
+
+    def finish(self: PaneReply) -> None:
+        text_shown = self.widget.body.source.endswith(self.run.text[-20:])
+        seen.append((text_shown and not self.widget.body._open, frames, self.screen.streaming))
+        real_finish(self)
+
+    monkeypatch.setattr(Screen, "_compositor_refresh", counted)
+    monkeypatch.setattr(PaneReply, "finish", finish)
+    texts: list[int] = []
+    real_finish_text = AssistantMessage.finish_text
+
+    def finish_text(self: AssistantMessage) -> None:
+        texts.append(frames)
+        real_finish_text(self)
+
+    monkeypatch.setattr(AssistantMessage, "finish_text", finish_text)
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: replies_over(app), timeout=20, what="the reply")
+        assert not app.screen.streaming  # type: ignore[attr-defined]
+    assert len(texts) == 1 and len(seen) == 1
+    drawn, frames_at_finish, streaming = seen[0]
+    assert drawn  # the whole text closed and drawn before the figures
+    assert frames_at_finish > texts[0]  # ... and a frame went out in between
+    assert streaming  # a new prompt waits for the save

@@ -135,6 +135,8 @@ def _claim(
 #   (``Screen._compositor``);
 # - ``has_border_title`` (``Widget._border_title`` / ``_border_subtitle``);
 # - ``anchor_released`` (``Widget._anchor_released``);
+# - ``redrawn_anchor_scrollbar`` (``Widget._vertical_scrollbar``, ``App._start_widget``, and
+#   ``ScrollBar._reactive_position``, which the compositor sets for an anchored widget);
 # - ``styled_lines_kept`` / ``restore_styled_lines`` (``Widget._styles_cache`` and its lines, for
 #   an override of ``Widget._size_updated``);
 # - ``private_override``: a widget method that overrides a private one says so, and the
@@ -163,6 +165,40 @@ def anchor_released(widget: Widget) -> bool:
     """Whether the user scrolled an anchored ``widget`` away from its end (Textual keeps the
     anchor but stops following until it is scrolled back)."""
     return bool(widget._anchor_released)
+
+
+def redrawn_anchor_scrollbar(widget: Widget) -> Any:
+    """``widget``'s vertical scrollbar, made (once) so that it is drawn again whenever its
+    thumb moves.
+
+    For an anchored widget, Textual's compositor moves the thumb by setting the bar's
+    ``_reactive_position`` directly, which does not mark the bar for drawing: the screen kept
+    a thumb drawn for an earlier offset, a row off, until something else redrew the bar (the
+    compare snapshots at the end of a race, 1 run in 2, with every value of the bar right)."""
+    if widget._vertical_scrollbar is None:
+        bar = _RedrawnScrollBar(
+            vertical=True, name="vertical", thickness=widget.scrollbar_size_vertical
+        )
+        bar.display = False
+        widget._vertical_scrollbar = bar
+        widget.app._start_widget(widget, bar)
+    return widget._vertical_scrollbar
+
+
+def _redrawn_scrollbar_class() -> type:
+    from textual.scrollbar import ScrollBar
+
+    class RedrawnScrollBar(ScrollBar):
+        def __setattr__(self, name: str, value: Any) -> None:
+            moved = name == "_reactive_position" and getattr(self, name, value) != value
+            super().__setattr__(name, value)
+            if moved:
+                self.refresh()
+
+    return RedrawnScrollBar
+
+
+_RedrawnScrollBar: Any = _redrawn_scrollbar_class()
 
 
 def styled_lines_kept(widget: Widget, size: Size) -> dict[int, Strip]:

@@ -254,7 +254,9 @@ class RaceScreen(Screen[None]):
 
     @property
     def streaming(self) -> bool:
-        return any(not r.run.done for r in self.replies.values())
+        # Until each reply is finished here (its turn kept and saved), not only over on the
+        # wire: a reply's last text is drawn before its figures and save (``PaneReply``).
+        return any(not r.run.shown_final for r in self.replies.values())
 
     def on_screen_resume(self) -> None:
         self.query_one(PromptBox).focus()

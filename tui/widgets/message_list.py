@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
+from textual.scrollbar import ScrollBar
 from textual.widget import Widget
 
-from tui.textual_private import anchor_released
+from tui.textual_private import anchor_released, redrawn_anchor_scrollbar
 from tui.widgets.uniform import UniformRows
 
 
@@ -35,6 +36,12 @@ class MessageList(UniformRows, VerticalScroll):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.top_aligned = top_aligned
         self._fits = False  # top-aligned and everything fits: following needs no anchor
+
+    @property
+    def vertical_scrollbar(self) -> ScrollBar:
+        """Textual's bar, drawn again whenever the anchor moves its thumb."""
+        bar: ScrollBar = redrawn_anchor_scrollbar(self)
+        return bar
 
     def on_mount(self) -> None:
         self.anchor()
