@@ -272,3 +272,29 @@ async def test_the_anchor_moving_the_thumb_redraws_the_scrollbar() -> None:
         assert moved != at_end
         bar.refresh()
         assert _thumb(bar) == moved  # what a forced redraw gives
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "monokai"])
+async def test_the_pane_scrollbar_draws_what_textual_draws(theme: str) -> None:
+    """Our bar is built a row at a time without Textual's styles cache (its thumb moves at
+    every frame of a streaming pane): the same strips as Textual's own, at every offset."""
+    from textual.geometry import Region
+    from textual.scrollbar import ScrollBar
+
+    from tui.widgets.message_list import MessageList
+
+    app = _ListHost()
+    async with app.run_test(size=(40, 20)) as pilot:
+        app.theme = theme
+        await pilot.pause()
+        ml = app.query_one(MessageList)
+        bar = ml.vertical_scrollbar
+        for y in (0, 7, 19.5, ml.max_scroll_y):
+            ml.scroll_to(y=y, animate=False, immediate=True)
+            await pilot.pause()
+            full = Region(0, 0, bar.size.width, bar.size.height)
+            for crop in (full, Region(0, 3, bar.size.width, 5), Region(1, 0, 1, 4)):
+                ours = bar.render_lines(crop)
+                bar._styles_cache.clear()
+                theirs = ScrollBar.render_lines(bar, crop)
+                assert [list(s) for s in ours] == [list(s) for s in theirs], (y, crop)
