@@ -187,6 +187,7 @@ def redrawn_anchor_scrollbar(widget: Widget) -> Any:
 
 
 def _redrawn_scrollbar_class() -> type:
+    from rich.color import Color as RichColor
     from rich.segment import Segment
     from textual.scrollbar import ScrollBar, ScrollBarRender
 
@@ -229,8 +230,8 @@ def _redrawn_scrollbar_class() -> type:
                 position=bar.position,
                 vertical=True,
                 thickness=width,
-                back_color=style.bgcolor,
-                bar_color=style.color,
+                back_color=style.bgcolor or RichColor.parse("#555555"),  # as Textual's own
+                bar_color=style.color or RichColor.parse("bright_magenta"),
             )
             base = self.visual_style.rich_style
             rows = list(Segment.apply_style([s for s in segments.segments if s.text != "\n"], base))
