@@ -619,8 +619,7 @@ class Engine:
                             for ev in parser.feed(name, data, t):
                                 cls = type(ev)
                                 if cls is TextDelta or cls is ReasoningDelta:
-                                    text = ev.text  # type: ignore[union-attr]
-                                    size = len(text) if text.isascii() else _utf8_len(text)
+                                    size = _utf8_len(ev.text)  # type: ignore[union-attr]
                                 elif cls is ToolCallDelta:
                                     size = _reply_bytes(ev)
                                 elif cls is Usage:

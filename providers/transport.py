@@ -292,7 +292,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         """Whether this connection is reading a joined event-stream body (see ``read_body``)."""
         return self._joiner.in_body
 
-    async def read_body(self, max_bytes: int = 64 * 1024) -> bytes:
+    async def read_body(self, max_bytes: int = READ_SIZE) -> bytes:
         """The next data of a joined body, read straight from the socket, de-chunked; b"" at its
         end. Past h11 and httpx: one step a read instead of a dozen. Call it only after the head
         and before anything else reads the body; when it returns b"", h11 still has to read the

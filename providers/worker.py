@@ -91,16 +91,7 @@ class Worker:
             self.writer.write(encode(msg))
 
     def emit(self, sid: int, ev: Event) -> None:
-        batch = self._batch.get(sid)
-        if batch is None:
-            self._batch[sid] = [ev]
-        else:
-            batch.append(ev)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # Timestamps are taken at decode; delivery can wait a little, so that a fast
-            # stream reaches the UI as a few batches a frame rather than hundreds of frames.
-            self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
+        self.emit_many(sid, [ev])
 
     def emit_many(self, sid: int, events: list[Event]) -> None:
         batch = self._batch.get(sid)
@@ -110,6 +101,8 @@ class Worker:
             batch.extend(events)
         if not self._flush_scheduled:
             self._flush_scheduled = True
+            # Timestamps are taken when read; delivery can wait a little, so that a fast
+            # stream reaches the UI as a few batches a frame rather than hundreds of frames.
             self._loop.call_later(FLUSH_INTERVAL_S, self._flush)
 
     def _flush(self) -> None:
