@@ -132,11 +132,14 @@ class ConversationsScreen(Dialog[None]):
     def _show_tree(self) -> None:
         """The highlighted conversation's branches, as a tree."""
         row = self._current()
-        tree = self.query_one("#tree", Static)
         if row is None or self.tapp.store is None:
-            tree.update("")
+            self.query_one("#tree", Static).update("")
             return
-        rows = self.tapp.store.messages(row.id)
+        self._draw_tree(row, self.tapp.store.messages(row.id))
+
+    def _draw_tree(self, row: ConversationRow, rows: list[Any]) -> None:
+        """``row``'s tree from its messages ``rows``, on the branch picked (Tab) if any."""
+        tree = self.query_one("#tree", Static)
         picked = self._picked.get(row.id)
         if picked is None:
             tree.update(tree_text(rows, branch_tips(row.branch), branch_since(row.branch)))
@@ -159,7 +162,7 @@ class ConversationsScreen(Dialog[None]):
             on_ids = {int(r["id"]) for r in on if int(r["pane"]) == 0}
             picked = next((i for i, end in enumerate(ends) if end in on_ids), len(ends) - 1)
         self._picked[row.id] = (picked + 1) % len(ends)
-        self._show_tree()
+        self._draw_tree(row, rows)  # the messages just read
 
     @on(Input.Changed, "#search")
     def _search(self, event: Input.Changed) -> None:
