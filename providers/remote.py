@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Protocol
 
+from providers import prespawn
 from providers.config import Config
 from providers.events import Event, StreamError
 from providers.framing import encode, read_frame
@@ -70,6 +71,67 @@ class StreamHandle:
         return batch
 
 
+class WorkerProcess(Protocol):
+    """What ``EngineProcess`` uses of its worker: ``asyncio.subprocess.Process`` has it, and so
+    does an adopted ``AdoptedWorker``."""
+
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+
+class AdoptedWorker:
+    """A worker started before the event loop (``providers.prespawn``), its pipes now streams
+    of the loop."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+    ) -> None:
+        self._popen = popen
+        self.stdin: asyncio.StreamWriter | None = stdin
+        self.stdout: asyncio.StreamReader | None = stdout
+
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> AdoptedWorker:
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16)  # asyncio.subprocess's own limit
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, popen.stdin
+        )
+        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        code = self._popen.poll()
+        if code is not None:
+            return code
+        return await asyncio.get_running_loop().run_in_executor(None, self._popen.wait)
+
+    def kill(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.kill()
+
+    def terminate(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.terminate()
+
+
 class EngineProcess:
     """Owns the engine worker process and routes its events to stream handles."""
 
@@ -78,15 +140,19 @@ class EngineProcess:
         config: Config,
         log_path: Path | None = None,
         on_died: Callable[[str], None] | None = None,
+        early: subprocess.Popen[bytes] | None = None,
     ):
         self.config = config
         self.log_path = log_path
         self.on_died = on_died
+        # A worker the command line started before the UI (``providers.prespawn``): the first
+        # start adopts it instead of starting one.
+        self._early = early
         # The local model's start-up news: (text, level "info" | "error").
         self.on_status: Callable[[str, str], None] | None = None
         # Called when the last running stream is done (the UI collects garbage then).
         self.on_idle: Callable[[], None] | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: WorkerProcess | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._streams: dict[int, StreamHandle] = {}
         self._ids = itertools.count(1)
@@ -121,30 +187,24 @@ class EngineProcess:
             raise
 
     async def _spawn(self) -> None:
-        stderr: int | IO[bytes] = asyncio.subprocess.DEVNULL
-        log_file = None
-        if self.log_path is not None:
+        early, self._early = self._early, None
+        if early is not None and early.poll() is None:
+            self._proc = await AdoptedWorker.adopt(early)
+        else:
+            prespawn.discard(early)
+            log_file = prespawn.open_log(self.log_path)
             try:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - tiny, once
-                stderr = log_file
-            except OSError:
-                log_file = None
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "providers.worker",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                env=env,
-            )
-        finally:
-            if log_file is not None:
-                log_file.close()
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *prespawn.WORKER,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file if log_file is not None else asyncio.subprocess.DEVNULL,
+                    env=prespawn.worker_env(),
+                )
+            finally:
+                if log_file is not None:
+                    log_file.close()
         assert self._proc.stdout is not None
         ready = await asyncio.wait_for(read_frame(self._proc.stdout), 30)
         if not isinstance(ready, Ready):
@@ -161,7 +221,7 @@ class EngineProcess:
             raise ConnectionError("the engine process is not running")
         self._proc.stdin.write(encode(msg))
 
-    async def _read_loop(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read_loop(self, proc: WorkerProcess) -> None:
         assert proc.stdout is not None
         try:
             while True:
@@ -187,7 +247,7 @@ class EngineProcess:
             return
         await self._died(proc)
 
-    async def _died(self, proc: asyncio.subprocess.Process) -> None:
+    async def _died(self, proc: WorkerProcess) -> None:
         try:
             code = await asyncio.wait_for(proc.wait(), 2)
         except TimeoutError:
@@ -277,6 +337,9 @@ class EngineProcess:
     async def close(self) -> None:
         """Stop the worker: ask nicely, then terminate, then kill."""
         self._closing = True
+        early, self._early = self._early, None
+        if early is not None:  # never started: the UI ended before its first frame
+            await asyncio.get_running_loop().run_in_executor(None, prespawn.discard, early)
         proc = self._proc
         if proc is None:
             return

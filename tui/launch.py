@@ -11,6 +11,8 @@ from providers.local import LocalError, alias_for, check_gguf, missing_modules, 
 from providers.model_ref import ModelRef
 
 if TYPE_CHECKING:
+    import subprocess
+
     from tui.session.conversation import Conversation
     from tui.session.state import UiState
     from tui.session.store import Store
@@ -60,8 +62,10 @@ def run_tui(
     resume: bool = False,
     local_gguf: str | None = None,
     blind: dict[str, bool] | None = None,
+    worker: subprocess.Popen[bytes] | None = None,
 ) -> int:
-    """Run the app; returns the exit status."""
+    """Run the app; returns the exit status. ``worker`` is an engine process started early
+    (``providers.prespawn``): the app adopts it; the caller stops it if the app never ran."""
     try:
         config = with_local(load_config(), local_gguf)
     except ConfigError as exc:
@@ -89,6 +93,7 @@ def run_tui(
         if not models:
             models = [str(ModelRef("local", alias_for(local_gguf)))]
 
+    from providers.remote import EngineProcess
     from tui.app import TokenraceApp
     from tui.session.state import UiState
     from tui.session.store import Store, StoreError
@@ -123,6 +128,7 @@ def run_tui(
         conversation, models = blind_conversation(models, **blind)
     app = TokenraceApp(
         config,
+        engine=EngineProcess(config, log_path=paths.data_dir() / "engine.log", early=worker),
         store=store,
         state=state,
         models=models,
