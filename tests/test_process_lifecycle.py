@@ -153,6 +153,12 @@ def test_no_orphan_after_quitting_from_the_keyboard(
             engines = _engine_children(shell)
             time.sleep(0.1)
         assert engines
+        # One engine: the worker the command line started before the UI, adopted and serving
+        # the reply; not a second one started after the first frame.
+        tmux.keys("hi", "Enter")
+        tmux.wait_for(r"✓ complete", 30, POLL_S)
+        assert [e.pid for e in _engine_children(shell)] == [e.pid for e in engines]
+        assert (isolated_home / "data" / "engine.log").read_text().count("engine ready") == 1
         tmux.keys(*keys)
         tmux.wait_for("EXITED 0", 10, POLL_S)
         assert _gone([e.pid for e in engines]), "the engine outlived the app"
