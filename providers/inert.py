@@ -62,7 +62,24 @@ _JSON: dict[int, str] = {
 
 
 def _finder(codes: Iterable[int]) -> re.Pattern[str]:
-    return re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(codes)) + "]")
+    """A character class of ``codes``, written as ranges: one alternative per code point
+    (2,048 surrogates among them) took 14 ms to compile at every start of the UI and engine."""
+    parts: list[str] = []
+    run: list[int] = []
+    for c in sorted(codes):
+        if run and c != run[-1] + 1:
+            parts.append(_span(run[0], run[-1]))
+            run = []
+        run.append(c)
+    if run:
+        parts.append(_span(run[0], run[-1]))
+    return re.compile("[" + "".join(parts) + "]")
+
+
+def _span(first: int, last: int) -> str:
+    if first == last:
+        return re.escape(chr(first))
+    return f"{re.escape(chr(first))}-{re.escape(chr(last))}"
 
 
 # A search is ~10x cheaper than a translate, and almost all text has nothing to replace.

@@ -492,3 +492,15 @@ def test_replay_csv_cells_are_inert_and_never_formulas() -> None:
     assert row["prompt"] == "'@SUM(1+1)"
     assert row["text"].startswith("␛]52") and "=HYPERLINK" in row["text"]
     assert row["model"].startswith("m/␛[2J")
+
+
+@pytest.mark.parametrize("table", ["_TEXT", "_LABEL", "_JSON"])
+def test_each_finder_finds_exactly_the_characters_its_table_replaces(table: str) -> None:
+    # The finders are character classes written as ranges; a range one off either end would
+    # let a control through, or stop on a harmless character.
+    import providers.inert as inert_mod
+
+    codes: dict[int, Any] = getattr(inert_mod, table)
+    finder = getattr(inert_mod, f"{table}_FIND")
+    for c in [*range(0x10000), *range(0x10000, 0x110000, 97)]:
+        assert (finder.match(chr(c)) is not None) == (c in codes), hex(c)
