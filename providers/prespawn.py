@@ -6,7 +6,9 @@ interpreter and about 300 ms of imports: asyncio, httpx, the config's types) cam
 UI's, one after the other. Started here, before the UI imports Textual, the two start side by
 side on two cores, and the UI adopts the process once its first frame is out
 (``EngineProcess``), as it used to start one then. Only ``subprocess`` is imported here: the
-worker starts before anything else the UI needs.
+worker starts before anything else the UI needs. On a single core the two start-ups could only
+take turns, and the UI's first frame would wait for the engine's imports: there the worker is
+started after the first frame, as before.
 """
 
 from __future__ import annotations
@@ -39,9 +41,20 @@ def open_log(log_path: Path | None) -> IO[bytes] | None:
         return None
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on every platform
+        return os.cpu_count() or 1
+
+
 def spawn(log_path: Path | None) -> subprocess.Popen[bytes] | None:
-    """Start a worker with frames on its stdin/stdout; None when it cannot be started (the UI
-    then starts one itself, and reports why if that fails too)."""
+    """Start a worker with frames on its stdin/stdout; None on a single core, or when it cannot
+    be started (the UI then starts one itself after its first frame, and reports why if that
+    fails too)."""
+    if cores() < 2:
+        return None
     log = open_log(log_path)
     try:
         return subprocess.Popen(

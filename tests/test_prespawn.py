@@ -131,3 +131,9 @@ def test_spawn_fails_softly_without_an_interpreter(monkeypatch: pytest.MonkeyPat
     # The UI then starts its own worker, and says so if that fails too.
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     assert prespawn.spawn(None) is None
+
+
+def test_on_a_single_core_the_worker_waits_for_the_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two start-ups on one core only take turns: the UI starts the engine after its first frame.
+    monkeypatch.setattr(prespawn, "cores", lambda: 1)
+    assert prespawn.spawn(None) is None
