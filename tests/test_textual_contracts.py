@@ -298,3 +298,54 @@ async def test_the_pane_scrollbar_draws_what_textual_draws(theme: str) -> None:
                 bar._styles_cache.clear()
                 theirs = ScrollBar.render_lines(bar, crop)
                 assert [list(s) for s in ours] == [list(s) for s in theirs], (y, crop)
+
+
+@pytest.mark.parametrize("fixed", [True, False], ids=["ours", "textual-alone"])
+async def test_a_reply_that_grows_is_laid_out_once(
+    fixed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reflow Textual hands each widget its size through the ``virtual_size``
+    reactive, which asks for a layout again: a reply that grew cost two full reflows. With
+    ``without_second_layout`` it costs one; without it (Textual alone) still two, so the fix
+    is still needed."""
+    import tui.textual_private as tp
+    import tui.widgets.streaming_markdown as sm
+    from tui.widgets.assistant_message import AssistantMessage
+    from tui.widgets.message_list import MessageList
+
+    if not fixed:
+
+        def plain(widget: Any, size_updated: Any) -> bool:
+            return bool(size_updated())
+
+        monkeypatch.setattr(tp, "without_second_layout", plain)
+        monkeypatch.setattr(sm, "without_second_layout", plain)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            with MessageList():
+                yield AssistantMessage("mock/m")
+
+    app = Host()
+    async with app.run_test(size=(60, 20)) as pilot:
+        reply = app.query_one(AssistantMessage)
+        reply.body.driven = True  # drawn by a frame clock, as in a chat
+        # Past a screenful first: the scrollbar that appears then is a layout of its own.
+        reply.append_text("\n\n".join(f"opening {i} " + "word " * 30 for i in range(8)))
+        reply.sync()
+        await pilot.pause(0.3)
+        compositor = app.screen._compositor
+        reflows: list[int] = []
+        reflow = compositor.reflow
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            reflows.append(1)
+            return reflow(*args, **kwargs)
+
+        monkeypatch.setattr(compositor, "reflow", counted)
+        reply.append_text("\n\n".join(f"paragraph {i} " + "word " * 30 for i in range(8)))
+        reply.sync()
+        for _ in range(10):
+            await pilot.pause(0.02)
+        assert len(reflows) == (1 if fixed else 2)
+        assert "paragraph 7" in "\n".join(line.text for line in reply.body._open_lines)

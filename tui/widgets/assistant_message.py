@@ -14,6 +14,7 @@ from providers.inert import inert, inert_label
 from providers.metrics import RunMetrics
 from providers.tools import ToolDef, check_call
 from tui.format import STATUS_GLYPHS, metrics_text
+from tui.textual_private import OneLayout
 from tui.widgets.live_line import LiveLine
 from tui.widgets.streaming_markdown import StreamingMarkdown
 from tui.widgets.tool_call import ToolCallView
@@ -44,7 +45,7 @@ class ReasoningBlock(Collapsible):
         super().__init__(self.body, title="Reasoning", collapsed=collapsed)
 
 
-class AssistantMessage(UniformRows, Vertical):
+class AssistantMessage(UniformRows, OneLayout, Vertical):
     """One reply; streams in through ``append_text`` / ``append_reasoning``."""
 
     DEFAULT_CSS = """

@@ -12,11 +12,11 @@ from textual.reactive import reactive
 from textual.scrollbar import ScrollBar
 from textual.widget import Widget
 
-from tui.textual_private import anchor_released, redrawn_anchor_scrollbar
+from tui.textual_private import OneLayout, anchor_released, redrawn_anchor_scrollbar
 from tui.widgets.uniform import UniformRows
 
 
-class MessageList(UniformRows, VerticalScroll):
+class MessageList(UniformRows, OneLayout, VerticalScroll):
     """Turns of one conversation (or one pane), newest at the bottom."""
 
     DEFAULT_CSS = """
@@ -36,6 +36,7 @@ class MessageList(UniformRows, VerticalScroll):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.top_aligned = top_aligned
         self._fits = False  # top-aligned and everything fits: following needs no anchor
+        self._realigned = False  # ``_align`` changed the alignment (it needs a layout)
 
     @property
     def vertical_scrollbar(self) -> ScrollBar:
@@ -60,6 +61,12 @@ class MessageList(UniformRows, VerticalScroll):
     def watch_virtual_size(self) -> None:
         self._align()
 
+    def layout_wanted(self) -> bool:
+        """Whether the last size update changed the alignment (``OneLayout`` keeps the layout
+        it asks for then)."""
+        realigned, self._realigned = self._realigned, False
+        return realigned
+
     def on_resize(self) -> None:
         self._align()
 
@@ -68,12 +75,14 @@ class MessageList(UniformRows, VerticalScroll):
             return
         fits = self.virtual_size.height <= self.scrollable_content_region.height
         if fits and (self._fits or self.follow):
+            self._realigned = not self._fits or self.is_anchored or self.scroll_y != 0
             self._fits = True
             if self.is_anchored:
                 self.anchor(False)
             if self.scroll_y != 0:
                 self.scroll_to(y=0, animate=False, immediate=True)
         elif not fits and self._fits:
+            self._realigned = True
             self._fits = False
             self.anchor()  # it has just overflowed: follow the newest text from here
 

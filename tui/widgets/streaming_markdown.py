@@ -34,7 +34,12 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from providers.inert import inert
-from tui.textual_private import private_override, restore_styled_lines, styled_lines_kept
+from tui.textual_private import (
+    private_override,
+    restore_styled_lines,
+    styled_lines_kept,
+    without_second_layout,
+)
 
 if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
     from markdown_it import MarkdownIt
@@ -698,8 +703,12 @@ class StreamingMarkdown(Widget):
         # streaming changes no line above the new text (same width, nothing drawn below the
         # text), so the lines styled before it are kept: a step then restyles the lines
         # that changed, not the whole visible reply, in each pane.
+        # And the layout Textual asks for again after this one is not done twice.
         kept = styled_lines_kept(self, size)
-        resized = super()._size_updated(size, virtual_size, container_size, layout)
+        update = super()._size_updated
+        resized = without_second_layout(
+            self, lambda: update(size, virtual_size, container_size, layout)
+        )
         restore_styled_lines(self, kept, size)
         return resized
 
