@@ -297,14 +297,21 @@ def without_second_layout(widget: Widget, size_updated: Callable[[], bool]) -> b
     reactive, and that reactive asks for a layout (``layout=True``): each reply that grew asked
     for a second full reflow of the screen, which found nothing to move. At 4 × 500 tok/s a
     third of the screen's updates were such reflows (25-45 ms each: 40% of the updates with
-    new text cost again). Only the request the size update itself makes is dropped: one made
-    before it (``refresh(layout=True)`` elsewhere) is kept, and so is one a watcher makes, which
-    a widget says by returning True from ``layout_wanted()`` (``MessageList``'s alignment).
+    new text cost again). The repaint it asks for is dropped too: the update in progress paints
+    what moved or changed size, and the repaint after it painted each pane's rows again (a
+    further 28 ms an update, 12 ms once it was gone: what is left is the scrollbars' thumbs).
+    Only the requests the size update itself makes are dropped: one made before it
+    (``refresh(layout=True)`` elsewhere) is kept, and so is one a watcher makes, which a widget
+    says by returning True from ``layout_wanted()`` (``MessageList``'s alignment).
     """
-    asked = widget._layout_required
+    asked = widget._layout_required, widget._repaint_required
     resized = size_updated()
-    if not asked and widget._layout_required and not getattr(widget, "layout_wanted", bool)():
-        widget._layout_required = False
+    if not getattr(widget, "layout_wanted", bool)():
+        # The update in progress lays out and paints everything that moved or changed size.
+        if not asked[0]:
+            widget._layout_required = False
+        if not asked[1]:
+            widget._repaint_required = False
     return resized
 
 
