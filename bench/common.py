@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 now_ns = time.perf_counter_ns
+REPLY_TIMEOUT_S = 30.0  # a tmux control client's answer to one command
 
 
 @dataclass
@@ -194,6 +196,7 @@ class Tmux:
         self.width, self.height = width, height
         self.server_pid: int | None = None
         self._control: subprocess.Popen[bytes] | None = None
+        self._pending = b""  # what the control client sent past the last line read
         self._open = True
         # Only a pane of its own command is reaped by close(): in a shell pane, what outlives
         # the server (a local model server, say) is what tests look for.
@@ -244,14 +247,15 @@ class Tmux:
     def _attach_control(self) -> None:
         # The control client does not size the window, and is told not to receive the pane's
         # output.
+        # Told at attach, not by a command after it: a ``refresh-client -f no-output`` sent
+        # while the app drew its first frames once went unanswered for ten minutes.
         self._control = subprocess.Popen(
-            [*self.tmux, "-C", "attach-session", "-t", self.name],
+            [*self.tmux, "-C", "attach-session", "-f", "no-output,ignore-size", "-t", self.name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
         self._reply()  # the attach command's own (empty) block
-        self.command("refresh-client -f no-output")
         info = self.command(
             f"display-message -p -t {self.name} '#{{pid}} #{{pane_width}}x#{{pane_height}}'"
         )
@@ -263,13 +267,10 @@ class Tmux:
     def _reply(self) -> tuple[str, bool]:
         """The control client's next %begin…%end/%error block: (text, ok)."""
         assert self._control is not None and self._control.stdout is not None
-        out = self._control.stdout
         lines: list[bytes] = []
         opened: bytes | None = None
         while True:
-            line = out.readline()
-            if not line:
-                raise TmuxError("the tmux control client went away")
+            line = self._line()
             if opened is None:
                 # Notifications (%session-changed, %exit, ...) sit between blocks.
                 if line.startswith(b"%begin "):
@@ -280,6 +281,23 @@ class Tmux:
                     text = b"".join(lines).decode("utf-8", errors="replace")
                     return text, tag == b"%end "
             lines.append(line)
+
+    def _line(self, timeout: float = REPLY_TIMEOUT_S) -> bytes:
+        """The control client's next line; TmuxError when none comes within ``timeout``
+        (a benchmark fails then, rather than waiting for ever)."""
+        assert self._control is not None and self._control.stdout is not None
+        fd = self._control.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while (end := self._pending.find(b"\n")) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TmuxError(f"the tmux control client said nothing for {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise TmuxError("the tmux control client went away")
+            self._pending += chunk
+        line, self._pending = self._pending[: end + 1], self._pending[end + 1 :]
+        return line
 
     def command(self, line: str) -> str:
         """Run one tmux command (through the control client when there is one); its output."""
