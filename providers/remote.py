@@ -118,10 +118,11 @@ class AdoptedWorker:
         return self._popen.poll()
 
     async def wait(self) -> int:
-        code = self._popen.poll()
-        if code is not None:
-            return code
-        return await asyncio.get_running_loop().run_in_executor(None, self._popen.wait)
+        # Polled, not waited for in a thread: a ``wait_for`` that gives up on a hung worker
+        # would leave that thread blocked, and the interpreter waits for it at exit.
+        while (code := self._popen.poll()) is None:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.02)
+        return code
 
     def kill(self) -> None:
         if self._popen.poll() is None:

@@ -323,7 +323,8 @@ else:
 
 class OneLayout(_WidgetBase):
     """Mixin: the widget's size updates ask for no second layout (``without_second_layout``).
-    Textual inherits default CSS along the first DOMNode base only: list this one after it."""
+    Not a DOMNode (Textual inherits default CSS along the first DOMNode base only), it goes
+    before the widget class: ``class MessageList(UniformRows, OneLayout, VerticalScroll)``."""
 
     @private_override(Widget)
     def _size_updated(
