@@ -306,20 +306,16 @@ async def test_a_reply_that_grows_is_laid_out_once(
 ) -> None:
     """After a reflow Textual hands each widget its size through the ``virtual_size``
     reactive, which asks for a layout again: a reply that grew cost two full reflows. With
-    ``without_second_layout`` it costs one; without it (Textual alone) still two, so the fix
-    is still needed."""
-    import tui.textual_private as tp
-    import tui.widgets.streaming_markdown as sm
+    ``OneLayout`` it costs one; without it (Textual alone) still two, so the fix is still
+    needed."""
+    from textual.widget import Widget
+
+    from tui.textual_private import OneLayout
     from tui.widgets.assistant_message import AssistantMessage
     from tui.widgets.message_list import MessageList
 
     if not fixed:
-
-        def plain(widget: Any, size_updated: Any) -> bool:
-            return bool(size_updated())
-
-        monkeypatch.setattr(tp, "without_second_layout", plain)
-        monkeypatch.setattr(sm, "without_second_layout", plain)
+        monkeypatch.setattr(OneLayout, "_size_updated", Widget._size_updated)
 
     class Host(App[None]):
         def compose(self) -> ComposeResult:

@@ -140,6 +140,7 @@ def _claim(
 #   bar is drawn without the styles cache, checked strip for strip against Textual's);
 # - ``styled_lines_kept`` / ``restore_styled_lines`` (``Widget._styles_cache`` and its lines, for
 #   an override of ``Widget._size_updated``);
+# - ``OneLayout`` (``Widget._size_updated``, ``_layout_required`` and ``_repaint_required``);
 # - ``private_override``: a widget method that overrides a private one says so, and the
 #   contracts test checks each still exists with the same parameters;
 # - the input side (``textual._xterm_parser``, ``textual._ansi_sequences``, the Linux driver's
@@ -289,9 +290,14 @@ def private_override(base: type) -> Callable[[F], F]:
 # --- layout: one reflow for one change ---------------------------------------------------------
 
 
-def without_second_layout(widget: Widget, size_updated: Callable[[], bool]) -> bool:
-    """Run Textual's ``Widget._size_updated`` for ``widget`` (``size_updated``) without the
-    layout it asks for again.
+if TYPE_CHECKING:
+    _WidgetBase = Widget
+else:
+    _WidgetBase = object
+
+
+class OneLayout(_WidgetBase):
+    """Mixin: a widget whose size updates ask for no second layout, nor a second paint.
 
     After a reflow, Textual hands every widget its new size through the ``virtual_size``
     reactive, and that reactive asks for a layout (``layout=True``): each reply that grew asked
@@ -303,37 +309,28 @@ def without_second_layout(widget: Widget, size_updated: Callable[[], bool]) -> b
     Only the requests the size update itself makes are dropped: one made before it
     (``refresh(layout=True)`` elsewhere) is kept, and so is one a watcher makes, which a widget
     says by returning True from ``layout_wanted()`` (``MessageList``'s alignment).
-    """
-    asked = widget._layout_required, widget._repaint_required
-    resized = size_updated()
-    if not getattr(widget, "layout_wanted", bool)():
-        # The update in progress lays out and paints everything that moved or changed size.
-        if not asked[0]:
-            widget._layout_required = False
-        if not asked[1]:
-            widget._repaint_required = False
-    return resized
 
-
-if TYPE_CHECKING:
-    _WidgetBase = Widget
-else:
-    _WidgetBase = object
-
-
-class OneLayout(_WidgetBase):
-    """Mixin: the widget's size updates ask for no second layout (``without_second_layout``).
     Not a DOMNode (Textual inherits default CSS along the first DOMNode base only), it goes
-    before the widget class: ``class MessageList(UniformRows, OneLayout, VerticalScroll)``."""
+    before the widget class: ``class MessageList(UniformRows, OneLayout, VerticalScroll)``.
+    """
 
     @private_override(Widget)
     def _size_updated(
         self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True
     ) -> bool:
-        update = super()._size_updated  # the widget class's, after this mixin
-        return without_second_layout(
-            self, lambda: update(size, virtual_size, container_size, layout)
-        )
+        asked = self._layout_required, self._repaint_required
+        resized = super()._size_updated(size, virtual_size, container_size, layout)
+        if not self.layout_wanted():
+            # The update in progress lays out and paints everything that moved or changed size.
+            if not asked[0]:
+                self._layout_required = False
+            if not asked[1]:
+                self._repaint_required = False
+        return resized
+
+    def layout_wanted(self) -> bool:
+        """Whether a watcher of the size update asked for a layout of its own."""
+        return False
 
 
 # --- the input side: what the terminal sends ---------------------------------------------------

@@ -35,10 +35,10 @@ from textual.widget import Widget
 
 from providers.inert import inert
 from tui.textual_private import (
+    OneLayout,
     private_override,
     restore_styled_lines,
     styled_lines_kept,
-    without_second_layout,
 )
 
 if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
@@ -218,7 +218,7 @@ def split_blocks(text: str, md: MarkdownIt) -> list[str]:
     return [b for b in blocks if b.strip()]
 
 
-class StreamingMarkdown(Widget):
+class StreamingMarkdown(OneLayout, Widget):
     """A reply's markdown as cached lines; ``append`` while it streams, ``finish`` at the end."""
 
     DEFAULT_CSS = """
@@ -703,12 +703,9 @@ class StreamingMarkdown(Widget):
         # streaming changes no line above the new text (same width, nothing drawn below the
         # text), so the lines styled before it are kept: a step then restyles the lines
         # that changed, not the whole visible reply, in each pane.
-        # And the layout Textual asks for again after this one is not done twice.
+        # (``OneLayout``, next in line, asks for no second layout after this one.)
         kept = styled_lines_kept(self, size)
-        update = super()._size_updated
-        resized = without_second_layout(
-            self, lambda: update(size, virtual_size, container_size, layout)
-        )
+        resized = super()._size_updated(size, virtual_size, container_size, layout)
         restore_styled_lines(self, kept, size)
         return resized
 
