@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import struct
-from typing import Any
+from typing import IO, Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
@@ -32,3 +32,17 @@ async def read_frame(reader: asyncio.StreamReader, counts: list[int] | None = No
         counts[0] += 1
         counts[1] += HEADER.size + size
     return pickle.loads(await reader.readexactly(size))
+
+
+async def pipe_streams(
+    read_pipe: IO[bytes], write_pipe: IO[bytes], limit: int = MAX_FRAME
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams of the running loop on two pipes: frames are read from ``read_pipe`` and
+    written to ``write_pipe`` (the engine's stdin and stdout, from either side)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_pipe)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, write_pipe
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)

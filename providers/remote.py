@@ -22,7 +22,7 @@ from typing import Protocol
 from providers import prespawn
 from providers.config import Config
 from providers.events import Event, StreamError
-from providers.framing import encode, read_frame
+from providers.framing import encode, pipe_streams, read_frame
 from providers.request import ChatRequest
 from providers.wire import (
     Cancel,
@@ -105,13 +105,9 @@ class AdoptedWorker:
     @classmethod
     async def adopt(cls, popen: subprocess.Popen[bytes]) -> AdoptedWorker:
         assert popen.stdin is not None and popen.stdout is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**16)  # asyncio.subprocess's own limit
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, popen.stdin
-        )
-        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+        # asyncio.subprocess's own limit, as for a worker the UI starts itself.
+        reader, writer = await pipe_streams(popen.stdout, popen.stdin, limit=2**16)
+        return cls(popen, writer, reader)
 
     @property
     def returncode(self) -> int | None:

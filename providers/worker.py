@@ -26,7 +26,7 @@ from typing import Any
 from providers.config import Config
 from providers.engine import Engine, now_ns
 from providers.events import Cancelled, Event, StreamError
-from providers.framing import MAX_FRAME, encode, read_frame
+from providers.framing import encode, pipe_streams, read_frame
 from providers.keys import Keyring, KeyStore
 from providers.local import LocalPool
 from providers.paced_loop import new_event_loop, window_from_env
@@ -175,15 +175,9 @@ class Worker:
 
 async def serve(read_fd: int, write_fd: int) -> None:
     """Serve commands from ``read_fd`` until it closes; write frames to ``write_fd``."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_FRAME)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    reader, writer = await pipe_streams(
+        os.fdopen(read_fd, "rb", buffering=0), os.fdopen(write_fd, "wb", buffering=0)
     )
-    w_transport, w_protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", buffering=0)
-    )
-    writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
     worker = Worker(writer)
     worker.send(Ready(os.getpid()))
     # In the engine's log (its stderr): when it was ready, for the cold-start benchmark.

@@ -62,6 +62,7 @@ async def test_a_worker_that_died_before_it_was_adopted_is_replaced(
         events = await _reply(proc)
         assert isinstance(events[-1], Finished), events[-3:]
         assert proc.pid is not None and proc.pid != early.pid
+        assert early.stdout is not None and early.stdout.closed  # its pipes let go
     finally:
         await proc.close()
 
