@@ -46,7 +46,7 @@ class PacedSelector(selectors.DefaultSelector):
         return self._fast >= FAST_WAKES
 
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
-        if self.window_s > 0 and self._fast >= FAST_WAKES:
+        if self.window_s > 0 and self.pouring:
             now = time.monotonic()
             if timeout is not None and timeout <= 0:
                 if now - self._polled < self.window_s:
