@@ -73,17 +73,19 @@ def spawn(log_path: Path | None) -> subprocess.Popen[bytes] | None:
 
 def discard(proc: subprocess.Popen[bytes] | None, wait_s: float = 2.0) -> None:
     """Stop a worker nobody adopted (the UI ended before its first frame, or refused to
-    start): its stdin closes, which ends it; terminated if it does not end in ``wait_s``."""
-    if proc is None or proc.poll() is not None:
+    start, or it died first): its stdin closes, which ends it; terminated if it does not end
+    in ``wait_s``. Its pipes are closed either way."""
+    if proc is None:
         return
     with contextlib.suppress(OSError):
         if proc.stdin is not None:
             proc.stdin.close()
-    try:
-        proc.wait(wait_s)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
+    if proc.poll() is None:
+        try:
             proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait_s)
     if proc.stdout is not None:
         proc.stdout.close()
