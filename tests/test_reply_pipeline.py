@@ -4,6 +4,7 @@ the estimate line)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,44 @@ async def test_engine_news_reaches_the_idle_chat_as_a_message(isolated_home: Pat
         app._engine_status("mock/a (local): starting its server", "info")
         bar = chat.query_one(StatusBar)
         await wait_until(pilot, lambda: bar.extra == "starting its server", what="the news")
+
+
+async def test_a_replys_bookkeeping_waits_for_the_other_panes_last_text(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The panes of a race end together. A reply's bookkeeping (its figures, the save, the
+    log: up to 20 ms, and the first one computes the compare strip from every pane) ran
+    while other panes' last text waited for its frame, and held it off the screen. Now no
+    bookkeeping runs while another pane's last text waits."""
+    from tui.screens.pane_reply import PaneReply
+
+    mock_server.add_scenario("together", {"ttft_ms": 20, "tps": 400, "n_tokens": 60})
+    during: list[set[int]] = []  # at each bookkeeping: the other panes still waiting
+    real_finish = PaneReply.finish
+
+    def finish(self: PaneReply) -> None:
+        during.append(self.screen.last_text_waiting - {self.pane})
+        real_finish(self)
+
+    monkeypatch.setattr(PaneReply, "finish", finish)
+    # Hold each frame a little, so that the panes' last batches all land while the first
+    # pane's last text waits: the case in which the order matters.
+    real_frame = PaneReply._frame_drawn
+    overlapped: list[bool] = []
+
+    async def frame_drawn(self: PaneReply) -> None:
+        await asyncio.sleep(0.05)
+        await real_frame(self)
+        overlapped.append(bool(self.screen.last_text_waiting - {self.pane}))
+
+    monkeypatch.setattr(PaneReply, "_frame_drawn", frame_drawn)
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/together"] * 4)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: replies_over(app), timeout=20, what="the race")
+    assert len(during) == 4
+    assert any(overlapped)  # some pane's frame came while another's last text waited ...
+    assert during == [set()] * 4  # ... and no bookkeeping ran then
 
 
 async def test_the_last_text_is_drawn_before_the_figures_and_the_save(

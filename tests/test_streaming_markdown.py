@@ -309,6 +309,52 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
         assert view._height() == len(view._closed_lines) + len(view._open_lines)
 
 
+async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> None:
+    """``finish(keep_height=True)`` (a reply's last text) draws it in the lines the reply
+    already takes: no change of height, so no layout of the screen before the last token is
+    shown. The plain ``finish`` that follows (the figures) gives the exact height back."""
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        view.append("```python\n")
+        for i in range(9):  # code lines, a frame each: the view reserves lines ahead
+            view.append(f"x_{i} = {i}\n")
+            view.sync()
+            await pilot.pause()
+        reserved = view._height()
+        drawn = len(view._closed_lines) + len(view._open_lines)
+        assert reserved > drawn + 2  # room for the last line and the blank one after the block
+        view.append("```\n")
+        view.finish(keep_height=True)
+        await pilot.pause()
+        shown = len(view._closed_lines) + len(view._open_lines)
+        assert shown < reserved
+        assert view._height() == view.size.height == reserved  # the height it had
+        assert _shown(view)[: shown - 1] == _whole(view, view.source.rstrip("\n"))
+        view.finish()
+        await pilot.pause()
+        assert view._height() == view.size.height == shown  # the reserve is given back
+
+
+async def test_a_last_text_longer_than_the_reserve_grows_the_reply() -> None:
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        view.append("Some prose to start with.\n\n")
+        view.sync()
+        await pilot.pause()
+        reserved = view._height()
+        view.append(_mixed(2))
+        view.finish(keep_height=True)
+        await pilot.pause()
+        shown = len(view._closed_lines) + len(view._open_lines)
+        assert shown > reserved
+        assert view._height() == view.size.height == shown
+        view.finish()
+        await pilot.pause()
+        assert view.size.height == shown
+
+
 def _table(rows: int) -> str:
     head = "| country | capital | population |\n|---|---|---|\n"
     return head + "".join(f"| Country {i} | City {i} | {i * 1000} |\n" for i in range(rows))
@@ -453,6 +499,34 @@ async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_ful
         assert _on_screen(lazy) == _shown(ref)[: len(_on_screen(lazy))]
         assert _shown(lazy) == _shown(ref)
         assert lazy.source == ref.source == text
+
+
+async def test_sized_blocks_are_drawn_after_the_end_only_once_nothing_streams() -> None:
+    """After a reply ends, its sized blocks are drawn a step a frame, each step a layout of
+    the screen (25-40 ms with four panes): while another reply on the screen still streams,
+    the steps wait, and then they draw exactly what a full render gives."""
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        await _stream(pilot, [lazy, ref], text, 150)
+        app.screen.streaming = True  # type: ignore[attr-defined]  # as a race screen says
+        lazy.finish()
+        ref.finish()
+        pending = lazy.pending
+        assert pending > 0
+        await pilot.pause(0.4)  # eight frames
+        assert lazy.pending == pending
+        app.screen.streaming = False  # type: ignore[attr-defined]
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if not lazy.pending:
+                break
+        assert lazy.pending == 0
+        assert _shown(lazy) == _shown(ref)
 
 
 async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_exactly() -> None:

@@ -80,7 +80,16 @@ class PaneReply:
             # kept their last tokens off the screen (a trace at 4 × 2,000 tok/s, one token an
             # event: four finishes of 40-45 ms each, one after another, before the frame).
             widget.finish_text()
-            await self._frame_drawn()
+            waiting = self.screen.last_text_waiting
+            waiting.add(self.pane)
+            try:
+                await self._frame_drawn()
+            finally:
+                waiting.discard(self.pane)
+            if waiting:
+                # The panes of a race end together: another pane's last text waits for a
+                # frame, and this reply's bookkeeping (up to 20 ms) goes after it.
+                await self._frame_drawn()
         self.finish()
 
     async def _frame_drawn(self) -> None:

@@ -68,6 +68,7 @@ class RaceScreen(Screen[None]):
         use_cropping_compositor(self)
         self.conv = conversation
         self.replies: dict[int, PaneReply] = {}
+        self.last_text_waiting: set[int] = set()  # panes whose last text waits for its frame
         self.race_id: str | None = None
         self._history_pos = -1
         self._draft = ""

@@ -146,10 +146,11 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
         self.metrics_line.show(line)
 
     def finish_text(self) -> None:
-        """The stream is over: draw the rest of the text (``finish`` shows the figures)."""
-        self.body.finish()
+        """The stream is over: draw the rest of the text (``finish`` shows the figures), in
+        the lines it already takes and those reserved below it."""
+        self.body.finish(keep_height=True)
         if self.reasoning is not None:
-            self.reasoning.body.finish()
+            self.reasoning.body.finish(keep_height=True)
 
     def finish(self, metrics: RunMetrics) -> None:
         """The reply is over: render what is left and show the final figures."""

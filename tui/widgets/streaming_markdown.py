@@ -246,6 +246,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self._parts: list[str] = [inert(source)] if source else []
         self._md = block_parser()
         self._finished = finished
+        self._kept = False  # reserved lines kept after the end, until the figures (``finish``)
         self._scheduled = False
         self._synced_len = -1
         self._closed_upto = 0  # characters of source that are closed blocks
@@ -322,11 +323,20 @@ class StreamingMarkdown(OneLayout, Widget):
         if self.is_mounted:
             self._sync()
 
-    def finish(self) -> None:
-        """The stream is over: the last block becomes a closed one."""
+    def finish(self, keep_height: bool = False) -> None:
+        """The stream is over: the last block becomes a closed one.
+
+        ``keep_height`` keeps the lines reserved below the text (``_grow``) until a plain
+        ``finish``: the last text then goes out in a frame that redraws the lines it changed,
+        not in a layout of the whole screen after every pane's height changed (at the end of a
+        race of four fast panes that layout was 30-40 ms, before any last token was shown)."""
+        release = self._kept and not keep_height
         self._finished = True
+        self._kept = keep_height
         if self.is_mounted:
             self._sync()
+            if release and self._reserved > self._closed_blocks.height + len(self._open_lines):
+                self.refresh(layout=True)
             self._start_settling()
 
     def _start_settling(self) -> None:
@@ -610,6 +620,12 @@ class StreamingMarkdown(OneLayout, Widget):
         if follower is None or not follower.pinned_to_end:
             self._settling = False  # scrolling reveals them from here (``reveal``)
             return
+        if getattr(self.screen, "streaming", False):
+            # Another reply on this screen still streams (or this one's figures are not out
+            # yet): each step lays the screen out again, 25-40 ms with four panes, and that
+            # held a pane's last text off the screen at the end of a race. Later, then.
+            self.set_timer(1.0 / self.fps, self._settle)
+            return
         started = _perf()
         for i in reversed(closed.pending_indexes()):
             self._draw_block(i)
@@ -671,7 +687,7 @@ class StreamingMarkdown(OneLayout, Widget):
         frames redraw only the new text.
         """
         lines = self._closed_blocks.height + len(self._open_lines)
-        if self._finished or not self.driven or not lines:
+        if (self._finished and not self._kept) or not self.driven or not lines:
             return lines
         return max(lines, self._reserved)
 
