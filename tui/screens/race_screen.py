@@ -42,9 +42,12 @@ from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.message_list import MessageList
 from tui.widgets.prompt_box import PromptBox
 from tui.widgets.status_bar import StatusBar
+from tui.widgets.streaming_markdown import estimate_rows
 from tui.widgets.user_message import UserMessage
 
 if TYPE_CHECKING:
+    from textual.geometry import Size
+
     from tui.app import TokenraceApp
 
 # New text is drawn at most this often, one redraw for everything. 20 Hz: 4-5 tokens a frame
@@ -53,6 +56,27 @@ if TYPE_CHECKING:
 FRAME_HZ = 20
 FIGURES_EVERY = 3  # live figures every third frame: about 7 times a second
 HISTORY_WINDOW = 30  # turns rendered per pane when a conversation opens; older ones on demand
+# Replies with more than this many screens of text below them open deferred (``defer_unseen``):
+# the estimate is near for prose, and drawn markdown is seldom shorter than its source.
+UNSEEN_SCREENS = 2
+
+
+def defer_unseen(widgets: list[Widget], screen: Size, panes: int) -> None:
+    """Defer the replies among ``widgets`` (a pane's turns, oldest first, about to open at
+    their end) that are surely out of sight: those with more than ``UNSEEN_SCREENS`` screens
+    of text below them, by an estimate from their sources. They are drawn when scrolled to."""
+    width = max(10, screen.width // max(1, panes) - 4)  # a pane's text: padding, scrollbar
+    limit = UNSEEN_SCREENS * screen.height
+    below = 0
+    for widget in reversed(widgets):
+        if below >= limit and isinstance(widget, AssistantMessage):
+            widget.defer()
+        elif isinstance(widget, AssistantMessage):
+            below += estimate_rows(widget.body.source, width) + 3  # header, figures, gap
+        elif isinstance(widget, UserMessage):
+            below += estimate_rows(widget.text, width) + 2
+        else:
+            below += 2
 
 
 class RaceScreen(Screen[None]):
@@ -167,6 +191,7 @@ class RaceScreen(Screen[None]):
         turns = self.conv.turns(pane)
         self._hidden[pane] = max(0, len(turns) - HISTORY_WINDOW)
         widgets = self._turn_widgets(turns[self._hidden[pane] :], pane)
+        defer_unseen(widgets, self.app.size, len(self.pane_models()))
         messages = self.messages_of(pane)
         if self._hidden[pane] and not messages.query(".earlier"):
             # Mounted only when turns are left out: every other pane's layout stays as it was.

@@ -136,6 +136,12 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
         self.notices.update("\n".join(self._notice_lines))
         self.notices.display = True
 
+    def defer(self) -> None:
+        """An older reply, out of sight when its conversation opens: drawn when scrolled to."""
+        self.body.defer()
+        if self.reasoning is not None:
+            self.reasoning.body.defer()
+
     def sync(self) -> None:
         """Draw the text that arrived since the last frame."""
         if self.reasoning is not None:

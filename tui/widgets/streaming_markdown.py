@@ -218,6 +218,15 @@ def split_blocks(text: str, md: MarkdownIt) -> list[str]:
     return [b for b in blocks if b.strip()]
 
 
+def estimate_rows(source: str, width: int) -> int:
+    """About the rows ``source`` takes drawn ``width`` columns wide, without drawing it: its
+    lines, folded at the width (exact for plain text; near for the rest)."""
+    rows = 0
+    for line in source.rstrip("\n").split("\n"):
+        rows += max(1, -(-len(line) // max(1, width - 2)))
+    return rows
+
+
 class StreamingMarkdown(OneLayout, Widget):
     """A reply's markdown as cached lines; ``append`` while it streams, ``finish`` at the end."""
 
@@ -247,6 +256,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self._md = block_parser()
         self._finished = finished
         self._kept = False  # reserved lines kept after the end, until the figures (``finish``)
+        self._deferred = False  # out of sight when its list opened: sized, drawn when reached
         self._scheduled = False
         self._synced_len = -1
         self._closed_upto = 0  # characters of source that are closed blocks
@@ -266,6 +276,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self.rendered_blocks = 0  # closed blocks rendered (tests of the cost bound)
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
         self.sized_blocks = 0  # closed blocks sized without being drawn (tests of the skip)
+        self.late_draws = 0  # sized blocks first drawn when a frame showed them (not expected)
         self._settling = False  # drawing sized blocks after the reply ended (``_settle``)
         self._follower_node: Any = False  # not looked up yet
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
@@ -339,7 +350,18 @@ class StreamingMarkdown(OneLayout, Widget):
                 self.refresh(layout=True)
             self._start_settling()
 
+    def defer(self) -> None:
+        """This reply opens out of sight (an older turn of a conversation that opens at its
+        end): its blocks are sized, not drawn, and drawn as the list scrolls to them
+        (``reveal``), as a fast reply's unseen blocks are. Opening a 500-message conversation
+        drew its 30 newest turns whole before the first frame (about 200 ms of markdown, where
+        one screenful is seen). Call before the view's first layout."""
+        if self._synced_len < 0:
+            self._deferred = True
+
     def _start_settling(self) -> None:
+        if self._deferred:
+            return  # drawn when scrolled to: nothing is drawn in the background
         if self._finished and self._closed_blocks.pending and not self._settling:
             self._settling = True
             self.set_timer(1.0 / self.fps, self._settle)
@@ -400,6 +422,8 @@ class StreamingMarkdown(OneLayout, Widget):
         """New width or theme: draw every block again (the only O(reply) path; while the
         list follows a streaming reply, only what is in sight is drawn, the rest sized)."""
         width = width or self._width_now()
+        if self._deferred and self._closed_blocks.pending < len(self._closed_blocks.sources):
+            self._deferred = False  # scrolled to before: drawn again whole, as any reply
         self.full_renders += 1
         self._style = self._options = None
         self._width = width
@@ -543,7 +567,9 @@ class StreamingMarkdown(OneLayout, Widget):
     def _lazy(self) -> bool:
         """Whether closed blocks may be sized without being drawn: a reply that streamed (or
         streams) at the bottom of a list that follows it, so that only its last screenful
-        can be seen."""
+        can be seen; or one that opened out of sight (``defer``)."""
+        if self._deferred:
+            return True
         if not self.driven:
             return False
         follower = self._follower()
@@ -559,10 +585,7 @@ class StreamingMarkdown(OneLayout, Widget):
     def _estimate(self, source: str, width: int) -> int:
         """The lines a closed block will take, without drawing it: its source lines, folded at
         the width, and the blank line after it (exact for plain text; near for the rest)."""
-        rows = 1
-        for line in source.rstrip("\n").split("\n"):
-            rows += max(1, -(-len(line) // max(1, width - 2)))
-        return rows
+        return estimate_rows(source, width) + 1
 
     def _draw_block(self, i: int) -> int:
         """Draw closed block ``i`` (sized until now); returns how its height changed."""
@@ -573,8 +596,8 @@ class StreamingMarkdown(OneLayout, Widget):
     def _draw_in_sight(self) -> None:
         """Draw the sized blocks among the last screenful of rows (all below is drawn)."""
         closed = self._closed_blocks
-        if not closed.pending:
-            return
+        if not closed.pending or self._deferred:
+            return  # (a deferred view is wholly out of sight)
         keep = self._keep_rows()
         rows = len(self._open_lines)
         for i in range(len(closed.sources) - 1, -1, -1):
@@ -598,15 +621,18 @@ class StreamingMarkdown(OneLayout, Widget):
             anchor = exact_from
         lo, hi = top - margin, bottom + margin
         moved = 0
+        drawn = False
         for i in closed.pending_indexes():
             start = closed.tops[i]
             end = start + closed.heights[i]
             if end <= lo or start >= hi:
                 continue
             delta = self._draw_block(i)
+            drawn = True
             if end <= anchor:
                 moved += delta
-        self.refresh(layout=True)
+        if drawn:
+            self.refresh(layout=True)
         return moved
 
     def _settle(self) -> None:
@@ -749,6 +775,7 @@ class StreamingMarkdown(OneLayout, Widget):
             if lines is None:
                 # Not expected (blocks are drawn before they come into sight), but if a
                 # sized block is asked for, it is drawn, and laid out again.
+                self.late_draws += 1
                 self._draw_block(i)
                 self.call_after_refresh(self.refresh, layout=True)
                 lines = closed.lines[i] or []

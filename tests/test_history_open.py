@@ -1,0 +1,133 @@
+"""A long conversation opens at its end with only what is in sight drawn.
+
+The older replies of the window (``HISTORY_WINDOW``) are sized from their sources and drawn as
+the list scrolls to them (``StreamingMarkdown.defer``, ``reveal``): what the user scrolls
+back to is exactly what a full render gives, and rows on screen do not move while it is drawn.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from pathlib import Path
+
+from providers.config import parse_config
+from tests.support.tui import make_app, wait_for_screen
+from tui.screens.chat import ChatScreen
+from tui.screens.race_screen import defer_unseen
+from tui.session.conversation import Conversation, Turn
+from tui.session.store import new_id
+from tui.widgets.assistant_message import AssistantMessage
+from tui.widgets.message_list import MessageList
+from tui.widgets.streaming_markdown import StreamingMarkdown
+from tui.widgets.user_message import UserMessage
+
+
+def _reply(k: int) -> str:
+    return (
+        f"## Answer {k}\n\nSome prose for answer {k}, with **bold** and `code`, long enough "
+        "to fold over two or three rows of a narrow pane when it is drawn.\n\n"
+        f"- first point of {k}\n- second point, *emphasised*\n- third point\n\n"
+        f"```python\ndef answer_{k}(x):\n    return x * {k}\n```\n\n"
+        f"| key | value |\n|---|---|\n| k | {k} |\n| twice | {2 * k} |\n\n"
+        f"The end of answer {k}.\n"
+    )
+
+
+def _conversation(pairs: int) -> Conversation:
+    conv = Conversation()
+    for k in range(pairs):
+        conv.turns(0).append(Turn(new_id(), "user", f"question {k}"))
+        conv.turns(0).append(Turn(new_id(), "assistant", _reply(k), model="mock/a"))
+    return conv
+
+
+def _reference(view: StreamingMarkdown) -> list[str]:
+    """The view's rows as a full render draws them (every block, one by one)."""
+    closed = view._closed_blocks
+    return [s.text for src in closed.sources for s in view._render_block(src, view._width)]
+
+
+def _rows_in_sight(lst: MessageList) -> dict[int, str]:
+    """Screen row → text, for every reply row the list shows now (each one already drawn)."""
+    viewport = lst.scrollable_content_region
+    out: dict[int, str] = {}
+    for view in lst.query(StreamingMarkdown):
+        closed = view._closed_blocks
+        top = viewport.y - view.region.y
+        for y in range(max(0, top), min(closed.height, top + viewport.height)):
+            i = bisect_right(closed.tops, y) - 1
+            assert closed.lines[i] is not None
+            out[view.region.y + y] = view.render_line(y).text
+    return out
+
+
+def _contiguous_in(rows: list[str], lines: list[str]) -> bool:
+    n = len(rows)
+    return any(lines[i : i + n] == rows for i in range(len(lines) - n + 1))
+
+
+async def test_a_long_conversation_opens_drawing_what_is_in_sight(isolated_home: Path) -> None:
+    app = make_app(
+        parse_config({}), isolated_home, conversation=_conversation(15), start_engine=False
+    )
+    async with app.run_test(size=(90, 30)) as pilot:
+        screen = await wait_for_screen(pilot, ChatScreen)
+        await pilot.pause(0.2)
+        views = [m.body for m in screen.query(AssistantMessage)]
+        assert len(views) == 15
+        deferred = [v for v in views if v.rendered_blocks == 0 and v.pending]
+        # The newest replies are drawn; the older ones, two screens up and more, only sized.
+        assert views[-1].pending == 0 and views[-1].rendered_blocks > 0
+        assert len(deferred) >= 10 and views[0] in deferred
+        drawn_at_open = sum(v.rendered_blocks for v in views)
+        assert drawn_at_open < sum(len(v._closed_blocks.sources) for v in views) // 3
+        lst = screen.query_one(MessageList)
+        assert lst.scroll_y == lst.max_scroll_y  # opened at its end
+        _rows_in_sight(lst)
+
+        # One row up at a time near the first deferred reply: the rows on screen move down by
+        # exactly one, as the blocks coming into reach are drawn.
+        newest_deferred = deferred[-1]
+        while lst.scroll_y > 0 and newest_deferred.rendered_blocks == 0:
+            lst.scroll_page_up(animate=False)
+            await pilot.pause()
+        for _ in range(8):
+            before = _rows_in_sight(lst)
+            lst.scroll_up(animate=False)
+            await pilot.pause()
+            after = _rows_in_sight(lst)
+            assert {y + 1: t for y, t in before.items() if y + 1 in after} == {
+                y: t for y, t in after.items() if y - 1 in before
+            }
+
+        # Page by page to the top: every reply's rows shown are one run of a full render's.
+        while lst.scroll_y > 0:
+            lst.scroll_page_up(animate=False)
+            await pilot.pause()
+            shown = _rows_in_sight(lst)
+            for view in lst.query(StreamingMarkdown):
+                y0, y1 = view.region.y, view.region.y + view._closed_blocks.height
+                rows = [text for y, text in sorted(shown.items()) if y0 <= y < y1]
+                if rows:
+                    assert _contiguous_in(rows, _reference(view))
+        assert [v.late_draws for v in views] == [0] * len(views)  # each drawn before it showed
+        first = views[0]
+        assert [s.text for s in first._closed_lines] == _reference(first)
+        assert first.source == _reply(0)
+
+
+def test_only_replies_with_screens_of_text_below_them_are_deferred() -> None:
+    from textual.geometry import Size
+
+    widgets: list[UserMessage | AssistantMessage] = []
+    for k in range(12):
+        widgets.append(UserMessage(f"question {k}"))
+        widgets.append(AssistantMessage("mock/a", text="line\n" * 9, finished=True))
+    defer_unseen(list(widgets), Size(80, 20), panes=1)
+    deferred = [w.body._deferred for w in widgets if isinstance(w, AssistantMessage)]
+    # Each turn is about 2 + 9 + 3 = 14 rows: the newest three (42 rows) are kept, the rest
+    # have more than two screens (40 rows) below them.
+    assert deferred == [True] * 9 + [False] * 3
+    short = AssistantMessage("mock/a", text="short", finished=True)
+    defer_unseen([UserMessage("q"), short], Size(80, 20), panes=1)
+    assert not short.body._deferred
