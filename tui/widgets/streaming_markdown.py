@@ -267,6 +267,9 @@ class StreamingMarkdown(OneLayout, Widget):
         self._hold_until = 0.0  # no frame before this (``_now``): see OPEN_DUTY
         self._last_step: tuple[float, int] | None = None  # when it last grew, and to what
         self._open_lines: list[Strip] = []
+        # What the open block's lines were drawn from, when drawn as a closed block would be
+        # (its source and the width): ``_drawn_open``.
+        self._open_drawn: tuple[str, int] | None = None
         self._fence: _OpenFence | None = None
         self._paragraph = _OpenParagraph()
         self._width = 0
@@ -277,6 +280,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self.full_renders = 0  # whole-reply re-renders (new width or theme)
         self.sized_blocks = 0  # closed blocks sized without being drawn (tests of the skip)
         self.late_draws = 0  # sized blocks first drawn when a frame showed them (not expected)
+        self.reused_blocks = 0  # closed blocks that took the open block's last lines
         self._settling = False  # drawing sized blocks after the reply ended (``_settle``)
         self._follower_node: Any = False  # not looked up yet
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
@@ -499,7 +503,11 @@ class StreamingMarkdown(OneLayout, Widget):
             if closed_blocks is None:
                 closed_blocks = split_blocks(closing, self._md)
             for i, block in enumerate(closed_blocks):
-                rendered = self._closed_paragraph(key, block) if i == 0 else []
+                rendered = (
+                    (self._closed_paragraph(key, block) or self._drawn_open(block))
+                    if i == 0
+                    else []
+                )
                 if rendered or not lazy:
                     rendered = rendered or self._render_block(block, self._width)
                     self._closed_blocks.append(block, rendered)
@@ -536,6 +544,19 @@ class StreamingMarkdown(OneLayout, Widget):
         width = self.size.width or self._width
         changed = Region(0, changed_from, width, max(1, max(new_height, height) - changed_from))
         self.refresh(changed, layout=new_height != height)
+
+    def _drawn_open(self, block: str) -> list[Strip]:
+        """The block that just closed, from the lines the open block's last frame drew, when
+        that frame drew its whole text the way a closed block is drawn (one Rich render of
+        the same source at the same width: exact). A table or list used to be drawn again
+        as it closed; at 100 tok/s nearly every block was. Empty when that is not so."""
+        lines = self._open_lines
+        if self._open_drawn != (block.rstrip("\n"), self._width) or not lines:
+            return []
+        if not lines[0].text.strip() or not lines[-1].text.strip():
+            return []  # ``Trimmed`` would cut a blank end line: drawn again, as before
+        self.reused_blocks += 1
+        return [*lines, Strip.blank(self._width, self._style)]
 
     def _closed_paragraph(self, key: int, block: str) -> list[Strip]:
         """A long paragraph that just closed, from its frozen lines (``_OpenParagraph``); empty
@@ -680,6 +701,7 @@ class StreamingMarkdown(OneLayout, Widget):
     def _render_open(self, width: int, first: Token | bool | None = False) -> None:
         """Draw the open block; ``first`` is its first token when the caller parsed it."""
         text = self._open
+        self._open_drawn = None
         if not text.strip():
             self._open_lines = []
             self._fence = None
@@ -696,12 +718,17 @@ class StreamingMarkdown(OneLayout, Widget):
             self._open_lines = self._fence.lines(text, self, width)
         elif kind == "paragraph_open":
             self._fence = None
-            self._open_lines = self._paragraph.lines(self._closed_upto, text, self, width)
+            paragraph = self._paragraph
+            self._open_lines = paragraph.lines(self._closed_upto, text, self, width)
+            if not paragraph.frozen and not paragraph.behind:
+                # One render of the whole paragraph, as a closed one (``_render_block``).
+                self._open_drawn = (text.rstrip("\n"), width)
         else:
             self._fence = None
             self._paragraph.reset()
             lines = self._render_strips(render_markdown(text.rstrip("\n"), bool(self._dark)), width)
             self._open_lines = lines
+            self._open_drawn = (text.rstrip("\n"), width)
 
     # --- the line API --------------------------------------------------------------------
 
@@ -876,6 +903,11 @@ class _OpenParagraph:
         self._chars = 0  # characters of the paragraph's source behind the frozen lines
         self._retry_at = PARAGRAPH_FREEZE_LINES
         self.behind = 0  # characters of the paragraph not drawn yet (PARAGRAPH_FRAME_CHARS)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether any of the paragraph's lines are frozen (drawn apart from the rest)."""
+        return bool(self._frozen)
 
     def active(self, key: int) -> bool:
         """Whether the paragraph at ``key`` has frozen lines to build on."""
