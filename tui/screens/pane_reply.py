@@ -83,19 +83,28 @@ class PaneReply:
             waiting = self.screen.last_text_waiting
             waiting.add(self.pane)
             try:
-                await self._frame_drawn()
+                await self._frame_drawn(self.pane)
             finally:
                 waiting.discard(self.pane)
-            if waiting:
-                # The panes of a race end together: another pane's last text waits for a
-                # frame, and this reply's bookkeeping (up to 20 ms) goes after it.
+            # The panes of a race end together: while another pane's last text waits for its
+            # frame, this reply's bookkeeping (up to 20 ms) waits too (at most FRAME_WAIT_S).
+            for _ in range(int(FRAME_WAIT_S * 20)):
+                if not waiting:
+                    break
                 await self._frame_drawn()
         self.finish()
 
-    async def _frame_drawn(self) -> None:
-        """Return once the screen has drawn what changed (at most ``FRAME_WAIT_S`` later)."""
+    async def _frame_drawn(self, pane: int | None = None) -> None:
+        """Return once the screen has drawn what changed (at most ``FRAME_WAIT_S`` later);
+        ``pane`` leaves ``last_text_waiting`` when that frame is out, not when this resumes."""
         drawn = asyncio.Event()
-        if self.screen.call_after_refresh(drawn.set):
+
+        def done() -> None:
+            if pane is not None:
+                self.screen.last_text_waiting.discard(pane)
+            drawn.set()
+
+        if self.screen.call_after_refresh(done):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FRAME_WAIT_S):
                     await drawn.wait()

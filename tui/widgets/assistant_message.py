@@ -138,9 +138,7 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
 
     def defer(self) -> None:
         """An older reply, out of sight when its conversation opens: drawn when scrolled to."""
-        self.body.defer()
-        if self.reasoning is not None:
-            self.reasoning.body.defer()
+        self.body.defer()  # (its reasoning opens folded: not laid out until unfolded)
 
     def sync(self) -> None:
         """Draw the text that arrived since the last frame."""

@@ -553,6 +553,8 @@ class StreamingMarkdown(OneLayout, Widget):
         lines = self._open_lines
         if self._open_drawn != (block.rstrip("\n"), self._width) or not lines:
             return []
+        if self._style is None:
+            return []  # the styles changed since: drawn again with the new ones
         if not lines[0].text.strip() or not lines[-1].text.strip():
             return []  # ``Trimmed`` would cut a blank end line: drawn again, as before
         self.reused_blocks += 1
