@@ -11,7 +11,7 @@ from bisect import bisect_right
 from pathlib import Path
 
 from providers.config import parse_config
-from tests.support.tui import make_app, wait_for_screen
+from tests.support.tui import contiguous_in, make_app, wait_for_screen
 from tui.screens.chat import ChatScreen
 from tui.screens.race_screen import defer_unseen
 from tui.session.conversation import Conversation, Turn
@@ -61,11 +61,6 @@ def _rows_in_sight(lst: MessageList) -> dict[int, str]:
     return out
 
 
-def _contiguous_in(rows: list[str], lines: list[str]) -> bool:
-    n = len(rows)
-    return any(lines[i : i + n] == rows for i in range(len(lines) - n + 1))
-
-
 async def test_a_long_conversation_opens_drawing_what_is_in_sight(isolated_home: Path) -> None:
     app = make_app(
         parse_config({}), isolated_home, conversation=_conversation(15), start_engine=False
@@ -109,7 +104,7 @@ async def test_a_long_conversation_opens_drawing_what_is_in_sight(isolated_home:
                 y0, y1 = view.region.y, view.region.y + view._closed_blocks.height
                 rows = [text for y, text in sorted(shown.items()) if y0 <= y < y1]
                 if rows:
-                    assert _contiguous_in(rows, _reference(view))
+                    assert contiguous_in(rows, _reference(view))
         assert [v.late_draws for v in views] == [0] * len(views)  # each drawn before it showed
         first = views[0]
         assert [s.text for s in first._closed_lines] == _reference(first)

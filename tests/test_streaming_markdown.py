@@ -15,6 +15,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from tests.support.mock_server import MockServerProcess
+from tests.support.tui import contiguous_in
 from tui.widgets.streaming_markdown import (
     FENCE_CHUNK_LINES,
     PARAGRAPH_FREEZE_LINES,
@@ -66,6 +67,11 @@ def _mixed(sections: int) -> str:
         parts.append(f"```python\ndef f{i}(x):\n    return x * {i}\n```\n\n")
         parts.append("| col | value |\n|---|---|\n| a | 1 |\n| b | 2 |\n\n")
     return "".join(parts)
+
+
+def _drawn(view: StreamingMarkdown) -> int:
+    """Rows of text drawn (every block, the lines reserved below not counted)."""
+    return len(view._closed_lines) + len(view._open_lines)
 
 
 def _shown(view: StreamingMarkdown) -> list[str]:
@@ -326,7 +332,7 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
                 view.append(f"x_{written} = {written}\n")
                 written += 1
             view.sync()
-            shown = len(view._closed_lines) + len(view._open_lines)
+            shown = _drawn(view)
             height = view._height()
             assert shown <= height <= shown + most_blank, (shown, height)
             heights.append(height)
@@ -334,7 +340,7 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
         grown = heights[-1] - heights[0]
         assert grown / max(1, steps - 1) >= fewest_lines_per_step, (grown, steps)
         view.finish()
-        assert view._height() == len(view._closed_lines) + len(view._open_lines)
+        assert view._height() == _drawn(view)
 
 
 async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> None:
@@ -350,12 +356,12 @@ async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> Non
             view.sync()
             await pilot.pause()
         reserved = view._height()
-        drawn = len(view._closed_lines) + len(view._open_lines)
+        drawn = _drawn(view)
         assert reserved > drawn + 2  # room for the last line and the blank one after the block
         view.append("```\n")
         view.finish(keep_height=True)
         await pilot.pause()
-        shown = len(view._closed_lines) + len(view._open_lines)
+        shown = _drawn(view)
         assert shown < reserved
         assert view._height() == view.size.height == reserved  # the height it had
         assert _shown(view)[: shown - 1] == _whole(view, view.source.rstrip("\n"))
@@ -375,7 +381,7 @@ async def test_a_last_text_longer_than_the_reserve_grows_the_reply() -> None:
         view.append(_mixed(2))
         view.finish(keep_height=True)
         await pilot.pause()
-        shown = len(view._closed_lines) + len(view._open_lines)
+        shown = _drawn(view)
         assert shown > reserved
         assert view._height() == view.size.height == shown
         view.finish()
@@ -485,11 +491,6 @@ async def _stream(
         await pilot.pause()
 
 
-def _contiguous_in(rows: list[str], lines: list[str]) -> bool:
-    n = len(rows)
-    return any(lines[i : i + n] == rows for i in range(len(lines) - n + 1))
-
-
 async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_full_render() -> None:
     # 3,000 tok/s drawn at 20 frames a second: 150 tokens a frame, in a 12-row list. Blocks
     # that scroll past between frames are sized, not drawn; what is on screen is always what
@@ -509,7 +510,7 @@ async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_ful
                 view.sync()
             await pilot.pause()
             shown = _on_screen(lazy)
-            assert shown and _contiguous_in(shown, _shown(ref)), i
+            assert shown and contiguous_in(shown, _shown(ref)), i
         drawn_while_streaming = lazy.rendered_blocks
         blocks = len(ref._blocks)
         lazy.finish()
@@ -582,7 +583,7 @@ async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_e
             await pilot.pause()
             shown = _on_screen(lazy)
             # The new page, then the page before it: one run of a full render's lines.
-            assert _contiguous_in(shown + page, _shown(ref))
+            assert contiguous_in(shown + page, _shown(ref))
         await _stream(pilot, [lazy, ref], text[half:], 150)
         lazy.finish()
         ref.finish()

@@ -158,3 +158,10 @@ def chat_requests(mock: MockServerProcess, model: str | None = None) -> list[dic
         for r in mock.log()
         if r["path"].endswith("/chat/completions") and (name is None or r["model"] == name)
     ]
+
+
+def contiguous_in(rows: list[str], lines: list[str]) -> bool:
+    """Whether ``rows`` appear in ``lines`` as one unbroken run (rows seen on screen, against
+    every row of a full render)."""
+    n = len(rows)
+    return any(lines[i : i + n] == rows for i in range(len(lines) - n + 1))

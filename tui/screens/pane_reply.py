@@ -88,10 +88,10 @@ class PaneReply:
                 waiting.discard(self.pane)
             # The panes of a race end together: while another pane's last text waits for its
             # frame, this reply's bookkeeping (up to 20 ms) waits too (at most FRAME_WAIT_S).
-            for _ in range(int(FRAME_WAIT_S * 20)):
-                if not waiting:
-                    break
-                await self._frame_drawn()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FRAME_WAIT_S):
+                    while waiting:
+                        await self._frame_drawn()
         self.finish()
 
     async def _frame_drawn(self, pane: int | None = None) -> None:

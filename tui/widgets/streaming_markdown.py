@@ -345,12 +345,12 @@ class StreamingMarkdown(OneLayout, Widget):
         ``finish``: the last text then goes out in a frame that redraws the lines it changed,
         not in a layout of the whole screen after every pane's height changed (at the end of a
         race of four fast panes that layout was 30-40 ms, before any last token was shown)."""
-        release = self._kept and not keep_height
+        height = self._height()
         self._finished = True
         self._kept = keep_height
         if self.is_mounted:
             self._sync()
-            if release and self._reserved > self._closed_blocks.height + len(self._open_lines):
+            if self._height() != height:  # (``_sync`` compares heights from here on)
                 self.refresh(layout=True)
             self._start_settling()
 
