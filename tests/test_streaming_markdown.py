@@ -20,6 +20,7 @@ from tui.widgets.streaming_markdown import (
     FENCE_CHUNK_LINES,
     PARAGRAPH_FREEZE_LINES,
     StreamingMarkdown,
+    fence_key,
     render_markdown,
 )
 
@@ -124,10 +125,10 @@ async def test_each_closed_block_is_rendered_once() -> None:
         blocks = len(view._blocks)
         assert blocks == 1 + 20 * 5  # the title, then heading, paragraph, list, code, table
         # Each closed block is drawn once, or not at all: one the open block's last frame drew
-        # whole (a heading, a paragraph, a list or a table fed a few characters a frame) keeps
-        # those lines. A code block never does (its open lines are drawn a chunk at a time).
+        # whole (a heading, a paragraph, a list or a table fed a few characters a frame, or a
+        # short code block whose lines had all ended) keeps those lines.
         assert view.rendered_blocks + view.reused_blocks == blocks
-        assert view.reused_blocks >= 20  # 29 of the 101 here (fed 1-12 characters a frame)
+        assert view.reused_blocks >= 30  # 39 of the 101 here (fed 1-12 characters a frame)
         assert view.full_renders <= 1  # the first layout, which sets the width
 
 
@@ -151,6 +152,72 @@ async def test_a_block_that_keeps_its_open_lines_is_exactly_a_full_render() -> N
             await _feed(view, text)
             view.finish()
         assert keeps.reused_blocks > 10 and draws.reused_blocks == 0
+        assert [s.text for s in keeps._closed_lines] == [s.text for s in draws._closed_lines]
+        assert list(map(list, keeps._closed_lines)) == list(map(list, draws._closed_lines))
+
+
+FENCES = [
+    'def f(x):\n    """A docstring\n    over two lines."""\n    return x * 2',
+    "for i in range(3):\n\tprint(i)  # a tab",
+    "s = '漢字とかな, wide: ｗｉｄｅ'\nt = s * 2",
+    "x = " + " + ".join(f"value_{i}" for i in range(40)) + "  # wraps",
+    "  indented first line\nsecond",
+    "trailing spaces   \nlast   ",
+    "\nfirst line blank\nx",
+    "last line blank\n   ",
+    "a\n~~~\nb",  # another fence's line, read as code
+]
+
+
+def _fences() -> str:
+    parts = []
+    for i, code in enumerate(FENCES):
+        for opening, closing in (("```python", "```"), ("~~~", "~~~"), ("````text", "````")):
+            if closing in code:
+                continue  # (it would close the fence)
+            parts.append(f"Fence {i} {opening!r}:\n\n{opening}\n{code}\n{closing}\n\n")
+    # Longer than a chunk, a string across the chunk's end: highlighted a chunk at a time while
+    # open, which colours its second half as code; drawn again as it closes.
+    long = [f"y{i} = {i}" for i in range(FENCE_CHUNK_LINES - 2)]
+    long += ['doc = """a string', "def g(): pass", 'still the string"""', "z = 1"]
+    parts.append("```python\n" + "\n".join(long) + "\n```\n\n")
+    parts.append("```\nno language\n```\n\n```nosuchlanguage\nplain = 1\n```\n\nThe end.\n")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_a_code_block_that_keeps_its_open_lines_is_exactly_a_full_render(
+    seed: int,
+) -> None:
+    """A code block highlighted whole while open (one chunk, every line ended) keeps those
+    lines as it closes: the same lines, row for row, as a view that draws it again; fences
+    that could differ (blank end lines, trailing spaces, more than a chunk) are drawn again."""
+    text = _fences()
+
+    class Two(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StreamingMarkdown("", driven=True, id="keeps")
+            yield StreamingMarkdown("", driven=True, id="draws")
+
+    app = Two()
+    async with app.run_test(size=SIZE) as pilot:
+        keeps = app.query_one("#keeps", StreamingMarkdown)
+        draws = app.query_one("#draws", StreamingMarkdown)
+        draws._drawn_open = lambda block: []  # type: ignore[method-assign]
+        await pilot.pause()
+        for view in (keeps, draws):
+            if seed:
+                await _feed(view, text, seed=seed)
+            else:  # a line at a time: every open fence ends its lines, and so can be kept
+                for line in text.splitlines(keepends=True):
+                    view.append(line)
+                    view.sync()
+            view.finish()
+        fenced = [b for b in keeps._blocks if b.startswith(("```", "~~~"))]
+        kept = [b for b in fenced if fence_key(b, closed=True)]
+        assert len(fenced) == 3 * len(FENCES) + 2 and len(kept) >= 3 * 5
+        assert keeps.reused_blocks >= (len(kept) if not seed else len(kept) // 2)
+        assert draws.reused_blocks == 0
         assert [s.text for s in keeps._closed_lines] == [s.text for s in draws._closed_lines]
         assert list(map(list, keeps._closed_lines)) == list(map(list, draws._closed_lines))
 

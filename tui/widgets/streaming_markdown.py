@@ -551,7 +551,8 @@ class StreamingMarkdown(OneLayout, Widget):
         the same source at the same width: exact). A table or list used to be drawn again
         as it closed; at 100 tok/s nearly every block was. Empty when that is not so."""
         lines = self._open_lines
-        if self._open_drawn != (block.rstrip("\n"), self._width) or not lines:
+        key = fence_key(block, closed=True) if block.startswith(("```", "~~~")) else None
+        if self._open_drawn != (key or block.rstrip("\n"), self._width) or not lines:
             return []
         if self._style is None:
             return []  # the styles changed since: drawn again with the new ones
@@ -718,6 +719,11 @@ class StreamingMarkdown(OneLayout, Widget):
             if self._fence is None or self._fence.language != language:
                 self._fence = _OpenFence(language)  # ``py`` at one frame, ``python`` the next
             self._open_lines = self._fence.lines(text, self, width)
+            if self._fence.one_chunk:
+                # Highlighted whole, as a closed fence is: kept when it closes (``_drawn_open``)
+                # if nothing but its closing line comes after.
+                key = fence_key(text, closed=False)
+                self._open_drawn = (key, width) if key else None
         elif kind == "paragraph_open":
             self._fence = None
             paragraph = self._paragraph
@@ -1030,6 +1036,32 @@ def _plain_cut(body: str, head_text: str) -> int:
     return end if end < len(body) else 0
 
 
+def fence_key(source: str, closed: bool) -> str | None:
+    """What a fence's code lines are drawn from, the same text for the open fence as for the
+    closed one: its info line and its code lines. A ``closed`` fence ends with its closing
+    line and nothing after; an open one ends a line (a partial line is drawn as plain text).
+    None when the two could differ: a fence's line inside that Markdown reads as code (text
+    after it), code ending in white space (a closed fence's is stripped), or anything but a
+    fence at the margin (an indent is stripped from the lines)."""
+    lines = source.split("\n")
+    if not lines[0].startswith(("```", "~~~")):
+        return None
+    body = lines[1:]
+    end = next((i for i, line in enumerate(body) if _FENCE_CLOSE.match(line)), None)
+    if end is not None:
+        if any(line.strip() for line in body[end + 1 :]):
+            return None
+        code = body[:end]
+    elif closed or (body and body[-1]):
+        return None
+    else:
+        code = body[:-1]
+    text = "\n".join(code)
+    if not text or text != text.rstrip():
+        return None  # (a closed fence's code is stripped at its end)
+    return "\x00fence\n" + lines[0] + "\n" + text
+
+
 class _OpenFence:
     """An open code fence: completed lines are highlighted once, in chunks of lines."""
 
@@ -1043,6 +1075,7 @@ class _OpenFence:
         self._chunks: list[list[Strip]] = []  # finished chunks, rendered
         self._current: list[str] = []  # completed lines of the chunk being filled
         self._current_lines: list[Strip] = []
+        self.one_chunk = False  # the last lines drawn were one highlight of the whole code
 
     def _syntax(self, code: str, dark: bool) -> Syntax:
         from rich.syntax import Syntax
@@ -1070,6 +1103,7 @@ class _OpenFence:
             self._current_lines = view._render_strips(
                 self._syntax("\n".join(self._current), dark), width
             )
+        self.one_chunk = not self._chunks and not partial
         out = [line for chunk in self._chunks for line in chunk]
         out += self._current_lines
         if partial:
