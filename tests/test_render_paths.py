@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.segment import ControlType
-from textual._compositor import Compositor
+from textual._compositor import ChopsUpdate, Compositor
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
@@ -152,6 +152,10 @@ async def test_partial_updates_paint_what_textuals_paint(
                 compositor.__class__ = CroppingCompositor
             assert ours is not None and stock is not None
             assert _painted(ours, console) == _painted(stock, console), regions
+            # Written to the terminal byte for byte as Textual writes the same update.
+            written = ours.render_segments(console)
+            assert type(ours) is not ChopsUpdate
+            assert written == ChopsUpdate.render_segments(ours, console), regions
             # How many widgets the update rendered, against all Textual renders.
             compositor._spans = list(compositor._regions_to_spans(regions))
             try:
