@@ -460,3 +460,57 @@ async def test_compare_keys_are_remappable_and_help_shows_the_remap(
         await pilot.press("a")
         await wait_until(pilot, lambda: replies_over(app), timeout=3, what="A cancelled")
         assert screen(app).runs[0].status == "cancelled"
+
+
+@pytest.mark.parametrize("when", ["streaming", "after the stream"])
+async def test_a_fault_while_showing_a_reply_ends_it_and_the_screen_goes_on(
+    isolated_home: Path,
+    mock_server: MockServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    when: str,
+) -> None:
+    """A bug on our side while a pane shows its reply (here the widget raises) ends that
+    reply with what it received and says so; the screen is not left streaming for good: the
+    other pane finishes and the next prompt goes out."""
+    ok = scenario(mock_server, text="Fine answer.", ttft_ms=50, tps=50)
+    odd = scenario(mock_server, text="First part. BOOM second part.", ttft_ms=50, tps=50)
+    if when == "streaming":
+        original = AssistantMessage.append_text
+
+        def append_text(self: AssistantMessage, text: str) -> None:
+            if "BOOM" in text:
+                raise RuntimeError("drawing failed")
+            original(self, text)
+
+        monkeypatch.setattr(AssistantMessage, "append_text", append_text)
+    else:
+        finish_text = AssistantMessage.finish_text
+
+        def failing_finish(self: AssistantMessage) -> None:
+            if "BOOM" in self.body.source:
+                raise RuntimeError("drawing failed")
+            finish_text(self)
+
+        monkeypatch.setattr(AssistantMessage, "finish_text", failing_finish)
+    app = make_app(mock_config(mock_server), isolated_home, models=[ok, odd])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
+        s = screen(app)
+        assert not s.streaming
+        assert s.runs[0].status == "complete"
+        said = "tokenrace failed while showing this reply: RuntimeError: drawing failed"
+        if when == "streaming":
+            assert s.runs[1].status == "error" and "BOOM" in s.runs[1].text
+            assert said in s.pane(1).query_one(ErrorPanel).message
+        else:
+            assert s.runs[1].status == "complete"
+            assert s.runs[1].text == "First part. BOOM second part."
+            assert said in str(pane_replies(app, 1)[-1].notices.render())
+        turns = s.conv.turns(1)
+        assert turns[-1].content == s.runs[1].text  # kept, as received
+        monkeypatch.undo()
+        await send(pilot, "again")
+        await wait_until(pilot, lambda: len(pane_replies(app, 0)) == 2, what="the next race")
+        await wait_until(pilot, lambda: replies_over(app), what="the next race")
+        assert [r.status for r in screen(app).runs.values()] == ["complete", "complete"]

@@ -54,6 +54,28 @@ class PaneReply:
         self.screen.run_worker(self._consume(handle), group=self.group, exit_on_error=False)
 
     async def _consume(self, handle: StreamHandle) -> None:
+        try:
+            await self._read(handle)
+        except Exception as error:
+            # A fault on this side while drawing or keeping the reply: it ends here, in error,
+            # with the text received so far. (Its worker dying without ``finish`` had left the
+            # screen streaming for good: nothing more could be sent, and Esc had nothing to
+            # cancel once the stream was over.)
+            self._failed(error)
+        self.finish()
+
+    def _failed(self, error: Exception) -> None:
+        """Say, on the reply, that tokenrace failed while showing it (the stream may be whole)."""
+        message = f"tokenrace failed while showing this reply: {type(error).__name__}: {error}"
+        if not self.run.done:
+            self.run.feed(
+                [StreamError(t_ns=time.perf_counter_ns(), kind="internal", message=message)]
+            )
+        else:
+            self.widget.add_notice(message)
+
+    async def _read(self, handle: StreamHandle) -> None:
+        """Feed the engine's batches to the run and the widget, then draw the last text."""
         run, widget = self.run, self.widget
         messages = self.screen.messages_of(self.pane)
         race = self.screen.conv.blind
@@ -92,7 +114,6 @@ class PaneReply:
                 async with asyncio.timeout(FRAME_WAIT_S):
                     while waiting:
                         await self._frame_drawn()
-        self.finish()
 
     async def _frame_drawn(self, pane: int | None = None) -> None:
         """Return once the screen has drawn what changed (at most ``FRAME_WAIT_S`` later);
