@@ -10,6 +10,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from pathlib import Path
 
+import pytest
+
 from providers.config import parse_config
 from tests.support.tui import contiguous_in, make_app, wait_for_screen
 from tui.screens.chat import ChatScreen
@@ -126,3 +128,33 @@ def test_only_replies_with_screens_of_text_below_them_are_deferred() -> None:
     short = AssistantMessage("mock/a", text="short", finished=True)
     defer_unseen([UserMessage("q"), short], Size(80, 20), panes=1)
     assert not short.body._deferred
+
+
+@pytest.mark.parametrize(("before", "after"), [((90, 16), (90, 60)), ((60, 16), (120, 60))])
+async def test_a_taller_window_draws_the_replies_it_brings_into_sight(
+    isolated_home: Path, before: tuple[int, int], after: tuple[int, int]
+) -> None:
+    """Opened in a short window, then made taller (and wider) while at the end: the older
+    replies that come into sight are drawn before a frame shows them, exactly."""
+    app = make_app(
+        parse_config({}), isolated_home, conversation=_conversation(15), start_engine=False
+    )
+    async with app.run_test(size=before) as pilot:
+        screen = await wait_for_screen(pilot, ChatScreen)
+        await pilot.pause(0.2)
+        views = [m.body for m in screen.query(AssistantMessage)]
+        deferred = [v for v in views if v.rendered_blocks == 0 and v.pending]
+        assert len(deferred) >= 10
+        await pilot.resize_terminal(*after)
+        for _ in range(5):
+            await pilot.pause(0.05)
+        lst = screen.query_one(MessageList)
+        assert lst.scroll_y == lst.max_scroll_y  # still at its end
+        shown = _rows_in_sight(lst)
+        assert len(shown) > 15
+        for view in lst.query(StreamingMarkdown):
+            y0, y1 = view.region.y, view.region.y + view._closed_blocks.height
+            rows = [text for y, text in sorted(shown.items()) if y0 <= y < y1]
+            if rows:
+                assert contiguous_in(rows, _reference(view))
+        assert [v.late_draws for v in views] == [0] * len(views)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, assert_never
 from textual import on
 from textual.content import Content
 from textual.css.query import NoMatches
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
@@ -36,7 +37,7 @@ from tui.session.attachments import complete_image_command, image_command, refus
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
 from tui.session.roles import complete_role
-from tui.textual_private import use_cropping_compositor
+from tui.textual_private import private_override, use_cropping_compositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 from tui.widgets.message_list import MessageList
@@ -92,6 +93,7 @@ class RaceScreen(Screen[None]):
         use_cropping_compositor(self)
         self.conv = conversation
         self.replies: dict[int, PaneReply] = {}
+        self._laid_out_at: Size | None = None  # the size of the last layout (``_screen_resized``)
         self.last_text_waiting: set[int] = set()  # panes whose last text waits for its frame
         self.race_id: str | None = None
         self._history_pos = -1
@@ -283,6 +285,18 @@ class RaceScreen(Screen[None]):
         # Until each reply is finished here (its turn kept and saved), not only over on the
         # wire: a reply's last text is drawn before its figures and save (``PaneReply``).
         return any(not r.run.shown_final for r in self.replies.values())
+
+    @private_override(Screen)
+    def _screen_resized(self, size: Size) -> None:
+        # Before the layout at the new size: what a taller window brings into sight is drawn
+        # first (older replies of a long conversation are only sized, ``defer``).
+        old, self._laid_out_at = self._laid_out_at, size  # (``self.size`` is the new one)
+        if old is not None and old.height and old.width and self.is_attached:
+            grown = size.height - old.height
+            if grown > 0:
+                for lst in self.query(MessageList):
+                    lst.reveal_ahead(lst.scrollable_content_region.height + grown)
+        super()._screen_resized(size)
 
     def on_screen_resume(self) -> None:
         self.query_one(PromptBox).focus()

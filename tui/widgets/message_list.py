@@ -115,6 +115,33 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
             self.set_reactive(Widget.scroll_target_y, target)
             self.refresh(layout=True)
 
+    def reveal_ahead(self, height: int) -> None:
+        """The window is about to grow: the viewport will be ``height`` rows tall. Replies
+        draw the sized blocks that will then be in sight now, before the layout shows them:
+        drawn in that frame's paint instead (``StreamingMarkdown.late_draws``), they moved the
+        rows once it was out."""
+        from tui.widgets.streaming_markdown import StreamingMarkdown
+
+        views = [v for v in self.query(StreamingMarkdown) if v.pending]
+        if not views or height <= 0:
+            return
+        reach = height
+        viewport = self.scrollable_content_region
+        scroll = round(self.scroll_y)
+        pinned = self.pinned_to_end
+        # The first row in sight then, in the list's rows: the end stays in sight while it
+        # follows; otherwise the top row stays where it is.
+        top = max(0, self.virtual_size.height - reach) if pinned else scroll
+        shift = 0
+        for view in views:
+            first = top - (view.region.y - viewport.y + scroll)  # in the view's own rows
+            shift += view.reveal(first, first + reach, first)
+        if shift and not pinned:
+            target = max(0.0, self.scroll_y + shift)
+            self.set_reactive(Widget.scroll_y, target)
+            self.set_reactive(Widget.scroll_target_y, target)
+            self.refresh(layout=True)
+
     def content_grew(self) -> None:
         """New text arrived: the anchor keeps up, or we say that there is more below."""
         if not self.follow:
