@@ -158,3 +158,58 @@ async def test_a_taller_window_draws_the_replies_it_brings_into_sight(
             if rows:
                 assert contiguous_in(rows, _reference(view))
         assert [v.late_draws for v in views] == [0] * len(views)
+
+
+async def test_copying_from_a_partly_drawn_reply_gives_the_rows_in_sight(
+    isolated_home: Path,
+) -> None:
+    """Scrolled up until an older reply is drawn only near its end (its first blocks still
+    sized, at estimated heights): a selection of rows in sight copies exactly those rows,
+    and copying draws nothing into the layout."""
+    from textual.geometry import Offset
+    from textual.selection import Selection
+
+    conv = Conversation()
+    for k in range(15):
+        # Blocks whose estimate is off first (a table's rules, a code block's padding), then
+        # paragraphs, estimated exactly.
+        reply = _reply(k).replace(f"## Answer {k}\n\n", "")
+        reply = reply[reply.index("```") :] + "".join(f"Paragraph {i}.\n\n" for i in range(6))
+        conv.turns(0).append(Turn(new_id(), "user", f"question {k}"))
+        conv.turns(0).append(Turn(new_id(), "assistant", reply, model="mock/a"))
+    app = make_app(parse_config({}), isolated_home, conversation=conv, start_engine=False)
+    async with app.run_test(size=(60, 14)) as pilot:
+        screen = await wait_for_screen(pilot, ChatScreen)
+        await pilot.pause(0.2)
+        lst = screen.query_one(MessageList)
+        views = [m.body for m in screen.query(AssistantMessage)]
+        partly = None
+        while lst.scroll_y > 0 and partly is None:
+            lst.scroll_up(animate=False)
+            await pilot.pause()
+            partly = next(
+                (v for v in views if 0 < v.pending <= len(v._closed_blocks.sources) - 3),
+                None,
+            )
+        assert partly is not None
+        closed = partly._closed_blocks
+        exact = closed.exact_from()
+        pending = [i for i in closed.pending_indexes()]
+        estimated = sum(closed.heights[i] for i in pending)
+        drawn = sum(len(partly._render_block(closed.sources[i], partly._width)) for i in pending)
+        assert estimated != drawn  # the estimate is off: rows below would read wrong
+        # From the first row drawn up to the end of the reply's last line of text.
+        rows = [partly.render_line(y).text.rstrip() for y in range(exact, closed.height)]
+        while not rows[-1]:
+            rows.pop()
+        assert len(rows) >= 2
+        heights = list(closed.heights)
+        end = Offset(len(rows[-1]), exact + len(rows) - 1)
+        picked = partly.get_selection(Selection(Offset(0, exact), end))
+        assert picked is not None and picked[0] == "\n".join(rows)
+        one = partly.get_selection(Selection(Offset(2, exact), Offset(8, exact)))
+        assert one is not None and one[0] == rows[0][2:8]
+        whole = partly.get_selection(Selection(None, None))
+        assert closed.pending == len(pending) and closed.heights == heights  # nothing drawn
+        everything = "\n".join(s.text.rstrip() for s in partly._closed_lines)  # (draws all)
+        assert whole is not None and whole[0] == Selection(None, None).extract(everything)

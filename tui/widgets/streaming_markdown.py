@@ -29,7 +29,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Region, Size
+from textual.geometry import Offset, Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -798,9 +798,46 @@ class StreamingMarkdown(OneLayout, Widget):
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         # Textual's own reads ``self._render_strips()``, which a line-API widget has no text in:
-        # the selection is taken from the lines as drawn, so a copy gives what was seen.
-        text = "\n".join(line.text.rstrip() for line in (*self._closed_lines, *self._open_lines))
-        return selection.extract(text), "\n"
+        # the selection is taken from the lines as drawn, so a copy gives what was seen. Its
+        # rows are the layout's, where a block only sized takes its estimated height: each
+        # end is read in its own block's drawn lines. Sized blocks between the two ends are
+        # drawn for the copy only (kept, they would move the rows below before a layout).
+        from textual.selection import Selection as Picked
+
+        closed = self._closed_blocks
+        count = len(closed.sources)
+
+        def block_of(offset: Offset | None, default: int) -> int:
+            if offset is None:
+                return default
+            return count if offset.y >= closed.height else bisect_right(closed.tops, offset.y) - 1
+
+        first, last = block_of(selection.start, 0), block_of(selection.end, count)
+        rows: list[str] = []
+        tops: dict[int, int] = {}  # block → its first row in ``rows``
+        for i in range(first, min(last, count - 1) + 1):
+            tops[i] = len(rows)
+            lines = closed.lines[i]
+            if lines is None:
+                lines = self._render_block(closed.sources[i], self._width)
+            rows.extend(line.text.rstrip() for line in lines)
+        open_top = len(rows)
+        if last == count:
+            rows.extend(line.text.rstrip() for line in self._open_lines)
+
+        def drawn_row(offset: Offset | None) -> Offset | None:
+            if offset is None:
+                return None
+            if offset.y >= closed.height:
+                return Offset(offset.x, open_top + offset.y - closed.height)
+            i = bisect_right(closed.tops, offset.y) - 1
+            height = tops.get(i + 1, open_top) - tops[i]
+            return Offset(offset.x, tops[i] + min(offset.y - closed.tops[i], max(0, height - 1)))
+
+        start = drawn_row(selection.start)
+        if not rows or (start is not None and start.y >= len(rows)):
+            return None
+        return Picked(start, drawn_row(selection.end)).extract("\n".join(rows)), "\n"
 
     def render_line(self, y: int) -> Strip:
         closed = self._closed_blocks
