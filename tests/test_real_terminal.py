@@ -156,6 +156,18 @@ class Session:
                 raise TimeoutError(f"{n}× {pattern!r} expected:\n{self.term.screen()}")
             time.sleep(0.1)
 
+    def wait_one_more(self, pattern: str, before: int, timeout: float = 15.0) -> None:
+        """Wait until one more ``pattern`` is on screen than the fewest seen since ``before``
+        were: older notifications may expire meanwhile (on a loaded machine a key's own can
+        come after they went, and ``before + 1`` is then never on screen at once)."""
+        deadline = time.monotonic() + timeout
+        fewest = before
+        while (shown := self.count(pattern)) <= fewest:
+            fewest = min(fewest, shown)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"one more {pattern!r} expected:\n{self.term.screen()}")
+            time.sleep(0.1)
+
 
 def start(
     mock: MockServerProcess, home: Path, *args: str, width: int = 100, height: int = 30
@@ -221,7 +233,7 @@ def check(s: Session, key: str, effect: Effect) -> None:
             before = s.count(effect.pattern)
             s.press(key, form)
             try:
-                s.wait_count(effect.pattern, before + 1, 10)
+                s.wait_one_more(effect.pattern, before, 10)
             except TimeoutError as exc:
                 raise AssertionError(f"{key} as {form!r} did nothing") from exc
             shown.append(time.monotonic())
@@ -255,7 +267,7 @@ def edits_and_sends(model: str) -> Callable[[Session, Form], None]:
         before = s.count("Edit the prompt;")
         s.press(key_of(form), form)
         try:
-            s.wait_count("Edit the prompt;", before + 1, 10)
+            s.wait_one_more("Edit the prompt;", before, 10)
         except TimeoutError as exc:
             raise AssertionError(f"{key_of(form)} as {form!r} did nothing") from exc
         s.press("Enter")
@@ -479,7 +491,7 @@ def test_every_compare_key_through_tmux(
             s.term.wait_for("tie: no pane was better")
             s.text("t")
             s.term.wait_gone("tie: no pane was better")
-            s.wait_count("Verdict: tie", before + 1)
+            s.wait_one_more("Verdict: tie", before)
 
         check(s, "F9", verdict)
 
