@@ -514,3 +514,36 @@ async def test_a_fault_while_showing_a_reply_ends_it_and_the_screen_goes_on(
         await wait_until(pilot, lambda: len(pane_replies(app, 0)) == 2, what="the next race")
         await wait_until(pilot, lambda: replies_over(app), what="the next race")
         assert [r.status for r in screen(app).runs.values()] == ["complete", "complete"]
+
+
+async def test_a_frame_shows_what_the_engine_sent_while_the_last_one_was_drawn(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """Text the engine has handed over but that no pane has fed yet (its batch waits for the
+    loop to turn, as when it came during a frame) is drawn by the next frame, not the one
+    after: the frame lets the loop feed it first."""
+    import time
+
+    from providers.events import TextDelta
+
+    slow = {"text": "Slow start. " + "word " * 200, "ttft_ms": 50, "tps": 5}
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=[scenario(mock_server, **slow), scenario(mock_server, **slow)],
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "hello")
+        s = screen(app)
+        await wait_until(pilot, lambda: all(r.run.text for r in s.replies.values()), what="text")
+        assert s._frame_timer is not None
+        s._frame_timer.pause()  # this test draws the frames
+        await s._tick()
+        for pane, reply in s.replies.items():
+            assert reply.handle is not None
+            reply.handle._push([TextDelta(t_ns=time.perf_counter_ns(), text=f" MARK{pane} ")])
+        await s._tick()  # no turn of the loop in between: only the frame's own
+        for pane, reply in s.replies.items():
+            drawn = "".join(line.text for line in reply.widget.body._open_lines)
+            assert f"MARK{pane}" in drawn
+        await pilot.press("escape")
