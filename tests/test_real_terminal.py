@@ -713,3 +713,33 @@ def test_what_tmux_passes_on_to_the_app(tmp_path: Path) -> None:
                 time.sleep(0.05)
             got[what] = out.read_bytes()[start_at:-1]
     assert got == {what: passed for what, _, passed in TMUX_PASSES}
+
+
+def test_the_app_takes_the_terminals_size_not_columns_and_lines(
+    mock_server: MockServerProcess, isolated_home: Path
+) -> None:
+    """COLUMNS and LINES exported in the app's environment (a shell's, a test runner's) do not
+    fix its size: it fills the terminal, and follows it when the terminal is resized."""
+
+    def prompt_width(term: RealTerminal) -> int:
+        tops = [
+            line.rstrip() for line in term.screen().splitlines() if line.lstrip().startswith("╭")
+        ]
+        return max((len(line) for line in tops), default=0)
+
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\nmodels = ["mock-fast"]\n'
+    )
+    term = RealTerminal.app(
+        isolated_home, "-m", "mock/mock-fast", width=100, height=30, COLUMNS="60", LINES="15"
+    )
+    try:
+        term.wait_for("Message…", START_S)
+        assert prompt_width(term) == 100, term.screen()
+        term.resize(130, 36)
+        deadline = time.monotonic() + 10
+        while prompt_width(term) != 130 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert prompt_width(term) == 130, term.screen()
+    finally:
+        term.close()

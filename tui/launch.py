@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -92,6 +93,12 @@ def run_tui(
             return 2
         if not models:
             models = [str(ModelRef("local", alias_for(local_gguf)))]
+
+    # The screen's size is the terminal's, read from it at start and at every resize: an
+    # exported COLUMNS or LINES (a shell's ``checkwinsize``, a test runner's) would fix it
+    # instead (``shutil.get_terminal_size`` reads them first), and resizes would be ignored.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
     from providers.remote import EngineProcess
     from tui.app import TokenraceApp
