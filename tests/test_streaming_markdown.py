@@ -132,28 +132,40 @@ async def test_each_closed_block_is_rendered_once() -> None:
         assert view.full_renders <= 1  # the first layout, which sets the width
 
 
+class _KeepsAndDraws(App[None]):
+    """Two views for one stream: ``#keeps`` keeps a closing block's open lines where it can,
+    ``#draws`` draws every closed block again (the reference)."""
+
+    def compose(self) -> ComposeResult:
+        yield StreamingMarkdown("", driven=True, id="keeps")
+        yield StreamingMarkdown("", driven=True, id="draws")
+
+    def views(self) -> tuple[StreamingMarkdown, StreamingMarkdown]:
+        keeps = self.query_one("#keeps", StreamingMarkdown)
+        draws = self.query_one("#draws", StreamingMarkdown)
+        draws._drawn_open = lambda block: []  # type: ignore[method-assign]
+        return keeps, draws
+
+
+def _assert_same_lines(keeps: StreamingMarkdown, draws: StreamingMarkdown) -> None:
+    """The two views' closed lines are the same, row for row and segment for segment."""
+    assert [s.text for s in keeps._closed_lines] == [s.text for s in draws._closed_lines]
+    assert list(map(list, keeps._closed_lines)) == list(map(list, draws._closed_lines))
+
+
 async def test_a_block_that_keeps_its_open_lines_is_exactly_a_full_render() -> None:
     """The same stream fed to a view that keeps a closing block's open lines and to one that
     draws every closed block again: the same lines, row for row, in every block kind."""
     text = _mixed(6) + "A last paragraph with *emphasis*, `code` and a [link](https://x.y).\n"
-
-    class Two(App[None]):
-        def compose(self) -> ComposeResult:
-            yield StreamingMarkdown("", driven=True, id="keeps")
-            yield StreamingMarkdown("", driven=True, id="draws")
-
-    app = Two()
+    app = _KeepsAndDraws()
     async with app.run_test(size=SIZE) as pilot:
-        keeps = app.query_one("#keeps", StreamingMarkdown)
-        draws = app.query_one("#draws", StreamingMarkdown)
-        draws._drawn_open = lambda block: []  # type: ignore[method-assign]
+        keeps, draws = app.views()
         await pilot.pause()
         for view in (keeps, draws):
             await _feed(view, text)
             view.finish()
         assert keeps.reused_blocks > 10 and draws.reused_blocks == 0
-        assert [s.text for s in keeps._closed_lines] == [s.text for s in draws._closed_lines]
-        assert list(map(list, keeps._closed_lines)) == list(map(list, draws._closed_lines))
+        _assert_same_lines(keeps, draws)
 
 
 FENCES = [
@@ -193,17 +205,9 @@ async def test_a_code_block_that_keeps_its_open_lines_is_exactly_a_full_render(
     lines as it closes: the same lines, row for row, as a view that draws it again; fences
     that could differ (blank end lines, trailing spaces, more than a chunk) are drawn again."""
     text = _fences()
-
-    class Two(App[None]):
-        def compose(self) -> ComposeResult:
-            yield StreamingMarkdown("", driven=True, id="keeps")
-            yield StreamingMarkdown("", driven=True, id="draws")
-
-    app = Two()
+    app = _KeepsAndDraws()
     async with app.run_test(size=SIZE) as pilot:
-        keeps = app.query_one("#keeps", StreamingMarkdown)
-        draws = app.query_one("#draws", StreamingMarkdown)
-        draws._drawn_open = lambda block: []  # type: ignore[method-assign]
+        keeps, draws = app.views()
         await pilot.pause()
         for view in (keeps, draws):
             if seed:
@@ -218,8 +222,7 @@ async def test_a_code_block_that_keeps_its_open_lines_is_exactly_a_full_render(
         assert len(fenced) == 3 * len(FENCES) + 2 and len(kept) >= 3 * 5
         assert keeps.reused_blocks >= (len(kept) if not seed else len(kept) // 2)
         assert draws.reused_blocks == 0
-        assert [s.text for s in keeps._closed_lines] == [s.text for s in draws._closed_lines]
-        assert list(map(list, keeps._closed_lines)) == list(map(list, draws._closed_lines))
+        _assert_same_lines(keeps, draws)
 
 
 async def test_frame_cost_does_not_grow_with_the_reply() -> None:
