@@ -109,11 +109,16 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
             top = viewport.y - view.region.y + scrolled
             shift += view.reveal(top, top + viewport.height, top)
         if shift:
-            target = max(0.0, new + shift)
-            # Past the old height's limit: the layout that follows grows the list to match.
-            self.set_reactive(Widget.scroll_y, target)
-            self.set_reactive(Widget.scroll_target_y, target)
-            self.refresh(layout=True)
+            self._scroll_by_drawn(new, shift)
+
+    def _scroll_by_drawn(self, scroll_y: float, shift: int) -> None:
+        """Blocks drawn above the rows in sight moved them ``shift`` rows: scroll by as much
+        from ``scroll_y``, so that they stay where they were on screen."""
+        target = max(0.0, scroll_y + shift)
+        # Past the old height's limit: the layout that follows grows the list to match.
+        self.set_reactive(Widget.scroll_y, target)
+        self.set_reactive(Widget.scroll_target_y, target)
+        self.refresh(layout=True)
 
     def reveal_ahead(self, height: int) -> None:
         """The window is about to grow: the viewport will be ``height`` rows tall. Replies
@@ -125,22 +130,18 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
         views = [v for v in self.query(StreamingMarkdown) if v.pending]
         if not views or height <= 0:
             return
-        reach = height
         viewport = self.scrollable_content_region
         scroll = round(self.scroll_y)
         pinned = self.pinned_to_end
         # The first row in sight then, in the list's rows: the end stays in sight while it
         # follows; otherwise the top row stays where it is.
-        top = max(0, self.virtual_size.height - reach) if pinned else scroll
+        top = max(0, self.virtual_size.height - height) if pinned else scroll
         shift = 0
         for view in views:
             first = top - (view.region.y - viewport.y + scroll)  # in the view's own rows
-            shift += view.reveal(first, first + reach, first)
+            shift += view.reveal(first, first + height, first)
         if shift and not pinned:
-            target = max(0.0, self.scroll_y + shift)
-            self.set_reactive(Widget.scroll_y, target)
-            self.set_reactive(Widget.scroll_target_y, target)
-            self.refresh(layout=True)
+            self._scroll_by_drawn(self.scroll_y, shift)
 
     def content_grew(self) -> None:
         """New text arrived: the anchor keeps up, or we say that there is more below."""
