@@ -94,11 +94,14 @@ def run_tui(
         if not models:
             models = [str(ModelRef("local", alias_for(local_gguf)))]
 
-    # The screen's size is the terminal's, read from it at start and at every resize: an
-    # exported COLUMNS or LINES (a shell's ``checkwinsize``, a test runner's) would fix it
-    # instead (``shutil.get_terminal_size`` reads them first), and resizes would be ignored.
-    for name in ("COLUMNS", "LINES"):
-        os.environ.pop(name, None)
+    # In a terminal the screen's size is the terminal's, read from it at start and at every
+    # resize: an exported COLUMNS or LINES (a shell's ``checkwinsize``, a test runner's) would
+    # fix it instead (``shutil.get_terminal_size`` reads them first), and resizes would be
+    # ignored. In a browser (``tokenrace serve``: textual-serve names its driver in
+    # TEXTUAL_DRIVER) COLUMNS is how the page's size reaches the app: kept.
+    if "TEXTUAL_DRIVER" not in os.environ:
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
 
     from providers.remote import EngineProcess
     from tui.app import TokenraceApp
