@@ -1080,23 +1080,26 @@ def fence_key(source: str, closed: bool) -> str | None:
     None when the two could differ: a fence's line inside that Markdown reads as code (text
     after it), code ending in white space (a closed fence's is stripped), or anything but a
     fence at the margin (an indent is stripped from the lines)."""
-    lines = source.split("\n")
-    if not lines[0].startswith(("```", "~~~")):
+    opening = source.split("\n", 1)[0]
+    if not opening.startswith(("```", "~~~")):
         return None
-    body = lines[1:]
-    end = next((i for i, line in enumerate(body) if _FENCE_CLOSE.match(line)), None)
-    if end is not None:
-        if any(line.strip() for line in body[end + 1 :]):
-            return None
-        code = body[:end]
-    elif closed or (body and body[-1]):
+    code, partial, after = fence_lines(source)
+    if partial or (closed and after is None) or any(line.strip() for line in after or ()):
         return None
-    else:
-        code = body[:-1]
     text = "\n".join(code)
     if not text or text != text.rstrip():
         return None  # (a closed fence's code is stripped at its end)
-    return "\x00fence\n" + lines[0] + "\n" + text
+    return "\x00fence\n" + opening + "\n" + text
+
+
+def fence_lines(source: str) -> tuple[list[str], str, list[str] | None]:
+    """A fence's code lines that ended, its last line while that is still arriving, and the
+    lines after its closing line (None while no line closes it)."""
+    body = source.split("\n")[1:]
+    for i, line in enumerate(body):
+        if _FENCE_CLOSE.match(line):
+            return body[:i], "", body[i + 1 :]
+    return body[:-1], body[-1] if body else "", None
 
 
 class _OpenFence:
@@ -1122,12 +1125,7 @@ class _OpenFence:
         return Syntax(code, lexer, theme=code_theme(dark), word_wrap=True, padding=(0, 1))
 
     def lines(self, fence_source: str, view: StreamingMarkdown, width: int) -> list[Strip]:
-        body = fence_source.split("\n")[1:]
-        for i, line in enumerate(body):
-            if _FENCE_CLOSE.match(line):
-                body = [*body[:i], ""]
-                break
-        complete, partial = body[:-1], body[-1] if body else ""
+        complete, partial, _ = fence_lines(fence_source)
         new = complete[self._done :]
         dark = bool(view._dark)
         if new:
