@@ -277,7 +277,8 @@ async def test_the_anchor_moving_the_thumb_redraws_the_scrollbar() -> None:
 @pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "monokai"])
 async def test_the_pane_scrollbar_draws_what_textual_draws(theme: str) -> None:
     """Our bar is built a row at a time without Textual's styles cache (its thumb moves at
-    every frame of a streaming pane): the same strips as Textual's own, at every offset."""
+    every frame of a streaming pane), from strips it keeps between frames: the same strips
+    as Textual's own, at every offset, and again after the theme changes under it."""
     from textual.geometry import Region
     from textual.scrollbar import ScrollBar
 
@@ -289,15 +290,18 @@ async def test_the_pane_scrollbar_draws_what_textual_draws(theme: str) -> None:
         await pilot.pause()
         ml = app.query_one(MessageList)
         bar = ml.vertical_scrollbar
-        for y in (0, 7, 19.5, ml.max_scroll_y):
-            ml.scroll_to(y=y, animate=False, immediate=True)
-            await pilot.pause()
-            full = Region(0, 0, bar.size.width, bar.size.height)
-            for crop in (full, Region(0, 3, bar.size.width, 5), Region(1, 0, 1, 4)):
-                ours = bar.render_lines(crop)
-                bar._styles_cache.clear()
-                theirs = ScrollBar.render_lines(bar, crop)
-                assert [list(s) for s in ours] == [list(s) for s in theirs], (y, crop)
+        other = "textual-light" if theme != "textual-light" else "textual-dark"
+        for now in (theme, other):
+            app.theme = now
+            for y in (0, 7, 19.5, ml.max_scroll_y, 7):
+                ml.scroll_to(y=y, animate=False, immediate=True)
+                await pilot.pause()
+                full = Region(0, 0, bar.size.width, bar.size.height)
+                for crop in (full, Region(0, 3, bar.size.width, 5), Region(1, 0, 1, 4)):
+                    ours = bar.render_lines(crop)
+                    bar._styles_cache.clear()
+                    theirs = ScrollBar.render_lines(bar, crop)
+                    assert [list(s) for s in ours] == [list(s) for s in theirs], (now, y, crop)
 
 
 @pytest.mark.parametrize("fixed", [True, False], ids=["ours", "textual-alone"])

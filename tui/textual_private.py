@@ -263,13 +263,28 @@ def _redrawn_scrollbar_class() -> type:
             )
             base = self.visual_style.rich_style
             rows = list(Segment.apply_style([s for s in segments.segments if s.text != "\n"], base))
-            filters = self.get_line_filters()
+            filters = tuple(self.get_line_filters())
             background = self.background_colors[1]
+            # A bar is a handful of distinct rows (track, thumb, the thumb's two ends): each
+            # one's strip is made and filtered once, and the filters' and crops' caches of the
+            # same strip serve every later frame (a new strip a row cost 2 ms a frame a bar).
+            made: dict[Segment | None, Strip]
+            key = (width, background, filters)
+            cached = self.__dict__.get("_made_rows")
+            if cached is None or cached[0] != key:
+                made = {}
+                self.__dict__["_made_rows"] = (key, made)
+            else:
+                made = cached[1]
             out: list[Strip] = []
             for y in crop.line_range:
-                strip = Strip([rows[y]], width) if y < len(rows) else Strip.blank(width)
-                for line_filter in filters:
-                    strip = strip.apply_filter(line_filter, background)
+                row = rows[y] if y < len(rows) else None
+                strip = made.get(row)
+                if strip is None:
+                    strip = Strip([row], width) if row is not None else Strip.blank(width)
+                    for line_filter in filters:
+                        strip = strip.apply_filter(line_filter, background)
+                    made[row] = strip
                 out.append(strip.crop(crop.x, crop.right) if crop.width != width else strip)
             return out
 
