@@ -684,3 +684,34 @@ async def test_the_renderer_is_built_while_the_first_prompt_is_typed(
         await pilot.press("h")
         await wait_until(pilot, built, what="the renderer built")
         assert not app.screen.query(StreamingMarkdown)  # no reply drew it: the preload did
+
+
+async def test_every_styled_line_is_the_line_the_view_holds() -> None:
+    """A frame restyles only the lines from the open block down to the end of the text, old
+    or new (the lines reserved below it stay blank). Checked where the text's lines shrink
+    too: a fence opening or closing, a numbered list after a bullet list (the reply the mock
+    server streams has all of them). After every piece, each line Textual's styles cache
+    serves is the view's own line."""
+    from textual.geometry import Region
+
+    from tests.support.mock_server import builtin_scenarios
+
+    text = "".join(builtin_scenarios()["mock-markdown"]["tokens"])[:1400]
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        rnd = random.Random(3)
+        i = shrank = 0
+        while i < len(text):
+            before = _drawn(view)
+            step = rnd.randint(1, 6)
+            view.append(text[i : i + step])
+            i += step
+            view.sync()
+            shrank += _drawn(view) < before
+            await pilot.pause()
+            width, height = view.size
+            styled = view.render_lines(Region(0, 0, width, height))  # cached for the next piece
+            own = [view.render_line(y).text.ljust(width)[:width] for y in range(height)]
+            assert [strip.text for strip in styled] == own, i
+        assert shrank >= 2

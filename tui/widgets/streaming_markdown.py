@@ -466,6 +466,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self._synced_len = len(source)
         self.syncs += 1
         height = self._height()
+        drawn = self._closed_blocks.height + len(self._open_lines)  # text lines, not reserved
         changed_from = self._closed_blocks.height  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
@@ -539,10 +540,13 @@ class StreamingMarkdown(OneLayout, Widget):
             self.set_timer(1.0 / self.fps, self._scheduled_sync)
         if not refresh:
             return
-        # Only the lines from the old open block down changed: redraw just those (a new
-        # height also asks for a layout; ``_size_updated`` keeps the other lines' styling).
+        # Only the lines from the old open block down to the end of the text, old or new,
+        # changed: redraw just those. The lines reserved below the text stay blank (each frame
+        # restyled them all: a third of the lines a race restyled). A new height also asks
+        # for a layout; ``_size_updated`` keeps the other lines' styling.
         width = self.size.width or self._width
-        changed = Region(0, changed_from, width, max(1, max(new_height, height) - changed_from))
+        end = max(drawn, self._closed_blocks.height + len(self._open_lines))
+        changed = Region(0, changed_from, width, max(1, end - changed_from))
         self.refresh(changed, layout=new_height != height)
 
     def _drawn_open(self, block: str) -> list[Strip]:
