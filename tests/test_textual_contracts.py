@@ -156,16 +156,26 @@ async def test_kept_styled_lines_are_what_textual_draws_afresh() -> None:
         size = view.size
         whole = Region(0, 0, size.width, size.height)
         view.render_lines(whole)
+        view.refresh(Region(0, 2, size.width, 1))  # one dirty row, which must stay dirty
         taller = size.with_height(size.height + 3)
         kept = styled_lines_kept(view, taller)
-        assert kept, "nothing was kept for a pure height step"
-        view._styles_cache.clear()
+        assert kept is not None and len(kept.lines) == size.height and kept.dirty == {2}
+        assert not view._styles_cache._cache  # taken out, as Textual's clear would leave it
+        lines = dict(kept.lines)
         fresh = view.render_lines(whole)  # Textual's own drawing, from nothing
-        assert all(kept[y] == fresh[y] for y in kept)
+        assert all(lines[y] == fresh[y] for y in lines)
         view._styles_cache.clear()
         restore_styled_lines(view, kept, taller)
+        assert view._styles_cache._dirty_lines == {2}
         assert view.render_lines(whole) == fresh
-        assert styled_lines_kept(view, size.with_width(size.width + 1)) == {}  # width changed
+        # A shorter widget keeps only the rows it still has.
+        shorter = size.with_height(size.height - 4)
+        kept = styled_lines_kept(view, shorter)
+        assert kept is not None
+        view._styles_cache.clear()
+        restore_styled_lines(view, kept, shorter)
+        assert sorted(view._styles_cache._cache) == list(range(shorter.height))
+        assert styled_lines_kept(view, size.with_width(size.width + 1)) is None  # width changed
 
 
 def test_terminal_output_guard_drops_writes_to_a_terminal_that_is_gone() -> None:
