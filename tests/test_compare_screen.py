@@ -547,3 +547,52 @@ async def test_a_frame_shows_what_the_engine_sent_while_the_last_one_was_drawn(
             drawn = "".join(line.text for line in reply.widget.body._open_lines)
             assert f"MARK{pane}" in drawn
         await pilot.press("escape")
+
+
+@pytest.mark.parametrize("busy", [True, False], ids=["busy", "not-busy"])
+async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
+    isolated_home: Path,
+    mock_server: MockServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    busy: bool,
+) -> None:
+    """The race's frame clock passes the frame pacer's load to every pane: above
+    ``STEP_BUSY`` a reply grows in steps of up to ``GROW_MAX_BUSY`` lines, below it of up to
+    ``GROW_MAX``; and a pane whose reply took a step has the others step along."""
+    from tui.screens import race_screen
+    from tui.screens.pane_reply import PaneReply
+    from tui.widgets.streaming_markdown import GROW_MAX, GROW_MAX_BUSY
+
+    monkeypatch.setattr(race_screen, "STEP_BUSY", -1.0 if busy else 2.0)
+    blank: list[int] = []
+    along: list[int] = []
+    frame, step_along = PaneReply.frame, PaneReply.step_along
+
+    def framed(self: PaneReply, busy: bool = False) -> bool:
+        stepped = frame(self, busy)
+        body = self.widget.body
+        if not body._finished:
+            blank.append(body._height() - body._closed_blocks.height - len(body._open_lines))
+        return stepped
+
+    def stepped_along(self: PaneReply) -> None:
+        along.append(self.pane)
+        step_along(self)
+
+    monkeypatch.setattr(PaneReply, "frame", framed)
+    monkeypatch.setattr(PaneReply, "step_along", stepped_along)
+    code = "```python\n" + "".join(f"x_{i} = {i}\n" for i in range(400)) + "```\n"
+    fast = {"text": code, "ttft_ms": 5, "tps": 600}
+    app = make_app(
+        mock_config(mock_server),
+        isolated_home,
+        models=[scenario(mock_server, **fast), scenario(mock_server, **fast)],
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
+    assert blank and along
+    if busy:
+        assert GROW_MAX - 1 < max(blank) <= GROW_MAX_BUSY - 1, max(blank)
+    else:
+        assert max(blank) <= GROW_MAX - 1, max(blank)

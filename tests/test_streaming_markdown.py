@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.containers import Horizontal
 
 from tests.support.mock_server import MockServerProcess
 from tests.support.tui import contiguous_in
 from tui.widgets.streaming_markdown import (
     FENCE_CHUNK_LINES,
+    GROW_MAX,
     PARAGRAPH_FREEZE_LINES,
     StreamingMarkdown,
     fence_key,
@@ -375,14 +377,20 @@ async def test_a_fence_takes_its_language_once_the_info_string_is_whole() -> Non
 
 
 @pytest.mark.parametrize(
-    ("lines_per_s", "most_blank", "fewest_lines_per_step"), [(5, 3, 4), (30, 7, 8)]
+    ("lines_per_s", "busy", "most_blank", "fewest_lines_per_step"),
+    [(5, False, 3, 4), (30, False, 7, 8), (5, True, 3, 4), (30, True, 15, 14)],
 )
 async def test_a_streaming_reply_reserves_what_its_rate_needs(
-    monkeypatch: pytest.MonkeyPatch, lines_per_s: int, most_blank: int, fewest_lines_per_step: int
+    monkeypatch: pytest.MonkeyPatch,
+    lines_per_s: int,
+    busy: bool,
+    most_blank: int,
+    fewest_lines_per_step: int,
 ) -> None:
     """Height steps (each a relayout of the screen) follow the rate the text grows at: slow
     prose keeps a band of at most 3 blank lines; fast code reserves more, steps less often,
-    and never leaves more than GROW_MAX - 1 blank lines."""
+    and never leaves more than GROW_MAX - 1 blank lines, or GROW_MAX_BUSY - 1 while the UI
+    is busy (slow prose steps as it did)."""
     from tui.widgets import streaming_markdown
 
     clock = [100.0]
@@ -401,7 +409,7 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
             while written < int(due):
                 view.append(f"x_{written} = {written}\n")
                 written += 1
-            view.sync()
+            view.sync(busy)
             shown = _drawn(view)
             height = view._height()
             assert shown <= height <= shown + most_blank, (shown, height)
@@ -411,6 +419,70 @@ async def test_a_streaming_reply_reserves_what_its_rate_needs(
         assert grown / max(1, steps - 1) >= fewest_lines_per_step, (grown, steps)
         view.finish()
         assert view._height() == _drawn(view)
+
+
+class _SideBySide(App[None]):
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield StreamingMarkdown("", driven=True)
+            yield StreamingMarkdown("", driven=True)
+
+
+async def _two_streams(
+    monkeypatch: pytest.MonkeyPatch, rates: tuple[int, int], along: bool
+) -> tuple[int, list[int]]:
+    """Two code replies side by side for five seconds at ``rates`` lines a second (the second
+    three lines ahead, so their steps fall in other frames), synced at 25 fps as the race
+    screen does, stepping along when ``along``: the frames with a layout, and each reply's
+    steps of height. Neither ever shows more blank lines than a step of its own leaves."""
+    from tui.widgets import streaming_markdown
+
+    clock = [100.0]
+    monkeypatch.setattr(streaming_markdown, "_now", lambda: clock[0])
+    app = _SideBySide()
+    async with app.run_test(size=SIZE) as pilot:
+        views = list(app.query(StreamingMarkdown))
+        await pilot.pause()
+        for view in views:
+            view.append("```python\n")
+        written = [0, 0]
+        due = [0.0, 3.0]
+        layouts = 0
+        steps = [0, 0]
+        heights = [view._height() for view in views]
+        for _frame in range(125):
+            clock[0] += 0.04
+            for k, view in enumerate(views):
+                due[k] += rates[k] * 0.04
+                while written[k] < int(due[k]):
+                    view.append(f"x_{written[k]} = {written[k]}\n")
+                    written[k] += 1
+            stepped = [view.sync() for view in views]
+            if along and any(stepped):
+                for view, took in zip(views, stepped, strict=True):
+                    if not took:
+                        view.step_along()
+            layouts += any(stepped)
+            for k, view in enumerate(views):
+                assert _drawn(view) <= view._height() <= _drawn(view) + GROW_MAX - 1
+                steps[k] += view._height() != heights[k]
+                heights[k] = view._height()
+    return layouts, steps
+
+
+async def test_replies_side_by_side_step_in_the_same_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When one reply takes a step of height (a layout of the screen), the other takes its
+    next one in the same frame if it is less than half a step away: frames with a layout
+    are fewer. A slow reply beside a fast one is not dragged along at every step."""
+    alone, _ = await _two_streams(monkeypatch, (24, 27), along=False)
+    together, _ = await _two_streams(monkeypatch, (24, 27), along=True)
+    assert together <= 0.7 * alone, (together, alone)  # 18 against 32 here
+    _, own = await _two_streams(monkeypatch, (30, 5), along=False)
+    _, dragged = await _two_streams(monkeypatch, (30, 5), along=True)
+    print("STEPS", alone, together, own, dragged)
+    assert dragged[1] <= own[1] + 3, (dragged, own)
 
 
 async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> None:

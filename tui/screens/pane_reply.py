@@ -177,12 +177,19 @@ class PaneReply:
         self.handle = None
         screen.reply_finished(self)
 
-    def frame(self) -> None:
-        """The frame clock: new text drawn; text that came before a pause saved."""
+    def frame(self, busy: bool = False) -> bool:
+        """The frame clock: new text drawn; text that came before a pause saved. True when the
+        reply grew a step of height (bigger steps while the UI is ``busy``)."""
         if self.run.shown_final:
-            return
-        self.widget.sync()
+            return False
+        stepped = self.widget.sync(busy)
         self.checkpoint_if_due()
+        return stepped
+
+    def step_along(self) -> None:
+        """Another pane's reply grew a step in this frame: this one steps with it if near."""
+        if not self.run.shown_final:
+            self.widget.step_along()
 
     def show_figures(self, now_ns: int) -> None:
         """Live figures on the pane's status bar and the reply's live line."""

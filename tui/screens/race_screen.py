@@ -30,7 +30,7 @@ from providers.prices import format_context, model_info
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
-from tui.frame_pacer import FramePacer
+from tui.frame_pacer import STEP_BUSY, FramePacer
 from tui.screens.pane_reply import PaneReply
 from tui.session import blind, commands, file_refs, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
@@ -657,8 +657,15 @@ class RaceScreen(Screen[None]):
             await asyncio.sleep(0)
         if not self.is_attached:
             return
-        for reply in list(self.replies.values()):
-            reply.frame()  # every pane's new text in the same frame
+        replies = list(self.replies.values())
+        busy = self._pacer.load > STEP_BUSY  # steps of height follow the work, as frames do
+        stepped = [reply.frame(busy) for reply in replies]  # every pane's new text in one frame
+        if any(stepped):
+            # A layout comes anyway: the other panes take their next step of height in it
+            # too, when it is near, instead of a layout each in the frames that follow.
+            for reply, took in zip(replies, stepped, strict=True):
+                if not took:
+                    reply.step_along()
         self._ticks += 1
         if self._ticks % FIGURES_EVERY:
             return  # figures change slower than text

@@ -140,11 +140,16 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
         """An older reply, out of sight when its conversation opens: drawn when scrolled to."""
         self.body.defer()  # (its reasoning opens folded: not laid out until unfolded)
 
-    def sync(self) -> None:
-        """Draw the text that arrived since the last frame."""
-        if self.reasoning is not None:
-            self.reasoning.body.sync()
-        self.body.sync()
+    def sync(self, busy: bool = False) -> bool:
+        """Draw the text that arrived since the last frame; True when the reply grew a step
+        (the screen lays out again). ``busy``: bigger steps (``StreamingMarkdown.sync``)."""
+        stepped = self.reasoning.body.sync(busy) if self.reasoning is not None else False
+        return self.body.sync(busy) or stepped
+
+    def step_along(self) -> None:
+        """Another reply grew a step in this frame: this one takes its next step with it if
+        it is near (``StreamingMarkdown.step_along``)."""
+        self.body.step_along()
 
     def show_live(self, line: str) -> None:
         self.metrics_line.show(line)
