@@ -11,7 +11,8 @@ update's rows, so a frame costs the rows it repaints.
 The override keeps the parent's contract: widgets in the same front-to-back order, each with a
 clip whose intersection with its region is exactly the rows and columns its strips cover, which
 is what ``_render_chops`` reads. It leans on Textual 8 internals (``_get_renders``,
-``_regions_to_spans``, ``_dirty_regions``; pyproject pins ``textual<9``), so
+``_render_chops`` and ``render_partial_update``, rewritten with shortcuts that give the same
+chops, ``cuts``, ``_regions_to_spans``, ``_dirty_regions``; pyproject pins ``textual<9``), so
 ``tests/test_render_paths.py`` compares its output with Textual's own, cell by cell: a change
 there fails a test rather than the screen.
 """
