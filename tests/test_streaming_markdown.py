@@ -787,3 +787,57 @@ async def test_every_styled_line_is_the_line_the_view_holds() -> None:
             own = [view.render_line(y).text.ljust(width)[:width] for y in range(height)]
             assert [strip.text for strip in styled] == own, i
         assert shrank >= 2
+
+
+async def test_a_step_along_and_the_end_keep_the_styled_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step along and the end of a reply change its height and no line of its text: they
+    ask for a layout and keep Textual's styles cache (a plain refresh emptied it, a cost that
+    grew with the reply), and every line the cache serves is still the view's own."""
+    from textual.geometry import Region
+
+    from tui.widgets import streaming_markdown
+
+    clock = [100.0]
+    monkeypatch.setattr(streaming_markdown, "_now", lambda: clock[0])
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        view.append(_prose(60) + "\n\n```python\n")
+        view.sync()
+        await pilot.pause()
+        above = view._closed_blocks.height  # the paragraph's rows, which the end leaves as is
+        assert above >= 3
+        i = 0
+        # Until a step leaves fewer than half a step's lines to go, so that it steps along.
+        while not (0 < 2 * (view._reserved + 1 - _drawn(view)) < view._ahead) or i < 12:
+            clock[0] += 0.04
+            view.append(f"x_{i} = {i}\n")
+            i += 1
+            view.sync()
+            await pilot.pause()
+
+        def styled() -> list[str]:
+            width, height = view.size
+            return [s.text for s in view.render_lines(Region(0, 0, width, height))]
+
+        def own() -> list[str]:
+            width, height = view.size
+            return [view.render_line(y).text.ljust(width)[:width] for y in range(height)]
+
+        styled()
+        cache = view._styles_cache
+        kept = dict(cache._cache)
+        height = view.size.height
+        assert view.step_along()
+        await pilot.pause()
+        assert view.size.height > height
+        assert all(cache._cache.get(y) is line for y, line in kept.items())
+        assert styled() == own()
+        view.append("```\n")
+        view.finish()
+        await pilot.pause()
+        assert view.size.height == _drawn(view)
+        assert all(cache._cache.get(y) is kept[y] for y in range(above))
+        assert styled() == own()

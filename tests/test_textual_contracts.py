@@ -164,17 +164,19 @@ async def test_kept_styled_lines_are_what_textual_draws_afresh() -> None:
         lines = dict(kept.lines)
         fresh = view.render_lines(whole)  # Textual's own drawing, from nothing
         assert all(lines[y] == fresh[y] for y in lines)
-        view._styles_cache.clear()
+        view._set_dirty()  # what ``Widget._size_updated`` does to a widget whose size changed
         restore_styled_lines(view, kept, taller)
         assert view._styles_cache._dirty_lines == {2}
+        assert all(view._styles_cache._cache[y] is lines[y] for y in lines)
         assert view.render_lines(whole) == fresh
         # A shorter widget keeps only the rows it still has.
         shorter = size.with_height(size.height - 4)
         kept = styled_lines_kept(view, shorter)
         assert kept is not None
-        view._styles_cache.clear()
+        view._set_dirty()
         restore_styled_lines(view, kept, shorter)
         assert sorted(view._styles_cache._cache) == list(range(shorter.height))
+        assert not view._styles_cache._dirty_lines
         assert styled_lines_kept(view, size.with_width(size.width + 1)) is None  # width changed
 
 

@@ -365,16 +365,15 @@ def styled_lines_kept(widget: Widget, size: Size) -> KeptLines | None:
 
 def restore_styled_lines(widget: Widget, kept: KeptLines | None, size: Size) -> None:
     """Put the ``kept`` lines back (after ``_size_updated``), less the rows ``size`` no longer
-    has; rows that were dirty stay dirty."""
+    has. The rows dirty before the step stay dirty; the rest are clean again (Textual's
+    ``_set_dirty()`` marked every row dirty in the cache it emptied)."""
     cache = widget._styles_cache
     if kept is None or cache._width != size.width:
         return
-    lines, dirty = kept.lines, kept.dirty
+    lines = kept.lines
     for y in range(size.height, kept.height):
         lines.pop(y, None)
-    lines.update(cache._cache)  # drawn in between (Textual draws nothing there today)
-    dirty.update(cache._dirty_lines)
-    cache._cache, cache._dirty_lines = lines, dirty
+    cache._cache, cache._dirty_lines = lines, kept.dirty
 
 
 F = TypeVar("F", bound=Callable[..., Any])
