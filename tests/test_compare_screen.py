@@ -41,6 +41,13 @@ from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 
 
+def _two_panes(mock: MockServerProcess, home: Path, spec: dict[str, Any]) -> Any:
+    """The app racing two panes, each on its own scenario made from ``spec``."""
+    return make_app(
+        mock_config(mock), home, models=[scenario(mock, **spec), scenario(mock, **spec)]
+    )
+
+
 def screen(app: Any) -> CompareScreen:
     assert isinstance(app.screen, CompareScreen)
     return app.screen
@@ -527,11 +534,7 @@ async def test_a_frame_shows_what_the_engine_sent_while_the_last_one_was_drawn(
     from providers.events import TextDelta
 
     slow = {"text": "Slow start. " + "word " * 200, "ttft_ms": 50, "tps": 5}
-    app = make_app(
-        mock_config(mock_server),
-        isolated_home,
-        models=[scenario(mock_server, **slow), scenario(mock_server, **slow)],
-    )
+    app = _two_panes(mock_server, isolated_home, slow)
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "hello")
         s = screen(app)
@@ -582,12 +585,7 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     monkeypatch.setattr(PaneReply, "frame", framed)
     monkeypatch.setattr(PaneReply, "step_along", stepped_along)
     code = "```python\n" + "".join(f"x_{i} = {i}\n" for i in range(400)) + "```\n"
-    fast = {"text": code, "ttft_ms": 5, "tps": 600}
-    app = make_app(
-        mock_config(mock_server),
-        isolated_home,
-        models=[scenario(mock_server, **fast), scenario(mock_server, **fast)],
-    )
+    app = _two_panes(mock_server, isolated_home, {"text": code, "ttft_ms": 5, "tps": 600})
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "hello")
         await wait_until(pilot, lambda: replies_over(app), what="race")
