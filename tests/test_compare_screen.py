@@ -41,11 +41,11 @@ from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
 
 
-def _two_panes(mock: MockServerProcess, home: Path, spec: dict[str, Any]) -> Any:
-    """The app racing two panes, each on its own scenario made from ``spec``."""
-    return make_app(
-        mock_config(mock), home, models=[scenario(mock, **spec), scenario(mock, **spec)]
-    )
+def _two_panes(mock: MockServerProcess, home: Path, spec: dict[str, Any], **second: Any) -> Any:
+    """The app racing two panes, each on its own scenario made from ``spec`` (the second's
+    with ``second`` changed)."""
+    models = [scenario(mock, **spec), scenario(mock, **{**spec, **second})]
+    return make_app(mock_config(mock), home, models=models)
 
 
 def screen(app: Any) -> CompareScreen:
@@ -585,7 +585,10 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     monkeypatch.setattr(PaneReply, "frame", framed)
     monkeypatch.setattr(PaneReply, "step_along", stepped_along)
     code = "```python\n" + "".join(f"x_{i} = {i}\n" for i in range(400)) + "```\n"
-    app = _two_panes(mock_server, isolated_home, {"text": code, "ttft_ms": 5, "tps": 600})
+    # At different rates: two identical streams can step in the very same frames throughout,
+    # and then no pane has another to step along with (1 run in 10 here).
+    fast = {"text": code, "ttft_ms": 5, "tps": 600}
+    app = _two_panes(mock_server, isolated_home, fast, ttft_ms=60, tps=450)
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "hello")
         await wait_until(pilot, lambda: replies_over(app), what="race")
