@@ -482,7 +482,7 @@ class StreamingMarkdown(OneLayout, Widget):
         self._synced_len = len(source)
         self.syncs += 1
         height = self._height()
-        drawn = self._closed_blocks.height + len(self._open_lines)  # text lines, not reserved
+        drawn = self._text_lines  # not the lines reserved below
         changed_from = self._closed_blocks.height  # lines above this one stay as they are
         tail = source[self._closed_upto :]
         open_first: Token | None = None
@@ -561,7 +561,7 @@ class StreamingMarkdown(OneLayout, Widget):
         # restyled them all: a third of the lines a race restyled). A new height also asks
         # for a layout; ``_size_updated`` keeps the other lines' styling.
         width = self.size.width or self._width
-        end = max(drawn, self._closed_blocks.height + len(self._open_lines))
+        end = max(drawn, self._text_lines)
         changed = Region(0, changed_from, width, max(1, end - changed_from))
         self.refresh(changed, layout=new_height != height)
         return new_height != height
@@ -761,6 +761,11 @@ class StreamingMarkdown(OneLayout, Widget):
 
     # --- the line API --------------------------------------------------------------------
 
+    @property
+    def _text_lines(self) -> int:
+        """Lines the text takes: every block, closed and open (not the lines reserved)."""
+        return self._closed_blocks.height + len(self._open_lines)
+
     def _height(self) -> int:
         """Lines taken on screen: while streaming, the text plus lines reserved below it.
 
@@ -768,7 +773,7 @@ class StreamingMarkdown(OneLayout, Widget):
         and redraw of the pane. So a streaming reply grows in steps (``_grow``) and most
         frames redraw only the new text.
         """
-        lines = self._closed_blocks.height + len(self._open_lines)
+        lines = self._text_lines
         if (self._finished and not self._kept) or not self.driven or not lines:
             return lines
         return max(lines, self._reserved)
@@ -780,7 +785,7 @@ class StreamingMarkdown(OneLayout, Widget):
         lines, as before; code, lists and tables grow 10-40 lines a second, and stepped
         every 4 lines they relayouted the screen 9-11 times a second with two panes (a third
         of the UI's CPU); the blank lines reserved are filled within about half a second."""
-        lines = self._closed_blocks.height + len(self._open_lines)
+        lines = self._text_lines
         if self._finished or not self.driven or lines <= self._reserved:
             return
         self._step(lines)
@@ -803,7 +808,7 @@ class StreamingMarkdown(OneLayout, Widget):
         step away. Replies streaming side by side then step in the same frames: each pane
         stepping on its own made a layout, and a redraw of every pane, in 4 frames of 5 at
         4 × 500 tok/s. No more lines are reserved than a step of its own reserves."""
-        lines = self._closed_blocks.height + len(self._open_lines)
+        lines = self._text_lines
         if self._finished or not self.driven or not self.is_mounted or not lines:
             return False
         if self._last_step is None or 2 * (self._reserved + 1 - lines) >= self._ahead:
