@@ -625,6 +625,34 @@ def test_pastes_as_terminals_send_them(mock_server: MockServerProcess, isolated_
         s.term.close()
 
 
+def test_what_is_typed_while_the_app_starts_reaches_the_prompt(
+    mock_server: MockServerProcess, isolated_home: Path
+) -> None:
+    """Keys and a paste sent the moment the command starts, before the app has drawn
+    anything, wait for the prompt and arrive in order: the first screen is mounted after
+    the app (``TokenraceApp.get_default_screen``), and without the hold they were lost."""
+    model = f"code-{uuid.uuid4().hex[:6]}"
+    mock_server.add_scenario(model, {"text": CODE_REPLY, "ttft_ms": 20, "tps": 200})
+    (isolated_home / "config.toml").write_text(
+        f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\nmodels = ["{model}"]\n'
+    )
+    term = RealTerminal.app(isolated_home, "-m", f"mock/{model}")
+    try:
+        assert "Message…" not in term.screen()  # typed before the first frame
+        term.send_keys("typed ahead,", literal=True)
+        term.type(bracketed(b" and pasted"))
+        term.wait_for(r"│ typed ahead, and pasted", START_S)
+        term.type(b"\r")
+        deadline = time.monotonic() + 15
+        while not [r for r in mock_server.log() if r.get("model") == model]:
+            assert time.monotonic() < deadline, "the typed-ahead prompt was never sent"
+            time.sleep(0.1)
+        sent = [r for r in mock_server.log() if r.get("model") == model][-1]
+        assert sent["body"]["messages"][-1]["content"] == "typed ahead, and pasted"
+    finally:
+        term.close()
+
+
 # --- signals ------------------------------------------------------------------------------------
 
 

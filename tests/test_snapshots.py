@@ -60,6 +60,9 @@ def snapshot(snap_compare: Any, app: Any, size: tuple[int, int], run_before: Any
     one is caught on or off depending on when the screenshot falls."""
 
     async def steady(pilot: Any) -> None:
+        # The app's first screen is its default screen (``TokenraceApp.get_default_screen``),
+        # which Textual mounts after it hands the pilot over: its state is set once mounted.
+        await wait_until(pilot, lambda: pilot.app.screen.is_mounted, what="the first screen")
         if run_before is not None:
             await run_before(pilot)
         for screen in pilot.app.screen_stack:

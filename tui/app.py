@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -43,6 +44,7 @@ from tui.session.catalog import (
 from tui.session.conversation import Conversation, LiveRun
 from tui.session.state import UiState
 from tui.session.store import Store
+from tui.textual_private import switchable_default_screen
 
 if TYPE_CHECKING:
     from tui.screens.chat import ChatScreen
@@ -58,6 +60,8 @@ GC_MIDDLE_QUIET = 20  # young passes before the middle generation is collected, 
 GC_MIDDLE_ANYWAY = 300  # while streaming without a pause (~30 s of two fast panes): freeze
 GC_FULL_QUIET = 10  # middle collections before a full one, when quiet
 DISCOVERY_DELAY_S = 5.0
+# Keys typed before the first screen has its prompt wait for it at most this long (on_event).
+TYPEAHEAD_HOLD_S = 5.0
 # Closing the terminal (SIGHUP) or `kill` (SIGTERM): replies end as interrupted and are saved,
 # the terminal is restored, and the exit status is 128 + the signal, as if it had killed us.
 # A stop by signal that has not finished in this long is forced (the database waits 10 s for a
@@ -183,6 +187,8 @@ class TokenraceApp(App[None]):
         self._gc_frozen = False
         self._theme_errors: list[str] = []
         self._preloaded = False  # the markdown renderer built ahead (preload_renderer)
+        # Keys and pastes that come before the first screen has its prompt (``on_event``).
+        self._typeahead: list[events.Event] | None = []
         self.summary_workload: tuple[str, str] | None = None  # F6's monthly tokens, as typed
         self._register_themes()
         # Set before the first compose: switching later restyles every widget once more.
@@ -205,6 +211,40 @@ class TokenraceApp(App[None]):
             pass
         return semantic_variables(dark)
 
+    def get_default_screen(self) -> Screen[Any]:
+        # The first screen is the stack's bottom, built with the app. Pushed from ``on_mount``
+        # over Textual's empty default screen, it was styled a second time when it became
+        # current, after the empty one had been composed and laid out: 180 ms from
+        # ``App.run`` to the first frame against 90 ms this way (tmux, 120×40; bench/README.md).
+        from tui.screens.chat import ChatScreen
+
+        if len(self.initial_models) > 1:
+            screen = self._compare_screen(self.initial_models)
+        elif self.initial_models:
+            screen = ChatScreen(self.initial_models[0], self.initial_conversation)
+        elif self.initial_conversation is not None:
+            screen = self.screen_for(self.initial_conversation)
+        else:
+            screen = ChatScreen(self.state.last_model)
+        return switchable_default_screen(self, screen)
+
+    async def on_event(self, event: events.Event) -> None:
+        # Textual mounts the first screen after the app, and the keys typed meanwhile (a user
+        # typing the moment the command is entered, a paste) found no prompt and were lost.
+        # They wait for the prompt (``prompt_ready``), in order.
+        held = self._typeahead
+        typed = isinstance(event, events.Key | events.Paste) and not event.is_forwarded
+        if held is not None and typed:
+            held.append(event)
+            return
+        await super().on_event(event)
+
+    def prompt_ready(self) -> None:
+        """The first screen's prompt has the focus: keys typed before it go to it now."""
+        held, self._typeahead = self._typeahead, None
+        for event in held or ():
+            self.post_message(event)
+
     def on_mount(self) -> None:
         self._handle_stop_signals()
         if self.config.keys:
@@ -214,18 +254,9 @@ class TokenraceApp(App[None]):
             self.notify(f"theme file ignored: {err}", severity="warning", timeout=8)
         # The engine starts, and models are discovered, once the first frame is out.
         self.call_after_refresh(self._after_first_frame)
-        from tui.screens.chat import ChatScreen
-
-        if len(self.initial_models) > 1:
-            self.push_screen(self._compare_screen(self.initial_models))
-        elif self.initial_models:
-            self.push_screen(ChatScreen(self.initial_models[0], self.initial_conversation))
-        elif self.initial_conversation is not None:
-            self.push_screen(self.screen_for(self.initial_conversation))
-        elif self.state.last_model:
-            self.push_screen(ChatScreen(self.state.last_model))
-        else:
-            self.push_screen(ChatScreen(None))
+        # Should the first screen never give its prompt the focus, keys are not held for good.
+        self.set_timer(TYPEAHEAD_HOLD_S, self.prompt_ready)
+        if not (self.initial_models or self.initial_conversation or self.state.last_model):
             # After the first frame: read keys and probe local servers (never before).
             self.call_after_refresh(self._choose_default_model)
 
@@ -700,7 +731,7 @@ class TokenraceApp(App[None]):
         if isinstance(self.screen, CompareScreen):
             if self.blind_locked():
                 return
-            if len(self.screen_stack) > 2:
+            if len(self.screen_stack) > 1:  # over the chat it was opened from
                 self.pop_screen()
             else:
                 from tui.screens.chat import ChatScreen
@@ -784,7 +815,7 @@ class TokenraceApp(App[None]):
             return
         self.remember_conversation(conv.id)
         screen = self.screen_for(conv)
-        while len(self.screen_stack) > 2:
+        while len(self.screen_stack) > 1:  # dialogs and screens over the main one
             self.pop_screen()
         self.switch_screen(screen)
 

@@ -35,6 +35,7 @@ from textual.widget import Widget
 if TYPE_CHECKING:
     from rich.console import Console
     from textual import events
+    from textual.app import App
     from textual.screen import Screen
 
 
@@ -227,6 +228,20 @@ def _claim(
 def use_cropping_compositor(screen: Screen[Any]) -> None:
     """Give ``screen`` the cropping compositor (Textual has no public hook for its compositor)."""
     screen._compositor = CroppingCompositor()
+
+
+# --- screens -----------------------------------------------------------------------------------
+
+
+def switchable_default_screen(app: App[Any], screen: Screen[Any]) -> Screen[Any]:
+    """``screen``, made fit to be the one ``App.get_default_screen`` returns.
+
+    Textual gives a screen its result callback when it is pushed, and ``switch_screen`` pops
+    that callback from the screen it replaces; the default screen is never pushed, so
+    switching away from it raised IndexError, with the stack already emptied. It gets the
+    callback a push would give it (none to call)."""
+    screen._push_result_callback(app, None)
+    return screen
 
 
 # --- widgets -----------------------------------------------------------------------------------

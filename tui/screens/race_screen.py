@@ -303,6 +303,7 @@ class RaceScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.query_one(PromptBox).focus()
+        self.tapp.prompt_ready()
 
     # --- prompt --------------------------------------------------------------------------
 
