@@ -60,6 +60,8 @@ class CroppingCompositor(Compositor):
             return None
         crop = Region.from_union(update_regions).intersection(self.size.region)
         spans = list(self._regions_to_spans(update_regions))
+        if not spans:
+            return None  # nothing on screen to repaint (Textual's update fails on no spans)
         is_rendered_line = {y for y, _, _ in spans}.__contains__
         self._spans = spans
         try:
