@@ -764,6 +764,7 @@ async def test_every_styled_line_is_the_line_the_view_holds() -> None:
     too: a fence opening or closing, a numbered list after a bullet list (the reply the mock
     server streams has all of them). After every piece, each line Textual's styles cache
     serves is the view's own line."""
+    from textual._styles_cache import StylesCache
     from textual.geometry import Region
 
     from tests.support.mock_server import builtin_scenarios
@@ -786,6 +787,8 @@ async def test_every_styled_line_is_the_line_the_view_holds() -> None:
             styled = view.render_lines(Region(0, 0, width, height))  # cached for the next piece
             own = [view.render_line(y).text.ljust(width)[:width] for y in range(height)]
             assert [strip.text for strip in styled] == own, i
+            # Styles too: what a fresh styles cache (Textual, from nothing) draws.
+            assert styled == StylesCache().render_widget(view, Region(0, 0, width, height)), i
         assert shrank >= 2
 
 

@@ -180,6 +180,51 @@ async def test_kept_styled_lines_are_what_textual_draws_afresh() -> None:
         assert styled_lines_kept(view, size.with_width(size.width + 1)) is None  # width changed
 
 
+async def test_the_rows_a_step_adds_below_the_text_are_the_kept_blank_line() -> None:
+    """A step of a streaming reply adds blank rows below its text: they get the styled blank
+    row the cache already holds (the very strip, not restyled), and Textual, drawing them
+    afresh, draws the same. Without a clean blank row kept, none is made."""
+    from textual.geometry import Region
+
+    from tui.textual_private import restore_styled_lines, styled_lines_kept
+
+    app = _Host()
+    async with app.run_test(size=(60, 30)) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        await pilot.pause()
+        text, size = view._text_lines, view.size
+        assert size.height > text  # rows reserved below the text
+        cache = view._styles_cache
+        view.render_lines(Region(0, 0, size.width, size.height))
+        taller = size.with_height(size.height + 6)
+        kept = styled_lines_kept(view, taller)
+        assert kept is not None
+        blank = kept.lines[text]
+        view._set_dirty()
+        restore_styled_lines(view, kept, taller, blank_from=text)
+        added = range(size.height, taller.height)
+        assert all(cache._cache[y] is blank for y in added)
+        assert not cache._dirty_lines
+        # Every row below the text, drawn afresh by Textual, is that same blank line.
+        view._set_dirty()
+        below = cache.render_widget(view, Region(0, text, size.width, size.height - text))
+        assert below == [blank] * (size.height - text)
+        # A real step whose text took every reserved row (no clean blank row is kept): the
+        # first new row is styled, the others share it, and a fresh styles cache (Textual
+        # from nothing) draws every row of the reply the same.
+        from textual._styles_cache import StylesCache
+
+        view.append("\n\n" + "\n\n".join(f"Line {i} of more text." for i in range(12)))
+        view.sync()
+        await pilot.pause()
+        text, size = view._text_lines, view.size
+        assert size.height > text + 1
+        rows = [cache._cache[y] for y in range(text, size.height)]
+        assert all(row is rows[0] for row in rows)
+        whole = Region(0, 0, size.width, size.height)
+        assert view.render_lines(whole) == StylesCache().render_widget(view, whole)
+
+
 def test_terminal_output_guard_drops_writes_to_a_terminal_that_is_gone() -> None:
     import sys
 

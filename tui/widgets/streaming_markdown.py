@@ -828,7 +828,8 @@ class StreamingMarkdown(OneLayout, Widget):
         # (``OneLayout``, next in line, asks for no second layout after this one.)
         kept = styled_lines_kept(self, size)
         resized = super()._size_updated(size, virtual_size, container_size, layout)
-        restore_styled_lines(self, kept, size)
+        # Every row below the text is the same blank line (``render_line``).
+        restore_styled_lines(self, kept, size, blank_from=self._text_lines)
         return resized
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
