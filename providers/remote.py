@@ -17,26 +17,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from providers import prespawn
 from providers.config import Config
 from providers.events import Event, StreamError
 from providers.framing import encode, pipe_streams, read_frame
 from providers.request import ChatRequest
-from providers.wire import (
-    Cancel,
-    CancelAll,
-    Configure,
-    Done,
-    Events,
-    Ready,
-    Shutdown,
-    Start,
-    Status,
-    ToEngine,
-    Warm,
-)
+
+# The wire's message types are imported where the engine is first spoken to, after the UI's
+# first frame: building their dataclasses was 12 ms of the UI's start-up (bench/README.md).
+if TYPE_CHECKING:
+    from providers.wire import ToEngine
 
 now_ns = time.perf_counter_ns
 
@@ -184,6 +176,8 @@ class EngineProcess:
             raise
 
     async def _spawn(self) -> None:
+        from providers.wire import Configure, Ready, Warm
+
         early, self._early = self._early, None
         if early is not None and early.poll() is None:
             self._proc = await AdoptedWorker.adopt(early)
@@ -219,6 +213,8 @@ class EngineProcess:
         self._proc.stdin.write(encode(msg))
 
     async def _read_loop(self, proc: WorkerProcess) -> None:
+        from providers.wire import Done, Events, Status
+
         assert proc.stdout is not None
         try:
             while True:
@@ -291,6 +287,8 @@ class EngineProcess:
         handle = StreamHandle(sid)
         self._streams[sid] = handle
         key, size = gate if gate is not None else (None, 1)
+        from providers.wire import Start
+
         self._send(Start(sid, request, t_submit_ns or now_ns(), key, size))
         return handle
 
@@ -305,17 +303,23 @@ class EngineProcess:
     def cancel(self, handle: StreamHandle) -> None:
         """Cancel one stream; its handle receives ``Cancelled`` and ends."""
         if self.running and not handle.done:
+            from providers.wire import Cancel
+
             self._send(Cancel(handle.sid))
 
     def cancel_all(self) -> None:
         """Cancel every running stream at once."""
         if self.running:
+            from providers.wire import CancelAll
+
             self._send(CancelAll())
 
     def warm(self, model_ref: str) -> None:
         """Open a connection to the model's endpoint (start the local server) in advance; before
         the worker is ready, the request waits and is sent right after the config."""
         if self.running and self._starting is not None and self._starting.done():
+            from providers.wire import Warm
+
             self._send(Warm(model_ref))
         elif model_ref not in self._warm_pending:
             self._warm_pending.append(model_ref)
@@ -324,6 +328,8 @@ class EngineProcess:
         """Send a new config (after the user edits endpoints)."""
         self.config = config
         if self.running:
+            from providers.wire import Configure
+
             self._send(Configure(config))
 
     def kill(self) -> None:
@@ -341,6 +347,8 @@ class EngineProcess:
         if proc is None:
             return
         try:
+            from providers.wire import Shutdown
+
             self._send(Shutdown())
             if proc.stdin is not None:
                 proc.stdin.close()

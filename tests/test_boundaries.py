@@ -65,6 +65,41 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
     assert r.stdout.split(" ", 1)[1].strip() == "[]", r.stdout
 
 
+# Imported after the UI's first frame (by the preload thread, the engine's start, the first
+# reply or slash command), not before it: each was milliseconds of cold start (bench/README.md).
+DEFERRED = (
+    "tui.session.commands",
+    "tui.session.stats",
+    "tui.session.model_summary",
+    "tui.session.file_refs",
+    "tui.session.roles",
+    "providers.wire",
+    "markdown_it",
+    "rich.markdown",
+    "rich.syntax",
+    "pygments",
+    "openai",
+    "httpx",
+)
+
+
+def test_the_first_screens_leave_what_comes_after_the_first_frame() -> None:
+    code = (
+        "import sys, tui.launch, tui.app, tui.screens.chat, tui.screens.compare\n"
+        f"print(sorted(m for m in {DEFERRED!r} if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "allowed"),
     [

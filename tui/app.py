@@ -97,6 +97,15 @@ def _bindings() -> list[BindingType]:
     ]
 
 
+def _preload() -> None:
+    """What sending a prompt needs and start-up does not import: the markdown renderer, the
+    slash commands and ``@file`` references (read at every submit)."""
+    from tui.session import commands, file_refs  # noqa: F401
+    from tui.widgets.streaming_markdown import preload
+
+    preload()
+
+
 class TokenraceApp(App[None]):
     """Chat with any OpenAI-compatible endpoint and race models on honest numbers."""
 
@@ -289,9 +298,7 @@ class TokenraceApp(App[None]):
         if self._preloaded:
             return
         self._preloaded = True
-        from tui.widgets.streaming_markdown import preload
-
-        threading.Thread(target=preload, name="tokenrace-preload", daemon=True).start()
+        threading.Thread(target=_preload, name="tokenrace-preload", daemon=True).start()
 
     def _replies_ended(self) -> None:
         """No reply streams any more: collect a little later, once its objects are garbage."""

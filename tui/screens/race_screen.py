@@ -32,11 +32,10 @@ from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
 from tui.frame_pacer import STEP_BUSY, FramePacer
 from tui.screens.pane_reply import PaneReply
-from tui.session import blind, commands, file_refs, request_settings
+from tui.session import blind, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
 from tui.session.conversation import Conversation, LiveRun, Turn
 from tui.session.race import PANE_LETTERS, summarise
-from tui.session.roles import complete_role
 from tui.textual_private import private_override, use_cropping_compositor
 from tui.widgets.assistant_message import AssistantMessage
 from tui.widgets.error_panel import ErrorPanel
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from textual.geometry import Size
 
     from tui.app import TokenraceApp
+    from tui.session import commands
 
 # New text is drawn at most this often, one redraw for everything. 20 Hz: 4-5 tokens a frame
 # at 100 tok/s; at 25 Hz the UI took 11% more CPU (bench/README.md, CPU rows) for frames 10 ms
@@ -310,6 +310,8 @@ class RaceScreen(Screen[None]):
     @on(PromptBox.Submitted)
     def _submitted(self, event: PromptBox.Submitted) -> None:
         t_submit = time.perf_counter_ns()
+        from tui.session import commands, file_refs  # not at start-up (``_preload``)
+
         text = event.text
         if not text.strip():
             return
@@ -356,6 +358,8 @@ class RaceScreen(Screen[None]):
 
     def run_command(self, cmd: commands.Command) -> None:
         """Apply what a slash command says: its settings, its notice, its effect."""
+        from tui.session import commands
+
         try:
             out = commands.run(self.conv.settings, cmd, len(self.pane_models()))
         except commands.CommandError as exc:
@@ -397,6 +401,7 @@ class RaceScreen(Screen[None]):
     def use_role(self, name: str | None) -> None:
         """``/role NAME``: the role's settings over the conversation's (``/role off``: its name
         comes off; what it set stays, visible in the top bar, until changed)."""
+        from tui.session import commands
         from tui.session.roles import RoleError, find_role
 
         try:
@@ -473,6 +478,8 @@ class RaceScreen(Screen[None]):
 
     def _model_matches(self, text: str) -> tuple[str, list[str]]:
         """For ``/model [PANE] PART``: the completed prefix, and catalog models matching PART."""
+        from tui.session import commands
+
         _, _, arg = text.partition(" ")
         pane, query = commands.pane_and_rest(arg, len(self.pane_models()))
         prefix = "/model " if pane is None else f"/model {PANE_LETTERS[pane]} "
@@ -480,6 +487,8 @@ class RaceScreen(Screen[None]):
         return prefix, found
 
     def _completion_hint(self, text: str) -> str:
+        from tui.session import commands
+
         if " " not in text:
             matches = commands.completions(text)
             if not matches:
@@ -496,6 +505,9 @@ class RaceScreen(Screen[None]):
 
     @on(PromptBox.CompletionRequested)
     def _complete(self, event: PromptBox.CompletionRequested) -> None:
+        from tui.session import commands
+        from tui.session.roles import complete_role
+
         text = event.prompt.text
         if " " not in text:
             matches = commands.completions(text)
@@ -523,6 +535,8 @@ class RaceScreen(Screen[None]):
 
     def _complete_file(self, prompt: PromptBox) -> None:
         """Tab on an ``@file`` word: the one match, or the matches' common start (and a list)."""
+        from tui.session import file_refs
+
         word, start = prompt.at_word()
         found = file_refs.complete(word)
         if not found:

@@ -11,12 +11,15 @@ import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from providers.config import Config
 from providers.metrics import OK_STATUSES, RunMetrics, metrics_from_record
 from providers.prices import model_info
-from tui.session.model_summary import ModelSummary
-from tui.session.stats import Row
+
+if TYPE_CHECKING:  # the summary's types: imported by ``summarise``, not at start-up
+    from tui.session.model_summary import ModelSummary
+    from tui.session.stats import Row
 
 PANE_LETTERS = "ABCD"
 
@@ -115,6 +118,8 @@ def finishing_order(finish_ns: Mapping[int, int | None]) -> list[int]:
 def summarise(runs: Iterable[Row], verdicts: Iterable[Row] = ()) -> list[ModelSummary]:
     """Per model, from stored run rows (or ``to_json`` records with a status) and verdicts:
     the rules of ``tui.session.model_summary``, plus wins and ties."""
+    from tui.session.model_summary import ModelSummary
+
     by_model: dict[str, ModelSummary] = {}
     for r in runs:
         model = str(r["model"])

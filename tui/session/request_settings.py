@@ -9,7 +9,6 @@ from pathlib import Path
 
 from providers.config import Config
 from providers.model_ref import endpoint_of
-from tui.session.commands import CommandError
 from tui.session.conversation import Settings
 
 THINKING_USAGE = "/thinking on|off|BUDGET (tokens), or empty for the endpoint's default"
@@ -17,6 +16,8 @@ THINKING_USAGE = "/thinking on|off|BUDGET (tokens), or empty for the endpoint's 
 
 def parse_thinking(arg: str) -> tuple[bool | None, int | None]:
     """``on`` / ``off`` / a token budget (thinking on) / empty (the endpoint's default)."""
+    from tui.session.commands import CommandError  # not at start-up: the commands' table
+
     low = arg.strip().lower()
     if not low or low == "default":
         return None, None
@@ -63,6 +64,7 @@ def set_thinking(settings: Settings, arg: str) -> str:
 def set_tools(settings: Settings, arg: str, cwd: Path | None = None) -> str:
     """Apply ``/tools FILE`` (``off`` or empty clears them) to ``settings``."""
     from providers.tools import ToolsError, load_tools
+    from tui.session.commands import CommandError
 
     if arg.strip().lower() in ("", "off", "none"):
         settings.tools = ()
