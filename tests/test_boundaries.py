@@ -42,6 +42,20 @@ def run_probe(args: list[str], home: Path, allowed: tuple[str, ...] = ()) -> str
     return line[-1]
 
 
+def _python(code: str) -> str:
+    """What ``python -c code`` prints, run from the repository; the test fails if it fails."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def test_importing_providers_and_session_leaves_the_ui_out() -> None:
     # Every module of the packages that must stay headless, found by walking them, so a new
     # module is probed without anyone adding it here.
@@ -54,15 +68,8 @@ def test_importing_providers_and_session_leaves_the_ui_out() -> None:
         "print(len(sys.modules), sorted(m for m in ('textual', 'rich', 'openai') "
         "if m in sys.modules))"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=True,
-    )
-    assert r.stdout.split(" ", 1)[1].strip() == "[]", r.stdout
+    out = _python(code)
+    assert out.split(" ", 1)[1].strip() == "[]", out
 
 
 # Imported after the UI's first frame (by the preload thread, the engine's start, the first
@@ -88,16 +95,8 @@ def test_the_first_screens_leave_what_comes_after_the_first_frame() -> None:
         "import sys, tui.launch, tui.app, tui.screens.chat, tui.screens.compare\n"
         f"print(sorted(m for m in {DEFERRED!r} if m in sys.modules))"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]", r.stdout
+    out = _python(code)
+    assert out.strip() == "[]", out
 
 
 @pytest.mark.parametrize(
