@@ -282,13 +282,13 @@ class EngineProcess:
         gate: tuple[str, int] | None = None,
     ) -> StreamHandle:
         """Start one stream; ``gate`` = (key, size) makes concurrent requests leave together."""
+        from providers.wire import Start
+
         await self.start()
         sid = next(self._ids)
         handle = StreamHandle(sid)
         self._streams[sid] = handle
         key, size = gate if gate is not None else (None, 1)
-        from providers.wire import Start
-
         self._send(Start(sid, request, t_submit_ns or now_ns(), key, size))
         return handle
 
