@@ -561,20 +561,27 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
 ) -> None:
     """The race's frame clock passes the frame pacer's load to every pane: above
     ``STEP_BUSY`` a reply grows in steps of up to ``GROW_MAX_BUSY`` lines, below it of up to
-    ``GROW_MAX``; and a pane whose reply took a step has the others step along."""
+    ``GROW_MAX``; and a pane whose reply took a step has the others step along. Once a busy
+    reply fills its view it streams at its tail (``TAIL_VIEWS``): its reserved lines are then
+    above its text, out of view, and what the view shows ends with the text's last row."""
     from tui.screens import race_screen
     from tui.screens.pane_reply import PaneReply
     from tui.widgets.streaming_markdown import GROW_MAX, GROW_MAX_BUSY
 
     monkeypatch.setattr(race_screen, "STEP_BUSY", -1.0 if busy else 2.0)
     blank: list[int] = []
+    tails: list[tuple[int, int]] = []  # (text rows, rows in view) of frames in tail mode
     along: list[int] = []
     frame, step_along = PaneReply.frame, PaneReply.step_along
 
     def framed(self: PaneReply, busy: bool = False) -> bool:
         stepped = frame(self, busy)
         body = self.widget.body
-        if not body._finished:
+        if body._finished:
+            pass
+        elif body.in_tail:
+            tails.append((body._text_lines, body._view_rows()))
+        else:
             blank.append(body._height() - body._closed_blocks.height - len(body._open_lines))
         return stepped
 
@@ -595,5 +602,7 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     assert blank and along
     if busy:
         assert GROW_MAX - 1 < max(blank) <= GROW_MAX_BUSY - 1, max(blank)
+        assert tails and all(text >= rows > 0 for text, rows in tails), tails
     else:
         assert max(blank) <= GROW_MAX - 1, max(blank)
+        assert not tails

@@ -844,3 +844,165 @@ async def test_a_step_along_and_the_end_keep_the_styled_lines(
         assert view.size.height == _drawn(view)
         assert all(cache._cache.get(y) is kept[y] for y in range(above))
         assert styled() == own()
+
+
+# --- tail mode: a busy reply that fills its view is drawn at the bottom of its lines ----------
+
+
+def _in_view(view: StreamingMarkdown) -> list[str]:
+    """The view's rows the list shows now, as its ``render_lines`` serves them to the screen
+    (in tail mode, straight from its lines)."""
+    from textual.geometry import Region
+
+    from tui.widgets.message_list import MessageList
+
+    lst = view.app.query_one(MessageList)
+    viewport = lst.scrollable_content_region
+    top = max(0, viewport.y - view.region.y)
+    bottom = min(view.size.height, viewport.y + viewport.height - view.region.y)
+    strips = view.render_lines(Region(0, top, view.size.width, max(0, bottom - top)))
+    return [strip.text for strip in strips]
+
+
+def _tailing(view: StreamingMarkdown) -> bool:
+    return view.in_tail
+
+
+async def _stream_busy(
+    pilot: Any,
+    lazy: StreamingMarkdown,
+    ref: StreamingMarkdown,
+    text: str,
+    tok_per_frame: int,
+    check: bool = True,
+) -> int:
+    """Stream ``text`` to both views as a busy screen does (``sync(busy=True)``); with
+    ``check``, after every frame the rows in view are a run of a full render's lines, and
+    in tail mode they end with the text's last row (no blank reserved row in view). Returns
+    the frames that were in tail mode."""
+    tails = 0
+    tokens = _tokens(text)
+    for i in range(0, len(tokens), tok_per_frame):
+        piece = "".join(tokens[i : i + tok_per_frame])
+        for view in (lazy, ref):
+            view.append(piece)
+            view.sync(busy=True)
+        await pilot.pause()
+        if not check:
+            continue
+        shown = _in_view(lazy)
+        if not lazy.in_tail:  # the lines reserved below the text are blank
+            while shown and not shown[-1].strip():
+                shown.pop()
+        assert shown and contiguous_in(shown, _shown(ref)), i
+        if lazy.in_tail:
+            tails += 1
+            assert shown[-1] == _shown(ref)[-1], i  # the text's last row, at the bottom
+    return tails
+
+
+async def test_a_busy_reply_that_fills_its_view_is_drawn_at_its_tail() -> None:
+    """At 3,000 tok/s in a busy screen, once the text fills the list's view the reply takes
+    its lines many views at a time and draws the text at their bottom: every frame shows a
+    full render's last rows, never a reserved blank one, and the reply's height steps a few
+    times instead of every few frames. Its lines are served without Textual's styles cache,
+    and are exactly what that cache serves. After the end, the whole reply is exact."""
+    from textual._styles_cache import StylesCache
+    from textual.geometry import Region
+
+    from tui.widgets.message_list import MessageList
+
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        heights: set[int] = set()
+        tails = 0
+        tokens = _tokens(text)
+        for i in range(0, len(tokens), 150):
+            tails += await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 150]), 150)
+            heights.add(lazy.size.height)
+            if lazy.in_tail:
+                width, height = lazy.size
+                crop = Region(0, height - 12, width, 12)
+                served = lazy.render_lines(crop)
+                assert served == StylesCache().render_widget(lazy, crop), i
+        assert tails >= 5
+        rows = app.query_one(MessageList).scrollable_content_region.height
+        assert len(heights) <= 1 + len(_shown(ref)) // (3 * rows), heights
+        lazy.finish(keep_height=True)
+        ref.finish(keep_height=True)
+        await pilot.pause()
+        assert _in_view(lazy)[-1] == _shown(ref)[-1]  # the last text stays where it was
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert not lazy.in_tail
+        assert lazy.size.height == lazy._text_lines  # no reserved line left
+        assert _in_view(lazy)[-1] == _shown(ref)[-1]
+        lst = app.query_one(MessageList)
+        lst.scroll_home(animate=False)
+        await pilot.pause()
+        await pilot.pause()
+        assert _in_view(lazy) == _shown(ref)[: len(_in_view(lazy))]
+        assert _shown(lazy) == _shown(ref)
+        assert lazy.source == ref.source == text
+
+
+async def test_scrolling_up_from_the_tail_keeps_the_rows_in_view() -> None:
+    """The user scrolls up while a reply streams at its tail: the text goes back to the top
+    of its lines and the list scrolls by as much, so the rows in view move by exactly the
+    rows scrolled; every page up is a full render's; at the end the reply is exact."""
+    from tui.widgets.message_list import MessageList
+
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        half = len(text) // 2
+        await _stream_busy(pilot, lazy, ref, text[:half], 150)
+        assert lazy.in_tail
+        lst = app.query_one(MessageList)
+        before = _in_view(lazy)
+        lst.scroll_up(animate=False)  # one row up: the rows seen move down by exactly one
+        await pilot.pause()
+        await pilot.pause()
+        assert not _tailing(lazy)  # (read again: mypy takes the property for a constant)
+        after = _in_view(lazy)
+        assert after[1:] == before[: len(after) - 1]
+        for _ in range(4):
+            page = _in_view(lazy)
+            lst.scroll_page_up(animate=False)
+            await pilot.pause()
+            shown = _in_view(lazy)
+            assert contiguous_in(shown + page, _shown(ref))
+        await _stream_busy(pilot, lazy, ref, text[half:], 150, check=False)
+        assert not _tailing(lazy)  # the list no longer follows it
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert _shown(lazy) == _shown(ref)
+        lst.resume_follow()
+        await pilot.pause()
+        await pilot.pause()
+        assert _in_view(lazy)[-1] == _shown(ref)[-1]
+
+
+async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_tail() -> None:
+    """Tail mode needs a busy screen and text that fills the view: a short reply, or any
+    reply on a screen that keeps up (``sync()``), steps as before."""
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        await pilot.pause()
+        await _stream_busy(pilot, lazy, ref, _prose(30), 5)
+        assert not lazy.in_tail  # busy, but the text is shorter than the view
+        await _stream(pilot, [lazy, ref], _fast_text(), 150)
+        assert not lazy.in_tail  # long, but the screen keeps up

@@ -91,7 +91,25 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
         if self.follow:
             self.new_below = False
         else:
-            self._reveal(old_value, new_value)
+            self._reveal(old_value, self._leave_tails(old_value, new_value))
+
+    def _leave_tails(self, old: float, new: float) -> float:
+        """The user scrolls away from the end: a reply drawn at the bottom of the lines it
+        took (``StreamingMarkdown`` tail mode) goes back to their top, and the list scrolls
+        back by the rows that moved up, so that the rows in view stay put; the new offset."""
+        from tui.widgets.streaming_markdown import StreamingMarkdown
+
+        views = [v for v in self.query(StreamingMarkdown) if v.in_tail]
+        if not views:
+            return new
+        viewport = self.scrollable_content_region
+        scrolled = round(new) - round(old)  # regions are laid out at the old offset
+        shift = 0
+        for view in views:
+            shift += view.leave_tail(viewport.y - view.region.y + scrolled)
+        if shift:
+            self._scroll_by_drawn(new, -shift)
+        return new - shift
 
     def _reveal(self, old: float, new: float) -> None:
         """The user scrolls: replies draw the blocks that scrolled past unseen while they
