@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from tui.frame_pacer import FramePacer
 
 
@@ -56,3 +58,82 @@ def test_drawing_resumes_at_once_after_a_pause() -> None:
     wall[0] += 0.05
     cpu[0] += 0.01
     assert pacer.frame()
+
+
+class _FakeTime:
+    """A clock that moves only when slept on or worked on (``advance``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def get_time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+async def _tick_times(clock_class: type, durations: list[float]) -> list[float]:
+    """When a timer of ``clock_class`` (50-ms interval) ticks, each tick taking the time in
+    ``durations``, on a clock that moves only when slept or worked on. No app runs: its own
+    timers would move that clock too."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from textual import timer as textual_timer
+    from textual._context import active_app
+
+    from tui import frame_pacer
+
+    def fail(error: Exception) -> None:
+        raise error
+
+    class Target:
+        pass
+
+    fake = _FakeTime()
+    ticks: list[float] = []
+    done = asyncio.Event()
+
+    def tick() -> None:
+        if done.is_set():
+            return  # (a tick may come before the timer is stopped)
+        ticks.append(fake.now)
+        fake.now += durations[len(ticks) - 1]
+        if len(ticks) == len(durations):
+            done.set()
+
+    target = Target()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frame_pacer, "_time", fake)  # FrameClock's clock
+        patch.setattr(textual_timer, "_time", fake)  # Textual's
+        patch.setattr(textual_timer, "sleep", fake.sleep)
+        token = active_app.set(SimpleNamespace(_exit=False, _handle_exception=fail, features=()))  # type: ignore[arg-type]
+        try:
+            clock = clock_class(target, 0.05, callback=tick)
+            clock._start()
+            await asyncio.wait_for(done.wait(), 10)
+            clock.stop()
+        finally:
+            active_app.reset(token)
+    return ticks
+
+
+async def test_a_late_frame_is_followed_by_the_next_at_once_not_a_tick_later() -> None:
+    """A frame that ends past the next tick's time: Textual's timer then waits for the tick
+    after next (the second frame of 70 ms, ending at 170 ms, is followed by one at 250 ms:
+    80 ms idle, the long gaps of render lag at 4 × 500 tok/s). The frame clock draws the next
+    frame a breath after the late one ends, and keeps the interval from there."""
+    from textual.timer import Timer
+
+    from tui.frame_pacer import LATE_BREATH_S, FrameClock
+
+    durations = [0.01, 0.07, 0.01, 0.01, 0.01]
+    theirs = await _tick_times(Timer, durations)
+    ours = await _tick_times(FrameClock, durations)
+    assert theirs[:3] == pytest.approx([0.05, 0.10, 0.25])  # (what the fix is measured against)
+    after_late = 0.10 + 0.07 + LATE_BREATH_S
+    assert ours == pytest.approx([0.05, 0.10, after_late, after_late + 0.05, after_late + 0.10])

@@ -21,13 +21,23 @@ from __future__ import annotations
 
 import math
 import time
+from asyncio import Event
 from collections.abc import Callable
+from typing import cast
+
+from textual import _time
+from textual.timer import EventTargetGone, Timer
+
+from tui.textual_private import private_override
 
 # Skip ticks while the UI thread's busy share, averaged over about TAU_S, is above BUSY; draw at
 # least every MAX_WAIT_S.
 BUSY = 0.75
 TAU_S = 0.5
 MAX_WAIT_S = 0.25
+# A frame that ends past the next tick's time is followed by the next one this long after it
+# ends (a breath for keys and the pipe), not at the tick after next (``FrameClock``).
+LATE_BREATH_S = 0.005
 # Above this busy share, a streaming reply grows in bigger steps of height (``GROW_MAX_BUSY``):
 # each step is a layout and a redraw of its pane. Below it (2 panes × 200 tok/s: 0.27; 4 × 500:
 # 0.57), steps stay small, so that few blank lines show below the text.
@@ -72,3 +82,38 @@ class FramePacer:
         self._drawn_at = now
         self.drawn += 1
         return True
+
+
+class FrameClock(Timer):
+    """Textual's repeating timer, except after a late tick.
+
+    Textual's timer keeps its phase: a tick that ends after the next one was due makes it
+    skip ticks up to the next multiple of the interval after now, and one more (its
+    ``count`` is one ahead). At 4 × 500 tok/s a frame that took 60 ms of a 50-ms interval was
+    followed by 90 ms of waiting: frames came 100-150 ms apart at the 95th percentile while
+    the UI thread was a third idle, and that gap is most of the render lag. Here a late tick
+    is followed by the next one ``LATE_BREATH_S`` after it ends, and the clock keeps the
+    interval from there: never a burst of ticks to catch up, never a skipped one.
+    """
+
+    @private_override(Timer)
+    async def _run(self) -> None:
+        active = cast("Event", self._active)  # made in this thread, as Textual's own is
+        await active.wait()
+        interval = self._interval
+        count = 0
+        due = _time.get_time() + interval
+        while self._repeat is None or count <= self._repeat:
+            await _time.sleep(max(0.0, due - _time.get_time()))
+            count += 1
+            await active.wait()
+            if self._reset:
+                self._reset = False
+                count = 0
+                due = _time.get_time() + interval
+                continue
+            try:
+                await self._tick(next_timer=due, count=count)
+            except EventTargetGone:
+                break
+            due = max(due + interval, _time.get_time() + LATE_BREATH_S)

@@ -30,7 +30,7 @@ from providers.prices import format_context, model_info
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
-from tui.frame_pacer import STEP_BUSY, FramePacer
+from tui.frame_pacer import STEP_BUSY, FrameClock, FramePacer
 from tui.screens.pane_reply import PaneReply
 from tui.session import blind, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
@@ -184,7 +184,9 @@ class RaceScreen(Screen[None]):
             self._render_history(index)
         self._update_topbar()
         # The frame clock runs only while something streams: an idle screen costs nothing.
-        self._frame_timer = self.set_interval(1 / FRAME_HZ, self._tick, pause=True)
+        self._frame_timer = FrameClock(self, 1 / FRAME_HZ, callback=self._tick, pause=True)
+        self._frame_timer._start()
+        self._timers.add(self._frame_timer)  # (as ``set_interval`` keeps it: stopped with us)
         self._pacer = FramePacer()
         self._update_estimate()
         for model in self.pane_models():
