@@ -1006,3 +1006,27 @@ async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_ta
         assert not lazy.in_tail  # busy, but the text is shorter than the view
         await _stream(pilot, [lazy, ref], _fast_text(), 150)
         assert not lazy.in_tail  # long, but the screen keeps up
+
+
+async def test_a_view_that_grows_past_the_text_leaves_the_tail() -> None:
+    """The window grows taller than the text while a reply streams at its tail: the next
+    frame puts the text back at the top of its lines, so the view shows it from its first
+    row, not rows reserved above it."""
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        tokens = _tokens(_fast_text())
+        i = 0
+        while not lazy.in_tail:
+            await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 20]), 20, check=False)
+            i += 20
+        assert lazy._text_lines < 50
+        await pilot.resize_terminal(70, 60)
+        await pilot.pause()
+        await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 5]), 5, check=False)
+        assert not _tailing(lazy)
+        shown = _in_view(lazy)
+        assert shown[0] == _shown(ref)[0]

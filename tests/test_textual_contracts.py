@@ -100,12 +100,14 @@ def test_every_private_override_still_overrides_with_the_same_parameters() -> No
     ``Base`` with the same parameters: a rename or new parameter in Textual fails here."""
     import inspect
 
+    import tui.frame_pacer
     import tui.widgets.prompt_box
     import tui.widgets.streaming_markdown  # noqa: F401 - they declare their overrides
     from tui.textual_private import PRIVATE_OVERRIDES
 
     names = {(base.__name__, ours.__name__) for base, ours in PRIVATE_OVERRIDES}
     assert ("Widget", "_size_updated") in names and ("TextArea", "_on_key") in names
+    assert ("Timer", "_run") in names
     for base, ours in PRIVATE_OVERRIDES:
         theirs = getattr(base, ours.__name__, None)
         assert theirs is not None, f"{base.__name__}.{ours.__name__} is gone"

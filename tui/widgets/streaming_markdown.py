@@ -568,6 +568,8 @@ class StreamingMarkdown(OneLayout, Widget):
             self.set_timer(1.0 / self.fps, self._scheduled_sync)
         if not refresh:
             return new_height != height
+        if self._tail and self._text_lines < self._view_rows():
+            self.leave_tail()  # the view grew past the text (a larger window): rows above it
         if self._tail:
             # The text is bottom-aligned: as it grows, every row in view moves up. Those rows
             # are drawn again (from the lines kept: ``render_lines``).
