@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 
 from tests.support.mock_server import MockServerProcess
-from tests.support.tui import contiguous_in
+from tests.support.tui import contiguous_in, wait_until
 from tui.widgets.streaming_markdown import (
     FENCE_CHUNK_LINES,
     GROW_MAX,
@@ -1030,3 +1030,31 @@ async def test_a_view_that_grows_past_the_text_leaves_the_tail() -> None:
         assert not _tailing(lazy)
         shown = _in_view(lazy)
         assert shown[0] == _shown(ref)[0]
+
+
+async def test_an_animated_page_up_from_the_tail_goes_one_page_up() -> None:
+    """A page up as a key does it (animated) from a reply's tail: the first step of the
+    animation leaves tail mode and moves the rows; the animation goes on to the rows one page
+    above, not to its old offset (which, the rows above the text gone, was the end)."""
+    from tui.widgets.message_list import MessageList
+
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy = app.query_one("#lazy", StreamingMarkdown)
+        ref = app.query_one("#ref", StreamingMarkdown)
+        ref._lazy = lambda: False  # type: ignore[method-assign]
+        await pilot.pause()
+        await _stream_busy(pilot, lazy, ref, text[: len(text) // 2], 150)
+        assert lazy.in_tail
+        lst = app.query_one(MessageList)
+        before = _in_view(lazy)
+        lst.scroll_page_up()
+        await wait_until(
+            pilot,
+            lambda: not lazy.in_tail and not app.animator.is_being_animated(lst, "scroll_y"),
+            what="the scroll",
+        )
+        after = _in_view(lazy)
+        assert lst.scroll_y < lst.max_scroll_y
+        assert contiguous_in(after + before, _shown(ref))  # the page above, then the one seen

@@ -249,6 +249,26 @@ def switchable_default_screen(app: App[Any], screen: Screen[Any]) -> Screen[Any]
 # --- widgets -----------------------------------------------------------------------------------
 
 
+def shift_animation(widget: Widget, attribute: str, by: float) -> bool:
+    """Move a running animation of ``widget.attribute`` by ``by`` (where it started, where it
+    ends): the rows under a scroll moved while it animated, and it goes on to the same rows.
+    False when nothing animates it. (``Animator._animations``, ``SimpleAnimation``.)"""
+    from textual._animator import SimpleAnimation
+
+    animation = widget.app.animator._animations.get((id(widget), attribute))
+    if not isinstance(animation, SimpleAnimation):
+        return False
+    if not isinstance(animation.start_value, int | float) or not isinstance(
+        animation.end_value, int | float
+    ):
+        return False
+    animation.start_value += by
+    animation.end_value += by
+    if isinstance(animation.final_value, int | float):
+        animation.final_value += by
+    return True
+
+
 def has_border_title(widget: Widget) -> bool:
     """Whether ``widget`` draws a border title or subtitle (set, even if empty)."""
     return widget._border_title is not None or widget._border_subtitle is not None

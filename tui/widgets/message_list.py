@@ -12,7 +12,12 @@ from textual.reactive import reactive
 from textual.scrollbar import ScrollBar
 from textual.widget import Widget
 
-from tui.textual_private import OneLayout, anchor_released, redrawn_anchor_scrollbar
+from tui.textual_private import (
+    OneLayout,
+    anchor_released,
+    redrawn_anchor_scrollbar,
+    shift_animation,
+)
 from tui.widgets.uniform import UniformRows
 
 
@@ -135,6 +140,10 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
         target = max(0.0, scroll_y + shift)
         # Past the old height's limit: the layout that follows grows the list to match.
         self.set_reactive(Widget.scroll_y, target)
+        if shift_animation(self, "scroll_y", shift):
+            # A page up (animated) goes on to the rows it was going to: without this it went
+            # on to the old offset, and from a reply's tail (``_leave_tails``) that was the end.
+            target = max(0.0, self.scroll_target_y + shift)
         self.set_reactive(Widget.scroll_target_y, target)
         self.refresh(layout=True)
 
