@@ -598,6 +598,17 @@ class _Pane(App[None]):
             yield StreamingMarkdown("", driven=True, id="ref")
 
 
+async def _pane_views(pilot: Any) -> tuple[StreamingMarkdown, StreamingMarkdown]:
+    """A ``_Pane``'s two views, laid out: the one at the bottom of its list, and the reference,
+    which draws every block."""
+    app = pilot.app
+    lazy = app.query_one("#lazy", StreamingMarkdown)
+    ref = app.query_one("#ref", StreamingMarkdown)
+    ref._lazy = lambda: False
+    await pilot.pause()
+    return lazy, ref
+
+
 def _fast_text() -> str:
     """Prose, code, tables and lists, and a closing paragraph."""
     return _mixed(12) + "1. first\n2. second\n\n> a quote\n\nThe end of the reply.\n"
@@ -640,10 +651,7 @@ async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_ful
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         tokens = _tokens(text)
         for i in range(0, len(tokens), 150):
             piece = "".join(tokens[i : i + 150])
@@ -679,10 +687,7 @@ async def test_sized_blocks_are_drawn_after_the_end_only_once_nothing_streams() 
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         await _stream(pilot, [lazy, ref], text, 150)
         app.screen.streaming = True  # type: ignore[attr-defined]  # as a race screen says
         lazy.finish()
@@ -706,10 +711,7 @@ async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_e
     async with app.run_test(size=(70, 16)) as pilot:
         from tui.widgets.message_list import MessageList
 
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         half = len(text) // 2
         await _stream(pilot, [lazy, ref], text[:half], 150)
         assert lazy.pending > 0
@@ -915,10 +917,7 @@ async def test_a_busy_reply_that_fills_its_view_is_drawn_at_its_tail() -> None:
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         heights: set[int] = set()
         tails = 0
         tokens = _tokens(text)
@@ -961,10 +960,7 @@ async def test_scrolling_up_from_the_tail_keeps_the_rows_in_view() -> None:
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         half = len(text) // 2
         await _stream_busy(pilot, lazy, ref, text[:half], 150)
         assert lazy.in_tail
@@ -1014,10 +1010,7 @@ async def test_a_view_that_grows_past_the_text_leaves_the_tail() -> None:
     row, not rows reserved above it."""
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         tokens = _tokens(_fast_text())
         i = 0
         while not lazy.in_tail:
@@ -1041,10 +1034,7 @@ async def test_an_animated_page_up_from_the_tail_goes_one_page_up() -> None:
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
-        lazy = app.query_one("#lazy", StreamingMarkdown)
-        ref = app.query_one("#ref", StreamingMarkdown)
-        ref._lazy = lambda: False  # type: ignore[method-assign]
-        await pilot.pause()
+        lazy, ref = await _pane_views(pilot)
         await _stream_busy(pilot, lazy, ref, text[: len(text) // 2], 150)
         assert lazy.in_tail
         lst = app.query_one(MessageList)
