@@ -1048,3 +1048,29 @@ async def test_an_animated_page_up_from_the_tail_goes_one_page_up() -> None:
         after = _in_view(lazy)
         assert lst.scroll_y < lst.max_scroll_y
         assert contiguous_in(after + before, _shown(ref))  # the page above, then the one seen
+
+
+async def test_a_window_growing_taller_draws_what_comes_into_the_tails_view() -> None:
+    """Before a taller window's layout, the race screen has each list draw the sized blocks
+    that will come into view (``MessageList.reveal_ahead``): at a reply's tail its rows are
+    counted from the text's end, and the rows in view do not move (the first version of tail
+    mode recursed here without end)."""
+    from tui.widgets.message_list import MessageList
+
+    text = _fast_text()
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        await _stream_busy(pilot, lazy, ref, text[: len(text) // 2], 150)
+        assert lazy.in_tail and lazy.pending
+        lst = app.query_one(MessageList)
+        pending = lazy.pending
+        lst.reveal_ahead(lst.scrollable_content_region.height + 10)
+        assert lazy.pending < pending  # the blocks the taller view will show, drawn
+        await pilot.resize_terminal(70, 26)
+        await pilot.pause()
+        await pilot.pause()
+        shown = _in_view(lazy)
+        assert shown[-1] == _shown(ref)[-1]
+        assert contiguous_in(shown, _shown(ref))
+        assert lazy.late_draws == 0

@@ -61,7 +61,8 @@ GROW_AHEAD_S = 0.5  # ... or what it grew in this long at its recent rate
 # (``_tail``): the view then shows the text's last rows, never reserved blank ones, and a step
 # (a layout of the screen and a repaint of its pane, 30-38 ms with four panes) comes every
 # few seconds instead of several times a second. Each frame repaints the rows in view instead,
-# served straight from the reply's lines (``render_lines``): 3.4 ms a frame for four panes.
+# served straight from the reply's lines (``render_lines``): 6.5 ms of compositor a frame for
+# four panes of 33 rows, in process (bench/README.md, "Tail mode, built").
 TAIL_VIEWS = 4
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
@@ -681,13 +682,16 @@ class StreamingMarkdown(OneLayout, Widget):
         this view's rows about to be in sight; returns how far the row ``anchor`` moved (the
         list scrolls by as much, so that rows on screen stay where they are). Rows already
         drawn at the bottom are the anchor when they are in sight."""
-        closed = self._closed_blocks
-        if not closed.pending:
+        if not self._closed_blocks.pending:
             return 0
-        if self._tail:  # rows in text rows; the anchor's row in view moves by the shift too
-            shift = self._shift()
-            moved = self.reveal(top - shift, bottom - shift, anchor - shift)
-            return moved + self._shift() - shift
+        # In tail mode, in text rows; a block drawn above moves the text up, and the rows above
+        # it (``_shift``) shrink by as much: the anchor's row moves by the difference.
+        shift = self._shift()
+        moved = self._reveal_text_rows(top - shift, bottom - shift, anchor - shift)
+        return moved + self._shift() - shift
+
+    def _reveal_text_rows(self, top: int, bottom: int, anchor: int) -> int:
+        closed = self._closed_blocks
         margin = self._keep_rows()
         exact_from = closed.exact_from()
         if top <= exact_from < bottom:
