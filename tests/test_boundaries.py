@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_python
 from tests.support.mock_server import MockServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,14 +45,7 @@ def run_probe(args: list[str], home: Path, allowed: tuple[str, ...] = ()) -> str
 
 def _python(code: str) -> str:
     """What ``python -c code`` prints, run from the repository; the test fails if it fails."""
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    r = run_python(code)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -5,10 +5,9 @@ a core after a closed tmux window, and one parked in Textual's writer thread).""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
-from tests.support.cli import REPO
+from tests.support.cli import run_python
 
 STUCK_THREAD = """
 import threading, time
@@ -37,14 +36,7 @@ print("returned", flush=True)
 
 def _run(code: str) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    r = run_python(code)
     return r, time.monotonic() - start
 
 

@@ -30,3 +30,15 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def run_python(code: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` from the repository, with the test's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
