@@ -648,9 +648,7 @@ class StreamingMarkdown(OneLayout, Widget):
     def _keep_rows(self) -> int:
         """How many of the last rows can be in sight while the list follows: its viewport's
         height (a screen's before the list is laid out)."""
-        follower = self._follower()
-        height = follower.scrollable_content_region.height if follower is not None else 0
-        return max(1, int((height or self.app.size.height) * REVEAL_SCREENS))
+        return max(1, int((self._view_rows() or self.app.size.height) * REVEAL_SCREENS))
 
     def _estimate(self, source: str, width: int) -> int:
         """The lines a closed block will take, without drawing it: its source lines, folded at
