@@ -102,7 +102,14 @@ async def test_locked_database(isolated_home: Path, mock_server: MockServerProce
             await wait_until(
                 pilot, lambda: any("locked" in e for e in errors), timeout=10, what="a lock error"
             )
-            assert any("database is locked" in n for n in notices(app))
+            # The store's thread reports first; the notice follows on the UI's loop
+            # (``call_from_thread``): one clean-checkout run read the notices in between.
+            await wait_until(
+                pilot,
+                lambda: any("database is locked" in n for n in notices(app)),
+                timeout=10,
+                what="the lock notice",
+            )
             assert screen.query_one(AssistantMessage).body.source == "saved after the lock"
             other.execute("ROLLBACK")
             await wait_until(
