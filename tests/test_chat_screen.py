@@ -307,6 +307,44 @@ async def test_picker_asks_the_endpoints_again_when_opened_later(
             await wait_until(pilot, listed, 30, "the late endpoint's models in the picker")
 
 
+async def test_background_discovery_waits_for_the_replies_to_end(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first model discovery (``tokenrace models``, 2.3-2.5 s of CPU here) is due while a
+    reply streams: it starts once the reply has ended, not in the middle of it."""
+    import time
+
+    import tui.app
+    from tui.session.catalog import ModelEntry
+
+    calls: list[tuple[float, int]] = []
+
+    async def discover(config: object) -> tuple[list[ModelEntry], str]:
+        calls.append((time.monotonic(), app.engine.active))
+        return [], ""
+
+    monkeypatch.setattr(tui.app, "DISCOVERY_DELAY_S", 0.3)
+    monkeypatch.setattr(tui.app, "discover", discover)
+    name = f"dw-{uuid.uuid4().hex[:8]}"
+    mock_server.add_scenario(name, {"n_tokens": 300, "ttft_ms": 5, "tps": 200})
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=[f"mock/{name}"], discover_models=True
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "stream for a while")
+        screen = screen_of(app, ChatScreen)
+        await wait_until(pilot, lambda: screen.run is not None and not screen.run.done, 10)
+        await pilot.pause(0.6)  # past the delay, mid-reply
+        assert not calls and app._discovery_waits
+        assert screen.run is not None and not screen.run.done
+        await wait_until(pilot, lambda: screen.run is not None and screen.run.done, 20)
+        ended = time.monotonic()
+        await wait_until(pilot, lambda: bool(calls), 5, "the discovery after the reply")
+        assert len(calls) == 1
+        started, streams = calls[0]
+        assert streams == 0 and started >= ended - 0.05
+
+
 async def test_picker_rows_show_price_and_context(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:

@@ -186,6 +186,7 @@ class TokenraceApp(App[None]):
         self.save_state = save_state
         self.start_engine = start_engine
         self.discover_models = discover_models
+        self._discovery_waits = False  # the first discovery waits for the replies to end
         self.catalog: list[ModelEntry] = static_catalog(config)
         self._prompts: list[str] | None = None
         self._last_log_error: str | None = None
@@ -287,8 +288,18 @@ class TokenraceApp(App[None]):
             self.run_worker(self._start_engine(), group="engine", exit_on_error=False)
         if self.discover_models:
             # `tokenrace models` imports the openai SDK in its own process: half a second of
-            # CPU we keep away from start-up (the picker starts it at once if opened sooner).
-            self.set_timer(DISCOVERY_DELAY_S, self.start_discovery)
+            # CPU we keep away from start-up (the picker starts it at once if opened sooner),
+            # and from replies streaming then (``_discover_when_quiet``).
+            self.set_timer(DISCOVERY_DELAY_S, self._discover_when_quiet)
+
+    def _discover_when_quiet(self) -> None:
+        """Start the first discovery now, or when the replies streaming now have ended: on two
+        cores it took 1-2 s of CPU in the middle of a race (issue 21; its process was a third
+        of a core beside the UI's half at 4 × 500 tok/s, and the race's frames slowed)."""
+        if self.engine.active:
+            self._discovery_waits = True
+            return
+        self.start_discovery()
 
     def preload_renderer(self) -> None:
         """Build the markdown renderer in a thread (once), when a prompt is being typed or
@@ -301,8 +312,12 @@ class TokenraceApp(App[None]):
         threading.Thread(target=_preload, name="tokenrace-preload", daemon=True).start()
 
     def _replies_ended(self) -> None:
-        """No reply streams any more: collect a little later, once its objects are garbage."""
+        """No reply streams any more: collect a little later, once its objects are garbage
+        (and discover models, if that waited for this)."""
         self.set_timer(GC_AFTER_REPLY_S, self._collect_after_reply)
+        if self._discovery_waits:
+            self._discovery_waits = False
+            self.set_timer(GC_AFTER_REPLY_S, self._discover_when_quiet)
 
     def _collect_after_reply(self) -> None:
         # Quiet as far as the collector is concerned, even when the next request has just
