@@ -58,7 +58,9 @@ async def test_full_disk(isolated_home: Path, mock_server: MockServerProcess) ->
         reply = screen.query_one(AssistantMessage)
         assert reply.status == "complete" and len(reply.body.source) > 10_000  # on screen
         # Space comes back (from outside: the writer is busy retrying): its retries save all.
-        store._write.execute("PRAGMA max_page_count = 1073741823")
+        # Under the writer's lock, so that it lands between two attempts, not inside one.
+        with store._lock:
+            store._write.execute("PRAGMA max_page_count = 1073741823")
         await wait_until(
             pilot,
             lambda: any("saving works again" in e for e in errors),
