@@ -1004,6 +1004,48 @@ async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_ta
         assert not lazy.in_tail  # long, but the screen keeps up
 
 
+async def test_a_fast_reply_at_its_tail_reserves_what_it_grows_in_tail_ahead_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At its tail, a reply growing many views a second reserves, at a step, the rows it grows
+    in ``TAIL_AHEAD_S`` at its rate since the last step (more than ``TAIL_VIEWS`` views here),
+    so that its steps (each a layout of the screen) are that far apart. What the view shows
+    stays a full render's last rows, and the end is exact."""
+    from tui.widgets import streaming_markdown as sm
+    from tui.widgets.message_list import MessageList
+
+    clock = [100.0]
+    monkeypatch.setattr(sm, "_now", lambda: clock[0])
+    text = _fast_text() * 4
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        tokens = _tokens(text)
+        steps: list[tuple[float, int, int]] = []  # (time, text rows, rows taken) at tail steps
+        for i in range(0, len(tokens), 150):  # 3,000 tok/s at 20 frames a second
+            clock[0] += 0.05
+            piece = "".join(tokens[i : i + 150])
+            for view in (lazy, ref):
+                view.append(piece)
+                view.sync(busy=True)
+            await pilot.pause()
+            if lazy.in_tail and (not steps or lazy._reserved != steps[-1][2]):
+                steps.append((clock[0], lazy._text_lines, lazy._reserved))
+            if lazy.in_tail:
+                assert _in_view(lazy)[-1] == _shown(ref)[-1], i
+        assert len(steps) >= 2
+        (t0, n0, _), (t1, n1, taken) = steps[0], steps[1]
+        views = app.query_one(MessageList).scrollable_content_region.height * sm.TAIL_VIEWS
+        ahead = round((n1 - n0) / (t1 - t0) * sm.TAIL_AHEAD_S)
+        assert taken - (n1 - 1) >= ahead > views
+        if lazy._text_lines <= taken:
+            assert len(steps) == 2  # the rest of the reply fitted in what that step took
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert _shown(lazy) == _shown(ref)
+
+
 async def test_a_view_that_grows_past_the_text_leaves_the_tail() -> None:
     """The window grows taller than the text while a reply streams at its tail: the next
     frame puts the text back at the top of its lines, so the view shows it from its first

@@ -64,6 +64,11 @@ GROW_AHEAD_S = 0.5  # ... or what it grew in this long at its recent rate
 # served straight from the reply's lines (``render_lines``): 6.5 ms of compositor a frame for
 # four panes of 33 rows, in process (bench/README.md, "Tail mode, built").
 TAIL_VIEWS = 4
+# ... or what it grows in this long at its rate since the last step, if more: at 4 × 2,000
+# tok/s a pane grew four views in a third of a second, and the steps' layouts (30-40 ms each)
+# were a sixth of the UI's time. The rows are above the text, out of view: reserving them
+# costs nothing but the scrollbar's thumb.
+TAIL_AHEAD_S = 2.0
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
@@ -861,15 +866,16 @@ class StreamingMarkdown(OneLayout, Widget):
     def _step(self, lines: int) -> None:
         now = _now()
         ahead = GROW_MIN
+        rate = 0.0  # rows a second since the last step
         if self._last_step is not None:
             t, n = self._last_step
             if now > t:
-                ahead = round((lines - n) / (now - t) * GROW_AHEAD_S)
-                ahead = min(self._grow_max, max(GROW_MIN, ahead))
+                rate = (lines - n) / (now - t)
+                ahead = min(self._grow_max, max(GROW_MIN, round(rate * GROW_AHEAD_S)))
         self._last_step = (now, lines)
         if self._may_tail(lines):
             self._tail = True
-            ahead = max(ahead, TAIL_VIEWS * self._view_rows())
+            ahead = max(ahead, TAIL_VIEWS * self._view_rows(), round(rate * TAIL_AHEAD_S))
         self._reserved = max(self._reserved, lines - 1 + ahead)
         self._ahead = ahead
 
