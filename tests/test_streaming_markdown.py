@@ -1036,10 +1036,48 @@ async def test_a_fast_reply_at_its_tail_reserves_what_it_grows_in_tail_ahead_s(
         assert len(steps) >= 2
         (t0, n0, _), (t1, n1, taken) = steps[0], steps[1]
         views = app.query_one(MessageList).scrollable_content_region.height * sm.TAIL_VIEWS
-        ahead = round((n1 - n0) / (t1 - t0) * sm.TAIL_AHEAD_S)
+        rate = (n1 - n0) / (t1 - t0)
+        ahead = min(round(rate * sm.TAIL_AHEAD_S), sm.TAIL_MAX_VIEWS * views // sm.TAIL_VIEWS)
         assert taken - (n1 - 1) >= ahead > views
         if lazy._text_lines <= taken:
             assert len(steps) == 2  # the rest of the reply fitted in what that step took
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert _shown(lazy) == _shown(ref)
+
+
+async def test_a_burst_at_the_tail_reserves_at_most_tail_max_views(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply at its tail that gets a burst (thousands of rows in one frame a millisecond
+    after the last step: a rate of millions of rows a second) reserves at most
+    ``TAIL_MAX_VIEWS`` views ahead, and is still drawn exactly."""
+    from tui.widgets import streaming_markdown as sm
+    from tui.widgets.message_list import MessageList
+
+    clock = [100.0]
+    monkeypatch.setattr(sm, "_now", lambda: clock[0])
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        text = _fast_text()
+        while not lazy.in_tail:
+            clock[0] += 0.05
+            for view in (lazy, ref):
+                view.append(text)
+                view.sync(busy=True)
+            await pilot.pause()
+        rows = app.query_one(MessageList).scrollable_content_region.height
+        before = lazy._reserved
+        while lazy._reserved == before:  # until the burst makes it step
+            clock[0] += 0.001
+            for view in (lazy, ref):
+                view.append(text * 4)
+                view.sync(busy=True)
+            await pilot.pause()
+        assert lazy._ahead == sm.TAIL_MAX_VIEWS * rows  # not its rate × TAIL_AHEAD_S
+        assert _in_view(lazy)[-1] == _shown(ref)[-1]
         lazy.finish()
         ref.finish()
         await pilot.pause()

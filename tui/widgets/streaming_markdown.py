@@ -67,8 +67,10 @@ TAIL_VIEWS = 4
 # ... or what it grows in this long at its rate since the last step, if more: at 4 × 2,000
 # tok/s a pane grew four views in a third of a second, and the steps' layouts (30-40 ms each)
 # were a sixth of the UI's time. The rows are above the text, out of view: reserving them
-# costs nothing but the scrollbar's thumb.
+# costs nothing but the scrollbar's thumb; at most ``TAIL_MAX_VIEWS`` views (a burst, say a
+# cached answer in one chunk, is not a rate).
 TAIL_AHEAD_S = 2.0
+TAIL_MAX_VIEWS = 32
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
@@ -875,7 +877,9 @@ class StreamingMarkdown(OneLayout, Widget):
         self._last_step = (now, lines)
         if self._may_tail(lines):
             self._tail = True
-            ahead = max(ahead, TAIL_VIEWS * self._view_rows(), round(rate * TAIL_AHEAD_S))
+            views = self._view_rows()
+            by_rate = min(round(rate * TAIL_AHEAD_S), TAIL_MAX_VIEWS * views)
+            ahead = max(ahead, TAIL_VIEWS * views, by_rate)
         self._reserved = max(self._reserved, lines - 1 + ahead)
         self._ahead = ahead
 
