@@ -323,18 +323,19 @@ async def test_background_discovery_waits_for_the_replies_to_end(
         calls.append((time.monotonic(), app.engine.active))
         return [], ""
 
-    monkeypatch.setattr(tui.app, "DISCOVERY_DELAY_S", 0.3)
+    monkeypatch.setattr(tui.app, "DISCOVERY_DELAY_S", 3600.0)  # called below, mid-reply
     monkeypatch.setattr(tui.app, "discover", discover)
     name = f"dw-{uuid.uuid4().hex[:8]}"
-    mock_server.add_scenario(name, {"n_tokens": 300, "ttft_ms": 5, "tps": 200})
+    mock_server.add_scenario(name, {"n_tokens": 600, "ttft_ms": 5, "tps": 200})
     app = make_app(
         mock_config(mock_server), isolated_home, models=[f"mock/{name}"], discover_models=True
     )
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, "stream for a while")
         screen = screen_of(app, ChatScreen)
-        await wait_until(pilot, lambda: screen.run is not None and not screen.run.done, 10)
-        await pilot.pause(0.6)  # past the delay, mid-reply
+        await wait_until(pilot, lambda: app.engine.active > 0, 10, "the reply streaming")
+        app._discover_when_quiet()  # what the start-up timer calls when it is due
+        await pilot.pause(0.3)
         assert not calls and app._discovery_waits
         assert screen.run is not None and not screen.run.done
         await wait_until(pilot, lambda: screen.run is not None and screen.run.done, 20)
