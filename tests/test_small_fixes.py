@@ -209,12 +209,57 @@ async def test_narrow_status_bars_show_whole_figures_before_the_sparkline(
         await pilot.pause(0.2)
         for pane in screen(app).panes:
             bar = pane.status
-            text = str(bar.figures.render()).rstrip()
+            line = str(bar.figures.render())
+            text = bar.figures_text
             assert re.search(r"TTFT [\d.]+ (ms|s)\b", text), text
             assert re.search(r"[\d.,]+ tok/s", text), text
-            # Whole values only: the text fits its region, and the sparkline the rest.
-            assert len(text) <= bar.figures.size.width, (text, bar.figures.size)
-            assert bar.spark.size.width + len(text) <= bar.size.width, (text, bar.size)
+            # Whole values only, then the sparkline in the rest of the one line, at its end.
+            assert line.startswith(text), (line, text)
+            assert len(text) <= bar.figures.size.width == bar.size.width, (text, bar.size)
+            if bar.spark.width:  # (hidden when fewer than MIN_SPARK columns are left)
+                assert len(text) + 1 + bar.spark.width <= bar.size.width, (text, bar.size)
+                assert len(line) == bar.size.width, (line, bar.size)
+                assert line.endswith(bar.spark.render()), (line, bar.spark.render())
+            else:
+                assert line == text, line
+
+
+async def test_live_figures_and_their_sparkline_never_lay_the_screen_out(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """The figures change at every frame, and their width with them (a count grows a digit,
+    a figure is dropped to fit): a status line one row high is redrawn, never laid out. A
+    layout is a reflow and repaint of every pane (30-80 ms with four: issue 21)."""
+    from textual.widget import Widget
+
+    from tests.support.tui import make_app, mock_config, replies_over, scenario, send, wait_until
+    from tests.test_compare_screen import screen
+    from tui.widgets.status_bar import StatusBar
+
+    models = [scenario(mock_server, n_tokens=400, ttft_ms=5, tps=400) for _ in range(2)]
+    app = make_app(mock_config(mock_server), isolated_home, models=models)
+    layouts: list[str] = []
+    refresh = Widget.refresh
+
+    def spy(self: Widget, *regions: object, layout: bool = False, **kw: object) -> Widget:
+        if layout and any(isinstance(n, StatusBar) for n in (self, *self.ancestors)):
+            layouts.append(type(self).__name__)
+        return refresh(self, *regions, layout=layout, **kw)  # type: ignore[arg-type]
+
+    async with app.run_test(size=(120, 30)) as pilot:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Widget, "refresh", spy)
+            await send(pilot, "race")
+            panes = screen(app).panes
+            await wait_until(pilot, lambda: all(p.status.spark.data for p in panes), what="rates")
+            bars = [str(p.status.figures.render()) for p in panes]
+            await wait_until(pilot, lambda: replies_over(app), timeout=30, what="race")
+        assert layouts == [], layouts
+        for pane, line in zip(panes, bars, strict=True):
+            bar = pane.status
+            assert "tok/s" in line, line
+            spark = line[len(line.rstrip("▁▂▃▄▅▆▇█")) :]  # the bars at the line's end
+            assert spark and len(line) == bar.size.width, (line, bar.size)
 
 
 async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(

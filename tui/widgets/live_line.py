@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 from textual.content import Content
+from textual.css.scalar import Unit
 from textual.widgets import Static
 
 
@@ -19,7 +20,9 @@ class LiveLine(Static):
 
     ``Static.update`` asks for a layout by default: a reflow of the whole screen. The figures
     and timers redraw at the frame rate while replies stream, and with two panes that was
-    seven layouts a frame for text whose height had not changed.
+    seven layouts a frame for text whose height had not changed. A line whose height is set
+    in cells never asks: figures that wrapped to a second row at a race's start made a layout
+    of all four panes (issue 21), for a status line one row high.
     """
 
     def __init__(self, content: str | Content = "", **kwargs: object) -> None:
@@ -29,5 +32,7 @@ class LiveLine(Static):
     def show(self, content: str | Content) -> None:
         text = content.plain if isinstance(content, Content) else content
         rows = rows_needed(text, self.content_region.width) if text else 0
-        self.update(content, layout=rows != self._rows or rows < 0)
+        height = self.styles.height
+        fixed = height is not None and height.unit == Unit.CELLS  # (a status line: 1 row)
+        self.update(content, layout=not fixed and (rows != self._rows or rows < 0))
         self._rows = rows

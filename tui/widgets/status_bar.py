@@ -7,7 +7,6 @@ import time
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widget import Widget
 
 from providers.inert import inert_label
 from tui import format as fmt
@@ -22,27 +21,22 @@ DROP_ORDER = (3, 4, 2, 1)
 BARS = "▁▂▃▄▅▆▇█"
 
 
-class RateSparkline(Widget):
+class RateSparkline:
     """Decode rate per quarter second, one column each, newest on the right, on a scale
     from zero (Textual's ``Sparkline`` spans min..max and stretches the data over its width,
-    so a steady rate with 1% jitter drew full-height bars, and a second looked like four)."""
+    so a steady rate with 1% jitter drew full-height bars, and a second looked like four).
 
-    DEFAULT_CSS = """
-    RateSparkline { width: 16; height: 1; color: $accent; }
-    """
+    Drawn as the end of the status line's text (``StatusBar``), not as a widget of its own:
+    a widget's width that follows the figures is a layout of the whole screen each time it
+    changes (issue 21: at a race's start, and each time a count grew a digit, 30-80 ms)."""
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
+    def __init__(self) -> None:
         self.data: list[float] = []
+        self.width = SPARK_POINTS  # columns it takes in the status line (0: not shown)
 
-    def show(self, data: list[float]) -> None:
-        if data != self.data:
-            self.data = list(data)
-            self.refresh()
-
-    def render(self) -> str:
-        width = self.size.width or SPARK_POINTS
-        data = self.data[-width:]
+    def render(self, width: int | None = None) -> str:
+        width = self.width if width is None else width
+        data = self.data[-width:] if width > 0 else []
         top = max(data, default=0.0)
         last = len(BARS) - 1
         bars = "".join(
@@ -59,8 +53,7 @@ class StatusBar(Horizontal):
         height: 1;
         background: $panel;
         padding: 0 1;
-        & > .figures { width: 1fr; color: $foreground; }
-        & > RateSparkline { width: 16; height: 1; }
+        & > .figures { width: 1fr; height: 1; color: $foreground; }
     }
     """
 
@@ -72,11 +65,10 @@ class StatusBar(Horizontal):
         self.extra = ""
         self.setting = ""  # a request setting worth seeing before sending: "thinking on"
         self._last: tuple[LiveFigures, list[float]] | None = None
-        self._spark_width = SPARK_POINTS
+        self.figures_text = ""  # the figures shown, without the sparkline
 
     def compose(self) -> ComposeResult:
-        yield self.figures
-        yield self.spark
+        yield self.figures  # one line, the sparkline at its end: its height never changes
 
     def show_idle(self, model: str, extra: str = "") -> None:
         self._last = None
@@ -88,6 +80,7 @@ class StatusBar(Horizontal):
             f"  {extra}" if extra else "",
             (f"  · {self.setting}", "italic") if self.setting else "",
         )
+        self.figures_text = text.plain
         self.figures.show(text)
 
     def set_setting(self, text: str) -> None:
@@ -118,10 +111,9 @@ class StatusBar(Horizontal):
             fmt.usd(f.cost_usd, f.cost_estimated),
         ]
         self._last = (f, spark)
-        text = self._fit(f.model, status, parts)
-        self.figures.show(text)
         if spark:
-            self.spark.show(spark[-SPARK_POINTS:])
+            self.spark.data = list(spark[-SPARK_POINTS:])
+        self.figures.show(self._fit(f.model, status, parts))
 
     def _fit(self, model: str, status: str, parts: list[str]) -> Content:
         """The figures that fit whole (never a value cut in half), the sparkline in what is
@@ -144,13 +136,14 @@ class StatusBar(Horizontal):
                 if c.cell_length <= width:
                     chosen = c
                     break
+        self.figures_text = chosen.plain
         left = width - chosen.cell_length - 1 if width > 0 else SPARK_POINTS
         spark = min(SPARK_POINTS, left) if left >= MIN_SPARK else 0
-        if spark != self._spark_width:
-            self._spark_width = spark
-            self.spark.styles.width = spark
-            self.spark.display = spark > 0
-        return chosen
+        self.spark.width = spark
+        if not spark:
+            return chosen
+        gap = " " * (width - chosen.cell_length - spark) if width > 0 else " "
+        return Content.assemble(chosen, gap, (self.spark.render(), "$accent"))
 
     def on_resize(self) -> None:
         if self._last is not None:
