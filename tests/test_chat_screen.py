@@ -307,6 +307,32 @@ async def test_picker_asks_the_endpoints_again_when_opened_later(
             await wait_until(pilot, listed, 30, "the late endpoint's models in the picker")
 
 
+async def test_the_renderer_is_built_once_the_engine_is_up_before_any_key(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The markdown renderer's imports (a thread: ``preload_renderer``) start once the engine
+    is up, not at the first key of a prompt: a prompt sent at once (recalled, pasted, typed
+    by a script) no longer waits for them before its replies' first frame."""
+    import threading
+
+    import tui.app
+
+    started: list[str] = []
+    real = tui.app._preload
+
+    def preload() -> None:
+        started.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(tui.app, "_preload", preload)
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: bool(started), 10, "the renderer's thread")
+        assert started == ["tokenrace-preload"]
+        assert app.engine.pid  # (after the engine said it was ready)
+        assert not app.screen.query_one(PromptBox).text  # no key was typed
+
+
 async def test_background_discovery_waits_for_the_replies_to_end(
     isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:

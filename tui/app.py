@@ -302,10 +302,11 @@ class TokenraceApp(App[None]):
         self.start_discovery()
 
     def preload_renderer(self) -> None:
-        """Build the markdown renderer in a thread (once), when a prompt is being typed or
-        sent: its imports are kept out of start-up (started after the first refresh, they cost
-        the first frame 1.18× in two same-run A/Bs), and without this the first reply's first
-        code block paid them mid-stream."""
+        """Build the markdown renderer in a thread (once), once the engine is up or when a
+        prompt is being typed or sent, whichever comes first: its imports are kept out of
+        start-up (started after the first refresh, they cost the first frame 1.18× in two
+        same-run A/Bs), and without this the first reply's first code block paid them
+        mid-stream."""
         if self._preloaded:
             return
         self._preloaded = True
@@ -382,6 +383,11 @@ class TokenraceApp(App[None]):
         except Exception as exc:
             self.notify(f"the engine process could not start: {exc}", severity="error", timeout=15)
             return
+        # The screen is usable now: the renderer is built before the first prompt, not when
+        # its first key is typed. A prompt sent at once (recalled, pasted, or typed by a
+        # script: `go` Enter) waited 49 ms in process for the thread's imports, and in tmux
+        # its replies' first frames came 130 ms late (issue 21).
+        self.preload_renderer()
 
     def _engine_status(self, text: str, level: str) -> None:
         """News from the engine: the local model's server starting, ready, or failing."""
