@@ -8,6 +8,7 @@ machine. Text is fed in random-sized pieces, as it arrives from a model.
 from __future__ import annotations
 
 import random
+from itertools import dropwhile
 from pathlib import Path
 from typing import Any
 
@@ -866,6 +867,11 @@ def _in_view(view: StreamingMarkdown) -> list[str]:
     return [strip.text for strip in strips]
 
 
+def _blank_end(rows: list[str]) -> int:
+    """How many blank rows end ``rows``."""
+    return len(rows) - len(list(dropwhile(lambda r: not r.strip(), rows[::-1])))
+
+
 def _tailing(view: StreamingMarkdown) -> bool:
     return view.in_tail
 
@@ -949,6 +955,59 @@ async def test_a_busy_reply_that_fills_its_view_is_drawn_at_its_tail() -> None:
         assert _in_view(lazy) == _shown(ref)[: len(_in_view(lazy))]
         assert _shown(lazy) == _shown(ref)
         assert lazy.source == ref.source == text
+
+
+async def test_at_its_tail_the_text_jumps_and_frames_between_jumps_redraw_new_rows() -> None:
+    """At its tail, a reply streaming a few rows a frame scrolls in jumps (``TAIL_JUMP``):
+    the rows in view are a full render's, ending with the text's last row, then at most a
+    jump's blank rows; a frame between two jumps redraws only the rows that changed, not the
+    view (each frame moved every row in view before: four whole panes composed and written
+    at every frame). After the end, the whole reply is exact."""
+    from textual.geometry import Region
+
+    from tui.widgets.message_list import MessageList
+    from tui.widgets.streaming_markdown import TAIL_JUMP
+
+    text = _fast_text() * 2
+    app = _Pane()
+    async with app.run_test(size=(70, 24)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        rows = app.query_one(MessageList).scrollable_content_region.height
+        jump = round(rows * TAIL_JUMP)
+        asked: list[Region] = []
+        refresh = lazy.refresh
+
+        def spy(*regions: Region, **kw: Any) -> Any:
+            asked.extend(regions)
+            return refresh(*regions, **kw)
+
+        lazy.refresh = spy  # type: ignore[method-assign]
+        tokens = _tokens(text)
+        partial = whole = 0
+        for i in range(0, len(tokens), 6):
+            asked.clear()
+            jumps, height = lazy.jumps, lazy._height()
+            await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 6]), 6, check=False)
+            if not lazy.in_tail:
+                continue
+            shown, full = _in_view(lazy), _shown(ref)
+            text_end = len(full) - _blank_end(full)  # (a block's blank line may end it)
+            gap = _blank_end(shown) - _blank_end(full)
+            assert 0 <= gap <= jump, (i, gap, jump)
+            assert shown[len(shown) - gap - 1] == full[-1], i  # the text's last row
+            assert shown[len(shown) - _blank_end(shown) - 1] == full[text_end - 1], i
+            assert contiguous_in(shown[: len(shown) - gap], full), i
+            if lazy.jumps == jumps and lazy._height() == height and asked:
+                partial += 1
+                assert sum(r.height for r in asked) < rows, (i, asked)
+            else:
+                whole += 1
+        assert lazy.jumps >= 3 and partial > 2 * whole, (lazy.jumps, partial, whole)
+        lazy.finish()
+        ref.finish()
+        await pilot.pause()
+        assert _shown(lazy) == _shown(ref)
+        assert _in_view(lazy)[-1] == _shown(ref)[-1]
 
 
 async def test_scrolling_up_from_the_tail_keeps_the_rows_in_view() -> None:

@@ -71,6 +71,14 @@ TAIL_VIEWS = 4
 # cached answer in one chunk, is not a rate).
 TAIL_AHEAD_S = 2.0
 TAIL_MAX_VIEWS = 32
+# At its tail, the text scrolls in jumps (as xterm's jump scroll): when it reaches the view's
+# end it moves up by this fraction of the view, and the frames after draw the new rows into
+# the blank rows left below it. Scrolled by each frame's new rows instead, every row in view
+# moved at every frame: four whole panes composed and written to the terminal 20 times a
+# second at 4 × 500 tok/s. Between two jumps a frame redraws only the rows that changed. A
+# frame that brings more new rows than a jump leaves (thousands of tokens a second) shows
+# the text down to the view's end, as before: it redraws the whole view anyway.
+TAIL_JUMP = 0.5
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
@@ -287,6 +295,8 @@ class StreamingMarkdown(OneLayout, Widget):
         self._open_first: Token | None = None  # its first token, from the last block parse
         self._reserved = 0  # lines taken while streaming (``_grow``)
         self._tail = False  # the text is drawn at the bottom of the lines taken (``TAIL_VIEWS``)
+        self._gap = 0  # ... above this many blank rows, in view (``TAIL_JUMP``)
+        self.jumps = 0  # jumps of the text at its tail (tests)
         self._hold_until = 0.0  # no frame before this (``_now``): see OPEN_DUTY
         self._last_step: tuple[float, int] | None = None  # when it last grew, and to what
         self._open_lines: list[Strip] = []
@@ -503,8 +513,9 @@ class StreamingMarkdown(OneLayout, Widget):
         self.syncs += 1
         height = self._height()
         drawn = self._text_lines  # not the lines reserved below
+        tail, shift = self._tail, self._shift()
         changed_from = self._closed_blocks.height  # lines above this one stay as they are
-        tail = source[self._closed_upto :]
+        text = source[self._closed_upto :]
         open_first: Token | None = None
         closed_blocks: list[str] | None = None
         # A long paragraph still being drawn in frame-sized steps finishes drawing first.
@@ -512,24 +523,24 @@ class StreamingMarkdown(OneLayout, Widget):
             behind and self._open_first is not None and self._open_first.type == "paragraph_open"
         )
         if finishing:
-            closing, open_text = tail, ""
-        elif self._same_blocks(tail):
+            closing, open_text = text, ""
+        elif self._same_blocks(text):
             # Text added to a line whose block is already settled: no new block can start.
-            closing, open_text, open_first = "", tail, self._open_first
+            closing, open_text, open_first = "", text, self._open_first
         else:
             self.block_parses += 1
-            tokens = self._md.parse(tail)
+            tokens = self._md.parse(text)
             starts = block_starts(tokens)
             if len(starts) >= 2:
-                lines = tail.splitlines(keepends=True)
+                lines = text.splitlines(keepends=True)
                 bounds = [0, *(start for start, _ in starts[1:])]
                 # The closed blocks, cut where this parse found them (no second parse).
                 closed_blocks = ["".join(lines[a:b]) for a, b in pairwise(bounds)]
                 closed_blocks = [b for b in closed_blocks if b.strip()]
                 closing = "".join(lines[: starts[-1][0]])
-                open_text = tail[len(closing) :]
+                open_text = text[len(closing) :]
             else:
-                closing, open_text = "", tail
+                closing, open_text = "", text
             open_first = starts[-1][1] if starts else None
         self._open_first = open_first
         lazy = False
@@ -570,6 +581,7 @@ class StreamingMarkdown(OneLayout, Widget):
         if lazy:
             self._draw_in_sight()
         self._grow()
+        jumped = self._tail and tail and self._scroll_tail(self._text_lines - drawn)
         new_height = self._height()
         if self._paragraph.behind and not self._scheduled and self.is_mounted:
             self._scheduled = True  # the rest of a long paragraph is drawn in the next frames
@@ -578,9 +590,9 @@ class StreamingMarkdown(OneLayout, Widget):
             return new_height != height
         if self._tail and self._text_lines < self._view_rows():
             self.leave_tail()  # the view grew past the text (a larger window): rows above it
-        if self._tail:
-            # The text is bottom-aligned: as it grows, every row in view moves up. Those rows
-            # are drawn again (from the lines kept: ``render_lines``).
+        if self._tail and (jumped or not tail or new_height != height or self._shift() != shift):
+            # Every row in view moved (a jump, a step): each is drawn again (from the lines
+            # kept: ``render_lines``).
             rows = self._view_rows() or new_height
             width = self.size.width or self._width
             self.refresh(
@@ -588,6 +600,12 @@ class StreamingMarkdown(OneLayout, Widget):
                 layout=new_height != height,
             )
             return new_height != height
+        if self._tail:
+            # The new rows went into the blank ones below the text: only they are drawn.
+            width = self.size.width or self._width
+            end = max(drawn, self._text_lines)
+            self.refresh(Region(0, shift + changed_from, width, max(1, end - changed_from)))
+            return False
         # Only the lines from the old open block down to the end of the text, old or new,
         # changed: redraw just those. The lines reserved below the text stay blank (each frame
         # restyled them all: a third of the lines a race restyled). A new height also asks
@@ -816,8 +834,23 @@ class StreamingMarkdown(OneLayout, Widget):
         return max(lines, self._reserved)
 
     def _shift(self) -> int:
-        """Rows above the text in tail mode (blank, out of view): row y shows text row y − this."""
-        return self._height() - self._text_lines if self._tail else 0
+        """Rows above the text in tail mode (blank, out of view): row y shows text row y − this.
+        Below the text are ``_gap`` blank rows (``TAIL_JUMP``)."""
+        return max(0, self._height() - self._text_lines - self._gap) if self._tail else 0
+
+    def _scroll_tail(self, grown: int) -> bool:
+        """At the tail, the text grew ``grown`` rows into the blank ones below it: when they
+        run out, it jumps up (``TAIL_JUMP``). True when it jumped (every row in view moved)."""
+        view = self._view_rows()
+        jump = min(view - 1, round(view * TAIL_JUMP)) if view > 1 else 0
+        self._gap = min(self._gap, jump) - grown  # (a view made shorter: at most a jump)
+        if self._gap >= 0:
+            return False
+        # A frame that brings a jump's rows or more draws the view whole anyway: it ends with
+        # the text's last row, as it did before jumps.
+        self._gap = jump if grown < jump else 0
+        self.jumps += 1
+        return True
 
     @property
     def in_tail(self) -> bool:
@@ -847,6 +880,7 @@ class StreamingMarkdown(OneLayout, Widget):
             return 0
         shift = self._shift()
         self._tail = False
+        self._gap = 0
         self._reserved = self._text_lines
         self.refresh(layout=True)  # every row moved: the styles cache is emptied
         if view_top is None:
@@ -876,6 +910,8 @@ class StreamingMarkdown(OneLayout, Widget):
                 ahead = min(self._grow_max, max(GROW_MIN, round(rate * GROW_AHEAD_S)))
         self._last_step = (now, lines)
         if self._may_tail(lines):
+            if not self._tail:
+                self._gap = 0  # the text overflowed its view: its last row at the view's end
             self._tail = True
             views = self._view_rows()
             by_rate = min(round(rate * TAIL_AHEAD_S), TAIL_MAX_VIEWS * views)
