@@ -262,6 +262,47 @@ async def test_live_figures_and_their_sparkline_never_lay_the_screen_out(
             assert spark and len(line) == bar.size.width, (line, bar.size)
 
 
+async def test_a_live_line_lays_out_only_when_its_rows_change() -> None:
+    """A live line (a reply's figures as it streams) asks for a layout of the screen only
+    when the rows its text takes change, counted from the rows it was laid out with: its
+    first text, one row where its empty line took one, asks for none (each pane's did, at
+    a race's first figures)."""
+    from textual.app import App, ComposeResult
+    from textual.widget import Widget
+
+    from tui.widgets.live_line import LiveLine
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LiveLine("", id="line")
+
+    asked: list[bool] = []
+    refresh = Widget.refresh
+
+    def spy(self: Widget, *regions: object, layout: bool = False, **kw: object) -> Widget:
+        if isinstance(self, LiveLine):
+            asked.append(layout)
+        return refresh(self, *regions, layout=layout, **kw)  # type: ignore[arg-type]
+
+    app = One()
+    async with app.run_test(size=(40, 8)) as pilot:
+        line = app.query_one("#line", LiveLine)
+        await pilot.pause()
+        assert line.size.height == 1
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Widget, "refresh", spy)
+            line.show("streaming · 1.2 s")
+            assert asked and not any(asked), asked
+            asked.clear()
+            line.show("streaming · 1.3 s")
+            assert asked and not any(asked), asked
+            asked.clear()
+            line.show("two\nrows")
+            assert any(asked), asked
+        await pilot.pause()
+        assert line.size.height == 2
+
+
 async def test_the_in_app_suite_table_shows_a_priced_models_whole_cost(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:

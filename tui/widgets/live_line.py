@@ -34,5 +34,9 @@ class LiveLine(Static):
         rows = rows_needed(text, self.content_region.width) if text else 0
         height = self.styles.height
         fixed = height is not None and height.unit == Unit.CELLS  # (a status line: 1 row)
-        self.update(content, layout=not fixed and (rows != self._rows or rows < 0))
+        # Before its first text, the rows it takes are the ones it was laid out with: a
+        # reply's live line (one row, as its empty line took) laid out every pane at a race's
+        # first figures.
+        had = self._rows if self._rows >= 0 or not self.region else self.size.height
+        self.update(content, layout=not fixed and (rows != had or rows < 0))
         self._rows = rows
