@@ -228,6 +228,71 @@ async def test_a_code_block_that_keeps_its_open_lines_is_exactly_a_full_render(
         _assert_same_lines(keeps, draws)
 
 
+_CODE_SAMPLES = {
+    "python": 'def f(a, b):\n    """Doc."""\n\n    return a + b  # sum\n\tx = \'tab\'\n',
+    "javascript": "const x = {a: 1, b: [2, 3]};\nfunction g() { return `t ${x.a}`; }\n",
+    "rust": 'fn main() {\n    let v: Vec<i32> = vec![1, 2];\n    println!("{:?}", v);\n}',
+    "json": '{\n  "key": "value",\n  "n": [1, 2.5, null, true]\n}',
+    "bash": 'for f in *.py; do\n  echo "$f" | wc -c   \ndone',
+    "yaml": "a: 1\nb:\n  - x\n  - 'y'\n",
+    "text": "plain words\n\n   indented   \nend",
+    "nosuchlanguage": "some code\nmore",
+    "python-wide": "s = '日本語のテキスト'  # 全角\nprint(s, '😀')\n",
+}
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_code_that_fits_is_drawn_as_word_wrap_draws_it(dark: bool) -> None:
+    """Code whose every line fits is drawn without ``word_wrap`` (one Rich render instead of
+    one per line, ``code_fits``): exactly the lines ``word_wrap`` draws, segments and styles,
+    for every language, blank and indented lines, tabs, trailing blanks, wide characters, and
+    lines of the width exactly; a line one cell longer takes the wrapping path."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from tui.widgets.streaming_markdown import code_fits, code_theme, lexer_for
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    checked = wraps = 0
+    for name, code in _CODE_SAMPLES.items():
+        language = name.split("-")[0]
+        longest = max(len(line.expandtabs(4)) for line in code.split("\n"))
+        for width in (12, 20, longest + 1, longest + 2, longest + 3, 48, 100):
+            options = console.options.update_width(width).update(height=None)
+            for padding in (1, (0, 1)):
+                wrapped = Syntax(
+                    code,
+                    lexer_for(language),
+                    theme=code_theme(dark),
+                    word_wrap=True,
+                    padding=padding,
+                )
+                plain = Syntax(
+                    code,
+                    lexer_for(language),
+                    theme=code_theme(dark),
+                    word_wrap=False,
+                    padding=padding,
+                )
+                want = console.render_lines(wrapped, options, pad=True)
+                if code_fits(code, width - 2):
+                    assert console.render_lines(plain, options, pad=True) == want, (name, width)
+                    checked += 1
+                else:
+                    wraps += 1
+            # The fence as a reply draws it: through the markdown renderer.
+            fence = f"```{language}\n{code.rstrip()}\n```"
+            drawn = console.render_lines(render_markdown(fence, dark).renderable, options)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr("tui.widgets.streaming_markdown.code_fits", lambda c, w: False)
+                slow = console.render_lines(render_markdown(fence, dark).renderable, options)
+            assert drawn == slow, (name, width)
+    assert checked >= 30 and wraps >= 10, (checked, wraps)
+    assert code_fits("abc", 3) and not code_fits("abcd", 3)
+    assert code_fits("\tab", 6) and not code_fits("\tabc", 6)
+    assert code_fits("日本", 4) and not code_fits("日本語", 5)
+
+
 async def test_frame_cost_does_not_grow_with_the_reply() -> None:
     # 40 sections (~4,000 tokens) of mixed markdown: lines drawn per sync in the last quarter
     # are no more than in the first quarter (a re-render of the whole reply would be ~10×).
@@ -740,7 +805,8 @@ async def test_the_renderer_is_built_while_the_first_prompt_is_typed(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
     # Its imports are kept out of start-up; without the preload the first reply's first code
-    # block paid them (~90 ms) in the middle of streaming.
+    # block paid them (~90 ms) in the middle of streaming. (With an engine, they start once
+    # it is up: ``test_the_renderer_is_built_once_the_engine_is_up_before_any_key``.)
     from tests.support.tui import make_app, mock_config, wait_until
     from tui.widgets.prompt_box import PromptBox
     from tui.widgets.streaming_markdown import lexer_for, markdown_class
@@ -751,7 +817,9 @@ async def test_the_renderer_is_built_while_the_first_prompt_is_typed(
     def built() -> bool:
         return markdown_class.cache_info().currsize == lexer_for.cache_info().currsize == 1
 
-    app = make_app(mock_config(mock_server), isolated_home, models=["mock/mock-fast"])
+    app = make_app(
+        mock_config(mock_server), isolated_home, models=["mock/mock-fast"], start_engine=False
+    )
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
         assert not built()  # not at start-up: it would cost the first frame
