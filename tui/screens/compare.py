@@ -346,6 +346,10 @@ class CompareScreen(RaceScreen):
         self.finish_ns = dict.fromkeys(range(len(self.models)))
         self.restored = {}
         super().race(t_submit)
+        # The strip's rows for a race (its ``racing…`` row) now, in the layout the new replies
+        # make: at the first figures they were a layout of every pane of their own, in the
+        # first frames of a race, the busiest (issue 21).
+        self._update_strip()
 
     def reply_finished(self, reply: PaneReply) -> None:
         run = reply.run
@@ -374,7 +378,8 @@ class CompareScreen(RaceScreen):
             return
         rows: list[Content] = []
         base = self.metrics_now(0)
-        width = strip.content_region.width or self.size.width
+        # The strip spans the screen; its own region is the old one in ``on_resize``.
+        width = self.size.width - strip.styles.gutter.width
         for pane in self.panes[1:]:
             this = describe(compare(base, self.metrics_now(pane.index)))
             n = self.race_log.count(pane.index)

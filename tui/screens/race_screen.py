@@ -432,10 +432,12 @@ class RaceScreen(Screen[None]):
     def _update_estimate(self) -> None:
         """Estimated tokens and cost of the next request before it is sent, and a context
         warning, for each pane's model."""
+        # One row high (app.tcss): its text is redrawn, never laid out. Each update was a layout
+        # of the whole screen, and one came in the first frames of every race (issue 21).
         info = self.query_one("#prompt-info", Static)
         prompt = self.query_one(PromptBox)
         if prompt.text.startswith("/"):
-            info.update(self._completion_hint(prompt.text))
+            info.update(self._completion_hint(prompt.text), layout=False)
             return
         full = prompt.full_text
         models = self.pane_models()
@@ -447,7 +449,7 @@ class RaceScreen(Screen[None]):
             tokens = estimate_prompt_tokens(history)
             most = max(most, tokens)
             if not model:
-                info.update(f"≈{tokens:,} tok")
+                info.update(f"≈{tokens:,} tok", layout=False)
                 return
             parts, over = self._estimate_parts(model, tokens, full)
             too_long = too_long or over
@@ -460,7 +462,7 @@ class RaceScreen(Screen[None]):
             line = Content.assemble(head + " · ", line) if panes else Content(head)
         if too_long:
             line = Content.assemble(("⚠ exceeds the model's context window: ", "bold"), line)
-        info.update(line)
+        info.update(line, layout=False)
 
     def _estimate_parts(self, model: str, tokens: int, full: str) -> tuple[list[str], bool]:
         """What the next request costs on ``model`` before output, and whether it fits."""
