@@ -1025,6 +1025,45 @@ async def test_a_busy_reply_that_fills_its_view_is_drawn_at_its_tail() -> None:
         assert lazy.source == ref.source == text
 
 
+async def test_a_reply_that_will_fill_its_view_soon_takes_the_rows_left_at_once() -> None:
+    """A reply growing fast enough to fill the rest of its list's view within ``ROOM_FILL_S``
+    takes those rows at a step (they show blank, as reserved rows do): one step, one layout
+    of the screen, where it stepped every half second's worth of text before. The list does
+    not scroll while the text fits, and the rows in view are the text, then blank rows."""
+    from tui.widgets.message_list import MessageList
+
+    class _RacePane(_Pane):  # a race's pane: its turns start at the top while they fit
+        def compose(self) -> ComposeResult:
+            from textual.containers import VerticalScroll
+
+            with MessageList(top_aligned=True):
+                yield StreamingMarkdown("", driven=True, id="lazy")
+            with VerticalScroll(id="refbox"):
+                yield StreamingMarkdown("", driven=True, id="ref")
+
+    text = _fast_text()
+    app = _RacePane()
+    async with app.run_test(size=(70, 40)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        lst = app.query_one(MessageList)
+        rows = lst.scrollable_content_region.height
+        heights = []
+        tokens = _tokens(text)
+        i = 0
+        while lazy._text_lines < rows - 1:
+            await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 4]), 4, check=False)
+            i += 4
+            if lazy.size.height not in heights:
+                heights.append(lazy.size.height)
+            assert lst.scroll_y == 0, i
+            shown = _in_view(lazy)
+            text_rows = shown[: lazy._text_lines]
+            assert contiguous_in(text_rows, _shown(ref)) and text_rows[0] == _shown(ref)[0]
+            assert not any(r.strip() for r in shown[lazy._text_lines :]), i
+        assert rows in heights, (rows, heights)  # the rows left, taken at once
+        assert len(heights) <= 3, heights
+
+
 async def test_at_its_tail_the_text_jumps_and_frames_between_jumps_redraw_new_rows() -> None:
     """At its tail, a reply streaming a few rows a frame scrolls in jumps (``TAIL_JUMP``):
     the rows in view are a full render's, ending with the text's last row, then at most a

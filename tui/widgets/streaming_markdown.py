@@ -79,6 +79,11 @@ TAIL_MAX_VIEWS = 32
 # frame that brings more new rows than a jump leaves (thousands of tokens a second) shows
 # the text down to the view's end, as before: it redraws the whole view anyway.
 TAIL_JUMP = 0.5
+# A reply that will fill the rest of its list's view within this long at its rate takes those
+# rows at once (``_room``; they show blank, as reserved rows do): a race's first second made a
+# step, a layout of every pane (30-60 ms with four), each time the text grew half a
+# second's worth, 6 times before tail mode at 4 × 500 tok/s. A slow reply steps as before.
+ROOM_FILL_S = 1.0
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
@@ -923,6 +928,10 @@ class StreamingMarkdown(OneLayout, Widget):
                 rate = (lines - n) / (now - t)
                 ahead = min(self._grow_max, max(GROW_MIN, round(rate * GROW_AHEAD_S)))
         self._last_step = (now, lines)
+        if not self._tail and rate:
+            room = self._room() - lines
+            if 0 < room <= rate * ROOM_FILL_S:
+                ahead = max(ahead, room + 1)
         if self._may_tail(lines):
             if not self._tail:
                 self._gap = 0  # the text overflowed its view: its last row at the view's end
@@ -932,6 +941,26 @@ class StreamingMarkdown(OneLayout, Widget):
             ahead = max(ahead, TAIL_VIEWS * views, by_rate)
         self._reserved = max(self._reserved, lines - 1 + ahead)
         self._ahead = ahead
+
+    def _room(self) -> int:
+        """The rows this view can take while its list follows it without scrolling: from its
+        top to the end of the list's view, less the rows of its message below it (its live
+        line). 0 when it is not placed yet, its top is out of view, or its message is not the
+        list's last."""
+        follower = self._follower()
+        region: Region = self.region
+        if follower is None or not follower.follow or not region.height:
+            return 0
+        item: Widget = self  # the list's child this view is in (its message)
+        while isinstance(item.parent, Widget) and item.parent is not follower:
+            item = item.parent
+        if follower.children[-1] is not item:
+            return 0
+        viewport: Region = follower.scrollable_content_region
+        if region.y < viewport.y:
+            return 0
+        below: int = max(0, item.region.bottom - region.bottom)
+        return max(0, int(viewport.bottom) - region.y - below)
 
     def step_along(self) -> bool:
         """Another reply on the screen took a step of height in this frame, so the screen
