@@ -135,8 +135,12 @@ class Worker:
     ) -> None:
         assert self.engine is not None
         try:
+            # Events come both ways (the reads' straight from the reading task), in order.
             async for events in self.engine.stream_batches(
-                request, gate=gate, t_submit_ns=t_submit_ns
+                request,
+                gate=gate,
+                t_submit_ns=t_submit_ns,
+                sink=lambda events: self.emit_many(sid, events),
             ):
                 self.emit_many(sid, events)
         except asyncio.CancelledError:
