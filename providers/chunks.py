@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from providers.events import (
@@ -56,9 +57,22 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+# json's C scanner, called as ``json.loads`` calls it underneath. ``json.loads`` wraps it in
+# three Python calls and two whitespace matches: 4.2 µs a chunk of 180 characters against 2.0
+# µs straight (this machine, min of 30), on every event of every stream (issue 21).
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def loads(text: str) -> Any:
     """``json.loads``, with lone surrogates in strings replaced by U+FFFD."""
-    obj = json.loads(text)
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        # Anything but one value filling the text (leading or trailing whitespace, no value,
+        # extra data) goes the long way: json's own result, and its own error.
+        obj = json.loads(text)
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         obj = _clean(obj)
     return obj
