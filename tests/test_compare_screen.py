@@ -569,6 +569,12 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     from tui.widgets.streaming_markdown import GROW_MAX, GROW_MAX_BUSY
 
     monkeypatch.setattr(race_screen, "STEP_BUSY", -1.0 if busy else 2.0)
+    if not busy:
+        # And slow on the replies' clock: a reply growing a view in ROOM_FILL_S takes the
+        # rows left in its view, then its tail, busy or not (test_streaming_markdown).
+        from itertools import count
+
+        monkeypatch.setattr("tui.widgets.streaming_markdown._now", count(1000.0, 5.0).__next__)
     blank: list[int] = []
     tails: list[tuple[int, int]] = []  # (text rows, rows in view) of frames in tail mode
     along: list[int] = []

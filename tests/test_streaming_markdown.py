@@ -710,10 +710,15 @@ async def _stream(
         await pilot.pause()
 
 
-async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_full_render() -> None:
+async def test_fast_stream_sizes_unseen_blocks_and_scrolls_back_to_exactly_a_full_render(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 3,000 tok/s drawn at 20 frames a second: 150 tokens a frame, in a 12-row list. Blocks
     # that scroll past between frames are sized, not drawn; what is on screen is always what
     # a full render shows; after the end, the top of the reply, scrolled back to, is exact.
+    # (Frames seconds apart on the reply's clock: its rate is a view's rows in more than
+    # ROOM_FILL_S, so it scrolls row by row, not at its tail: the tail's own tests below.)
+    _slow_clock(monkeypatch)
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
@@ -771,7 +776,10 @@ async def test_sized_blocks_are_drawn_after_the_end_only_once_nothing_streams() 
         assert _shown(lazy) == _shown(ref)
 
 
-async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_exactly() -> None:
+async def test_scrolling_up_while_streaming_keeps_rows_in_place_and_draws_them_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _slow_clock(monkeypatch)  # (not at its tail: see the test above)
     text = _fast_text()
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
@@ -938,6 +946,14 @@ def _in_view(view: StreamingMarkdown) -> list[str]:
 def _blank_end(rows: list[str]) -> int:
     """How many blank rows end ``rows``."""
     return len(rows) - len(list(dropwhile(lambda r: not r.strip(), rows[::-1])))
+
+
+def _slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reply's clock (``_now``) advances 5 s at each reading: frames far apart, so a
+    reply's rate is a few rows a second, whatever it is fed."""
+    from itertools import count
+
+    monkeypatch.setattr("tui.widgets.streaming_markdown._now", count(1000.0, 5.0).__next__)
 
 
 def _tailing(view: StreamingMarkdown) -> bool:
@@ -1156,9 +1172,13 @@ async def test_scrolling_up_from_the_tail_keeps_the_rows_in_view() -> None:
         assert _in_view(lazy)[-1] == _shown(ref)[-1]
 
 
-async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_tail() -> None:
-    """Tail mode needs a busy screen and text that fills the view: a short reply, or any
-    reply on a screen that keeps up (``sync()``), steps as before."""
+async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_tail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tail mode needs a busy screen, or a reply that grows a view in ``ROOM_FILL_S`` or
+    less, and text that fills the view: a short reply, or a slower one on a screen that keeps
+    up (``sync()``), steps as before."""
+    _slow_clock(monkeypatch)
     app = _Pane()
     async with app.run_test(size=(70, 16)) as pilot:
         lazy = app.query_one("#lazy", StreamingMarkdown)
@@ -1168,6 +1188,27 @@ async def test_a_reply_that_does_not_fill_its_view_or_a_quiet_screen_takes_no_ta
         assert not lazy.in_tail  # busy, but the text is shorter than the view
         await _stream(pilot, [lazy, ref], _fast_text(), 150)
         assert not lazy.in_tail  # long, but the screen keeps up
+
+
+async def test_a_reply_growing_a_view_a_second_takes_its_tail_on_a_quiet_screen() -> None:
+    """A reply that grows a view's rows in ``ROOM_FILL_S`` or less takes its tail once its text
+    fills the view, before the frame pacer says the screen is busy (a race's first second:
+    each step before it laid out every pane), and shows a full render's rows there."""
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        tokens = _tokens(_fast_text())
+        tails = 0
+        for i in range(0, len(tokens), 30):
+            for view in (lazy, ref):
+                view.append("".join(tokens[i : i + 30]))
+                view.sync()  # not busy
+            await pilot.pause()
+            if lazy.in_tail:
+                tails += 1
+                shown = _in_view(lazy)
+                assert contiguous_in(shown[: len(shown) - _blank_end(shown)], _shown(ref)), i
+        assert tails >= 5
 
 
 async def test_a_fast_reply_at_its_tail_reserves_what_it_grows_in_tail_ahead_s(

@@ -881,14 +881,20 @@ class StreamingMarkdown(OneLayout, Widget):
         follower = self._follower()
         return follower.scrollable_content_region.height if follower is not None else 0
 
-    def _may_tail(self, lines: int) -> bool:
-        """Tail mode is taken at a step while the UI is busy, the list follows this reply and
-        the text already fills its view (so that the view shows text only, from the start)."""
-        if self._tail or self._grow_max != GROW_MAX_BUSY or self._finished or not self.driven:
+    def _may_tail(self, lines: int, rate: float) -> bool:
+        """Tail mode is taken at a step while the UI is busy or the text grows a view in
+        ``ROOM_FILL_S`` or less, the list follows this reply and the text already fills its
+        view (so that the view shows text only, from the start). By rate too: a race's
+        first second is busy before the frame pacer's average says so, and stepped every
+        ``GROW_MAX`` rows (a layout of every pane, 5 times at 4 × 500 tok/s)."""
+        if self._tail or self._finished or not self.driven:
             return self._tail
         follower = self._follower()
         rows = self._view_rows()
-        return bool(follower is not None and follower.pinned_to_end and rows and lines >= rows)
+        fast = self._grow_max == GROW_MAX_BUSY or rate * ROOM_FILL_S >= rows
+        return bool(
+            fast and follower is not None and follower.pinned_to_end and rows and lines >= rows
+        )
 
     def leave_tail(self, view_top: int | None = None) -> int:
         """Leave tail mode (the user scrolls away, or the reply ends): the text goes back to
@@ -932,7 +938,7 @@ class StreamingMarkdown(OneLayout, Widget):
             room = self._room() - lines
             if 0 < room <= rate * ROOM_FILL_S:
                 ahead = max(ahead, room + 1)
-        if self._may_tail(lines):
+        if self._may_tail(lines, rate):
             if not self._tail:
                 self._gap = 0  # the text overflowed its view: its last row at the view's end
             self._tail = True
