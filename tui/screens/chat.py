@@ -140,10 +140,10 @@ class ChatScreen(RaceScreen):
         self.query_one(MessageList).resume_follow()
 
     def action_scroll_messages(self, direction: int) -> None:
-        messages = self.query_one(MessageList)
+        messages = self.query_one(MessageList)  # at once, as the race's panes (CompareScreen)
         if direction < 0:
             if messages.scroll_y <= 0 and self.load_earlier():
                 return
-            messages.scroll_page_up()
+            messages.scroll_page_up(animate=False)
         else:
-            messages.scroll_page_down()
+            messages.scroll_page_down(animate=False)
