@@ -241,6 +241,19 @@ _CODE_SAMPLES = {
 }
 
 
+def _code_lines(
+    console: Any, options: Any, code: str, language: str, dark: bool, wrap: bool, padding: Any
+) -> list[Any]:
+    """``code`` as Rich's ``Syntax`` draws it, with or without ``word_wrap``."""
+    from rich.syntax import Syntax
+
+    from tui.widgets.streaming_markdown import code_theme, lexer_for
+
+    lexer, theme = lexer_for(language), code_theme(dark)
+    syntax = Syntax(code, lexer, theme=theme, word_wrap=wrap, padding=padding)
+    return list(console.render_lines(syntax, options, pad=True))
+
+
 @pytest.mark.parametrize("dark", [True, False])
 def test_code_that_fits_is_drawn_as_word_wrap_draws_it(dark: bool) -> None:
     """Code whose every line fits is drawn without ``word_wrap`` (one Rich render instead of
@@ -248,9 +261,8 @@ def test_code_that_fits_is_drawn_as_word_wrap_draws_it(dark: bool) -> None:
     for every language, blank and indented lines, tabs, trailing blanks, wide characters, and
     lines of the width exactly; a line one cell longer takes the wrapping path."""
     from rich.console import Console
-    from rich.syntax import Syntax
 
-    from tui.widgets.streaming_markdown import code_fits, code_theme, lexer_for
+    from tui.widgets.streaming_markdown import code_fits
 
     console = Console(width=200, color_system="truecolor", force_terminal=True)
     checked = wraps = 0
@@ -260,23 +272,10 @@ def test_code_that_fits_is_drawn_as_word_wrap_draws_it(dark: bool) -> None:
         for width in (12, 20, longest + 1, longest + 2, longest + 3, 48, 100):
             options = console.options.update_width(width).update(height=None)
             for padding in (1, (0, 1)):
-                wrapped = Syntax(
-                    code,
-                    lexer_for(language),
-                    theme=code_theme(dark),
-                    word_wrap=True,
-                    padding=padding,
-                )
-                plain = Syntax(
-                    code,
-                    lexer_for(language),
-                    theme=code_theme(dark),
-                    word_wrap=False,
-                    padding=padding,
-                )
-                want = console.render_lines(wrapped, options, pad=True)
+                want = _code_lines(console, options, code, language, dark, True, padding)
                 if code_fits(code, width - 2):
-                    assert console.render_lines(plain, options, pad=True) == want, (name, width)
+                    plain = _code_lines(console, options, code, language, dark, False, padding)
+                    assert plain == want, (name, width)
                     checked += 1
                 else:
                     wraps += 1

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from bench.common import Tmux
-from tests.support.cli import REPO
+from tests.support.cli import REPO, terminal_env
 from tests.support.mock_server import MockServerProcess
 
 pytestmark = [
@@ -37,13 +37,7 @@ IN_APP = {"alternate_on": "1", "mouse_any_flag": "1", "cursor_flag": "0"}
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {
-        "TOKENRACE_HOME": str(home),
-        "TERM": "xterm-256color",
-        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
-        "PYTHON_KEYRING_BACKEND": "tests.support.fake_keyring.FileKeyring",
-        "TOKENRACE_FAKE_KEYRING": str(home / "keyring.json"),
-    }
+    return terminal_env(home)
 
 
 def _app(home: Path, mock: MockServerProcess, args: str, width: int = 120) -> Tmux:

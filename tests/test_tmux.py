@@ -9,7 +9,6 @@ the UI adds nothing to the numbers.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import Tmux
-from tests.support.cli import REPO, run_cli
+from tests.support.cli import run_cli, terminal_env
 from tests.support.mock_server import MockServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -29,6 +28,10 @@ METRICS = re.compile(
     r"✓ complete · TTFT ([\d.]+) (ms|s) · ([\d.,]+) tok/s · (?:prefill ≤[\d.,]+ tok/s · )?"
     r"([\d,]+) tok"
 )
+
+
+def _env(home: Path) -> dict[str, str]:
+    return terminal_env(home)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -41,13 +44,7 @@ def test_long_markdown_reply_in_a_real_terminal(
     (isolated_home / "config.toml").write_text(
         f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
     )
-    env = {
-        "TOKENRACE_HOME": str(isolated_home),
-        "TERM": "xterm-256color",
-        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
-        "PYTHON_KEYRING_BACKEND": "tests.support.fake_keyring.FileKeyring",
-        "TOKENRACE_FAKE_KEYRING": str(isolated_home / "keyring.json"),
-    }
+    env = _env(isolated_home)
     tmux = Tmux(f"{sys.executable} -m tui.cli -m mock/mock-markdown", env)
     try:
         tmux.wait_for("Message…", 20, POLL_S)
@@ -110,13 +107,7 @@ def test_page_up_in_a_busy_race_holds_the_panes_a_page_up(
         name = f"pgup-{p}-{time.monotonic_ns()}"
         mock_server.add_scenario(name, {"tokens": tokens, "ttft_ms": 50, "tps": 500})
         names.append(name)
-    env = {
-        "TOKENRACE_HOME": str(isolated_home),
-        "TERM": "xterm-256color",
-        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
-        "PYTHON_KEYRING_BACKEND": "tests.support.fake_keyring.FileKeyring",
-        "TOKENRACE_FAKE_KEYRING": str(isolated_home / "keyring.json"),
-    }
+    env = _env(isolated_home)
     args = " ".join(f"-m mock/{n}" for n in names)
     tmux = Tmux(f"{sys.executable} -m tui.cli {args}", env, 200, 50)
 

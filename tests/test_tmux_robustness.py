@@ -6,7 +6,6 @@ Esc must cancel a reply that never ends while it pours in (item 4).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import Tmux
-from tests.support.cli import REPO
+from tests.support.cli import terminal_env
 from tests.support.hostile_stream import HostileServer
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -25,13 +24,7 @@ POLL_S = 0.25
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {
-        "TOKENRACE_HOME": str(home),
-        "TERM": "xterm-256color",
-        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
-        "PYTHON_KEYRING_BACKEND": "tests.support.fake_keyring.FileKeyring",
-        "TOKENRACE_FAKE_KEYRING": str(home / "keyring.json"),
-    }
+    return terminal_env(home)
 
 
 def _config(home: Path, url: str, extra: str = "") -> None:

@@ -10,6 +10,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def terminal_env(home: Path) -> dict[str, str]:
+    """The app's whole environment in a terminal of the tests' own (tmux): its home, and a
+    keyring in a file."""
+    return {
+        "TOKENRACE_HOME": str(home),
+        "TERM": "xterm-256color",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
+        "PYTHON_KEYRING_BACKEND": "tests.support.fake_keyring.FileKeyring",
+        "TOKENRACE_FAKE_KEYRING": str(home / "keyring.json"),
+    }
+
+
 def run_cli(
     *args: str,
     input: str | None = None,
