@@ -619,19 +619,15 @@ class StreamingMarkdown(OneLayout, Widget):
                 layout=new_height != height,
             )
             return new_height != height
-        if self._tail:
-            # The new rows went into the blank ones below the text: only they are drawn.
-            width = self.size.width or self._width
-            end = max(drawn, self._text_lines)
-            self.refresh(Region(0, shift + changed_from, width, max(1, end - changed_from)))
-            return False
         # Only the lines from the old open block down to the end of the text, old or new,
         # changed: redraw just those. The lines reserved below the text stay blank (each frame
-        # restyled them all: a third of the lines a race restyled). A new height also asks
-        # for a layout; ``_size_updated`` keeps the other lines' styling.
+        # restyled them all: a third of the lines a race restyled). At the tail, between two
+        # jumps, the text's rows are ``shift`` rows down, and none of them moved. A new height
+        # also asks for a layout; ``_size_updated`` keeps the other lines' styling.
+        top = shift + changed_from if self._tail else changed_from
         width = self.size.width or self._width
         end = max(drawn, self._text_lines)
-        changed = Region(0, changed_from, width, max(1, end - changed_from))
+        changed = Region(0, top, width, max(1, end - changed_from))
         self.refresh(changed, layout=new_height != height)
         return new_height != height
 
