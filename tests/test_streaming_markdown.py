@@ -292,6 +292,142 @@ def test_code_that_fits_is_drawn_as_word_wrap_draws_it(dark: bool) -> None:
     assert code_fits("日本", 4) and not code_fits("日本語", 5)
 
 
+_TABLE_CELLS = [
+    "",
+    "a",
+    "key",
+    "value",
+    "42",
+    "-3.5",
+    "MA00003",
+    "two words",
+    "a  b",
+    "x\\|y",
+    "100%",
+    "a cell long enough that it wraps at the narrower widths of a pane",
+    "`code`",
+    "`a  b `",
+    "**bold**",
+    "*em* tail",
+    "~~gone~~",
+    "[link](https://example.com)",
+    "café",
+    "✓ done",
+    "日本語",
+    "😀",
+    "a&nbsp;b",
+]
+_TABLE_ALIGNS = ["---", ":---", ":---:", "---:"]
+
+
+def _md_table(header: list[str], rows: list[list[str]], aligns: list[str] | None = None) -> str:
+    """A markdown table (rows may have fewer or more cells than the header)."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return "\n".join(
+        [line(header), line(aligns or ["---"] * len(header)), *(line(row) for row in rows)]
+    )
+
+
+def _tables() -> list[str]:
+    """Tables of 1 to 5 columns and 0 to 6 rows, cells of every kind in ``_TABLE_CELLS``,
+    alignments, short and long rows, tables inside a list and a quote, and a table's
+    prefixes as it streams in."""
+    rng = random.Random(7)
+    plain = _TABLE_CELLS[:11]
+    out = [
+        _md_table(["key", "value"], [[f"MA0000{i}", "42"] for i in range(3, 6)]),
+        _md_table(["key", "value"], []),  # header only
+        _md_table(["", ""], [["", ""]]),
+        _md_table(["a", ""], [["", ""], ["1", ""]]),
+        _md_table(["a", "b", "c"], [["1"], ["1", "2", "3", "4"]]),  # short and long rows
+        _md_table(["n"], [[str(i)] for i in range(6)]),
+        "- item\n\n  " + _md_table(["a", "b"], [["1", "2"]]).replace("\n", "\n  "),
+        "> " + _md_table(["a", "b"], [["one", "two"]]).replace("\n", "\n> "),
+    ]
+    for columns in range(1, 6):
+        for rows in range(7):
+            for kind in ("plain", "any", "aligned")[(columns + rows) % 3 :][:1]:
+                pool = plain if kind != "any" else _TABLE_CELLS
+                aligns = [rng.choice(_TABLE_ALIGNS) for _ in range(columns)]
+                out.append(
+                    _md_table(
+                        [rng.choice(pool) for _ in range(columns)],
+                        [[rng.choice(pool) for _ in range(columns)] for _ in range(rows)],
+                        aligns if kind == "aligned" else None,
+                    )
+                )
+    for cell in _TABLE_CELLS:  # every kind of cell, in the header and the body
+        for aligns in (["---", "---"], [":---:", "---:"]):
+            out.append(_md_table([cell, "b"], [["1", cell], [cell, "two"]], aligns))
+    sample = out[0]  # and as it streams in: an open table is drawn by the same path
+    out += [sample[:end] for end in range(sample.index("\n| MA"), len(sample), 6)]
+    return out
+
+
+def _table_lines(source: str, dark: bool, width: int, ascii_only: bool = False) -> list[Any]:
+    """``source`` as a reply's block draws it, ``width`` cells wide (on a terminal that has
+    only ASCII: Rich draws the table's box in ASCII)."""
+    from rich.console import Console
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    options = console.options.update_width(width).update(height=None)
+    if ascii_only:
+        options.encoding = "ascii"
+    return list(console.render_lines(render_markdown(source, dark).renderable, options))
+
+
+def _rich_table_lines(source: str, dark: bool, width: int, ascii_only: bool = False) -> list[Any]:
+    """``source`` drawn with every table drawn by Rich's ``Table``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tui.widgets.streaming_markdown.table_segments", lambda *a: None)
+        return _table_lines(source, dark, width, ascii_only)
+
+
+def _counting_tables(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records, for each table drawn from now on, whether it was drawn directly."""
+    from tui.widgets import streaming_markdown as sm
+
+    drawn: list[bool] = []
+    direct = sm.table_segments
+
+    def counted(*args: Any) -> Any:
+        segments = direct(*args)
+        drawn.append(segments is not None)
+        return segments
+
+    monkeypatch.setattr(sm, "table_segments", counted)
+    return drawn
+
+
+def test_tables_drawn_directly_are_drawn_as_rich_draws_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A table whose cells fit is drawn without Rich's ``Table`` (``table_segments``): exactly
+    the lines Rich draws, segments and styles, for every shape and kind of cell, at every
+    width and in both modes; a table that wraps, or a cell Rich must draw, takes Rich's path.
+    Most of these tables are drawn directly (the count), so the check is not empty."""
+    drawn = _counting_tables(monkeypatch)
+    tables = _tables()
+    for source in tables:
+        for width in (20, 30, 48, 80, 120):
+            for dark in (True, False):
+                direct = _table_lines(source, dark, width)
+                if drawn[-1]:  # (else Rich drew it: the same code)
+                    want = _rich_table_lines(source, dark, width)
+                    assert direct == want, (source, width, dark)
+    cases = len(tables) * 10
+    assert len(drawn) == cases
+    for source in tables[:8]:
+        want = _rich_table_lines(source, True, 48, ascii_only=True)
+        assert _table_lines(source, True, 48, ascii_only=True) == want, source
+        assert any("|" in segment.text for line in want for segment in line)
+    assert drawn.count(True) >= cases // 2, (drawn.count(True), cases)
+    assert drawn.count(False) >= cases // 10, (drawn.count(False), cases)
+
+
 async def test_frame_cost_does_not_grow_with_the_reply() -> None:
     # 40 sections (~4,000 tokens) of mixed markdown: lines drawn per sync in the last quarter
     # are no more than in the first quarter (a re-render of the whole reply would be ~10×).

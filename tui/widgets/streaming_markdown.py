@@ -152,7 +152,7 @@ def markdown_class() -> Any:
     """Rich's ``Markdown`` with one shared parser: Rich builds a new ``MarkdownIt`` (rules,
     linkify tables) for every document, and a reply is drawn as dozens of documents."""
     from markdown_it import MarkdownIt
-    from rich.markdown import CodeBlock
+    from rich.markdown import CodeBlock, TableElement
     from rich.markdown import Markdown as RichMarkdown
     from rich.syntax import Syntax
 
@@ -165,11 +165,27 @@ def markdown_class() -> Any:
             wrap = not code_fits(code, options.max_width - 2)
             yield Syntax(code, lexer, theme=self.theme, word_wrap=wrap, padding=1)
 
+    class _TableElement(TableElement):
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            row = self.header.row if self.header is not None else None
+            if row is not None:
+                rows = self.body.rows if self.body is not None else []
+                segments = table_segments(
+                    [cell.content for cell in row.cells],
+                    [[cell.content for cell in body_row.cells] for body_row in rows],
+                    console,
+                    options,
+                )
+                if segments is not None:
+                    return segments
+            return super().__rich_console__(console, options)
+
     class _Markdown(RichMarkdown):
         elements: ClassVar[dict[str, Any]] = {
             **RichMarkdown.elements,
             "fence": _CodeBlock,
             "code_block": _CodeBlock,
+            "table_open": _TableElement,
         }
 
         def __init__(self, markup: str, theme: str) -> None:
@@ -183,6 +199,145 @@ def markdown_class() -> Any:
             self.inline_code_theme = theme
 
     return _Markdown
+
+
+def table_segments(
+    header: list[Text], rows: list[list[Text]], console: Console, options: ConsoleOptions
+) -> list[Segment] | None:
+    """The segments Rich's ``Table`` draws for a markdown table, drawn here without it when
+    every cell fits on one line at its column's natural width; None when one does not (or the
+    table is not the usual shape), and Rich draws it.
+
+    A table was a main cost of a reply with tables: Rich measures every cell through two
+    wrappers, renders each through ``Padding`` and ``render_lines`` twice, and reshapes the
+    lines (1.5-2.4 ms for 2 columns and 4 rows; the open table of a reply is drawn again at
+    every frame). When nothing wraps, what it draws is simple: each column as wide as its
+    widest cell plus the padding between columns, each cell its text padded to that width,
+    and the borders of ``box.SIMPLE``. This follows ``TableElement`` and ``Table._render`` step
+    by step, with the same styles added in the same order (a ``Style`` sum is not
+    commutative), so the lines are equal segment for segment
+    (``test_tables_drawn_directly_are_drawn_as_rich_draws_them``). A cell of plain printable
+    ASCII is drawn here; any other cell (inline code, emphasis, other characters) is drawn
+    by Rich's ``Text`` itself at the column's width, as the table would draw it."""
+    from rich import box
+    from rich.cells import cell_len
+
+    count = len(header)
+    if not count or any(len(row) != count for row in rows):
+        return None  # markdown-it gives every row the header's cells; Rich would add columns
+    grid = [header, *rows]
+    # Natural widths, as ``Table._measure_column`` measures them: the widest cell (a
+    # ``Text``'s widest line, here its only one) plus the padding to its right, 1 cell after
+    # every column but the last (``collapse_padding`` and no ``pad_edge``); at least 1.
+    pads = [1] * (count - 1) + [0]
+    widths = [0] * count
+    for cells in grid:
+        for i, text in enumerate(cells):
+            plain = text.plain
+            if plain.isascii() and plain.isprintable():
+                length = len(plain)
+            elif "\t" in plain or (plain and plain.splitlines() != [plain]):
+                return None  # tabs are expanded, and a line break wraps: Rich draws it
+            else:
+                length = cell_len(plain)
+            widths[i] = max(widths[i], length + pads[i])
+    widths = [width or 1 for width in widths]
+    # Beyond the width the table shrinks columns and wraps cells: Rich draws that. An empty
+    # column but the last has no room for its text at all, which Rich draws apart too.
+    if sum(widths) > options.max_width - (count + 1) or any(
+        width - pad < 1 for width, pad in zip(widths, pads, strict=True)
+    ):
+        return None
+
+    get_style = console.get_style
+    null = Style.null()
+    pad_style = get_style("none")  # ``Padding``'s style: the cells' padding
+    border = get_style("markdown.table.border") + get_style("")  # table style + border style
+    row_styles = (
+        get_style(get_style("table.header") + get_style("")) + null,  # the header row's cells
+        get_style(get_style("")) + get_style(null),  # a body row's cells
+    )
+    # A header cell's text is stylized with "markdown.table.header"; ``Text.render`` adds its
+    # style to the text's own ("") for the text, and leaves the padding in the text's own.
+    text_base = get_style("", default=null)
+    heading = Style.combine((text_base, get_style("markdown.table.header", default=null)))
+    simple = box.SIMPLE.substitute(options, safe=console.safe_box)
+    column_options: list[ConsoleOptions | None] = [None] * count
+
+    new_line = Segment.line()
+    out = [Segment(simple.get_top(widths), border), new_line]
+    last_row = len(grid) - 1
+    for index, cells in enumerate(grid):
+        if index == 0:
+            left, right, between = simple.head_left, simple.head_right, simple.head_vertical
+        elif index == last_row:
+            left, right, between = simple.foot_left, simple.foot_right, simple.foot_vertical
+        else:
+            left, right, between = simple.mid_left, simple.mid_right, simple.mid_vertical
+        # A blank divider takes the row's background (a null style's here), then the border's.
+        divider = Segment(between, border if between.strip() else null.background_style + border)
+        cell_style = row_styles[index > 0]
+        out.append(Segment(left, border))
+        for i, text in enumerate(cells):
+            plain = text.plain
+            width = widths[i] - pads[i]
+            justify = text.justify
+            if (
+                not text.spans
+                and justify in ("default", "left", "center", "right")
+                and plain.isascii()
+                and plain.isprintable()
+                and plain == plain.strip()
+            ):
+                # ``Text.wrap`` at a width the text fits: no break, and justified by padding
+                # the text ("default" leaves it, then ``render_lines`` pads it in ``Padding``'s
+                # style).
+                room = width - len(plain)
+                lead = room // 2 if justify == "center" else room if justify == "right" else 0
+                trail = room - lead if justify in ("left", "center") else 0
+                segments = (
+                    [
+                        *([Segment(" " * lead, text_base)] if lead else ()),
+                        Segment(plain, heading),
+                        *([Segment(" " * trail, text_base)] if trail else ()),
+                    ]
+                    if index == 0 and plain
+                    else [Segment(" " * lead + plain + " " * trail)]
+                )
+                if justify == "default" and room:
+                    segments.append(Segment(" " * room, pad_style))
+            else:
+                # Drawn by Rich's ``Text``, at the width and with the options ``Padding`` draws
+                # it with inside the table's cell.
+                drawn = text
+                if index == 0:
+                    drawn = text.copy()
+                    drawn.stylize("markdown.table.header")
+                options_i = column_options[i]
+                if options_i is None:
+                    options_i = column_options[i] = options.update(
+                        width=width,
+                        justify="left",
+                        no_wrap=False,
+                        overflow="ellipsis",
+                        height=None,
+                        highlight=False,
+                    )
+                lines = console.render_lines(drawn, options_i, style=pad_style, pad=True)
+                if len(lines) != 1:
+                    return None
+                segments = lines[0]
+            if pads[i]:
+                segments.append(Segment(" " * pads[i], pad_style))
+            if cell_style:
+                segments = list(Segment.apply_style(segments, cell_style))
+            out += segments
+            out.append(divider if i < count - 1 else Segment(right, border))
+        out.append(new_line)
+        if index == 0:
+            out += [Segment(simple.get_row(widths, "head", edge=True), border), new_line]
+    out += [Segment(simple.get_bottom(widths), border), new_line]
+    return out
 
 
 def code_fits(code: str, width: int) -> bool:
