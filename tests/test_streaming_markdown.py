@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 
@@ -426,6 +428,38 @@ def test_tables_drawn_directly_are_drawn_as_rich_draws_them(
         assert any("|" in segment.text for line in want for segment in line)
     assert drawn.count(True) >= cases // 2, (drawn.count(True), cases)
     assert drawn.count(False) >= cases // 10, (drawn.count(False), cases)
+
+
+_WORDS = st.lists(
+    st.one_of(
+        st.sampled_from(["a", "key", "value", "MA00003", "total", "n/a", "x-y", "ok."]),
+        st.integers(-(10**6), 10**9).map(str),
+        st.floats(-1e4, 1e4, allow_nan=False).map(lambda x: f"{x:.2f}"),
+    ),
+    max_size=4,
+).map(" ".join)
+
+
+@st.composite
+def _random_tables(draw: st.DrawFn) -> tuple[str, int]:
+    """A table of 1 to 5 columns and 0 to 5 rows of words and numbers, any alignments, and a
+    width to draw it at: any, or about the table's own (where it starts to wrap)."""
+    columns = draw(st.integers(1, 5))
+    rows = draw(st.integers(0, 5))
+    cells = draw(st.lists(_WORDS, min_size=columns * (rows + 1), max_size=columns * (rows + 1)))
+    aligns = draw(st.lists(st.sampled_from(_TABLE_ALIGNS), min_size=columns, max_size=columns))
+    body = [cells[columns * (r + 1) : columns * (r + 2)] for r in range(rows)]
+    natural = sum(max(map(len, cells[i::columns])) for i in range(columns)) + 2 * columns
+    width = draw(st.one_of(st.integers(8, 140), st.integers(natural - 3, natural + 3)))
+    return _md_table(cells[:columns], body, aligns), max(width, 1)
+
+
+@settings(max_examples=120, deadline=None)
+@given(table=_random_tables(), dark=st.booleans())
+def test_random_tables_are_drawn_as_rich_draws_them(table: tuple[str, int], dark: bool) -> None:
+    """Tables of words and numbers, drawn directly or by Rich: the same lines."""
+    source, width = table
+    assert _table_lines(source, dark, width) == _rich_table_lines(source, dark, width), table
 
 
 async def test_frame_cost_does_not_grow_with_the_reply() -> None:
