@@ -122,3 +122,26 @@ async def test_locked_database(isolated_home: Path, mock_server: MockServerProce
             assert contents == ["while locked", "saved after the lock"]
     finally:
         other.close()
+
+
+async def test_the_writer_reports_a_failure_without_waiting_for_the_ui(
+    isolated_home: Path, mock_server: MockServerProcess
+) -> None:
+    """The store's writer thread tells the app of a failure and goes on at once: it never
+    waits for the UI's loop. It used to (``call_from_thread``), so a long frame held up the
+    saves, and a ``Store.flush`` on the UI's thread waited out its timeout for a writer that
+    was waiting for the UI (``test_locked_database`` failed so on a loaded machine)."""
+    import threading
+
+    app = make_app(mock_config(mock_server), isolated_home, models=["mock/x"])
+    async with app.run_test(size=(100, 30)) as pilot:
+        writer = threading.Thread(target=app.store_error, args=("cannot save history (test)",))
+        writer.start()
+        writer.join(2.0)  # on the UI's thread: its loop runs nothing until this returns
+        assert not writer.is_alive(), "the writer waited for the UI's loop"
+        await wait_until(
+            pilot,
+            lambda: "cannot save history (test)" in notices(app),
+            timeout=5,
+            what="the notice, shown once the loop runs",
+        )

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual import events
@@ -612,11 +613,16 @@ class TokenraceApp(App[None]):
         self.push_screen(LoadScreen(models))
 
     def store_error(self, message: str) -> None:
-        """Called from the store's writer thread, or from a read here that found damage."""
-        try:
-            self.call_from_thread(self.notify, message, severity="error", timeout=15)
-        except RuntimeError:  # on the app's own thread
+        """Called from the store's writer thread, or from a read here that found damage. The
+        writer never waits for the UI: with ``call_from_thread`` it did, so a frame held up
+        the saves, and a ``Store.flush`` on the UI's thread waited out its whole timeout for
+        a writer that was waiting for the UI (``test_locked_database`` under load)."""
+        loop = self._loop
+        if loop is None or self._thread_id == threading.get_ident():
             self.notify(message, severity="error", timeout=15)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: the app has ended
+            loop.call_soon_threadsafe(partial(self.notify, message, severity="error", timeout=15))
 
     # --- actions -------------------------------------------------------------------------
 
