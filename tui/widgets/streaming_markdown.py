@@ -44,6 +44,8 @@ from tui.textual_private import (
 if TYPE_CHECKING:  # imported when the first reply is drawn: 25 ms less before the first frame
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
+    from rich.measure import Measurement
+    from rich.padding import PaddingDimensions
     from rich.syntax import Syntax
     from textual.selection import Selection
 
@@ -154,16 +156,13 @@ def markdown_class() -> Any:
     from markdown_it import MarkdownIt
     from rich.markdown import CodeBlock, TableElement
     from rich.markdown import Markdown as RichMarkdown
-    from rich.syntax import Syntax
 
     parser = MarkdownIt().enable("strikethrough").enable("table")
 
     class _CodeBlock(CodeBlock):
         def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
             code = str(self.text).rstrip()
-            lexer = lexer_for(self.lexer_name)
-            wrap = not code_fits(code, options.max_width - 2)
-            yield Syntax(code, lexer, theme=self.theme, word_wrap=wrap, padding=1)
+            yield FastCode(code, lexer_for(self.lexer_name), self.theme, 1)
 
     class _TableElement(TableElement):
         def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -367,14 +366,189 @@ def lexer_for(language: str) -> Any:
         return language
 
 
+# Code drawn by ``FastCode``: printable ASCII, tabs and line ends. Anything else (wide or
+# zero-width characters, control codes Rich strips or counts as zero cells, carriage returns
+# Pygments rewrites) is left to Rich's ``Syntax``.
+_PLAIN_CODE = re.compile(r"[\n\t -~]*")
+FAST_CODE = True  # tests turn it off to draw every block through Rich's ``Syntax``
+
+
+class _CodeTheme:
+    """A syntax theme's styles as ``Syntax`` applies them, kept per theme name: ``Syntax``
+    builds its theme again for every block, and combines every token's style twice (once in
+    its ``Text``, once in its ``Padding``) for every render."""
+
+    def __init__(self, name: str) -> None:
+        from pygments.token import Comment
+        from rich.syntax import Syntax
+
+        self.theme = Syntax.get_theme(name)
+        # ``Syntax._get_base_style`` without a ``background_color``.
+        self.base = self.theme.get_background_style() + Style()
+        # Code on a transparent background takes another path through ``Syntax`` (not padded
+        # to its width); such a theme is left to it.
+        simple = self.base + self.theme.get_style_for_token(Comment) + Style(dim=True) + Style()
+        self.opaque = not (self.base.transparent_background or simple.transparent_background)
+        # A line's blank end: the line's style in the ``Text``, the padding's over it.
+        self.blank = self.base + self.base
+        self.styles: dict[Any, Style | None] = {}
+
+    def style(self, token_type: Any) -> Style | None:
+        """What a token of ``token_type`` is drawn in: the line's style, the token's over it,
+        then the padding's style under both. None for a token without a style (a type the
+        theme does not know, as YAML's scalars): Rich's ``Text`` gives it no span, so its text
+        is drawn in the line's style, in one segment with the text around it that has none."""
+        try:
+            return self.styles[token_type]
+        except KeyError:
+            token = self.theme.get_style_for_token(token_type)
+            style = self.base + (self.base + token) if token else None
+            self.styles[token_type] = style
+            return style
+
+
+@cache
+def _code_theme(name: str) -> _CodeTheme:
+    """The theme called ``name``, made once."""
+    return _CodeTheme(name)
+
+
+class FastCode:
+    """Code as Rich's ``Syntax`` draws it, with ``padding``: segment for segment, the same
+    text and styles. Code whose every line fits (``code_fits``) is drawn here from Pygments'
+    tokens, without ``word_wrap``: ``Syntax`` then builds a ``Text``, splits it into lines,
+    pads them and renders them again inside a ``Padding``. A fence of 8 lines of Python at 48
+    columns took 1.33 ms, 0.40 of it in Pygments, and takes 0.54 (Pygments' 0.40 is most of
+    it now). Code that does not fit is drawn by ``Syntax`` with ``word_wrap``, and code this
+    cannot draw exactly (see ``_lines``) by ``Syntax`` without it."""
+
+    def __init__(self, code: str, lexer: Any, theme: str, padding: PaddingDimensions) -> None:
+        from rich.padding import Padding
+
+        self.code = code
+        self.lexer = lexer
+        self.theme = theme
+        self.padding = Padding.unpack(padding)
+
+    def syntax(self, word_wrap: bool) -> Syntax:
+        """Rich's ``Syntax`` for this code: what it is drawn by when not drawn here."""
+        from rich.syntax import Syntax
+
+        return Syntax(
+            self.code, self.lexer, theme=self.theme, word_wrap=word_wrap, padding=self.padding
+        )
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return self.syntax(False).__rich_measure__(console, options)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # A list, not a generator: Rich iterates either, and this is one generator fewer
+        # for every segment.
+        top, right, bottom, left = self.padding
+        width = options.max_width
+        code_width = width - left - right
+        if not code_fits(self.code, code_width):
+            return [self.syntax(True)]
+        lines = self._lines(code_width) if FAST_CODE else None
+        if lines is None:
+            return [self.syntax(False)]
+        # As ``Padding`` yields them, around the lines ``Syntax`` draws.
+        style = _code_theme(self.theme).base
+        blank = [Segment(" " * width + "\n", style)]
+        pad_left = [Segment(" " * left, style)] if left else []
+        end = [Segment(" " * right, style), Segment.line()] if right else [Segment.line()]
+        out = blank * top
+        for line in lines:
+            out += pad_left
+            out += line
+            out += end
+        out += blank * bottom
+        return out
+
+    def _lines(self, code_width: int) -> list[list[Segment]] | None:
+        """The code's lines, each ``code_width`` cells wide, as ``Syntax`` draws them without
+        ``word_wrap``. Its ``Text`` gives every token with a style a span, and every line a span
+        of the line's style; a segment ends wherever a span does. So a line is a segment per
+        piece of a token with a style, in the token's style, and the text between them that has
+        none, with the line's blank end, in the line's. None where that is not certain:
+        characters other than printable ASCII, tokens that are not the code, a transparent
+        theme, a line wider than ``code_width``."""
+        code = self.code
+        theme = _code_theme(self.theme)
+        if code_width < 1 or not theme.opaque or not _PLAIN_CODE.fullmatch(code):
+            return None
+        lexer = self.lexer
+        if isinstance(lexer, str):  # Rich looks the name up, and lexes as plain text if unknown
+            lexer = lexer_for(lexer)
+            if isinstance(lexer, str):
+                lexer = lexer_for("text")
+        # ``Syntax._process_code``: a line end is added and tabs are expanded before lexing,
+        # and the added line end is taken off the highlighted text.
+        ends_on_nl = code.endswith("\n")
+        processed = (code if ends_on_nl else code + "\n").expandtabs(4)
+        styles = theme.styles
+        blank = theme.blank
+        lines: list[list[Segment]] = []
+        line: list[Segment] = []
+        append = line.append
+        length = 0
+        plain = ""  # text without a style since the last segment
+        seen = 0
+        for token_type, value in lexer.get_tokens(processed):
+            if not processed.startswith(value, seen):
+                return None
+            seen += len(value)
+            try:
+                style = styles[token_type]
+            except KeyError:
+                style = theme.style(token_type)
+            if "\n" not in value:  # most tokens: a piece of one line
+                if value:
+                    length += len(value)
+                    if style is None:
+                        plain += value
+                    else:
+                        if plain:
+                            append(Segment(plain, blank))
+                            plain = ""
+                        append(Segment(value, style))
+                continue
+            for i, piece in enumerate(value.split("\n")):
+                if i:  # the line ends
+                    if length > code_width:
+                        return None
+                    plain += " " * (code_width - length)
+                    if plain:
+                        append(Segment(plain, blank))
+                    lines.append(line)
+                    line, length, plain = [], 0, ""
+                    append = line.append
+                if piece:
+                    length += len(piece)
+                    if style is None:
+                        plain += piece
+                    else:
+                        if plain:
+                            append(Segment(plain, blank))
+                            plain = ""
+                        append(Segment(piece, style))
+        if seen != len(processed) or line or plain:
+            return None
+        if ends_on_nl:  # the text keeps its line end, and so a blank last line
+            lines.append([Segment(" " * code_width, blank)])
+        return lines
+
+
 def preload() -> None:
     """Import and build what drawing a reply needs (markdown-it, Rich's markdown and syntax,
-    Pygments' Python lexer: ~90 ms), so that the first reply does not wait for it. Run in a
-    thread once the first frame is out: the imports are deferred to keep start-up fast, and
-    without this the first code block of the first reply stalled the frames for as long (render
-    lag at 2 × 200 tok/s peaked at 170-280 ms a second into the stream)."""
+    Pygments' Python lexer, both code themes: ~90 ms), so that the first reply does not wait
+    for it. Run in a thread once the first frame is out: the imports are deferred to keep
+    start-up fast, and without this the first code block of the first reply stalled the frames
+    for as long (render lag at 2 × 200 tok/s peaked at 170-280 ms a second into the stream)."""
     markdown_class()
     lexer_for("python")
+    for dark in (True, False):
+        _code_theme(code_theme(dark))
 
 
 def render_markdown(source: str, dark: bool) -> Trimmed:
@@ -1527,13 +1701,9 @@ class _OpenFence:
         self._current_lines: list[Strip] = []
         self.one_chunk = False  # the last lines drawn were one highlight of the whole code
 
-    def _syntax(self, code: str, dark: bool, width: int) -> Syntax:
-        from rich.syntax import Syntax
-
+    def _syntax(self, code: str, dark: bool) -> FastCode:
         self.highlighted_lines += code.count("\n") + 1
-        lexer = lexer_for(self.language)
-        wrap = not code_fits(code, width - 2)
-        return Syntax(code, lexer, theme=code_theme(dark), word_wrap=wrap, padding=(0, 1))
+        return FastCode(code, lexer_for(self.language), code_theme(dark), (0, 1))
 
     def lines(self, fence_source: str, view: StreamingMarkdown, width: int) -> list[Strip]:
         complete, partial, _ = fence_lines(fence_source)
@@ -1547,7 +1717,7 @@ class _OpenFence:
                     self._current = []
                 self._current.append(line)
             self._current_lines = view._render_strips(
-                self._syntax("\n".join(self._current), dark, width), width
+                self._syntax("\n".join(self._current), dark), width
             )
         self.one_chunk = not self._chunks and not partial
         out = [line for chunk in self._chunks for line in chunk]
