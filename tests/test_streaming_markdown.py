@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
@@ -240,6 +240,12 @@ _CODE_SAMPLES = {
     "text": "plain words\n\n   indented   \nend",
     "nosuchlanguage": "some code\nmore",
     "python-wide": "s = '日本語のテキスト'  # 全角\nprint(s, '😀')\n",
+    "python-docstring": 'def f():\n    """One\n\ttwo   \n    """\n    return 1',
+    "python-line": "x = 1",
+    "python-blank": "",
+    "python-blank-lines": "\n\nx = [\n\n]\n\n",
+    "c": "#include <stdio.h>\nint main(void) {\n\treturn 0;\t// tab\n}\n",
+    "diff": "--- a\n+++ b\n@@ -1 +1 @@\n-old\n+new",
 }
 
 
@@ -460,6 +466,161 @@ def test_random_tables_are_drawn_as_rich_draws_them(table: tuple[str, int], dark
     """Tables of words and numbers, drawn directly or by Rich: the same lines."""
     source, width = table
     assert _table_lines(source, dark, width) == _rich_table_lines(source, dark, width), table
+
+
+def _fast_and_syntax(
+    console: Any, options: Any, code: str, language: str, theme: str, padding: Any
+) -> tuple[Any, Any, bool]:
+    """``code`` drawn by ``FastCode`` and by Rich's ``Syntax`` as the app built it (with
+    ``word_wrap`` when a line does not fit): each as the segments Rich's render yields and as
+    lines, and whether ``FastCode`` drew it itself (not through ``Syntax``)."""
+    from rich.padding import Padding
+    from rich.syntax import Syntax
+
+    from tui.widgets.streaming_markdown import FastCode, code_fits, lexer_for
+
+    _, right, _, left = Padding.unpack(padding)
+    code_width = options.max_width - left - right
+    fits = code_fits(code, code_width)
+    lexer = lexer_for(language)
+    fast = FastCode(code, lexer, theme, padding)
+    syntax = Syntax(code, lexer, theme=theme, word_wrap=not fits, padding=padding)
+    drawn = (list(console.render(fast, options)), console.render_lines(fast, options, pad=True))
+    want = (list(console.render(syntax, options)), console.render_lines(syntax, options, pad=True))
+    return drawn, want, fits and fast._lines(code_width) is not None
+
+
+_SYNTAX_FALLBACKS = {"python-wide"}  # not printable ASCII: drawn by ``Syntax``
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_fast_code_draws_exactly_what_syntax_draws(dark: bool) -> None:
+    """``FastCode`` draws code that fits from Pygments' tokens, without Rich's ``Text``: the
+    same segments as ``Syntax``, text and style, in the same order, for every sample (blank,
+    indented and tabbed lines, trailing blanks, tokens across lines, tokens the theme has no
+    style for, an unknown language, no code at all), at the width of the longest line and
+    wider, with both paddings the app uses. Code that does not fit, or that is not printable
+    ASCII, is drawn by ``Syntax`` itself."""
+    from rich.console import Console
+
+    from tui.widgets.streaming_markdown import code_theme
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    fast = slow = 0
+    for name, code in _CODE_SAMPLES.items():
+        language = name.split("-")[0]
+        longest = max(len(line.expandtabs(4)) for line in code.split("\n"))
+        for width in (12, longest + 1, longest + 2, longest + 3, 48, 100):
+            options = console.options.update_width(width).update(height=None)
+            for padding in (1, (0, 1)):
+                drawn, want, by_fast = _fast_and_syntax(
+                    console, options, code, language, code_theme(dark), padding
+                )
+                assert drawn == want, (name, width, padding)
+                if width >= max(3, longest + 2):  # (a cell of code at least)
+                    assert by_fast == (name not in _SYNTAX_FALLBACKS), (name, width)
+                fast += by_fast
+                slow += not by_fast
+    assert fast >= 100 and slow >= 20, (fast, slow)
+
+
+def test_fast_code_leaves_to_syntax_what_it_cannot_draw_exactly() -> None:
+    """Control codes (Rich strips some, counts others as no cells), wide characters, a
+    carriage return (Pygments makes it a line end), a theme on the terminal's background
+    (``Syntax`` takes another path), a width without room for code: drawn by ``Syntax``,
+    and so exactly as it draws them."""
+    from rich.console import Console
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    cases = [
+        ("x = '\x1b[1m'  # escape\nbell = '\x07'", "monokai", 40),
+        ("a = 1\r\nb = 2\r", "default", 40),
+        ("s = 'é'", "monokai", 40),
+        ("x = 1", "ansi_dark", 40),
+        ("", "monokai", 2),
+    ]
+    for code, theme, width in cases:
+        options = console.options.update_width(width).update(height=None)
+        for padding in (1, (0, 1)):
+            drawn, want, by_fast = _fast_and_syntax(
+                console, options, code, "python", theme, padding
+            )
+            assert drawn == want and not by_fast, (code, theme, width)
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_fences_draw_the_same_with_and_without_fast_code(dark: bool) -> None:
+    """Through the markdown renderer, as replies are drawn: every sample as a fence, alone, in
+    a list and in a quote, the same lines with ``FastCode`` as with ``Syntax`` only
+    (``FAST_CODE`` off), and ``FastCode`` drew them."""
+    from rich.console import Console
+
+    from tui.widgets import streaming_markdown as sm
+
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    drawn_fast = 0
+    real_lines = sm.FastCode._lines
+
+    def counted(self: Any, code_width: int) -> Any:
+        nonlocal drawn_fast
+        lines = real_lines(self, code_width)
+        drawn_fast += lines is not None
+        return lines
+
+    for name, code in _CODE_SAMPLES.items():
+        language = name.split("-")[0]
+        fence = f"```{language}\n{code.rstrip()}\n```"
+        quoted = "\n".join("> " + line for line in fence.split("\n"))
+        listed = "- item\n\n" + "\n".join("  " + line for line in fence.split("\n"))
+        for source in (fence, f"Text.\n\n{quoted}\n", listed):
+            for width in (20, 48, 100):
+                options = console.options.update_width(width).update(height=None)
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(sm.FastCode, "_lines", counted)
+                    fast = console.render_lines(
+                        sm.render_markdown(source, dark).renderable, options
+                    )
+                    mp.setattr(sm, "FAST_CODE", False)
+                    slow = console.render_lines(
+                        sm.render_markdown(source, dark).renderable, options
+                    )
+                assert fast == slow, (name, source, width)
+    assert drawn_fast >= 60, drawn_fast
+
+
+_CODE_PIECES = st.one_of(
+    st.characters(min_codepoint=32, max_codepoint=126),
+    st.sampled_from(["\n", "\n", "\t", "    ", '"""', "'", "#", "\\", "def ", "x = ", "  \n"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(_CODE_PIECES, max_size=60),
+    language=st.sampled_from(["python", "text"]),
+    dark=st.booleans(),
+    extra=st.integers(-2, 8),
+    padding=st.sampled_from([1, (0, 1)]),
+)
+def test_fast_code_draws_random_code_exactly_as_syntax(
+    pieces: list[str], language: str, dark: bool, extra: int, padding: Any
+) -> None:
+    """Random printable ASCII with line ends and tabs, as Python and as plain text: the same
+    segments as ``Syntax``, drawn by ``FastCode`` whenever it fits."""
+    from rich.console import Console
+
+    from tui.widgets.streaming_markdown import code_theme
+
+    code = "".join(pieces)
+    console = Console(width=200, color_system="truecolor", force_terminal=True)
+    longest = max(len(line) for line in code.expandtabs(4).split("\n"))
+    width = max(3, longest + 2 + extra)
+    options = console.options.update_width(width).update(height=None)
+    drawn, want, by_fast = _fast_and_syntax(
+        console, options, code, language, code_theme(dark), padding
+    )
+    assert drawn == want
+    assert by_fast == (width >= longest + 2)
 
 
 async def test_frame_cost_does_not_grow_with_the_reply() -> None:
