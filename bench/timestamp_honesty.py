@@ -31,7 +31,7 @@ def heavy_text(multiplier: int) -> str:
 
 async def race(
     server: MockServerProcess, b_tokens: int, multiplier: int
-) -> tuple[list[int], float]:
+) -> tuple[list[int], float | None]:
     home = Path(tempfile.mkdtemp(prefix="tokenrace-bench-"))
     os.environ["TOKENRACE_HOME"] = str(home)
     server.add_scenario("honest-a", {"text": heavy_text(multiplier), "ttft_ms": 5})
@@ -45,7 +45,7 @@ async def pane_b_stamps(
     models: list[str],
     size: tuple[int, int],
     every_pane: bool = True,
-) -> tuple[list[int], float]:
+) -> tuple[list[int], float | None]:
     """Race ``models`` in the app (``go`` as the prompt): pane B's token stamps as the app
     received them, and B's decode rate, once every pane (or B alone) has finished."""
     config = parse_config({"endpoints": {"mock": {"base_url": server.base_url}}})
@@ -74,8 +74,8 @@ async def pane_b_stamps(
             await pilot.pause(0.05)
         b = screen.runs[1]
         ours = [e.t_ns for e in b.events if isinstance(e, TOKEN_EVENTS)]
+        # None when B's tokens came in one read (a starved client): the row says so.
         rate = b.final().decode_tps
-    assert rate is not None
     return ours, rate
 
 
@@ -90,7 +90,8 @@ def run(quick: bool = False) -> list[Row]:
         abs((ours[i] - ours[i - 1]) - (sends[i] - sends[i - 1])) / 1e6 for i in range(1, len(ours))
     ]
     p99 = pct(errors, 99)
-    assert p99 is not None
+    if p99 is None or rate is None:
+        return [unmeasured("Timestamp honesty under load (B's gaps vs server's)", ours, rate)]
     # B's decode rate against the rate of the server's own sends, one token an event: the
     # mock keeps an absolute schedule, so a first token sent late on a loaded machine is
     # followed by a catch-up, and 50 tok/s is what was asked, not what was sent.
@@ -106,3 +107,15 @@ def run(quick: bool = False) -> list[Row]:
             {"gap_errors_ms": errors, "b_rate": rate, "server_rate": sent_rate},
         )
     ]
+
+
+def unmeasured(name: str, ours: list[int], rate: float | None) -> Row:
+    """A row that could not be measured: too few of B's tokens, or all in one read (on a
+    starved machine, as a loaded CI's smoke run). A failed row, not a crashed script."""
+    return Row(
+        name,
+        "p99 error ≤ 10 ms",
+        f"not measured: B's app stamps {len(ours)} tokens, its decode rate {rate}",
+        False,
+        {"b_tokens": len(ours), "b_rate": rate},
+    )
