@@ -128,7 +128,11 @@ def test_page_up_in_a_busy_race_holds_the_panes_a_page_up(
             time.sleep(1.0)
             later = shown()
             assert before and after, (attempt, before, after)
-            assert max(after) <= max(before) and min(after) < min(before), (attempt, before, after)
+            # A page up from where the key found the pane: text that came between the capture
+            # and the key (a jump of half a view, at most a few markers at 20 a second) may
+            # show at the page's foot; a pane that kept following would be 20 markers on.
+            assert min(after) < min(before), (attempt, before, after)
+            assert max(after) <= max(before) + 5, (attempt, before, after)
             assert later == after, (attempt, after, later)  # held while the race goes on
             for _ in range(8):  # back down to the newest text: the panes follow it again
                 tmux.keys("PageDown")
