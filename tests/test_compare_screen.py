@@ -480,7 +480,11 @@ async def test_a_fault_while_showing_a_reply_ends_it_and_the_screen_goes_on(
     reply with what it received and says so; the screen is not left streaming for good: the
     other pane finishes and the next prompt goes out."""
     ok = scenario(mock_server, text="Fine answer.", ttft_ms=50, tps=50)
-    odd = scenario(mock_server, text="First part. BOOM second part.", ttft_ms=50, tps=50)
+    # The end of the stream comes 30 tokens (0.6 s) after "BOOM": on a loaded machine the
+    # engine read "BOOM" and the end in one batch of a shorter reply, and the reply was then
+    # whole (complete, the failure a notice on it: ``_failed``), not cut off in error.
+    odd_text = "First part. BOOM second part." + " more" * 30
+    odd = scenario(mock_server, text=odd_text, ttft_ms=50, tps=50)
     if when == "streaming":
         original = AssistantMessage.append_text
 
@@ -512,7 +516,7 @@ async def test_a_fault_while_showing_a_reply_ends_it_and_the_screen_goes_on(
             assert said in s.pane(1).query_one(ErrorPanel).message
         else:
             assert s.runs[1].status == "complete"
-            assert s.runs[1].text == "First part. BOOM second part."
+            assert s.runs[1].text == odd_text
             assert said in str(pane_replies(app, 1)[-1].notices.render())
         turns = s.conv.turns(1)
         assert turns[-1].content == s.runs[1].text  # kept, as received

@@ -502,18 +502,8 @@ class FastCode:
                 style = styles[token_type]
             except KeyError:
                 style = theme.style(token_type)
-            if "\n" not in value:  # most tokens: a piece of one line
-                if value:
-                    length += len(value)
-                    if style is None:
-                        plain += value
-                    else:
-                        if plain:
-                            append(Segment(plain, blank))
-                            plain = ""
-                        append(Segment(value, style))
-                continue
-            for i, piece in enumerate(value.split("\n")):
+            # Most tokens are a piece of one line: split only those that are not.
+            for i, piece in enumerate(value.split("\n") if "\n" in value else (value,)):
                 if i:  # the line ends
                     if length > code_width:
                         return None
