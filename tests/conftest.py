@@ -98,10 +98,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.longrepr = f"skipped under CI=true, which fails the run: {reason}"
 
 
-# Tests that measure time or drive a real terminal against the clock run alone: the suite runs
-# in two processes (pyproject's ``addopts``), and a test of these beside another test on a
-# 2-core machine read a first token 4-6 ms late (test_timing.py) or lost a key in a race
-# that already fills both cores (test_tmux.py). Every other test runs beside another.
+# Tests that measure time or drive a real terminal against the clock run alone (these modules,
+# and tests marked ``alone`` elsewhere). The suite runs in two processes (pyproject's
+# ``addopts``); beside another test on a 2-core machine, one of these read a first token 4-6
+# ms late (test_timing.py), and in a race that already fills both cores the panes still
+# followed the text 1 s after PageUp (test_tmux.py). Every other test runs beside another.
 ALONE_MODULES = frozenset(
     {
         "test_bench_smoke",

@@ -293,6 +293,7 @@ async def _measure_slow(
     return m.ttft_ms, m.decode_tps, srv_ttft, srv_rate
 
 
+@pytest.mark.alone  # timed against the server's clock (tests/conftest.py)
 async def test_one_sides_rendering_never_moves_the_others_numbers(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:

@@ -140,6 +140,7 @@ async def test_anthropic_max_tokens_default_comes_from_config(mock: MockServer) 
     assert request_of(mock, "anthropic", "plain")["body"]["max_tokens"] == 777
 
 
+@pytest.mark.alone  # timed against the server's clock (tests/conftest.py)
 @pytest.mark.parametrize("protocol", NATIVE)
 async def test_thinking_streams_only_when_asked_and_counts_toward_ttft(
     mock: MockServer, protocol: str

@@ -201,6 +201,7 @@ async def test_tools_go_out_as_the_providers_documented_example(
     assert sent_body(mock, "plain")["tools"] == DOC[protocol]
 
 
+@pytest.mark.alone  # timed against the server's clock (tests/conftest.py)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_streamed_tool_call_is_timed_and_validated(mock: MockServer, protocol: str) -> None:
     errors = []
