@@ -102,10 +102,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # and tests marked ``alone`` elsewhere). The suite runs in two processes (pyproject's
 # ``addopts``); beside another test on a 2-core machine, one of these read a first token 4-6
 # ms late (test_timing.py), and in a race that already fills both cores the panes still
-# followed the text 1 s after PageUp (test_tmux.py). Every other test runs beside another.
+# followed the text 1 s after PageUp (test_tmux.py). Every other test runs beside another:
+# the benchmarks' smoke run too (it checks that each script reports its rows, not the figures).
 ALONE_MODULES = frozenset(
     {
-        "test_bench_smoke",
         "test_inert_tmux",
         "test_load",
         "test_real_terminal",
