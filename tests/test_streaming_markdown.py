@@ -552,7 +552,7 @@ def test_fast_code_leaves_to_syntax_what_it_cannot_draw_exactly() -> None:
 def test_fences_draw_the_same_with_and_without_fast_code(dark: bool) -> None:
     """Through the markdown renderer, as replies are drawn: every sample as a fence, alone, in
     a list and in a quote, the same lines with ``FastCode`` as with ``Syntax`` only
-    (``FAST_CODE`` off), and ``FastCode`` drew them."""
+    (``FastCode._lines`` off), and ``FastCode`` drew them."""
     from rich.console import Console
 
     from tui.widgets import streaming_markdown as sm
@@ -580,7 +580,7 @@ def test_fences_draw_the_same_with_and_without_fast_code(dark: bool) -> None:
                     fast = console.render_lines(
                         sm.render_markdown(source, dark).renderable, options
                     )
-                    mp.setattr(sm, "FAST_CODE", False)
+                    mp.setattr(sm.FastCode, "_lines", lambda self, code_width: None)
                     slow = console.render_lines(
                         sm.render_markdown(source, dark).renderable, options
                     )

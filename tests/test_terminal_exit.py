@@ -36,14 +36,12 @@ RESTORED = {"alternate_on": "0", "mouse_any_flag": "0", "cursor_flag": "1"}
 IN_APP = {"alternate_on": "1", "mouse_any_flag": "1", "cursor_flag": "0"}
 
 
-def _env(home: Path) -> dict[str, str]:
-    return terminal_env(home)
-
-
 def _app(home: Path, mock: MockServerProcess, args: str, width: int = 120) -> Tmux:
     """The app in tmux; the shell stays after it exits and prints its exit status."""
     (home / "config.toml").write_text(f'[endpoints.mock]\nbase_url = "{mock.base_url}"\n')
-    return Tmux(f"{sys.executable} -m tui.cli {args}; echo EXIT=$?", _env(home), width=width)
+    return Tmux(
+        f"{sys.executable} -m tui.cli {args}; echo EXIT=$?", terminal_env(home), width=width
+    )
 
 
 def _app_pid(tmux: Tmux, timeout: float = 20) -> int:
@@ -178,7 +176,7 @@ def test_sigkill_mid_reply_keeps_all_but_the_last_second_and_resume_says_interru
         # An export no longer shows it streaming forever: the process is gone, so it is over.
         from tests.support.cli import run_cli
 
-        exported = run_cli("export", "--format", "json", env=_env(isolated_home))
+        exported = run_cli("export", "--format", "json", env=terminal_env(isolated_home))
         assert exported.returncode == 0, exported.stderr
         assert '"interrupted"' in exported.stdout and '"streaming"' not in exported.stdout
         _fresh_screen(tmux)

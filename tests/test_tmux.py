@@ -30,10 +30,6 @@ METRICS = re.compile(
 )
 
 
-def _env(home: Path) -> dict[str, str]:
-    return terminal_env(home)
-
-
 def _ms(value: str, unit: str) -> float:
     return float(value) * (1000 if unit == "s" else 1)
 
@@ -44,7 +40,7 @@ def test_long_markdown_reply_in_a_real_terminal(
     (isolated_home / "config.toml").write_text(
         f'[endpoints.mock]\nbase_url = "{mock_server.base_url}"\n'
     )
-    env = _env(isolated_home)
+    env = terminal_env(isolated_home)
     tmux = Tmux(f"{sys.executable} -m tui.cli -m mock/mock-markdown", env)
     try:
         tmux.wait_for("Message…", 20, POLL_S)
@@ -107,7 +103,7 @@ def test_page_up_in_a_busy_race_holds_the_panes_a_page_up(
         name = f"pgup-{p}-{time.monotonic_ns()}"
         mock_server.add_scenario(name, {"tokens": tokens, "ttft_ms": 50, "tps": 500})
         names.append(name)
-    env = _env(isolated_home)
+    env = terminal_env(isolated_home)
     args = " ".join(f"-m mock/{n}" for n in names)
     tmux = Tmux(f"{sys.executable} -m tui.cli {args}", env, 200, 50)
 

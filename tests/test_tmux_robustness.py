@@ -23,10 +23,6 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 POLL_S = 0.25
 
 
-def _env(home: Path) -> dict[str, str]:
-    return terminal_env(home)
-
-
 def _config(home: Path, url: str, extra: str = "") -> None:
     (home / "config.toml").write_text(
         f'[endpoints.srv]\nbase_url = "{url}"\nmodels = ["hostile", "fine", "endless"]\n{extra}'
@@ -42,7 +38,7 @@ def _quit(tmux: Tmux, timeout: float = 20) -> None:
 def test_saves_continue_after_a_bad_value_in_a_real_terminal(isolated_home: Path) -> None:
     with HostileServer() as srv:
         _config(isolated_home, srv.base_url)
-        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/hostile", _env(isolated_home))
+        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/hostile", terminal_env(isolated_home))
         try:
             tmux.wait_for("Message…", 20, POLL_S)
             tmux.keys("first question", "Enter")
@@ -75,7 +71,7 @@ def test_esc_works_during_an_endless_stream_in_a_real_terminal(isolated_home: Pa
     with HostileServer() as srv:
         # A cap far above what arrives during the test: the reply never ends by itself.
         _config(isolated_home, srv.base_url, "[engine]\nmax_reply_bytes = 2000000000\n")
-        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/endless", _env(isolated_home))
+        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/endless", terminal_env(isolated_home))
         try:
             tmux.wait_for("Message…", 20, POLL_S)
             tmux.keys("never stop", "Enter")
@@ -102,7 +98,7 @@ def test_quit_while_another_program_locks_the_history(isolated_home: Path) -> No
         db.parent.mkdir(parents=True)
         Store(db).close()  # the file exists, so another program can lock it
         other = sqlite3.connect(db, timeout=0, isolation_level=None)
-        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/fine", _env(isolated_home))
+        tmux = Tmux(f"{sys.executable} -m tui.cli -m srv/fine", terminal_env(isolated_home))
         try:
             tmux.wait_for("Message…", 20, POLL_S)
             other.execute("BEGIN EXCLUSIVE")  # from now on every write waits

@@ -370,7 +370,6 @@ def lexer_for(language: str) -> Any:
 # zero-width characters, control codes Rich strips or counts as zero cells, carriage returns
 # Pygments rewrites) is left to Rich's ``Syntax``.
 _PLAIN_CODE = re.compile(r"[\n\t -~]*")
-FAST_CODE = True  # tests turn it off to draw every block through Rich's ``Syntax``
 
 
 class _CodeTheme:
@@ -449,7 +448,7 @@ class FastCode:
         code_width = width - left - right
         if not code_fits(self.code, code_width):
             return [self.syntax(True)]
-        lines = self._lines(code_width) if FAST_CODE else None
+        lines = self._lines(code_width)
         if lines is None:
             return [self.syntax(False)]
         # As ``Padding`` yields them, around the lines ``Syntax`` draws.
