@@ -566,9 +566,11 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
 ) -> None:
     """The race's frame clock passes the frame pacer's load to every pane: above
     ``STEP_BUSY`` a reply grows in steps of up to ``GROW_MAX_BUSY`` lines, below it of up to
-    ``GROW_MAX``; and a pane whose reply took a step has the others step along. Once a busy
-    reply fills its view it streams at its tail (``TAIL_VIEWS``): its reserved lines are then
-    above its text, out of view, and what the view shows ends with the text's last row."""
+    ``GROW_MAX`` (the step sizes: test_streaming_markdown); and a pane whose reply took a step
+    has the others step along. Once a busy
+    reply fills its view (less a jump: ``_may_tail``) it streams at its tail (``TAIL_VIEWS``):
+    its reserved lines are then above its text, out of view; what the view shows starts
+    within the text and ends with its last row or the blank rows left below it (``_gap``)."""
     from tui.screens import race_screen
     from tui.screens.pane_reply import PaneReply
     from tui.widgets.streaming_markdown import GROW_MAX, GROW_MAX_BUSY
@@ -581,17 +583,19 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
 
         monkeypatch.setattr("tui.widgets.streaming_markdown._now", count(1000.0, 5.0).__next__)
     blank: list[int] = []
-    tails: list[tuple[int, int]] = []  # (text rows, rows in view) of frames in tail mode
+    most: set[int] = set()  # the most lines a step may reserve, as each frame passed it
+    tails: list[tuple[int, int]] = []  # (text and gap rows, the view's) of tail mode frames
     along: list[int] = []
     frame, step_along = PaneReply.frame, PaneReply.step_along
 
     def framed(self: PaneReply, busy: bool = False) -> bool:
         stepped = frame(self, busy)
         body = self.widget.body
+        most.add(body._grow_max)
         if body._finished:
             pass
         elif body.in_tail:
-            tails.append((body._text_lines, body._view_rows()))
+            tails.append((body._text_lines + body._gap, body._fill_rows()))
         else:
             blank.append(body._height() - body._closed_blocks.height - len(body._open_lines))
         return stepped
@@ -612,8 +616,9 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
         await wait_until(pilot, lambda: replies_over(app), what="race")
     assert blank and along
     if busy:
-        assert GROW_MAX - 1 < max(blank) <= GROW_MAX_BUSY - 1, max(blank)
+        # A busy reply takes its tail once it fills half its view: its steps before are few.
+        assert most == {GROW_MAX_BUSY} and max(blank) <= GROW_MAX_BUSY - 1, (most, max(blank))
         assert tails and all(text >= rows > 0 for text, rows in tails), tails
     else:
-        assert max(blank) <= GROW_MAX - 1, max(blank)
+        assert most == {GROW_MAX} and max(blank) <= GROW_MAX - 1, (most, max(blank))
         assert not tails

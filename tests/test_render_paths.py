@@ -205,17 +205,32 @@ async def test_uniform_containers_keep_their_css(
     isolated_home: Path, mock_server: MockServerProcess
 ) -> None:
     # Textual inherits default CSS along the first DOMNode base only: a mixin that is a
-    # Widget put first would drop VerticalScroll's ``overflow-y: auto`` (no scrollbar).
+    # Widget put first would drop VerticalScroll's ``overflow-x: hidden`` and its scrollbar
+    # (a pane's list keeps its bar placed: ``overflow-y: scroll``, drawn blank while it fits).
     a = scenario(mock_server, n_tokens=900, ttft_ms=5, tps=2000)
     app = make_app(mock_config(mock_server), isolated_home, models=[a, a])
+    from textual.geometry import Region
+
+    def bar_colours(m: MessageList) -> set[object]:
+        bar = m.vertical_scrollbar
+        strips = bar.render_lines(Region(0, 0, *bar.size))
+        return {segment.style.bgcolor for strip in strips for segment in strip if segment.style}
+
     async with app.run_test(size=SIZE) as pilot:
-        await send(pilot, "go")
         lists = list(screen(app).query(MessageList))
+        await pilot.pause()
+        for m in lists:  # nothing to scroll: the bar is the list's blank padding
+            assert m.show_vertical_scrollbar and m.vertical_scrollbar.size.height
+            base, back = m.background_colors
+            assert bar_colours(m) == {(base + back).rich_color}, bar_colours(m)
+        await send(pilot, "go")
         await wait_until(pilot, lambda: all(m.max_scroll_y > 0 for m in lists), 20)
         await pilot.pause(0.2)
         for m in lists:
-            assert m.styles.overflow_y == "auto"
+            assert m.styles.overflow_x == "hidden"
+            assert m.styles.overflow_y == "scroll"
             assert m.show_vertical_scrollbar
+            assert len(bar_colours(m)) == 2  # a thumb on its track
 
 
 async def test_kept_lines_show_what_the_reply_holds(

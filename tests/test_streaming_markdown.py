@@ -1541,6 +1541,86 @@ async def test_a_reply_growing_a_view_a_second_takes_its_tail_on_a_quiet_screen(
         assert tails >= 5
 
 
+class _TopAlignedPane(App[None]):
+    """A compare pane's list: its turns start at its top while they fit (``top_aligned``), a
+    prompt above the reply, the bar's columns kept (drawn blank while the turns fit)."""
+
+    CSS = """
+    MessageList { height: 1fr; overflow-y: scroll; scrollbar-gutter: stable; }
+    #prompt { height: 6; }
+    #refbox { height: 3; overflow-y: scroll; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+        from textual.widgets import Static
+
+        from tui.textual_private import OneLayout
+        from tui.widgets.message_list import MessageList
+
+        class RefBox(OneLayout, VerticalScroll):
+            """The reference's box: its size updates ask for no layout of their own (the
+            test counts the layouts the pane's reply makes)."""
+
+        with MessageList(top_aligned=True):
+            yield Static("the prompt", id="prompt")
+            yield StreamingMarkdown("", driven=True, id="lazy")
+        with RefBox(id="refbox"):
+            yield StreamingMarkdown("", driven=True, id="ref")
+
+
+async def test_a_fast_reply_in_turns_that_fit_takes_its_tail_in_one_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a pane whose turns fit (a race's start), a busy reply takes its tail once its text
+    fills the view less a jump, before it overflows: its first row goes to the view's top
+    (the prompt scrolls out), blank rows below it, in one layout, the list following its end
+    from that layout. Taken only after an overflow step, and anchored only by the layout
+    after, a race's start made two more layouts of every pane, and one of them showed the
+    blank rows above the text. No frame shows a blank row above the text."""
+    from textual.screen import Screen
+
+    from tui.widgets.message_list import MessageList
+
+    layouts = [0]
+    refresh_layout = Screen._refresh_layout
+
+    def counted(screen: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        layouts[0] += 1
+        refresh_layout(screen, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    app = _TopAlignedPane()
+    async with app.run_test(size=(70, 30)) as pilot:
+        lazy, ref = await _pane_views(pilot)
+        lst = app.query_one(MessageList)
+        tokens = _tokens(_fast_text())
+        entered = tails = 0
+        for i in range(0, len(tokens), 12):
+            was_tail, before = lazy.in_tail, layouts[0]
+            for view in (lazy, ref):
+                view.append("".join(tokens[i : i + 12]))
+                view.sync(busy=True)
+            await pilot.pause()
+            await pilot.pause()
+            if not lazy.in_tail:
+                continue
+            tails += 1
+            shown, text = _in_view(lazy), _shown(ref)
+            top = lst.scrollable_content_region.y - lazy.region.y  # the view's row in view
+            assert top >= lazy._shift(), i  # never a blank row reserved above the text
+            assert contiguous_in(shown[: len(shown) - _blank_end(shown)], text), i
+            if not was_tail:
+                entered += 1
+                rows = lst.scrollable_content_region.height
+                assert len(text) < rows, (len(text), rows)  # before the text overflowed
+                assert shown[: len(text)] == text, i  # from its first row, at the top
+                assert not "".join(shown[len(text) :]).strip() and len(shown) == rows, i
+                assert lst.scroll_y == lst.max_scroll_y > 0 and lst.follow
+                assert layouts[0] - before == 1, layouts[0] - before
+        assert entered == 1 and tails >= 5
+
+
 async def test_a_fast_reply_at_its_tail_reserves_what_it_grows_in_tail_ahead_s(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

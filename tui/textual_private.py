@@ -302,6 +302,7 @@ def _redrawn_scrollbar_class() -> type:
     from rich.color import Color as RichColor
     from rich.segment import Segment
     from textual.scrollbar import ScrollBar, ScrollBarRender
+    from textual.style import Style as TextualStyle
 
     class RedrawnScrollBar(ScrollBar):
         # The storage of the ``position`` reactive, as a property: a property costs the
@@ -334,6 +335,16 @@ def _redrawn_scrollbar_class() -> type:
                 or not height
             ):
                 return list(super().render_lines(crop))
+            if self.window_size >= self.window_virtual_size:
+                # Nothing to scroll (a list that keeps its bar placed, ``overflow-y:
+                # scroll``): the gutter, blank, as when no bar is shown.
+                parent = self.parent
+                assert isinstance(parent, Widget)
+                under, back = parent.background_colors  # the style of the list's padding
+                blank = Strip.blank(width, TextualStyle(background=under + back).rich_style)
+                for line_filter in self.get_line_filters():
+                    blank = blank.apply_filter(line_filter, self.background_colors[1])
+                return [blank.crop(crop.x, crop.right)] * len(crop.line_range)
             style = self.app.console.get_style(bar.style)
             segments = ScrollBarRender.render_bar(
                 size=height,

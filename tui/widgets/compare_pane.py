@@ -22,7 +22,10 @@ class ComparePane(UniformRows, Vertical):
     # The message list keeps its scrollbar's columns while the turns fit: when they first
     # overflowed, the bar took two columns from the text, and every reply was drawn again at
     # the new width in the same layout (54 ms with four panes, the worst frame of a short
-    # race at 4 × 500 tok/s).
+    # race at 4 × 500 tok/s). Its bar stays placed (``overflow-y: scroll``), drawn as blank
+    # padding while the turns fit (``redrawn_anchor_scrollbar``): a bar that appears is placed
+    # by a layout of its own, after the one that found the turns overflowing (16-21 ms with
+    # four panes, at a race's start, while the first markers waited).
     DEFAULT_CSS = """
     ComparePane {
         width: 1fr;
@@ -30,7 +33,7 @@ class ComparePane(UniformRows, Vertical):
         border-left: tall $panel;
         & > .pane-header { height: 1; padding: 0 1; background: $panel; text-style: bold; }
         & > StatusBar { height: 1; }
-        & > MessageList { scrollbar-gutter: stable; }
+        & > MessageList { scrollbar-gutter: stable; overflow-y: scroll; }
         &.-pane-0 { border-left: tall $pane-a; & > .pane-header { color: $pane-a; } }
         &.-pane-1 { border-left: tall $pane-b; & > .pane-header { color: $pane-b; } }
         &.-pane-2 { border-left: tall $pane-c; & > .pane-header { color: $pane-c; } }

@@ -170,6 +170,16 @@ class MessageList(UniformRows, OneLayout, VerticalScroll):
         if shift and not pinned:
             self._scroll_by_drawn(self.scroll_y, shift)
 
+    def overflows(self) -> None:
+        """A reply in turns that fit is about to take more rows than the view has (its tail
+        mode, ``StreamingMarkdown._may_tail``): the list follows its end from the layout
+        that grows it. Anchored only once that layout found the turns overflowing, the list
+        was drawn at its top in it (blank rows reserved above the reply's text) and moved to
+        its end in a second layout, a redraw of every pane."""
+        if self._fits:
+            self._fits = False
+            self.anchor()
+
     def content_grew(self) -> None:
         """New text arrived: the anchor keeps up, or we say that there is more below."""
         if not self.follow:

@@ -925,7 +925,7 @@ class StreamingMarkdown(OneLayout, Widget):
             self.set_timer(1.0 / self.fps, self._scheduled_sync)
         if not refresh:
             return new_height != height
-        if self._tail and self._text_lines < self._view_rows():
+        if self._tail and self._text_lines + self._gap < self._fill_rows():
             self.leave_tail()  # the view grew past the text (a larger window): rows above it
         if self._tail and (jumped or not tail or new_height != height or self._shift() != shift):
             # Every row in view moved (a jump, a step): each is drawn again (from the lines
@@ -1174,8 +1174,7 @@ class StreamingMarkdown(OneLayout, Widget):
     def _scroll_tail(self, grown: int) -> bool:
         """At the tail, the text grew ``grown`` rows into the blank ones below it: when they
         run out, it jumps up (``TAIL_JUMP``). True when it jumped (every row in view moved)."""
-        view = self._view_rows()
-        jump = min(view - 1, round(view * TAIL_JUMP)) if view > 1 else 0
+        jump = self._jump_rows(self._view_rows())
         self._gap = min(self._gap, jump) - grown  # (a view made shorter: at most a jump)
         if self._gap >= 0:
             return False
@@ -1200,15 +1199,45 @@ class StreamingMarkdown(OneLayout, Widget):
         ``ROOM_FILL_S`` or less, the list follows this reply and the text already fills its
         view (so that the view shows text only, from the start). By rate too: a race's
         first second is busy before the frame pacer's average says so, and stepped every
-        ``GROW_MAX`` rows (a layout of every pane, 5 times at 4 × 500 tok/s)."""
+        ``GROW_MAX`` rows (a layout of every pane, 5 times at 4 × 500 tok/s).
+
+        In a pane whose turns still fit (top-aligned, ``MessageList._fits``), it is taken
+        once the text fills at least the view less a jump: the text's first row goes to the
+        view's top, with the rest of the view blank below it (``_gap``), as after a jump.
+        Taken only once the text overflowed, a race's start made two more steps (the rows
+        left in the view, then the overflow that scrolls the list), each a layout of every
+        pane: 40-80 ms with four panes at 4 × 500 tok/s, while the first markers waited."""
         if self._tail or self._finished or not self.driven:
             return self._tail
         follower = self._follower()
         rows = self._view_rows()
         fast = self._grow_max == GROW_MAX_BUSY or rate * ROOM_FILL_S >= rows
-        return bool(
-            fast and follower is not None and follower.pinned_to_end and rows and lines >= rows
-        )
+        if not (fast and follower is not None and rows):
+            return False
+        if follower.pinned_to_end:
+            return lines >= rows
+        fill = self._fill_rows()
+        return bool(follower.follow and fill and fill - lines <= self._jump_rows(rows))
+
+    def _jump_rows(self, rows: int) -> int:
+        """Rows the text moves up by at a jump in a view of ``rows`` rows (``TAIL_JUMP``)."""
+        return min(rows - 1, round(rows * TAIL_JUMP)) if rows > 1 else 0
+
+    def _fill_rows(self) -> int:
+        """Rows of the list's view this view's text shows at its tail: the view less the
+        rows of its message below it (its live line). 0 when it is not placed yet."""
+        follower = self._follower()
+        if follower is None or not self.region.height:
+            return 0
+        below = max(0, self._list_item(follower).region.bottom - self.region.bottom)
+        return max(0, int(follower.scrollable_content_region.height) - below)
+
+    def _list_item(self, follower: Widget) -> Widget:
+        """The list's child this view is in (its message)."""
+        item: Widget = self
+        while isinstance(item.parent, Widget) and item.parent is not follower:
+            item = item.parent
+        return item
 
     def leave_tail(self, view_top: int | None = None) -> int:
         """Leave tail mode (the user scrolls away, or the reply ends): the text goes back to
@@ -1251,10 +1280,17 @@ class StreamingMarkdown(OneLayout, Widget):
         if not self._tail and rate:
             room = self._room() - lines
             if 0 < room <= rate * ROOM_FILL_S:
-                ahead = max(ahead, room + 1)
+                # To the view's end, not past it: lines past it made the list overflow, a
+                # step of its own (the list scrolls) before the tail, in every pane.
+                ahead = room + 1
         if self._may_tail(lines, rate):
             if not self._tail:
-                self._gap = 0  # the text overflowed its view: its last row at the view's end
+                # Its last row at the view's end; a text shorter than the view (a pane whose
+                # turns fit) has its first row at the view's top instead, blank rows below.
+                self._gap = max(0, self._fill_rows() - lines)
+                follower = self._follower()
+                if not follower.pinned_to_end:
+                    follower.overflows()
             self._tail = True
             views = self._view_rows()
             by_rate = min(round(rate * TAIL_AHEAD_S), TAIL_MAX_VIEWS * views)
@@ -1271,9 +1307,7 @@ class StreamingMarkdown(OneLayout, Widget):
         region: Region = self.region
         if follower is None or not follower.follow or not region.height:
             return 0
-        item: Widget = self  # the list's child this view is in (its message)
-        while isinstance(item.parent, Widget) and item.parent is not follower:
-            item = item.parent
+        item = self._list_item(follower)
         if follower.children[-1] is not item:
             return 0
         viewport: Region = follower.scrollable_content_region
