@@ -86,6 +86,11 @@ TAIL_JUMP = 0.5
 # step, a layout of every pane (30-60 ms with four), each time the text grew half a
 # second's worth, 6 times before tail mode at 4 × 500 tok/s. A slow reply steps as before.
 ROOM_FILL_S = 1.0
+# A fast reply in a pane whose turns fit takes its tail (its text from the view's top, blank
+# rows below it) when its text fills the view less a jump, or will fill it within this long:
+# at 4 × 500 tok/s the step that took the rows left in the view was one more layout of every
+# pane in a race's first 300 ms (``_may_tail``).
+TAIL_SOON_S = 0.25
 PARAGRAPH_FREEZE_LINES = 8  # an open paragraph longer than this has its top lines frozen
 OPEN_BUDGET_S = 0.008  # an open block that takes longer than this to draw ...
 OPEN_DUTY = 0.25  # ... is drawn at most this fraction of the time (a 300-row table: 140 ms)
@@ -1175,7 +1180,10 @@ class StreamingMarkdown(OneLayout, Widget):
         """At the tail, the text grew ``grown`` rows into the blank ones below it: when they
         run out, it jumps up (``TAIL_JUMP``). True when it jumped (every row in view moved)."""
         jump = self._jump_rows(self._view_rows())
-        self._gap = min(self._gap, jump) - grown  # (a view made shorter: at most a jump)
+        # A view made shorter: at most a jump, or what kept the text's first row at the view's
+        # top (a tail taken before the text filled its view: ``_may_tail``).
+        top = self._fill_rows() - (self._text_lines - grown)
+        self._gap = min(self._gap, max(jump, top)) - grown
         if self._gap >= 0:
             return False
         # A frame that brings a jump's rows or more draws the view whole anyway: it ends with
@@ -1202,11 +1210,12 @@ class StreamingMarkdown(OneLayout, Widget):
         ``GROW_MAX`` rows (a layout of every pane, 5 times at 4 × 500 tok/s).
 
         In a pane whose turns still fit (top-aligned, ``MessageList._fits``), it is taken
-        once the text fills at least the view less a jump: the text's first row goes to the
-        view's top, with the rest of the view blank below it (``_gap``), as after a jump.
-        Taken only once the text overflowed, a race's start made two more steps (the rows
-        left in the view, then the overflow that scrolls the list), each a layout of every
-        pane: 40-80 ms with four panes at 4 × 500 tok/s, while the first markers waited."""
+        once the text fills the view less a jump, or will fill it within ``TAIL_SOON_S`` at
+        its rate: the text's first row goes to the view's top, with the rest of the view
+        blank below it (``_gap``), as after a jump. Taken only once the text overflowed, a
+        race's start made two or three more steps (the rows left in the view, the overflow
+        that scrolls the list, the bar it shows), each a layout of every pane: 40-80 ms with
+        four panes at 4 × 500 tok/s, while the first markers waited."""
         if self._tail or self._finished or not self.driven:
             return self._tail
         follower = self._follower()
@@ -1217,7 +1226,8 @@ class StreamingMarkdown(OneLayout, Widget):
         if follower.pinned_to_end:
             return lines >= rows
         fill = self._fill_rows()
-        return bool(follower.follow and fill and fill - lines <= self._jump_rows(rows))
+        soon = max(self._jump_rows(rows), rate * TAIL_SOON_S)
+        return bool(follower.follow and fill and fill - lines <= soon)
 
     def _jump_rows(self, rows: int) -> int:
         """Rows the text moves up by at a jump in a view of ``rows`` rows (``TAIL_JUMP``)."""
