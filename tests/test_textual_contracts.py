@@ -230,7 +230,7 @@ async def test_the_rows_a_step_adds_below_the_text_are_the_kept_blank_line() -> 
 def test_terminal_output_guard_drops_writes_to_a_terminal_that_is_gone() -> None:
     import sys
 
-    from tui.textual_private import TerminalOutput, terminal_output_guard
+    from tui.textual_private import OUTPUT_SWITCH_S, TerminalOutput, terminal_output_guard
 
     class Gone:
         def write(self, text: str) -> int:
@@ -239,11 +239,14 @@ def test_terminal_output_guard_drops_writes_to_a_terminal_that_is_gone() -> None
         def flush(self) -> None:
             raise OSError(5, "EIO")
 
-    before = sys.__stderr__
+    before, switch = sys.__stderr__, sys.getswitchinterval()
     with terminal_output_guard():
         guarded: object = sys.__stderr__
         assert isinstance(guarded, TerminalOutput)
-    assert sys.__stderr__ is before
+        # The writer thread takes the lock from the UI thread within a millisecond.
+        assert sys.getswitchinterval() == pytest.approx(OUTPUT_SWITCH_S)
+        assert OUTPUT_SWITCH_S < switch
+    assert sys.__stderr__ is before and sys.getswitchinterval() == switch
     out = TerminalOutput(Gone())
     assert out.write("frame") == len("frame") and out.gone
     out.flush()  # no raise

@@ -577,20 +577,36 @@ class TerminalOutput:
         return getattr(self._stream, name)
 
 
+OUTPUT_SWITCH_S = 0.001  # the interpreter's switch interval while the app runs
+
+
 @contextlib.contextmanager
 def terminal_output_guard() -> Iterator[None]:
-    """While the app runs, Textual's writer thread writes through a ``TerminalOutput``."""
+    """While the app runs, Textual's writer thread writes through a ``TerminalOutput``, and
+    takes the interpreter's lock from the UI thread within ``OUTPUT_SWITCH_S``.
+
+    A frame is handed to the writer thread as one string; the UI thread goes on to the next
+    work (the next frame's text, the engine's pipe) and held the lock for up to Python's
+    default switch interval, 5 ms, at a time: at 4 × 500 tok/s a frame waited 14-21 ms at the
+    95th percentile before its first byte was written (1 ms at the median), and 5.5-6.5 ms
+    with a 1-ms interval (bench/README.md, "the writer thread's wait"). The interval is
+    restored after."""
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(OUTPUT_SWITCH_S)
     terminal = sys.__stderr__
-    if terminal is None:
-        yield
-        return
-    # typeshed declares sys.__stderr__ a Final TextIOWrapper; Textual's writer thread writes to
-    # whatever it is, so it is replaced on purpose with a stream-like wrapper.
-    sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc,assignment]
     try:
-        yield
+        if terminal is None:
+            yield
+            return
+        # typeshed declares sys.__stderr__ a Final TextIOWrapper; Textual's writer thread
+        # writes to whatever it is, so it is replaced on purpose with a stream-like wrapper.
+        sys.__stderr__ = TerminalOutput(terminal)  # type: ignore[misc,assignment]
+        try:
+            yield
+        finally:
+            sys.__stderr__ = terminal  # type: ignore[misc]
     finally:
-        sys.__stderr__ = terminal  # type: ignore[misc]
+        sys.setswitchinterval(switch)
 
 
 def exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
