@@ -70,9 +70,11 @@ TAIL_VIEWS = 4
 # tok/s a pane grew four views in a third of a second, and the steps' layouts (30-40 ms each)
 # were a sixth of the UI's time. The rows are above the text, out of view: reserving them
 # costs nothing but the scrollbar's thumb; at most ``TAIL_MAX_VIEWS`` views (a burst, say a
-# cached answer in one chunk, is not a rate).
-TAIL_AHEAD_S = 2.0
-TAIL_MAX_VIEWS = 32
+# cached answer in one chunk, is not a rate). With 2 s (and 32 views), a 10,000-token race at
+# 4 × 500 tok/s laid out the screen 22-25 times (0.8-1.0 s of layouts), and half the markers
+# of the worst 5% waited for one; with 6 s, 17 times (0.6 s), a fifth of them.
+TAIL_AHEAD_S = 6.0
+TAIL_MAX_VIEWS = 128
 # At its tail, the text scrolls in jumps (as xterm's jump scroll): when it reaches the view's
 # end it moves up by this fraction of the view, and the frames after draw the new rows into
 # the blank rows left below it. Scrolled by each frame's new rows instead, every row in view
