@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -622,3 +623,42 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     else:
         assert most == {GROW_MAX} and max(blank) <= GROW_MAX - 1, (most, max(blank))
         assert not tails
+
+
+async def test_the_collector_waits_for_a_race_s_last_frames(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine is idle once it has read every stream's end; a race's last texts are drawn
+    after that. The collection that follows the last reply (up to 200 ms of a full or middle
+    pass) waits until the screen has finished every reply: it ran first, and held three
+    panes' last tokens off the screen. Here each last text waits 0.4 s for its frame."""
+    import gc
+
+    from tui.screens.pane_reply import PaneReply
+
+    frame_drawn = PaneReply._frame_drawn
+
+    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
+        await asyncio.sleep(0.4)
+        await frame_drawn(self, pane)
+
+    monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
+    app = _two_panes(mock_server, isolated_home, {"n_tokens": 40, "ttft_ms": 5, "tps": 400})
+    collected: list[bool] = []  # the screen still drawing a reply, at each collection
+    collect = gc.collect
+
+    def logged(generation: int = 2) -> int:
+        collected.append(bool(getattr(app.screen, "streaming", False)))
+        return collect(generation)
+
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        monkeypatch.setattr(gc, "collect", logged)
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: app.engine.active, what="the race's start")
+        app._gc_full_wanted = True  # a full collection is due at the next quiet moment
+        await wait_until(pilot, lambda: not app.engine.active, what="the streams' ends")
+        assert screen(app).streaming  # the engine is idle, the last texts wait for frames
+        await wait_until(pilot, lambda: not screen(app).streaming, what="last frames")
+        await wait_until(pilot, lambda: bool(collected), what="the collection after the race")
+    assert collected and not any(collected), collected

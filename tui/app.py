@@ -323,8 +323,19 @@ class TokenraceApp(App[None]):
 
     def _collect_after_reply(self) -> None:
         # Quiet as far as the collector is concerned, even when the next request has just
-        # left: its first token is at least a round trip away.
+        # left: its first token is at least a round trip away. But not while a reply's last
+        # text still waits for its frame: the engine is idle once it has read every stream's
+        # end, and a race's last frames come after that (a 90-ms collection there held three
+        # panes' last tokens off the screen: final-token lag 145-390 ms at 4 × 2,000 tok/s).
+        if self._replies_drawing():
+            self.set_timer(GC_AFTER_REPLY_S, self._collect_after_reply)
+            return
         self._collect(quiet=True)
+
+    def _replies_drawing(self) -> bool:
+        """Whether a reply on the current screen is not yet finished there (its last text
+        drawn, its turn kept), whatever the engine says."""
+        return bool(getattr(self.screen, "streaming", False))
 
     def _collect(self, quiet: bool = False) -> None:
         """Collect the older generations, when nothing streams if that comes soon enough.
@@ -335,7 +346,7 @@ class TokenraceApp(App[None]):
         screens = {id(s) for s in self.screen_stack}
         self._gc_full_wanted |= bool(self._gc_screens - screens)
         self._gc_screens = screens
-        quiet = quiet or not self.engine.active
+        quiet = quiet or not (self.engine.active or self._replies_drawing())
         _, young, middle = gc.get_count()
         if quiet:
             if self._gc_frozen or self._gc_full_wanted or middle >= GC_FULL_QUIET:
