@@ -643,7 +643,7 @@ async def test_the_collector_waits_for_a_race_s_last_frames(
         await frame_drawn(self, pane)
 
     monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
-    app = _two_panes(mock_server, isolated_home, {"n_tokens": 40, "ttft_ms": 5, "tps": 400})
+    app = _two_panes(mock_server, isolated_home, {"n_tokens": 200, "ttft_ms": 5, "tps": 800})
     collected: list[bool] = []  # the screen still drawing a reply, at each collection
     collect = gc.collect
 
@@ -655,9 +655,14 @@ async def test_the_collector_waits_for_a_race_s_last_frames(
         await pilot.pause(0.3)
         monkeypatch.setattr(gc, "collect", logged)
         await send(pilot, "go")
-        await wait_until(pilot, lambda: app.engine.active, what="the race's start")
         app._gc_full_wanted = True  # a full collection is due at the next quiet moment
-        await wait_until(pilot, lambda: not app.engine.active, what="the streams' ends")
+        race = screen(app)
+
+        def over_on_the_wire() -> bool:
+            runs = [reply.run for reply in race.replies.values()]
+            return len(runs) == 2 and all(run.done for run in runs) and not app.engine.active
+
+        await wait_until(pilot, over_on_the_wire, what="the streams' ends")
         assert screen(app).streaming  # the engine is idle, the last texts wait for frames
         await wait_until(pilot, lambda: not screen(app).streaming, what="last frames")
         await wait_until(pilot, lambda: bool(collected), what="the collection after the race")

@@ -335,7 +335,8 @@ class TokenraceApp(App[None]):
     def _replies_drawing(self) -> bool:
         """Whether a reply on the current screen is not yet finished there (its last text
         drawn, its turn kept), whatever the engine says."""
-        return bool(getattr(self.screen, "streaming", False))
+        stack = self.screen_stack  # (empty while the app closes: ``self.screen`` raises)
+        return bool(stack) and bool(getattr(stack[-1], "streaming", False))
 
     def _collect(self, quiet: bool = False) -> None:
         """Collect the older generations, when nothing streams if that comes soon enough.
