@@ -667,3 +667,38 @@ async def test_the_collector_waits_for_a_race_s_last_frames(
         await wait_until(pilot, lambda: not screen(app).streaming, what="last frames")
         await wait_until(pilot, lambda: bool(collected), what="the collection after the race")
     assert collected and not any(collected), collected
+
+
+async def test_a_reply_s_final_figures_wait_for_its_last_text(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply's final figures are a pass over every event (20-40 ms at 8,000 tokens): they
+    are computed once its last text is drawn (``PaneReply.finish``), never before it, by a
+    frame's comparison strip or a checkpoint of a reply that is over on the wire. Each last
+    text waits 0.2 s for its frame here, and the strip reads running figures meanwhile."""
+    from tui.screens.pane_reply import PaneReply
+    from tui.session.conversation import LiveRun
+
+    frame_drawn = PaneReply._frame_drawn
+
+    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
+        await asyncio.sleep(0.2)
+        await frame_drawn(self, pane)
+
+    early: list[str] = []
+    final = LiveRun.final
+
+    def watched(self: LiveRun) -> Any:
+        if self.done and not self.shown_final:
+            early.append(self.model)
+        return final(self)
+
+    monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
+    monkeypatch.setattr(LiveRun, "final", watched)
+    monkeypatch.setattr("tui.session.conversation.CHECKPOINT_S", 0.0)  # a checkpoint a batch
+    app = _two_panes(mock_server, isolated_home, {"n_tokens": 300, "ttft_ms": 5, "tps": 600})
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "go")
+        await wait_until(pilot, lambda: replies_over(app), what="race")
+        assert all(reply.run.final().output_tokens for reply in screen(app).replies.values())
+    assert not early, early

@@ -93,9 +93,9 @@ class PaneReply:
                 widget.add_notice(blind.scrub(race, note))
             if delta.text or delta.reasoning or delta.tool_calls:
                 messages.content_grew()
-            self.checkpoint_if_due()  # the first token, then every CHECKPOINT_S (DESIGN §6)
             if run.done:
-                break
+                break  # its last text first: ``finish`` saves it after, with its figures
+            self.checkpoint_if_due()  # the first token, then every CHECKPOINT_S (DESIGN §6)
         if not held and not run.shown_final:
             # The last text first, in a frame of its own; the figures, the save and the log
             # after it. In one go, the bookkeeping of four long replies at the end of a race
@@ -183,7 +183,8 @@ class PaneReply:
         if self.run.shown_final:
             return False
         stepped = self.widget.sync(busy)
-        self.checkpoint_if_due()
+        if not self.run.done:  # a checkpoint of a reply over computes its final figures
+            self.checkpoint_if_due()
         return stepped
 
     def step_along(self) -> None:

@@ -604,8 +604,9 @@ class LiveRun:
             self.feed([StreamError(t_ns=now, kind="interrupted", message=message)])
 
     def live(self, now_ns: int) -> LiveFigures:
-        """Running figures in O(1): the final ones come from ``final``."""
-        if self.done:
+        """Running figures in O(1): the final ones come from ``final`` once the reply is
+        over and shown (its last text drawn: ``shown_final``), or computed already."""
+        if self.done and (self.shown_final or self._final is not None):
             m = self.final()
             from tui.format import cost_is_estimated
 
