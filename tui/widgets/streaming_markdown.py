@@ -932,7 +932,8 @@ class StreamingMarkdown(OneLayout, Widget):
             self.set_timer(1.0 / self.fps, self._scheduled_sync)
         if not refresh:
             return new_height != height
-        if self._tail and self._text_lines + self._gap < self._fill_rows():
+        shown = self._text_lines + self._gap  # (``_fill_rows`` ≤ the view's rows: read last)
+        if self._tail and shown < self._view_rows() and shown < self._fill_rows():
             self.leave_tail()  # the view grew past the text (a larger window): rows above it
         if self._tail and (jumped or not tail or new_height != height or self._shift() != shift):
             # Every row in view moved (a jump, a step): each is drawn again (from the lines
@@ -1182,10 +1183,13 @@ class StreamingMarkdown(OneLayout, Widget):
         """At the tail, the text grew ``grown`` rows into the blank ones below it: when they
         run out, it jumps up (``TAIL_JUMP``). True when it jumped (every row in view moved)."""
         jump = self._jump_rows(self._view_rows())
-        # A view made shorter: at most a jump, or what kept the text's first row at the view's
-        # top (a tail taken before the text filled its view: ``_may_tail``).
-        top = self._fill_rows() - (self._text_lines - grown)
-        self._gap = min(self._gap, max(jump, top)) - grown
+        limit = jump
+        if self._gap > jump:
+            # A view made shorter: at most a jump, or what keeps the text's first row at the
+            # view's top (a tail taken before the text filled its view: ``_may_tail``). Read
+            # only then: the regions it reads are looked up in the screen's map.
+            limit = max(jump, self._fill_rows() - (self._text_lines - grown))
+        self._gap = min(self._gap, limit) - grown
         if self._gap >= 0:
             return False
         # A frame that brings a jump's rows or more draws the view whole anyway: it ends with
@@ -1241,7 +1245,7 @@ class StreamingMarkdown(OneLayout, Widget):
         follower = self._follower()
         if follower is None or not self.region.height:
             return 0
-        below = max(0, self._list_item(follower).region.bottom - self.region.bottom)
+        below = self._rows_below(self._list_item(follower))
         return max(0, int(follower.scrollable_content_region.height) - below)
 
     def _list_item(self, follower: Widget) -> Widget:
@@ -1250,6 +1254,10 @@ class StreamingMarkdown(OneLayout, Widget):
         while isinstance(item.parent, Widget) and item.parent is not follower:
             item = item.parent
         return item
+
+    def _rows_below(self, item: Widget) -> int:
+        """Rows of its message ``item`` below this view (its live line), as laid out."""
+        return max(0, item.region.bottom - self.region.bottom)
 
     def leave_tail(self, view_top: int | None = None) -> int:
         """Leave tail mode (the user scrolls away, or the reply ends): the text goes back to
@@ -1300,9 +1308,7 @@ class StreamingMarkdown(OneLayout, Widget):
                 # Its last row at the view's end; a text shorter than the view (a pane whose
                 # turns fit) has its first row at the view's top instead, blank rows below.
                 self._gap = max(0, self._fill_rows() - lines)
-                follower = self._follower()
-                if not follower.pinned_to_end:
-                    follower.overflows()
+                self._follower().overflows()  # (turns that fit: followed from this layout)
             self._tail = True
             views = self._view_rows()
             by_rate = min(round(rate * TAIL_AHEAD_S), TAIL_MAX_VIEWS * views)
@@ -1325,8 +1331,7 @@ class StreamingMarkdown(OneLayout, Widget):
         viewport: Region = follower.scrollable_content_region
         if region.y < viewport.y:
             return 0
-        below: int = max(0, item.region.bottom - region.bottom)
-        return max(0, int(viewport.bottom) - region.y - below)
+        return max(0, int(viewport.bottom) - region.y - self._rows_below(item))
 
     def step_along(self) -> bool:
         """Another reply on the screen took a step of height in this frame, so the screen
