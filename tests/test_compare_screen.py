@@ -625,6 +625,19 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
         assert not tails
 
 
+def _slow_last_frames(monkeypatch: pytest.MonkeyPatch, wait_s: float) -> None:
+    """Each reply's last text waits ``wait_s`` more for its frame (``PaneReply._frame_drawn``)."""
+    from tui.screens.pane_reply import PaneReply
+
+    frame_drawn = PaneReply._frame_drawn
+
+    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
+        await asyncio.sleep(wait_s)
+        await frame_drawn(self, pane)
+
+    monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
+
+
 async def test_the_collector_waits_for_a_race_s_last_frames(
     isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -634,15 +647,7 @@ async def test_the_collector_waits_for_a_race_s_last_frames(
     panes' last tokens off the screen. Here each last text waits 0.4 s for its frame."""
     import gc
 
-    from tui.screens.pane_reply import PaneReply
-
-    frame_drawn = PaneReply._frame_drawn
-
-    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
-        await asyncio.sleep(0.4)
-        await frame_drawn(self, pane)
-
-    monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
+    _slow_last_frames(monkeypatch, 0.4)
     app = _two_panes(mock_server, isolated_home, {"n_tokens": 200, "ttft_ms": 5, "tps": 800})
     collected: list[bool] = []  # the screen still drawing a reply, at each collection
     collect = gc.collect
@@ -676,14 +681,7 @@ async def test_a_reply_s_final_figures_wait_for_its_last_text(
     are computed once its last text is drawn (``PaneReply.finish``), never before it, by a
     frame's comparison strip or a checkpoint of a reply that is over on the wire. Each last
     text waits 0.2 s for its frame here, and the strip reads running figures meanwhile."""
-    from tui.screens.pane_reply import PaneReply
     from tui.session.conversation import LiveRun
-
-    frame_drawn = PaneReply._frame_drawn
-
-    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
-        await asyncio.sleep(0.2)
-        await frame_drawn(self, pane)
 
     early: list[str] = []
     final = LiveRun.final
@@ -693,7 +691,7 @@ async def test_a_reply_s_final_figures_wait_for_its_last_text(
             early.append(self.model)
         return final(self)
 
-    monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
+    _slow_last_frames(monkeypatch, 0.2)
     monkeypatch.setattr(LiveRun, "final", watched)
     monkeypatch.setattr("tui.session.conversation.CHECKPOINT_S", 0.0)  # a checkpoint a batch
     app = _two_panes(mock_server, isolated_home, {"n_tokens": 300, "ttft_ms": 5, "tps": 600})
