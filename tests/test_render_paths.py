@@ -79,12 +79,14 @@ def _painted(update: Any, console: Any) -> dict[tuple[int, int], tuple[str, Any]
     return cells
 
 
-async def _while_streaming(isolated_home: Path, mock: MockServerProcess, check: Any) -> int:
-    """Stream two long mixed-markdown replies; call ``check(app)`` every few frames (for
-    3.5 s: dozens of height steps, blocks closing, code fences and tables)."""
+async def _while_streaming(
+    isolated_home: Path, mock: MockServerProcess, check: Any, tps: tuple[int, int] = (400, 300)
+) -> int:
+    """Stream two long mixed-markdown replies at ``tps``; call ``check(app)`` every few frames
+    (for 3.5 s: height steps, blocks closing, code fences and tables)."""
     text = "".join(builtin_scenarios()["mock-markdown"]["tokens"])
-    a = scenario(mock, text=text, ttft_ms=5, tps=400)
-    b = scenario(mock, text=text[len(text) // 3 :], ttft_ms=5, tps=300)
+    a = scenario(mock, text=text, ttft_ms=5, tps=tps[0])
+    b = scenario(mock, text=text[len(text) // 3 :], ttft_ms=5, tps=tps[1])
     app = make_app(mock_config(mock), isolated_home, models=[a, b])
     checks = 0
     async with app.run_test(size=SIZE) as pilot:
@@ -255,5 +257,7 @@ async def test_kept_lines_show_what_the_reply_holds(
                 ), (row, on_screen)
             steps.append(view.size.height)
 
-    await _while_streaming(isolated_home, mock_server, check)
+    # At 100 and 75 tok/s: faster, the replies take their tail within a second (a step every
+    # 6 s from there), and the views grew through 3-4 heights, not the many steps checked here.
+    await _while_streaming(isolated_home, mock_server, check, tps=(100, 75))
     assert len(set(steps)) > 5  # the views grew through many height steps while checked
