@@ -615,14 +615,17 @@ async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     async with app.run_test(size=(160, 40)) as pilot:
         await send(pilot, "hello")
         await wait_until(pilot, lambda: replies_over(app), what="race")
-    assert blank and along
+    assert blank
     if busy:
-        # A busy reply takes its tail once it fills half its view: its steps before are few.
+        # A busy reply takes its tail once it fills half its view: it takes one or two steps
+        # before, and under load both panes often take them in the same frames, so no pane
+        # may have had another to step along with (0 of 2-4 in a CI run). Step-along is
+        # checked in the not-busy case, where the steps are many (10-13 along here).
         assert most == {GROW_MAX_BUSY} and max(blank) <= GROW_MAX_BUSY - 1, (most, max(blank))
         assert tails and all(text >= rows > 0 for text, rows in tails), tails
     else:
         assert most == {GROW_MAX} and max(blank) <= GROW_MAX - 1, (most, max(blank))
-        assert not tails
+        assert along and not tails
 
 
 def _slow_last_frames(monkeypatch: pytest.MonkeyPatch, wait_s: float) -> None:
