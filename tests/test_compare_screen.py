@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from functools import partial
 from pathlib import Path
@@ -703,3 +704,58 @@ async def test_a_reply_s_final_figures_wait_for_its_last_text(
         await wait_until(pilot, lambda: replies_over(app), what="race")
         assert all(reply.run.final().output_tokens for reply in screen(app).replies.values())
     assert not early, early
+
+
+@pytest.mark.parametrize("later_s", [0.25, 2.5], ids=["soon", "long"])
+async def test_a_reply_s_bookkeeping_waits_for_the_others_to_end(
+    isolated_home: Path,
+    mock_server: MockServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    later_s: float,
+) -> None:
+    """A reply's figures and save ask for a layout of the screen (10-20 ms, and the layout
+    30-60 ms at 4 × 2,000 tok/s): they wait while another pane streams, at most
+    ``END_TOGETHER_S``, so that its last text is not kept off the screen by them. Its own
+    last text is drawn when it comes (``draw_now``), as the others' are. Pane B ends
+    ``later_s`` after pane A: A's figures come after B's end when it is soon, and do not wait
+    for it when it is long."""
+    from tui.screens.pane_reply import END_TOGETHER_S, PaneReply
+    from tui.session.conversation import LiveRun
+    from tui.textual_private import draw_now
+
+    ended: dict[int, float] = {}  # pane: when its last batch was read (monotonic)
+    figures: dict[int, float] = {}  # pane: when its bookkeeping ran
+    drawn: list[int] = []  # panes whose last text draw_now was asked for
+    finish, feed = PaneReply.finish, LiveRun.feed
+
+    def finished(self: PaneReply) -> None:
+        figures.setdefault(self.pane, time.monotonic())
+        finish(self)
+
+    def fed(self: Any, batch: Any) -> Any:
+        delta = feed(self, batch)
+        if self.done:
+            ended.setdefault(0 if a.endswith(self.model) else 1, time.monotonic())
+        return delta
+
+    def drawing(screen: Any, views: Any) -> bool:
+        views = list(views)
+        drawn.extend(reply.pane for reply in screen.replies.values() if reply.widget.body in views)
+        return draw_now(screen, views)
+
+    monkeypatch.setattr(PaneReply, "finish", finished)
+    monkeypatch.setattr(LiveRun, "feed", fed)
+    monkeypatch.setattr("tui.screens.pane_reply.draw_now", drawing)
+    ttft = 300  # after the send's own pauses
+    a = scenario(mock_server, text="Alpha ends first.", ttft_ms=ttft, tps=200)
+    b = scenario(mock_server, text="Beta ends later.", ttft_ms=ttft + int(later_s * 1000), tps=200)
+    app = make_app(mock_config(mock_server), isolated_home, models=[a, b])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "race")
+        await wait_until(pilot, lambda: replies_over(app), what="race", timeout=20)
+    assert sorted(drawn) == [0, 1] and sorted(ended) == sorted(figures) == [0, 1]
+    if later_s < 1:
+        assert later_s < END_TOGETHER_S and figures[0] >= ended[1], (ended, figures)
+    else:
+        assert figures[0] < ended[1], (ended, figures)
+        assert figures[0] - ended[0] < END_TOGETHER_S + 1.0, (ended, figures)

@@ -908,6 +908,49 @@ async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> Non
         assert view._height() == view.size.height == shown  # the reserve is given back
 
 
+async def test_draw_now_writes_a_last_text_at_once_unless_a_layout_is_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply's last text, drawn in the lines it already takes, goes to the terminal within
+    ``draw_now``: Textual writes it at the screen's next update tick, which a frame of every
+    pane's text could come before. With a layout due (the plain ``finish`` gives the reserve
+    back), it draws nothing: Textual's update lays the screen out first."""
+    import re
+
+    from tui.textual_private import draw_now
+
+    written: list[str] = []
+    display = App._display
+
+    def displayed(self: App[Any], screen: Any, update: Any) -> None:
+        if update is not None:
+            written.append(
+                re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", update.render_segments(self.console))
+            )
+        display(self, screen, update)
+
+    monkeypatch.setattr(App, "_display", displayed)
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(StreamingMarkdown)
+        view.append("```python\n")
+        for i in range(9):  # code lines, a frame each: the view reserves lines ahead
+            view.append(f"x_{i} = {i}\n")
+            view.sync()
+            await pilot.pause()
+        written.clear()
+        view.append("zebra = 9\n```\n")
+        view.finish(keep_height=True)
+        assert not written
+        assert draw_now(app.screen, [view])
+        assert len(written) == 1 and "zebra = 9" in written[0], written
+        view.finish()  # the reserve given back: a layout is due
+        assert not draw_now(app.screen, [view])
+        assert len(written) == 1
+        await pilot.pause()
+        assert view._height() == view.size.height == _drawn(view)
+
+
 async def test_a_last_text_longer_than_the_reserve_grows_the_reply() -> None:
     app = _Host()
     async with app.run_test(size=SIZE) as pilot:

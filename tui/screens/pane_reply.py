@@ -11,6 +11,7 @@ from providers.events import Cancelled, StreamError, ToolCallDelta
 from providers.remote import StreamHandle
 from tui.session import blind
 from tui.session.conversation import LiveRun
+from tui.textual_private import draw_now
 from tui.widgets.assistant_message import AssistantMessage
 
 if TYPE_CHECKING:
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 CANCEL_GRACE_S = 1.0
 # A reply's last text waits at most this for its frame before its figures and save.
 FRAME_WAIT_S = 0.25
+# A reply's figures and save wait at most this for the other panes of its race to end, and
+# look whether they have every END_POLL_S.
+END_TOGETHER_S = 0.5
+END_POLL_S = 0.01
 
 
 class PaneReply:
@@ -102,18 +107,29 @@ class PaneReply:
             # kept their last tokens off the screen (a trace at 4 × 2,000 tok/s, one token an
             # event: four finishes of 40-45 ms each, one after another, before the frame).
             widget.finish_text()
+            draw_now(self.screen, widget.text_views())
             waiting = self.screen.last_text_waiting
             waiting.add(self.pane)
             try:
                 await self._frame_drawn(self.pane)
             finally:
                 waiting.discard(self.pane)
-            # The panes of a race end together: while another pane's last text waits for its
-            # frame, this reply's bookkeeping (up to 20 ms) waits too (at most FRAME_WAIT_S).
+            # The panes of a race end together: while another pane streams, or its last text
+            # waits for its frame, this reply's bookkeeping waits (at most END_TOGETHER_S).
+            # It is 10-20 ms of figures and saving, and asks for a layout of the screen (the
+            # reply leaves its tail; its header and figures line change): the last text of a
+            # pane that ended 10 ms later then waited for both, 150 ms at 4 × 2,000 tok/s.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FRAME_WAIT_S):
-                    while waiting:
-                        await self._frame_drawn()
+                async with asyncio.timeout(END_TOGETHER_S):
+                    # Polled: a run ends in another pane's worker, a frame in a callback.
+                    while waiting or self._others_streaming():  # noqa: ASYNC110
+                        await asyncio.sleep(END_POLL_S)
+
+    def _others_streaming(self) -> bool:
+        """Whether another pane's reply is still coming in."""
+        return any(
+            not reply.run.done for reply in self.screen.replies.values() if reply is not self
+        )
 
     async def _frame_drawn(self, pane: int | None = None) -> None:
         """Return once the screen has drawn what changed (at most ``FRAME_WAIT_S`` later);

@@ -154,6 +154,12 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
     def show_live(self, line: str) -> None:
         self.metrics_line.show(line)
 
+    def text_views(self) -> list[StreamingMarkdown]:
+        """The reply's text and its reasoning's, if any."""
+        if self.reasoning is None:
+            return [self.body]
+        return [self.reasoning.body, self.body]
+
     def finish_text(self) -> None:
         """The stream is over: draw the rest of the text (``finish`` shows the figures), in
         the lines it already takes and those reserved below it."""
