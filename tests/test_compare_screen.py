@@ -706,7 +706,7 @@ async def test_a_reply_s_final_figures_wait_for_its_last_text(
     assert not early, early
 
 
-@pytest.mark.parametrize("later_s", [0.25, 2.5], ids=["soon", "long"])
+@pytest.mark.parametrize("later_s", [0.25, 1.5], ids=["soon", "long"])
 async def test_a_reply_s_bookkeeping_waits_for_the_others_to_end(
     isolated_home: Path,
     mock_server: MockServerProcess,
