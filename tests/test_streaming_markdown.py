@@ -881,18 +881,24 @@ async def test_replies_side_by_side_step_in_the_same_frames(
     assert dragged[1] <= own[1] + 3, (dragged, own)
 
 
+async def _code_reserving_lines(app: _Host, pilot: Any) -> StreamingMarkdown:
+    """``app``'s view streaming code lines, a frame each: it reserves lines ahead."""
+    view = app.query_one(StreamingMarkdown)
+    view.append("```python\n")
+    for i in range(9):
+        view.append(f"x_{i} = {i}\n")
+        view.sync()
+        await pilot.pause()
+    return view
+
+
 async def test_the_last_text_keeps_the_reserved_lines_until_the_figures() -> None:
     """``finish(keep_height=True)`` (a reply's last text) draws it in the lines the reply
     already takes: no change of height, so no layout of the screen before the last token is
     shown. The plain ``finish`` that follows (the figures) gives the exact height back."""
     app = _Host()
     async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(StreamingMarkdown)
-        view.append("```python\n")
-        for i in range(9):  # code lines, a frame each: the view reserves lines ahead
-            view.append(f"x_{i} = {i}\n")
-            view.sync()
-            await pilot.pause()
+        view = await _code_reserving_lines(app, pilot)
         reserved = view._height()
         drawn = _drawn(view)
         assert reserved > drawn + 2  # room for the last line and the blank one after the block
@@ -932,12 +938,7 @@ async def test_draw_now_writes_a_last_text_at_once_unless_a_layout_is_due(
     monkeypatch.setattr(App, "_display", displayed)
     app = _Host()
     async with app.run_test(size=SIZE) as pilot:
-        view = app.query_one(StreamingMarkdown)
-        view.append("```python\n")
-        for i in range(9):  # code lines, a frame each: the view reserves lines ahead
-            view.append(f"x_{i} = {i}\n")
-            view.sync()
-            await pilot.pause()
+        view = await _code_reserving_lines(app, pilot)
         written.clear()
         view.append("zebra = 9\n```\n")
         view.finish(keep_height=True)
