@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from providers import prespawn
 from providers.config import Config
-from providers.events import Event, StreamError
+from providers.events import Cancelled, Event, Finished, StreamError
 from providers.framing import encode, pipe_streams, read_frame
 from providers.request import ChatRequest
 
@@ -119,6 +119,10 @@ class AdoptedWorker:
     def terminate(self) -> None:
         if self._popen.poll() is None:
             self._popen.terminate()
+
+
+# The events that end a stream.
+_ENDS = (Finished, Cancelled, StreamError)
 
 
 class EngineProcess:
@@ -221,10 +225,20 @@ class EngineProcess:
                 msg = await read_frame(proc.stdout, self.pipe_counts)
                 match msg:
                     case Events(by_stream):
+                        ended = False
                         for sid, evs in by_stream.items():
                             handle = self._streams.get(sid)
                             if handle is not None:
                                 handle._push(evs)
+                                ended = ended or any(isinstance(ev, _ENDS) for ev in evs)
+                        if ended:
+                            # A stream's end is read by its consumer before the frames behind
+                            # it in the pipe: frames already read are handed out without a
+                            # turn of the loop, and the consumers then run in the order they
+                            # started waiting. The pane that ended first drew its end last,
+                            # after the others' whole batches (a race at 4 × 2,000 tok/s: 111
+                            # ms, against 61-75 for the panes that ended 25 ms after it).
+                            await asyncio.sleep(0)
                     case Status(text, level):
                         if self.on_status is not None:
                             self.on_status(text, level)

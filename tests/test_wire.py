@@ -94,3 +94,60 @@ async def test_concurrent_streams_each_get_their_own_events_in_order(
         assert proc.active == 0
     finally:
         await proc.close()
+
+
+class _Piped:
+    """A worker whose output is frames already in the pipe."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stdout: asyncio.StreamReader | None = asyncio.StreamReader()
+        for frame in frames:
+            self.stdout.feed_data(frame)
+        self.stdout.feed_eof()
+        self.returncode: int | None = 0
+
+    async def wait(self) -> int:
+        return 0
+
+    def kill(self) -> None:
+        pass
+
+    def terminate(self) -> None:
+        pass
+
+
+async def test_a_stream_s_end_is_read_before_the_frames_behind_it() -> None:
+    """Frames already in the pipe are handed out without a turn of the loop between them, and
+    the consumers then run in the order they started waiting: the stream that ended in the
+    first frame was read last, after another stream's batches of every later frame (the pane
+    that ended first drew its end last). Its end now reaches its consumer before the frames
+    behind it are handed out."""
+    from providers.remote import StreamHandle
+
+    config = parse_config({"endpoints": {"x": {"base_url": "http://127.0.0.1:9/v1"}}})
+    proc = EngineProcess(config)
+    proc._closing = True  # (the fake worker's end is not a death to report)
+    a, b = StreamHandle(1), StreamHandle(2)
+    proc._streams = {1: a, 2: b}
+    frames = [
+        encode(
+            wire.Events({1: [TextDelta(1, "a1")], 2: [TextDelta(2, "b1"), Finished(3, "stop")]})
+        ),
+        *(encode(wire.Events({1: [TextDelta(4 + i, f"a{i + 2}")]})) for i in range(3)),
+        encode(wire.Events({1: [Finished(9, "stop")]})),
+    ]
+    ended: list[int] = []  # streams, in the order their consumers read their ends
+
+    async def consume(handle: StreamHandle) -> None:
+        while (batch := await handle.next_batch()) is not None:
+            if any(isinstance(ev, Finished) for ev in batch):
+                ended.append(handle.sid)
+                return
+
+    consumers = [asyncio.create_task(consume(a)), asyncio.create_task(consume(b))]
+    await asyncio.sleep(0)  # both waiting, a first
+    await proc._read_loop(_Piped(frames))
+    await asyncio.wait_for(asyncio.gather(*consumers), 5)
+    assert ended == [2, 1]
+    assert [ev.text for ev in a.events if isinstance(ev, TextDelta)] == ["a1", "a2", "a3", "a4"]
