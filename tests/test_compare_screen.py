@@ -635,9 +635,9 @@ def _slow_last_frames(monkeypatch: pytest.MonkeyPatch, wait_s: float) -> None:
 
     frame_drawn = PaneReply._frame_drawn
 
-    async def slow_frame(self: PaneReply, pane: int | None = None) -> None:
+    async def slow_frame(self: PaneReply) -> None:
         await asyncio.sleep(wait_s)
-        await frame_drawn(self, pane)
+        await frame_drawn(self)
 
     monkeypatch.setattr(PaneReply, "_frame_drawn", slow_frame)
 

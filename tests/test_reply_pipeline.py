@@ -161,10 +161,10 @@ async def test_a_replys_bookkeeping_waits_for_the_other_panes_last_text(
     real_frame = PaneReply._frame_drawn
     overlapped: list[bool] = []
 
-    async def frame_drawn(self: PaneReply, pane: int | None = None) -> None:
+    async def frame_drawn(self: PaneReply) -> None:
         await asyncio.sleep(0.05)
         overlapped.append(bool(self.screen.last_text_waiting - {self.pane}))
-        await real_frame(self, pane)
+        await real_frame(self)
 
     monkeypatch.setattr(PaneReply, "_frame_drawn", frame_drawn)
     app = make_app(mock_config(mock_server), isolated_home, models=["mock/together"] * 4)

@@ -111,7 +111,7 @@ class PaneReply:
             waiting = self.screen.last_text_waiting
             waiting.add(self.pane)
             try:
-                await self._frame_drawn(self.pane)
+                await self._frame_drawn()
             finally:
                 waiting.discard(self.pane)
             # The panes of a race end together: while another pane streams, or its last text
@@ -131,14 +131,13 @@ class PaneReply:
             not reply.run.done for reply in self.screen.replies.values() if reply is not self
         )
 
-    async def _frame_drawn(self, pane: int | None = None) -> None:
+    async def _frame_drawn(self) -> None:
         """Return once the screen has drawn what changed (at most ``FRAME_WAIT_S`` later);
-        ``pane`` leaves ``last_text_waiting`` when that frame is out, not when this resumes."""
+        the pane leaves ``last_text_waiting`` when that frame is out, not when this resumes."""
         drawn = asyncio.Event()
 
         def done() -> None:
-            if pane is not None:
-                self.screen.last_text_waiting.discard(pane)
+            self.screen.last_text_waiting.discard(self.pane)
             drawn.set()
 
         if self.screen.call_after_refresh(done):
