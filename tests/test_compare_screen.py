@@ -559,6 +559,42 @@ async def test_a_frame_shows_what_the_engine_sent_while_the_last_one_was_drawn(
         await pilot.press("escape")
 
 
+async def test_the_frame_pacer_is_told_while_a_pane_s_text_flies_by(
+    isolated_home: Path, mock_server: MockServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race's frame clock tells the pacer (``fast``) while a streaming pane's text moves
+    ``FAST_VIEWS_PER_S`` views a second or more, and no more once that reply has ended while
+    a slow one still streams."""
+    from tui.frame_pacer import FramePacer
+    from tui.screens.race_screen import RaceScreen
+
+    told: list[tuple[bool, bool]] = []  # (fast, the fast pane still streaming) at each tick
+    frame = FramePacer.frame
+
+    def traced(self: FramePacer, fast: bool = False) -> bool:
+        race = app.screen
+        if isinstance(race, RaceScreen) and 0 in race.replies:
+            told.append((fast, not race.replies[0].run.done))
+        return frame(self, fast)
+
+    monkeypatch.setattr(FramePacer, "frame", traced)
+    code = "```python\n" + "".join(f"x_{i} = {i}\n" for i in range(1500)) + "```\n"
+    app = _two_panes(
+        mock_server,
+        isolated_home,
+        {"text": code, "ttft_ms": 5, "tps": 3000},
+        tps=40,
+        text="slow " * 80,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, lambda: replies_over(app), what="race", timeout=30)
+    streaming = [fast for fast, on in told if on]
+    after = [fast for fast, on in told if not on]
+    assert sum(streaming) >= len(streaming) // 2, told  # from its first half-second on
+    assert after and not any(after[5:]), told
+
+
 @pytest.mark.parametrize("busy", [True, False], ids=["busy", "not-busy"])
 async def test_race_panes_step_together_and_bigger_while_the_ui_is_busy(
     isolated_home: Path,

@@ -5,19 +5,21 @@ time."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 
 import pytest
 
 from tui.frame_pacer import FramePacer
 
 
-def _run(shares: Iterable[float], tick_s: float = 0.05) -> FramePacer:
-    """Tick the pacer once per interval, the UI thread busy ``share`` of each interval."""
+def _run(shares: Iterable[float], tick_s: float = 0.05, fast: bool = False) -> FramePacer:
+    """Tick the pacer once per interval, the UI thread busy ``share`` of each interval (of
+    each drawn one; ``fast``: text on screen moves ``FAST_VIEWS_PER_S`` views a second)."""
     wall = [0.0]
     cpu = [0.0]
     pacer = FramePacer(busy=0.75, max_wait_s=0.25, clock=lambda: wall[0], cpu_clock=lambda: cpu[0])
     for share in shares:
-        pacer.frame()
+        pacer.frame(fast)
         wall[0] += tick_s
         cpu[0] += tick_s * share
     return pacer
@@ -43,6 +45,51 @@ def test_busy_ui_draws_less_often_but_at_least_four_times_a_second() -> None:
     # ... but never more than the bound and one tick apart (0.25 + 0.05 s): 10 s of ticks
     # draw at least 33 frames.
     assert pacer.drawn >= int(200 * 0.05 / 0.30)
+
+
+def test_fast_text_on_a_busy_ui_draws_every_other_tick() -> None:
+    # 4 panes × 2,000 tok/s: each pane's text moves 11 views a second, the UI thread is 48 %
+    # busy drawing every tick and about 40 % drawing every other one. Frames thin to 10 a
+    # second, and stay so: below FAST_BUSY at half the frames, the pacer does not go back to
+    # every tick (and up again) while the load stays above FAST_LEAVE of it.
+    wall, cpu = [0.0], [0.0]
+    pacer = FramePacer(clock=lambda: wall[0], cpu_clock=lambda: cpu[0])
+    decisions = []
+    for _ in range(200):
+        drew = pacer.frame(fast=True)
+        decisions.append(drew)
+        wall[0] += 0.05
+        cpu[0] += 0.05 * (0.56 if drew else 0.24)  # ~0.48 drawing every tick, ~0.4 at half
+    late = decisions[40:]
+    assert pacer.thinned
+    assert sum(late) == len(late) // 2  # every other tick, from the first second on
+    assert all(a != b for a, b in pairwise(late))
+
+
+def test_fast_text_on_a_light_ui_keeps_every_frame() -> None:
+    # One pane at 2,000 tok/s: its text flies by, but drawing it keeps the UI 15 % busy.
+    pacer = _run([0.15] * 200, fast=True)
+    assert pacer.skipped == 0 and not pacer.thinned
+
+
+def test_busy_ui_with_slow_text_keeps_every_frame_up_to_busy() -> None:
+    # 4 panes × 500 tok/s on a slow host: busy, but the text moves under 3 views a second,
+    # and render lag is what such a race is judged by.
+    pacer = _run([0.6] * 200, fast=False)
+    assert pacer.skipped == 0
+
+
+def test_thinned_frames_come_back_when_the_ui_is_light_again() -> None:
+    pacer = _run([0.7] * 60 + [0.1] * 60, fast=True)
+    assert not pacer.thinned
+    wall, cpu = [0.0], [0.0]
+    pacer = FramePacer(clock=lambda: wall[0], cpu_clock=lambda: cpu[0])
+    drawn = []
+    for i in range(120):
+        drawn.append(pacer.frame(fast=i < 60))  # the fast reply ends: others stream slowly
+        wall[0] += 0.05
+        cpu[0] += 0.05 * 0.5
+    assert not all(drawn[20:60]) and all(drawn[61:])
 
 
 def test_drawing_resumes_at_once_after_a_pause() -> None:

@@ -1415,12 +1415,22 @@ async def test_a_busy_reply_that_fills_its_view_is_drawn_at_its_tail() -> None:
         assert lazy.source == ref.source == text
 
 
-async def test_a_reply_that_will_fill_its_view_soon_takes_the_rows_left_at_once() -> None:
+async def test_a_reply_that_will_fill_its_view_soon_takes_the_rows_left_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A reply growing fast enough to fill the rest of its list's view within ``ROOM_FILL_S``
     takes those rows at a step (they show blank, as reserved rows do): one step, one layout
     of the screen, where it stepped every half second's worth of text before. The list does
-    not scroll while the text fits, and the rows in view are the text, then blank rows."""
+    not scroll while the text fits, and the rows in view are the text, then blank rows.
+
+    At 80 tok/s on the reply's clock (4 tokens a frame, 20 frames a second). On the wall's,
+    the rate was the host's: on a fast one, two frames a millisecond apart made a rate so
+    high that the reply took its tail at its first step, and the list scrolled."""
+    from tui.widgets import streaming_markdown as sm
     from tui.widgets.message_list import MessageList
+
+    clock = [1000.0]
+    monkeypatch.setattr(sm, "_now", lambda: clock[0])
 
     class _RacePane(_Pane):  # a race's pane: its turns start at the top while they fit
         def compose(self) -> ComposeResult:
@@ -1441,6 +1451,7 @@ async def test_a_reply_that_will_fill_its_view_soon_takes_the_rows_left_at_once(
         tokens = _tokens(text)
         i = 0
         while lazy._text_lines < rows - 1:
+            clock[0] += 0.05
             await _stream_busy(pilot, lazy, ref, "".join(tokens[i : i + 4]), 4, check=False)
             i += 4
             if lazy.size.height not in heights:
@@ -1706,6 +1717,47 @@ async def test_a_fast_reply_at_its_tail_reserves_what_it_grows_in_tail_ahead_s(
         ref.finish()
         await pilot.pause()
         assert _shown(lazy) == _shown(ref)
+
+
+async def test_views_per_s_follows_how_fast_the_text_moves_through_the_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the frame pacer reads (``views_per_s``): the text's rows a second over the list's
+    view rows, a moving average over ``SCROLL_TAU_S``. At 3,000 tok/s the text moves more than
+    ``FAST_VIEWS_PER_S`` views a second; at 100 tok/s, far fewer; and the average follows a
+    change of rate in a few seconds."""
+    from tui.frame_pacer import FAST_VIEWS_PER_S
+    from tui.widgets import streaming_markdown as sm
+    from tui.widgets.message_list import MessageList
+
+    clock = [100.0]
+    monkeypatch.setattr(sm, "_now", lambda: clock[0])
+    app = _Pane()
+    async with app.run_test(size=(70, 16)) as pilot:
+        lazy, _ = await _pane_views(pilot)
+        rows = app.query_one(MessageList).scrollable_content_region.height
+        tokens = _tokens(_fast_text() * 8)
+        assert len(tokens) >= 6300
+
+        async def stream(per_frame: int, frames: int, start: int) -> tuple[float, float]:
+            """Stream ``per_frame`` tokens a frame at 20 frames a second; the last second's
+            true rate in views a second, and what the view says."""
+            marks = []
+            for k in range(frames):
+                clock[0] += 0.05
+                i = start + k * per_frame
+                lazy.append("".join(tokens[i : i + per_frame]))
+                lazy.sync(busy=True)
+                marks.append(lazy._text_lines)
+                await pilot.pause()
+            return (marks[-1] - marks[-21]) / rows, lazy.views_per_s
+
+        true_fast, said_fast = await stream(150, 40, 0)  # 3,000 tok/s for 2 s
+        assert true_fast >= FAST_VIEWS_PER_S
+        assert said_fast == pytest.approx(true_fast, rel=0.35)
+        true_slow, said_slow = await stream(5, 60, 6000)  # then 100 tok/s for 3 s
+        assert said_slow == pytest.approx(true_slow, abs=0.3), (true_slow, said_slow)
+        assert said_slow < FAST_VIEWS_PER_S / 2
 
 
 async def test_a_burst_at_the_tail_reserves_at_most_tail_max_views(

@@ -12,6 +12,15 @@ busy as a moving average over about ``TAU_S``. Only while that average is above 
 is saturated, not just one frame dear) is a tick skipped, and never for more than ``MAX_WAIT_S``
 since the last frame drawn. A reply's end is drawn at once by its own ``finish``, never paced.
 
+Text that scrolls by faster than anyone reads is drawn less often still. While a pane's text
+moves ``FAST_VIEWS_PER_S`` views a second or more (a frame at 20 Hz shows a quarter of a view of
+new text: 4 panes × 1,000 tok/s and up) and the UI thread is busier than ``FAST_BUSY``, frames
+come ``FAST_INTERVAL_S`` apart. Each frame costs about as much again whatever text it draws (the
+open blocks, the block parse, the compositor, the write): at 4 × 2,000 tok/s the UI thread was
+60 % busy at 19 frames a second, all of them drawn, every row of the text drawn once, and the
+app and engine together took 96-102 % of a core, over the issue's bound. A light UI (one pane
+at 2,000 tok/s) keeps every frame.
+
 The first pacer judged each 50 ms interval on its own: at 2 panes × 200 tok/s one costly frame
 (a code block closing, a young collection) put an interval over 60 % and skipped the next
 tick, and render lag p95 read 1.44-1.52× that of the build without a pacer in the same runs.
@@ -42,6 +51,15 @@ LATE_BREATH_S = 0.005
 # each step is a layout and a redraw of its pane. Below it (2 panes × 200 tok/s: 0.27; 4 × 500:
 # 0.57), steps stay small, so that few blank lines show below the text.
 STEP_BUSY = 0.5
+# Text moving this many views a second or more, while the UI thread is busier than FAST_BUSY,
+# is drawn at most every FAST_INTERVAL_S (a tick is skipped when the last frame is closer than
+# three quarters of it: every other tick at 20 Hz).
+FAST_VIEWS_PER_S = 5.0
+FAST_BUSY = 0.4
+FAST_INTERVAL_S = 0.1
+# ... and keeps them so until the UI thread is less busy than this share of FAST_BUSY (with
+# half the frames it is less busy: at 4 × 2,000 tok/s 0.48 at every frame, about 0.4 at half).
+FAST_LEAVE = 0.6
 
 
 class FramePacer:
@@ -52,22 +70,28 @@ class FramePacer:
         busy: float = BUSY,
         max_wait_s: float = MAX_WAIT_S,
         tau_s: float = TAU_S,
+        fast_busy: float = FAST_BUSY,
+        fast_interval_s: float = FAST_INTERVAL_S,
         clock: Callable[[], float] | None = None,
         cpu_clock: Callable[[], float] | None = None,
     ) -> None:
         self.busy = busy
         self.max_wait_s = max_wait_s
         self.tau_s = tau_s
+        self.fast_busy = fast_busy
+        self.fast_interval_s = fast_interval_s
         self._clock = clock or time.monotonic
         self._cpu = cpu_clock or time.thread_time
         self._tick: tuple[float, float] | None = None  # (wall, cpu) at the last tick
         self._drawn_at: float | None = None  # wall time of the last frame drawn
         self.load = 0.0  # the UI thread's busy share, moving average
+        self.thinned = False  # fast text drawn every FAST_INTERVAL_S
         self.drawn = 0
         self.skipped = 0
 
-    def frame(self) -> bool:
-        """True when this tick should draw (and counts it as drawn)."""
+    def frame(self, fast: bool = False) -> bool:
+        """True when this tick should draw (and counts it as drawn). ``fast``: some text on
+        screen moves ``FAST_VIEWS_PER_S`` views a second or more."""
         now, cpu = self._clock(), self._cpu()
         if self._tick is not None:
             wall = now - self._tick[0]
@@ -75,10 +99,18 @@ class FramePacer:
                 share = min(1.0, (cpu - self._tick[1]) / wall)
                 self.load += (1 - math.exp(-wall / self.tau_s)) * (share - self.load)
         self._tick = (now, cpu)
+        if not fast or self.load < self.fast_busy * FAST_LEAVE:
+            self.thinned = False
+        elif self.load > self.fast_busy:
+            self.thinned = True
         drawn_at = self._drawn_at
-        if drawn_at is not None and self.load > self.busy and now - drawn_at < self.max_wait_s:
-            self.skipped += 1
-            return False
+        if drawn_at is not None:
+            since = now - drawn_at
+            if (self.load > self.busy and since < self.max_wait_s) or (
+                self.thinned and since < 0.75 * self.fast_interval_s
+            ):
+                self.skipped += 1
+                return False
         self._drawn_at = now
         self.drawn += 1
         return True

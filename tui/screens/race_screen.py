@@ -30,7 +30,7 @@ from providers.prices import format_context, model_info
 from providers.request import ChatRequest
 from providers.tokens import estimate_prompt_tokens, estimate_tokens
 from tui import format as fmt
-from tui.frame_pacer import STEP_BUSY, FrameClock, FramePacer
+from tui.frame_pacer import FAST_VIEWS_PER_S, STEP_BUSY, FrameClock, FramePacer
 from tui.screens.pane_reply import PaneReply
 from tui.session import blind, request_settings
 from tui.session.attachments import complete_image_command, image_command, refused_before_sending
@@ -666,7 +666,13 @@ class RaceScreen(Screen[None]):
     async def _tick(self) -> None:
         if not self.replies:
             return
-        if not self._pacer.frame():  # fewer frames while drawing keeps the UI busy
+        # Fewer frames while drawing keeps the UI busy, or text flies by faster than it is read.
+        fast = any(
+            r.widget.views_per_s >= FAST_VIEWS_PER_S
+            for r in self.replies.values()
+            if not r.run.done
+        )
+        if not self._pacer.frame(fast):
             return
         # What the engine sent while the last frame was drawn is read first, so this frame
         # shows it. The pipe is read, its frames parsed and each pane's batch fed only as the

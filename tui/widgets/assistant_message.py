@@ -146,6 +146,12 @@ class AssistantMessage(UniformRows, OneLayout, Vertical):
         stepped = self.reasoning.body.sync(busy) if self.reasoning is not None else False
         return self.body.sync(busy) or stepped
 
+    @property
+    def views_per_s(self) -> float:
+        """How fast the reply's text moves through the view (``StreamingMarkdown``)."""
+        views = self.text_views()
+        return max(view.views_per_s for view in views)
+
     def step_along(self) -> None:
         """Another reply grew a step in this frame: this one takes its next step with it if
         it is near (``StreamingMarkdown.step_along``)."""

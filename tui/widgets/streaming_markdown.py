@@ -18,6 +18,7 @@ Appends are coalesced: ``append`` records text; the view re-syncs at most ``fps`
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from bisect import bisect_right
@@ -107,6 +108,7 @@ PARAGRAPH_FRAME_CHARS = 12_000
 # (``_Closed``): drawn when it comes into view (within this many screen heights of it), or
 # after the reply ends, this long at most a step, while nothing else is to be drawn.
 REVEAL_SCREENS = 1.0
+SCROLL_TAU_S = 0.5  # the text's rows a second: a moving average over about this long
 SETTLE_STEP_S = 0.004
 LONG_PARAGRAPH_CHARS = 4 * PARAGRAPH_FRAME_CHARS  # a closed paragraph longer is drawn in steps
 _UNCLOSED = re.compile(r"[*`]|~~|(?<!\w)_")
@@ -663,6 +665,8 @@ class StreamingMarkdown(OneLayout, Widget):
         self.rendered_lines = 0  # lines Rich has drawn for this widget (the cost of a frame)
         self._style: Style | None = None  # the widget's text style, until styles change
         self._options: tuple[int, ConsoleOptions] | None = None
+        self.rows_per_s = 0.0  # how fast the text grows, in rows (``views_per_s``)
+        self._rows_at: tuple[float, int] | None = None
 
     @property
     def _blocks(self) -> list[str]:
@@ -715,7 +719,29 @@ class StreamingMarkdown(OneLayout, Widget):
         when the reply took a step of height (the screen lays out again). ``busy``: the UI is
         busy drawing, so a step may reserve up to ``GROW_MAX_BUSY`` lines."""
         self._grow_max = GROW_MAX_BUSY if busy else GROW_MAX
-        return self._sync() if self.is_mounted else False
+        if not self.is_mounted:
+            return False
+        stepped = self._sync()
+        self._count_rows()
+        return stepped
+
+    def _count_rows(self) -> None:
+        """Follow how fast the text grows (``rows_per_s``), at each frame."""
+        now, lines = _now(), self._text_lines
+        if self._rows_at is not None:
+            wall = now - self._rows_at[0]
+            if wall <= 0:
+                return
+            rate = (lines - self._rows_at[1]) / wall
+            self.rows_per_s += (1 - math.exp(-wall / SCROLL_TAU_S)) * (rate - self.rows_per_s)
+        self._rows_at = (now, lines)
+
+    @property
+    def views_per_s(self) -> float:
+        """How fast the text moves through its list's view, in views a second (0 outside a
+        list): what the frame pacer reads to draw text that flies by less often."""
+        rows = self._view_rows()
+        return self.rows_per_s / rows if rows > 0 else 0.0
 
     def finish(self, keep_height: bool = False) -> None:
         """The stream is over: the last block becomes a closed one.
