@@ -16,10 +16,11 @@ Text that scrolls by faster than anyone reads is drawn less often still. While a
 moves ``FAST_VIEWS_PER_S`` views a second or more (a frame at 20 Hz shows a quarter of a view of
 new text: 4 panes × 1,000 tok/s and up) and the UI thread is busier than ``FAST_BUSY``, frames
 come ``FAST_INTERVAL_S`` apart. Each frame costs about as much again whatever text it draws (the
-open blocks, the block parse, the compositor, the write): at 4 × 2,000 tok/s the UI thread was
-60 % busy at 19 frames a second, all of them drawn, every row of the text drawn once, and the
-app and engine together took 96-102 % of a core, over the issue's bound. A light UI (one pane
-at 2,000 tok/s) keeps every frame.
+open blocks, the block parse, the compositor, the write), and at half the frames a pane shows
+its last view whole at each frame instead of half of it: at 4 × 2,000 tok/s the UI thread was
+40-60 % busy at 19 frames a second, every row of the text drawn once, and the app and engine
+together took 77-102 % of a core, against the issue's bound of 100 %. A light UI keeps every
+frame: one pane at 2,000 tok/s keeps its UI thread 15 % busy, two 27 %.
 
 The first pacer judged each 50 ms interval on its own: at 2 panes × 200 tok/s one costly frame
 (a code block closing, a young collection) put an interval over 60 % and skipped the next
@@ -55,10 +56,11 @@ STEP_BUSY = 0.5
 # is drawn at most every FAST_INTERVAL_S (a tick is skipped when the last frame is closer than
 # three quarters of it: every other tick at 20 Hz).
 FAST_VIEWS_PER_S = 5.0
-FAST_BUSY = 0.4
+FAST_BUSY = 0.3
 FAST_INTERVAL_S = 0.1
 # ... and keeps them so until the UI thread is less busy than this share of FAST_BUSY (with
-# half the frames it is less busy: at 4 × 2,000 tok/s 0.48 at every frame, about 0.4 at half).
+# half the frames it is less busy: at 4 × 2,000 tok/s 0.48 at every frame, about 0.4 at half;
+# 0.33 and 0.25 on a faster host).
 FAST_LEAVE = 0.6
 
 
