@@ -433,7 +433,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
 def make_transport(
     *,
-    verify: bool | str,
+    verify: bool | str | ssl.SSLContext,
     proxy: str | None,
     trust_env: bool,
     limits: httpx.Limits,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import time
 from email.utils import formatdate
 from typing import Any
@@ -601,3 +602,26 @@ async def test_warming_up_asks_for_the_models_with_the_endpoints_key_and_query(
     assert (req.method, req.path) == ("GET", "/v1/models?api-version=7")
     assert req.headers.get("accept") == "application/json"
     assert req.headers.get("authorization") == "Bearer sk-warm-123456"
+
+
+async def test_a_plain_http_endpoint_loads_no_ca_bundle_and_would_fail_tls_closed() -> None:
+    """A plain-HTTP endpoint's client is built with a TLS context that has no CA certificates
+    (httpx would load its whole bundle: 27-31 ms, a tenth of a headless ask); one that still
+    requires a verified certificate and host name, so that any TLS through it fails. An HTTPS
+    endpoint's client loads the bundle as before, and ``verify = false`` is kept as said."""
+
+    def context(url: str, **endpoint: Any) -> Any:
+        eng = make_engine(url, **endpoint)
+        client = eng.client_for(eng.config.endpoint("srv"))
+        pool = getattr(client, "_transport")._pool  # noqa: B009 (httpx keeps it private)
+        return eng, pool._ssl_context
+
+    plain, ctx = context("http://127.0.0.1:9/v1")
+    assert ctx.cert_store_stats()["x509_ca"] == 0
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    secure, ctx = context("https://api.example.invalid/v1")
+    assert ctx.cert_store_stats()["x509_ca"] > 0
+    unverified, ctx = context("https://api.example.invalid/v1", verify=False)
+    assert ctx.verify_mode == ssl.CERT_NONE
+    for eng in (plain, secure, unverified):
+        await eng.aclose()
