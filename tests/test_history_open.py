@@ -63,6 +63,16 @@ def _rows_in_sight(lst: MessageList) -> dict[int, str]:
     return out
 
 
+@pytest.fixture
+def whole_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every turn of the window drawn, however long (``HISTORY_MIN``): these tests are of the
+    replies deferred within it, and 15 replies of two screens each were a window of 5."""
+    from tui.screens import race_screen
+
+    monkeypatch.setattr(race_screen, "HISTORY_MIN", race_screen.HISTORY_WINDOW)
+
+
+@pytest.mark.usefixtures("whole_window")
 async def test_a_long_conversation_opens_drawing_what_is_in_sight(isolated_home: Path) -> None:
     app = make_app(
         parse_config({}), isolated_home, conversation=_conversation(15), start_engine=False
@@ -130,6 +140,65 @@ def test_only_replies_with_screens_of_text_below_them_are_deferred() -> None:
     assert not short.body._deferred
 
 
+def test_a_conversation_of_long_replies_opens_fewer_turns() -> None:
+    """Turns drawn when a conversation opens (``history_window``): the last
+    ``HISTORY_WINDOW`` of short ones; of long ones, ``HISTORY_MIN`` once those come to
+    ``HISTORY_SCREENS`` screens of text; and never more than there are."""
+    from textual.geometry import Size
+
+    from tui.screens.race_screen import (
+        HISTORY_MIN,
+        HISTORY_SCREENS,
+        HISTORY_WINDOW,
+        history_window,
+    )
+
+    screen = Size(80, 40)
+    chatty = [Turn(new_id(), "user" if k % 2 else "assistant", "short") for k in range(100)]
+    assert history_window(chatty, screen, 1) == HISTORY_WINDOW  # 30 turns: 105 rows
+    long_turns = [
+        Turn(new_id(), "user" if k % 2 else "assistant", "line\n" * 60) for k in range(100)
+    ]
+    assert history_window(long_turns, screen, 1) == HISTORY_MIN  # 10 turns: 625 rows
+    sized = [Turn(new_id(), "user" if k % 2 else "assistant", "line\n" * 9) for k in range(100)]
+    drawn = history_window(sized, screen, 1)  # past HISTORY_MIN until four screens (160 rows)
+    rows = [12 if k % 2 == 0 else 11 for k in range(drawn)]  # assistant 9 + 3, user 9 + 2
+    assert sum(rows[:-1]) < HISTORY_SCREENS * screen.height <= sum(rows) and drawn > HISTORY_MIN
+    assert history_window(chatty[:4], screen, 1) == 4
+
+
+async def test_long_replies_open_a_short_window_and_pageup_at_the_top_loads_more(
+    isolated_home: Path,
+) -> None:
+    """A conversation of long replies opens with ``HISTORY_MIN`` turns, the line above them
+    saying how many are not drawn; PageUp at the top draws ``HISTORY_WINDOW`` more."""
+    from textual.widgets import Static
+
+    from tui.screens.race_screen import HISTORY_MIN, HISTORY_WINDOW
+
+    conv = Conversation()
+    for k in range(40):
+        conv.turns(0).append(Turn(new_id(), "user", f"question {k}"))
+        conv.turns(0).append(Turn(new_id(), "assistant", f"answer {k}\n\n" + "a line\n\n" * 40))
+    app = make_app(parse_config({}), isolated_home, conversation=conv, start_engine=False)
+    async with app.run_test(size=(90, 30)) as pilot:
+        screen = await wait_for_screen(pilot, ChatScreen)
+        await pilot.pause(0.2)
+        lst = screen.query_one(MessageList)
+        drawn = len(lst.query(UserMessage)) + len(lst.query(AssistantMessage))
+        assert drawn == HISTORY_MIN
+        earlier = lst.query_one(".earlier", Static)
+        assert f"{80 - HISTORY_MIN} earlier messages" in str(earlier.render())
+        lst.scroll_home(animate=False)
+        await pilot.pause(0.1)
+        await pilot.press("pageup")
+        await pilot.pause(0.2)
+        assert len(lst.query(UserMessage)) + len(lst.query(AssistantMessage)) == (
+            HISTORY_MIN + HISTORY_WINDOW
+        )
+
+
+@pytest.mark.usefixtures("whole_window")
 @pytest.mark.parametrize(("before", "after"), [((90, 16), (90, 60)), ((60, 16), (120, 60))])
 async def test_a_taller_window_draws_the_replies_it_brings_into_sight(
     isolated_home: Path, before: tuple[int, int], after: tuple[int, int]

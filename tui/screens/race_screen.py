@@ -60,16 +60,46 @@ FRAME_HZ = 20
 CATCH_UP_TURNS = 4
 FIGURES_EVERY = 3  # live figures every third frame: about 7 times a second
 HISTORY_WINDOW = 30  # turns rendered per pane when a conversation opens; older ones on demand
+# ... of which only HISTORY_MIN when those are already HISTORY_SCREENS screens of text or more
+# (by an estimate from their sources): 30 long replies were 30 widgets to mount and lay out, and
+# 30 texts to cut into blocks, for text many screens above the end (a 500-message conversation
+# of 3,200-character replies opened in 769-880 ms with 30, 687-716 with 12, same session).
+HISTORY_MIN = 10
+HISTORY_SCREENS = 4
 # Replies with more than this many screens of text below them open deferred (``defer_unseen``):
 # the estimate is near for prose, and drawn markdown is seldom shorter than its source.
 UNSEEN_SCREENS = 2
+
+
+def _pane_width(screen: Size, panes: int) -> int:
+    """About the columns a pane's text takes (its padding and scrollbar off)."""
+    return max(10, screen.width // max(1, panes) - 4)
+
+
+def _turn_rows(turn: Turn, width: int) -> int:
+    """About the rows a turn takes, from its text (its header, figures and gap included)."""
+    return estimate_rows(turn.content, width) + (3 if turn.role != "user" else 2)
+
+
+def history_window(turns: list[Turn], screen: Size, panes: int) -> int:
+    """How many of a pane's last ``turns`` to draw when its conversation opens: at most
+    ``HISTORY_WINDOW``, and past ``HISTORY_MIN`` only while those drawn come to fewer than
+    ``HISTORY_SCREENS`` screens of text."""
+    width, rows, count = _pane_width(screen, panes), 0, 0
+    limit = HISTORY_SCREENS * screen.height
+    for turn in reversed(turns):
+        if count >= HISTORY_WINDOW or (count >= HISTORY_MIN and rows >= limit):
+            break
+        rows += _turn_rows(turn, width)
+        count += 1
+    return count
 
 
 def defer_unseen(widgets: list[Widget], screen: Size, panes: int) -> None:
     """Defer the replies among ``widgets`` (a pane's turns, oldest first, about to open at
     their end) that are surely out of sight: those with more than ``UNSEEN_SCREENS`` screens
     of text below them, by an estimate from their sources. They are drawn when scrolled to."""
-    width = max(10, screen.width // max(1, panes) - 4)  # a pane's text: padding, scrollbar
+    width = _pane_width(screen, panes)
     limit = UNSEEN_SCREENS * screen.height
     below = 0
     for widget in reversed(widgets):
@@ -196,7 +226,8 @@ class RaceScreen(Screen[None]):
 
     def _render_history(self, pane: int) -> None:
         turns = self.conv.turns(pane)
-        self._hidden[pane] = max(0, len(turns) - HISTORY_WINDOW)
+        shown = history_window(turns, self.app.size, len(self.pane_models()))
+        self._hidden[pane] = len(turns) - shown
         widgets = self._turn_widgets(turns[self._hidden[pane] :], pane)
         defer_unseen(widgets, self.app.size, len(self.pane_models()))
         messages = self.messages_of(pane)
