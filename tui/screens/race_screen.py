@@ -76,9 +76,10 @@ def _pane_width(screen: Size, panes: int) -> int:
     return max(10, screen.width // max(1, panes) - 4)
 
 
-def _turn_rows(turn: Turn, width: int) -> int:
-    """About the rows a turn takes, from its text (its header, figures and gap included)."""
-    return estimate_rows(turn.content, width) + (3 if turn.role != "user" else 2)
+def _turn_rows(text: str, width: int, reply: bool) -> int:
+    """About the rows a turn takes, from its text: a reply's header, figures and gap, or a
+    prompt's header and gap, included."""
+    return estimate_rows(text, width) + (3 if reply else 2)
 
 
 def history_window(turns: list[Turn], screen: Size, panes: int) -> int:
@@ -90,7 +91,7 @@ def history_window(turns: list[Turn], screen: Size, panes: int) -> int:
     for turn in reversed(turns):
         if count >= HISTORY_WINDOW or (count >= HISTORY_MIN and rows >= limit):
             break
-        rows += _turn_rows(turn, width)
+        rows += _turn_rows(turn.content, width, reply=turn.role != "user")
         count += 1
     return count
 
@@ -106,9 +107,9 @@ def defer_unseen(widgets: list[Widget], screen: Size, panes: int) -> None:
         if below >= limit and isinstance(widget, AssistantMessage):
             widget.defer()
         elif isinstance(widget, AssistantMessage):
-            below += estimate_rows(widget.body.source, width) + 3  # header, figures, gap
+            below += _turn_rows(widget.body.source, width, reply=True)
         elif isinstance(widget, UserMessage):
-            below += estimate_rows(widget.text, width) + 2
+            below += _turn_rows(widget.text, width, reply=False)
         else:
             below += 2
 
