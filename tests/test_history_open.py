@@ -171,7 +171,8 @@ async def test_long_replies_open_a_short_window_and_pageup_at_the_top_loads_more
     isolated_home: Path,
 ) -> None:
     """A conversation of long replies opens with ``HISTORY_MIN`` turns, the line above them
-    saying how many are not drawn; PageUp at the top draws ``HISTORY_WINDOW`` more."""
+    saying how many are not drawn; PageUp at the top draws ``HISTORY_WINDOW`` more, and so
+    does Ctrl+Home from anywhere, until none is left."""
     from textual.widgets import Static
 
     from tui.screens.race_screen import HISTORY_MIN, HISTORY_WINDOW
@@ -196,6 +197,17 @@ async def test_long_replies_open_a_short_window_and_pageup_at_the_top_loads_more
         assert len(lst.query(UserMessage)) + len(lst.query(AssistantMessage)) == (
             HISTORY_MIN + HISTORY_WINDOW
         )
+        # Ctrl+Home, as that line says, wherever the list is (the prompt has the focus).
+        lst.scroll_end(animate=False)
+        await pilot.pause(0.1)
+        for drawn in (HISTORY_MIN + 2 * HISTORY_WINDOW, 80):
+            await pilot.press("ctrl+home")
+            await pilot.pause(0.2)
+            assert len(lst.query(UserMessage)) + len(lst.query(AssistantMessage)) == drawn
+        assert not earlier.display
+        await pilot.press("ctrl+home")
+        await pilot.pause(0.1)
+        assert any("start of the conversation" in str(n.message) for n in app._notifications)
 
 
 @pytest.mark.usefixtures("whole_window")

@@ -132,10 +132,6 @@ class ChatScreen(RaceScreen):
 
     # --- scrolling -----------------------------------------------------------------------
 
-    def action_load_earlier(self) -> None:
-        if not self.load_earlier():
-            self.notify("This is the start of the conversation.")
-
     def action_follow(self) -> None:
         self.query_one(MessageList).resume_follow()
 

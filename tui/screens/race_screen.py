@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, assert_never
 
 from textual import on
+from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.geometry import Size
@@ -116,6 +117,11 @@ def defer_unseen(widgets: list[Widget], screen: Size, panes: int) -> None:
 
 class RaceScreen(Screen[None]):
     """A conversation whose panes (one in chat) answer the same prompt, each its own model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # What the line above the oldest turn shown offers (``_update_earlier``).
+        Binding("ctrl+home", "load_earlier", "Show earlier messages", show=False, priority=True)
+    ]
 
     AUTO_FOCUS = "PromptBox"
     BUSY: ClassVar[str] = "A reply is still streaming: Esc cancels it."
@@ -277,6 +283,12 @@ class RaceScreen(Screen[None]):
             earlier = found.first(Static)
             earlier.display = hidden > 0
             earlier.update(text if hidden else "")
+
+    def action_load_earlier(self) -> None:
+        """Ctrl+Home: the next window of older turns, in every pane that has some."""
+        loaded = [self.load_earlier(pane) for pane in range(len(self.pane_models()))]
+        if not any(loaded):
+            self.notify("This is the start of the conversation.")
 
     def load_earlier(self, pane: int = 0) -> bool:
         """Mount the next window of older turns above the first one shown."""
